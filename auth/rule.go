@@ -1,0 +1,45 @@
+package auth
+
+import (
+	"strings"
+
+	"github.com/authql/authql/models"
+)
+
+// Rule is the requirement of one @auth directive: any authenticated caller
+// when both are empty, else the role and/or the permission.
+type Rule struct {
+	Role       string
+	Permission string
+}
+
+// Authorize decides a Rule for the principal (nil when the request is not
+// authenticated, with authErr saying why). grants returns the permissions of
+// a role. It returns Unauthenticated without a principal and Forbidden when
+// the principal lacks the role or permission.
+func Authorize(p *Principal, authErr error, rule Rule, grants func(role string) []string) error {
+	if p == nil {
+		if authErr == nil {
+			authErr = errNoToken
+		}
+		return authErr
+	}
+	if rule.Role != "" && !p.HasRole(strings.ToLower(rule.Role)) {
+		return models.Errorf(models.Forbidden, "requires the role %q", strings.ToLower(rule.Role))
+	}
+	if rule.Permission != "" && !anyGrants(p.Roles, rule.Permission, grants) {
+		return models.Errorf(models.Forbidden, "requires the permission %q", rule.Permission)
+	}
+	return nil
+}
+
+func anyGrants(roles []string, permission string, grants func(string) []string) bool {
+	for _, r := range roles {
+		for _, g := range grants(r) {
+			if g == permission {
+				return true
+			}
+		}
+	}
+	return false
+}

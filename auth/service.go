@@ -1,0 +1,400 @@
+// Package auth is authql's token, password and session service: it signs
+// users up and in, rotates refresh tokens, revokes sessions, authenticates
+// access tokens and decides @auth rules.
+package auth
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/authql/authql/models"
+)
+
+// Password length limits. The upper bound is in bytes and is checked before
+// any hashing, so that a huge password cannot make one request expensive.
+const (
+	MinPasswordRunes = 8
+	MaxPasswordBytes = 128
+)
+
+// Config configures a Service.
+type Config struct {
+	Issuer        string
+	Audience      string
+	AccessTTL     time.Duration
+	RefreshTTL    time.Duration
+	ReuseInterval time.Duration // grace for presenting a just-rotated refresh token again
+	Signup        bool          // whether Register is open
+	Argon2        Argon2Params
+	// Now is the clock; nil means time.Now. Times are used in UTC.
+	Now func() time.Time
+}
+
+// Service is the token, password and session service.
+type Service struct {
+	db     *gorm.DB
+	cfg    Config
+	signer *Signer
+	hasher *Hasher
+	log    *slog.Logger
+	revs   revocations
+
+	mu     sync.RWMutex
+	grants map[string][]string // role -> permissions
+}
+
+// NewService returns a Service signing with key. It loads the live
+// revocations and the role permissions from db.
+func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *slog.Logger) (*Service, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Service{db: db, cfg: cfg, log: log, revs: revocations{ids: map[string]time.Time{}}}
+	var err error
+	if s.signer, err = NewSigner(key, cfg.Issuer, cfg.Audience, s.now); err != nil {
+		return nil, err
+	}
+	if s.hasher, err = NewHasher(cfg.Argon2); err != nil {
+		return nil, err
+	}
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// now is the service clock in UTC (SQLite compares times as UTC text).
+func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
+
+// Reload re-reads the unexpired revocations and the role permissions.
+func (s *Service) Reload(ctx context.Context) error {
+	loaded, err := models.Revocations(ctx, s.db, s.now())
+	if err != nil {
+		return err
+	}
+	s.revs.merge(loaded, s.now())
+	roles, err := models.Roles(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	grants := make(map[string][]string, len(roles))
+	for _, r := range roles {
+		grants[r.Name] = r.PermissionNames()
+	}
+	s.mu.Lock()
+	s.grants = grants
+	s.mu.Unlock()
+	return nil
+}
+
+// Grants returns the permissions of a role.
+func (s *Service) Grants(role string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.grants[role]
+}
+
+// Grant is what a successful register, login or refresh returns.
+type Grant struct {
+	AccessToken  string
+	RefreshToken string
+	ExpiresIn    int // seconds until the access token expires
+	User         *models.User
+}
+
+var errBadCredentials = models.Errorf(models.Unauthenticated, "invalid email or password")
+
+// Register creates a user with the role "user" and signs it in. It returns
+// BadUserInput for an invalid email or password or a taken email, and
+// Forbidden when sign-up is disabled.
+func (s *Service) Register(ctx context.Context, email, password string) (_ *Grant, err error) {
+	if !s.cfg.Signup {
+		return nil, models.Errorf(models.Forbidden, "sign-up is disabled")
+	}
+	u, err := s.createUser(ctx, email, password, []string{models.RoleUser})
+	if err != nil {
+		return nil, err
+	}
+	return s.startSession(ctx, u)
+}
+
+func (s *Service) createUser(ctx context.Context, email, password string, roles []string) (*models.User, error) {
+	email, err := validEmail(email)
+	if err != nil {
+		return nil, err
+	}
+	if err := validPassword(password); err != nil {
+		return nil, err
+	}
+	hash, err := s.hasher.Hash(password)
+	if err != nil {
+		return nil, err
+	}
+	u := &models.User{ID: uuid.NewString(), Email: email, PasswordHash: hash}
+	if err := models.CreateUser(ctx, s.db, u, roles); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// Login checks an email and password and starts a session. Every failure
+// returns the same Unauthenticated error, after about the same time, whether
+// or not the email has an account; a password over MaxPasswordBytes is
+// BadUserInput, refused before hashing.
+func (s *Service) Login(ctx context.Context, email, password string) (*Grant, error) {
+	if len(password) > MaxPasswordBytes {
+		return nil, models.Errorf(models.BadUserInput, "password must be at most %d bytes", MaxPasswordBytes)
+	}
+	u, err := models.UserByEmail(ctx, s.db, models.NormalizeEmail(email))
+	if models.ErrorCode(err) == models.NotFound {
+		s.hasher.VerifyDummy(password)
+		return nil, errBadCredentials
+	} else if err != nil {
+		return nil, err
+	}
+	ok, rehash, err := s.hasher.Verify(u.PasswordHash, password)
+	if err != nil {
+		s.log.ErrorContext(ctx, "stored password hash unusable", "user", u.ID, "err", err)
+		return nil, errBadCredentials
+	}
+	if !ok {
+		return nil, errBadCredentials
+	}
+	var newHash string
+	if rehash {
+		if newHash, err = s.hasher.Hash(password); err != nil {
+			return nil, err
+		}
+	}
+	now := s.now()
+	if err := models.RecordLogin(ctx, s.db, u.ID, now, newHash); err != nil {
+		return nil, err
+	}
+	u.LastLoginAt = &now
+	return s.startSession(ctx, u)
+}
+
+func (s *Service) startSession(ctx context.Context, u *models.User) (*Grant, error) {
+	now, c := s.now(), ClientFrom(ctx)
+	token, hash := newRefreshToken()
+	sess := &models.Session{
+		ID: uuid.NewString(), UserID: u.ID,
+		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
+		UserAgent: c.UserAgent, IP: c.IP,
+	}
+	rt := &models.RefreshToken{ID: hash, SessionID: sess.ID, CreatedAt: now, ExpiresAt: sess.ExpiresAt}
+	if err := models.CreateSession(ctx, s.db, sess, rt); err != nil {
+		return nil, err
+	}
+	return s.grant(u, sess.ID, token)
+}
+
+func (s *Service) grant(u *models.User, sessionID, refreshToken string) (*Grant, error) {
+	access, _, err := s.signer.Issue(u.ID, sessionID, u.RoleNames(), s.cfg.AccessTTL)
+	if err != nil {
+		return nil, err
+	}
+	return &Grant{AccessToken: access, RefreshToken: refreshToken, ExpiresIn: int(s.cfg.AccessTTL / time.Second), User: u}, nil
+}
+
+// Refresh exchanges a refresh token for a new pair in the same session,
+// with the user's current roles. Presenting an already rotated token after
+// the reuse interval revokes the session. Every failure is Unauthenticated.
+func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Grant, error) {
+	if !wellFormedRefreshToken(refreshToken) {
+		return nil, models.Errorf(models.Unauthenticated, "invalid or expired refresh token")
+	}
+	token, hash := newRefreshToken()
+	now := s.now()
+	rot, err := models.RotateRefreshToken(ctx, s.db, models.Rotate{
+		OldHash: hashRefreshToken(refreshToken), NewHash: hash, Now: now,
+		TTL: s.cfg.RefreshTTL, ReuseInterval: s.cfg.ReuseInterval, RevokeUntil: s.revokeUntil(now),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if rot.Reuse {
+		// A rotated token presented again outside the grace interval means
+		// two parties hold the session's tokens: one of them stole it.
+		// Revoking the whole session stops both, the thief included.
+		s.revs.add(s.revokeUntil(now), rot.Session.ID)
+		s.log.WarnContext(ctx, "refresh token reuse: session revoked", "session", rot.Session.ID, "ip", ClientFrom(ctx).IP)
+		return nil, models.Errorf(models.Unauthenticated, "refresh token already used; the session has been revoked")
+	}
+	u, err := models.UserByID(ctx, s.db, rot.Session.UserID)
+	if models.ErrorCode(err) == models.NotFound {
+		return nil, models.Errorf(models.Unauthenticated, "invalid or expired refresh token")
+	} else if err != nil {
+		return nil, err
+	}
+	return s.grant(u, rot.Session.ID, token)
+}
+
+// revokeUntil is how long a revocation made now must be kept: until every
+// access token issued before now has expired, clock skew included.
+func (s *Service) revokeUntil(now time.Time) time.Time {
+	return now.Add(s.cfg.AccessTTL + MaxClockSkew)
+}
+
+// Logout revokes the principal's session, or every session of its user,
+// with their refresh and access tokens.
+func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) error {
+	now := s.now()
+	sessionID := p.SessionID
+	if allSessions {
+		sessionID = ""
+	}
+	ids, err := models.RevokeSessions(ctx, s.db, p.UserID, sessionID, now, s.revokeUntil(now))
+	if err != nil {
+		return err
+	}
+	// The caller's own session is revoked even if it was already, so that
+	// its access token stops working on this replica at once.
+	s.revs.add(s.revokeUntil(now), append(ids, p.SessionID)...)
+	return nil
+}
+
+// Authenticate verifies an access token and returns its principal. It
+// returns Unauthenticated for an invalid, expired or revoked token.
+func (s *Service) Authenticate(token string) (*Principal, error) {
+	c, err := s.signer.Verify(token)
+	if errors.Is(err, ErrTokenExpired) {
+		return nil, models.Errorf(models.Unauthenticated, "access token expired")
+	} else if err != nil {
+		return nil, models.Errorf(models.Unauthenticated, "invalid access token")
+	}
+	if s.revs.revoked(c.SessionID, c.ID) {
+		return nil, models.Errorf(models.Unauthenticated, "access token revoked")
+	}
+	return &Principal{UserID: c.Subject, SessionID: c.SessionID, TokenID: c.ID, Roles: c.Roles, ExpiresAt: c.ExpiresAt.Time}, nil
+}
+
+// Authorize decides rule for the request in ctx (see the package function).
+func (s *Service) Authorize(ctx context.Context, rule Rule) error {
+	p, err := PrincipalFrom(ctx)
+	return Authorize(p, err, rule, s.Grants)
+}
+
+// Me returns the principal's user. It returns Unauthenticated if the user no
+// longer exists.
+func (s *Service) Me(ctx context.Context, p *Principal) (*models.User, error) {
+	u, err := models.UserByID(ctx, s.db, p.UserID)
+	if models.ErrorCode(err) == models.NotFound {
+		return nil, models.Errorf(models.Unauthenticated, "the account no longer exists")
+	}
+	return u, err
+}
+
+// SetUserRoles replaces a user's roles (names are case-insensitive). It
+// returns NotFound for an unknown user and BadUserInput for an unknown role.
+// The user's tokens carry the new roles from their next refresh on.
+func (s *Service) SetUserRoles(ctx context.Context, userID string, roles []string) (*models.User, error) {
+	if _, err := uuid.Parse(userID); err != nil {
+		return nil, models.Errorf(models.NotFound, "user not found")
+	}
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = strings.ToLower(strings.TrimSpace(r))
+	}
+	return models.SetUserRoles(ctx, s.db, userID, names)
+}
+
+// EnsureAdmin makes sure a user with the email exists and has the admin
+// role. A new user gets the password and the roles admin and user; an
+// existing user keeps its password and other roles.
+func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err error) {
+	defer models.Wrap(&err, "EnsureAdmin")
+	u, err := models.UserByEmail(ctx, s.db, models.NormalizeEmail(email))
+	if models.ErrorCode(err) == models.NotFound {
+		_, err = s.createUser(ctx, email, password, []string{models.RoleAdmin, models.RoleUser})
+		if models.ErrorCode(err) == models.BadUserInput && strings.Contains(err.Error(), "already exists") {
+			return s.EnsureAdmin(ctx, email, password) // created concurrently by another replica
+		}
+		return err
+	} else if err != nil {
+		return err
+	}
+	if u.HasRole(models.RoleAdmin) {
+		return nil
+	}
+	_, err = models.SetUserRoles(ctx, s.db, u.ID, append(u.RoleNames(), models.RoleAdmin))
+	return err
+}
+
+// Users lists every user.
+func (s *Service) Users(ctx context.Context) ([]*models.User, error) { return models.Users(ctx, s.db) }
+
+// Roles lists every role with its permissions.
+func (s *Service) Roles(ctx context.Context) ([]*models.Role, error) { return models.Roles(ctx, s.db) }
+
+// Purge deletes expired revocations, refresh tokens and sessions, and
+// re-reads revocations and role permissions.
+func (s *Service) Purge(ctx context.Context) error {
+	now := s.now()
+	p, err := models.PurgeExpired(ctx, s.db, now, now.Add(-(s.cfg.AccessTTL + MaxClockSkew)))
+	if err != nil {
+		return err
+	}
+	if p != (models.Purged{}) {
+		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions)
+	}
+	return s.Reload(ctx)
+}
+
+// RunPurge calls Purge every interval until ctx is done.
+func (s *Service) RunPurge(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Purge(ctx); err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "purge failed", "err", err)
+			}
+		}
+	}
+}
+
+// validEmail returns the normalized email, or BadUserInput.
+func validEmail(email string) (string, error) {
+	email = models.NormalizeEmail(email)
+	bad := models.Errorf(models.BadUserInput, "invalid email address")
+	if len(email) > 254 {
+		return "", bad
+	}
+	// Only a bare address: mail.ParseAddress alone would also accept a
+	// display name ("Bob <bob@example.com>").
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email {
+		return "", bad
+	}
+	_, domain, _ := strings.Cut(email, "@")
+	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+		return "", bad
+	}
+	return email, nil
+}
+
+// validPassword returns BadUserInput unless the password is between
+// MinPasswordRunes characters and MaxPasswordBytes bytes.
+func validPassword(p string) error {
+	if len(p) > MaxPasswordBytes {
+		return models.Errorf(models.BadUserInput, "password must be at most %d bytes", MaxPasswordBytes)
+	}
+	if utf8.RuneCountInString(p) < MinPasswordRunes {
+		return models.Errorf(models.BadUserInput, "password must be at least %d characters", MinPasswordRunes)
+	}
+	return nil
+}
+

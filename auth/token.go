@@ -1,0 +1,158 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+)
+
+const (
+	// accessTokenType is the JWT "typ" of access tokens (RFC 9068). Requiring
+	// it keeps a JWT minted for another purpose with the same key from being
+	// accepted as an access token.
+	accessTokenType = "at+jwt"
+	// MaxClockSkew is how far token times may disagree with this clock.
+	MaxClockSkew = 30 * time.Second
+	// MinSecretLen is the shortest HS256 secret accepted: 256 bits, the size
+	// of the HMAC-SHA256 output (RFC 7518 §3.2).
+	MinSecretLen = 32
+)
+
+// Claims are the claims of an access token.
+type Claims struct {
+	jwt.RegisteredClaims
+	SessionID string   `json:"sid"`
+	Roles     []string `json:"roles"`
+}
+
+// Signer issues and verifies access tokens with one HS256 key.
+type Signer struct {
+	key      []byte
+	keyID    string
+	issuer   string
+	audience string
+	now      func() time.Time
+	parser   *jwt.Parser
+}
+
+// NewSigner returns a Signer for key, which must be at least MinSecretLen
+// bytes.
+func NewSigner(key []byte, issuer, audience string, now func() time.Time) (*Signer, error) {
+	if len(key) < MinSecretLen {
+		return nil, fmt.Errorf("signing key is %d bytes; it must be at least %d", len(key), MinSecretLen)
+	}
+	// The kid names the key without revealing it: a truncated hash of it.
+	sum := sha256.Sum256(append([]byte("authql kid\x00"), key...))
+	s := &Signer{
+		key:      key,
+		keyID:    base64.RawURLEncoding.EncodeToString(sum[:12]),
+		issuer:   issuer,
+		audience: audience,
+		now:      now,
+	}
+	s.parser = jwt.NewParser(
+		// Pinning the algorithm rejects "none" and every algorithm
+		// confusion (such as an RS256/HS256 swap) before the key is used.
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(issuer),
+		jwt.WithAudience(audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(MaxClockSkew),
+		jwt.WithTimeFunc(now),
+	)
+	return s, nil
+}
+
+// KeyID returns the kid that tokens of this signer carry.
+func (s *Signer) KeyID() string { return s.keyID }
+
+// Issue returns a signed access token for the user's session, valid for ttl,
+// and its claims.
+func (s *Signer) Issue(userID, sessionID string, roles []string, ttl time.Duration) (string, *Claims, error) {
+	now := s.now().Truncate(time.Second)
+	c := &Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.issuer,
+			Audience:  jwt.ClaimStrings{s.audience},
+			Subject:   userID,
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ID:        uuid.NewString(),
+		},
+		SessionID: sessionID,
+		Roles:     roles,
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	t.Header["typ"] = accessTokenType
+	t.Header["kid"] = s.keyID
+	signed, err := t.SignedString(s.key)
+	return signed, c, err
+}
+
+// Token verification failures. They are all "unauthenticated" to clients;
+// ErrTokenExpired is told apart so that a client knows to refresh.
+var (
+	ErrTokenInvalid = errors.New("invalid access token")
+	ErrTokenExpired = errors.New("access token expired")
+)
+
+// Verify checks an access token's signature, algorithm, type, key id,
+// issuer, audience and times, and returns its claims.
+func (s *Signer) Verify(token string) (*Claims, error) {
+	var c Claims
+	_, err := s.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, accessTokenType) && !strings.EqualFold(typ, "application/"+accessTokenType) {
+			return nil, fmt.Errorf("token typ %q is not %q", typ, accessTokenType)
+		}
+		if kid, _ := t.Header["kid"].(string); kid != s.keyID {
+			return nil, fmt.Errorf("unknown kid %q", kid)
+		}
+		return s.key, nil
+	})
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, ErrTokenExpired
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
+	case c.Subject == "" || c.ID == "" || c.SessionID == "":
+		return nil, fmt.Errorf("%w: missing sub, jti or sid", ErrTokenInvalid)
+	}
+	return &c, nil
+}
+
+// refreshTokenBytes is the entropy of a refresh token: 256 bits.
+const refreshTokenBytes = 32
+
+// newRefreshToken returns a new opaque refresh token and the hash under
+// which it is stored.
+func newRefreshToken() (token, hash string) {
+	b := make([]byte, refreshTokenBytes)
+	rand.Read(b) // never fails (crypto/rand)
+	token = base64.RawURLEncoding.EncodeToString(b)
+	return token, hashRefreshToken(token)
+}
+
+// hashRefreshToken returns the stored form of a refresh token. A plain
+// SHA-256 suffices (no salt, no slow hash): the token has 256 bits of
+// entropy, so it cannot be guessed from its hash.
+func hashRefreshToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// wellFormedRefreshToken reports whether s could be a refresh token, so that
+// garbage is refused without a database query.
+func wellFormedRefreshToken(s string) bool {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil && len(b) == refreshTokenBytes
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/authql/authql/auth"
+)
+
+// config is the whole configuration, read once from the environment.
+type config struct {
+	Port          string
+	DatabaseURL   string
+	JWTSecret     []byte // nil: generate one and persist it in the database
+	AccessTTL     time.Duration
+	RefreshTTL    time.Duration
+	ReuseInterval time.Duration
+	Issuer        string
+	Audience      string
+	AdminEmail    string
+	AdminPassword string
+	Signup        bool
+	Argon2        auth.Argon2Params
+}
+
+// configHelp documents every variable loadConfig reads, for --help.
+const configHelp = `Configuration (environment variables):
+  PORT                          listen port (default 8080)
+  DATABASE_URL                  postgres://… or postgresql://… for PostgreSQL;
+                                sqlite://PATH or a file path for SQLite (default authql.db)
+  AUTH_JWT_SECRET               HS256 secret, at least 32 bytes (default: generated
+                                on first start and kept in the database)
+  AUTH_ACCESS_TTL               access token lifetime (default 15m)
+  AUTH_REFRESH_TTL              refresh token and session lifetime (default 720h)
+  AUTH_REFRESH_REUSE_INTERVAL   grace for presenting a just-rotated refresh token again (default 10s)
+  AUTH_ISSUER, AUTH_AUDIENCE    iss and aud of tokens (default authql, authql)
+  AUTH_ADMIN_EMAIL,
+  AUTH_ADMIN_PASSWORD           ensure this admin exists at start (both or neither)
+  AUTH_SIGNUP                   false disables register (default true)
+  AUTH_ARGON2_MEMORY            argon2id memory in KiB (default 19456)
+  AUTH_ARGON2_TIME              argon2id passes (default 2)
+  AUTH_ARGON2_THREADS           argon2id lanes (default 1)
+`
+
+// loadConfig reads the configuration from getenv: defaults first, then
+// every variable set, then validation. Each error names the variable and
+// says how to fix it; all of them are reported at once.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		Port:          "8080",
+		DatabaseURL:   "authql.db",
+		AccessTTL:     15 * time.Minute,
+		RefreshTTL:    720 * time.Hour,
+		ReuseInterval: 10 * time.Second,
+		Issuer:        "authql",
+		Audience:      "authql",
+		Signup:        true,
+		Argon2:        auth.DefaultArgon2,
+	}
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	str := func(name string, dst *string) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			*dst = v
+		}
+	}
+	duration := func(name string, dst *time.Duration, min time.Duration) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad(name, "%q is not a duration; use Go syntax such as 15m, 720h or 10s", v)
+		case d < min:
+			bad(name, "%s is too short; it must be at least %s", d, min)
+		default:
+			*dst = d
+		}
+	}
+	number := func(name string, dst *uint32, min, max uint64) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil || n < min || n > max {
+			bad(name, "%q must be a whole number from %d to %d", v, min, max)
+			return
+		}
+		*dst = uint32(n)
+	}
+
+	str("PORT", &c.Port)
+	if n, err := strconv.Atoi(c.Port); err != nil || n < 0 || n > 65535 {
+		bad("PORT", "%q is not a port number (0 to 65535)", c.Port)
+	}
+	str("DATABASE_URL", &c.DatabaseURL)
+	if s := getenv("AUTH_JWT_SECRET"); s != "" {
+		if len(s) < auth.MinSecretLen {
+			bad("AUTH_JWT_SECRET", "is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48), or leave it unset to have one generated and stored in the database", len(s), auth.MinSecretLen)
+		}
+		c.JWTSecret = []byte(s)
+	}
+	duration("AUTH_ACCESS_TTL", &c.AccessTTL, time.Second)
+	duration("AUTH_REFRESH_TTL", &c.RefreshTTL, time.Second)
+	duration("AUTH_REFRESH_REUSE_INTERVAL", &c.ReuseInterval, 0)
+	if c.ReuseInterval > time.Minute {
+		bad("AUTH_REFRESH_REUSE_INTERVAL", "%s is too long: a stolen, already used refresh token works again for that long; use at most 1m", c.ReuseInterval)
+	}
+	str("AUTH_ISSUER", &c.Issuer)
+	str("AUTH_AUDIENCE", &c.Audience)
+	str("AUTH_ADMIN_EMAIL", &c.AdminEmail)
+	c.AdminPassword = getenv("AUTH_ADMIN_PASSWORD")
+	if (c.AdminEmail == "") != (c.AdminPassword == "") {
+		bad("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD", "set both to have an admin ensured at start, or neither")
+	}
+	if v := strings.TrimSpace(getenv("AUTH_SIGNUP")); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("AUTH_SIGNUP", "%q is not a boolean; use true or false", v)
+		}
+		c.Signup = b
+	}
+	number("AUTH_ARGON2_MEMORY", &c.Argon2.Memory, 8, 4<<20)
+	number("AUTH_ARGON2_TIME", &c.Argon2.Time, 1, 64)
+	threads := uint32(c.Argon2.Threads)
+	number("AUTH_ARGON2_THREADS", &threads, 1, 255)
+	c.Argon2.Threads = uint8(threads)
+	if err := c.Argon2.Validate(); err != nil {
+		bad("AUTH_ARGON2_MEMORY", "%v", err)
+	}
+	return c, errors.Join(errs...)
+}

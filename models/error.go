@@ -1,0 +1,60 @@
+package models
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. They are the outward GraphQL extensions.code values, so the
+// error presenter maps an *Error to the wire without a second table.
+const (
+	Unauthenticated = "UNAUTHENTICATED"
+	Forbidden       = "FORBIDDEN"
+	BadUserInput    = "BAD_USER_INPUT"
+	NotFound        = "NOT_FOUND"
+	Internal        = "INTERNAL_SERVER_ERROR"
+)
+
+// Error is the one coded error the application returns on purpose. Its
+// Message is safe to show to clients; anything that is not an *Error is an
+// internal failure and is shown only as "internal error".
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
+
+// Errorf returns an *Error with the given code and a formatted public message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err: the Code of an *Error in its chain, or
+// Internal for anything else (including nil-free unknown errors).
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return Internal
+}
+
+// ErrorMessage returns the public message of err: the Message of an *Error in
+// its chain, or "internal error" so that no internal detail leaks.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// Wrap annotates *errp with a call description, so that logged errors read as
+// a call path: defer models.Wrap(&err, "FindUserByEmail(%q)", email).
+// Coded errors pass through unchanged in meaning: errors.As still finds them.
+func Wrap(errp *error, format string, args ...any) {
+	if *errp != nil {
+		*errp = fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), *errp)
+	}
+}

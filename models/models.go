@@ -1,0 +1,103 @@
+package models
+
+import (
+	"time"
+)
+
+// Built-in roles. Role names are lower case; the API compares them
+// case-insensitively by lowering them first.
+const (
+	RoleAdmin = "admin"
+	RoleUser  = "user"
+)
+
+// User is an account. Email is stored trimmed and lower-cased, so the unique
+// index makes emails unique case-insensitively.
+type User struct {
+	ID           string     `gorm:"primaryKey;size:36"`
+	Email        string     `gorm:"size:320;not null;uniqueIndex"`
+	PasswordHash string     `gorm:"size:255;not null"`
+	Roles        []Role     `gorm:"many2many:user_roles;constraint:OnDelete:CASCADE"`
+	CreatedAt    time.Time  `gorm:"not null"`
+	UpdatedAt    time.Time  `gorm:"not null"`
+	LastLoginAt  *time.Time ``
+}
+
+// RoleNames returns the names of the user's roles, sorted as loaded.
+func (u *User) RoleNames() []string {
+	names := make([]string, len(u.Roles))
+	for i, r := range u.Roles {
+		names[i] = r.Name
+	}
+	return names
+}
+
+// HasRole reports whether the user has the named (lower-case) role.
+func (u *User) HasRole(name string) bool {
+	for _, r := range u.Roles {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Role is a named set of permissions.
+type Role struct {
+	Name        string       `gorm:"primaryKey;size:64"`
+	Permissions []Permission `gorm:"many2many:role_permissions;constraint:OnDelete:CASCADE"`
+}
+
+// PermissionNames returns the names of the role's permissions.
+func (r *Role) PermissionNames() []string {
+	names := make([]string, len(r.Permissions))
+	for i, p := range r.Permissions {
+		names[i] = p.Name
+	}
+	return names
+}
+
+// Permission is a capability that roles grant, such as "users:read".
+type Permission struct {
+	Name string `gorm:"primaryKey;size:128"`
+}
+
+// Session is one sign-in of a user, continued by refresh-token rotation.
+// ExpiresAt slides forward with every rotation; RevokedAt ends it for good.
+type Session struct {
+	ID         string    `gorm:"primaryKey;size:36"`
+	UserID     string    `gorm:"size:36;not null;index"`
+	User       *User     `gorm:"constraint:OnDelete:CASCADE"`
+	CreatedAt  time.Time `gorm:"not null"`
+	LastUsedAt time.Time `gorm:"not null"`
+	ExpiresAt  time.Time `gorm:"not null;index"`
+	RevokedAt  *time.Time
+	UserAgent  string `gorm:"size:512"`
+	IP         string `gorm:"size:64"`
+}
+
+// RefreshToken is one refresh token of a session. ID is the hex SHA-256 of
+// the token: the database never holds the token itself, so a read of the
+// database does not yield usable tokens. RotatedAt is set when the token is
+// exchanged; presenting it again after that is reuse.
+type RefreshToken struct {
+	ID        string    `gorm:"primaryKey;size:64"`
+	SessionID string    `gorm:"size:36;not null;index"`
+	Session   *Session  `gorm:"constraint:OnDelete:CASCADE"`
+	CreatedAt time.Time `gorm:"not null"`
+	ExpiresAt time.Time `gorm:"not null;index"`
+	RotatedAt *time.Time
+}
+
+// Revocation records a revoked session id or access-token id (jti) until
+// every access token it could match has expired.
+type Revocation struct {
+	ID        string    `gorm:"primaryKey;size:64"`
+	ExpiresAt time.Time `gorm:"not null;index"`
+}
+
+// Setting is a small persisted value, such as the generated signing key.
+type Setting struct {
+	Name  string `gorm:"primaryKey;size:64"`
+	Value string `gorm:"size:1024;not null"`
+}

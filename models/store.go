@@ -1,0 +1,405 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// defaultRoles are seeded by Migrate. Seeding never removes a permission an
+// operator added, and never re-adds one an operator removed from a role
+// that already existed.
+var defaultRoles = map[string][]string{
+	RoleAdmin: {"users:read", "users:write", "roles:read"},
+	RoleUser:  {},
+}
+
+// Migrate creates or updates the tables and seeds the built-in roles.
+func Migrate(ctx context.Context, db *gorm.DB) (err error) {
+	defer Wrap(&err, "Migrate")
+	db = db.WithContext(ctx)
+	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}); err != nil {
+		return err
+	}
+	return db.Transaction(func(tx *gorm.DB) error {
+		for name, perms := range defaultRoles {
+			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&Role{Name: name})
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected == 0 {
+				continue // the role exists: its permissions are the operator's
+			}
+			for _, p := range perms {
+				if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&Permission{Name: p}).Error; err != nil {
+					return err
+				}
+				if err := tx.Exec("INSERT INTO role_permissions (role_name, permission_name) VALUES (?, ?)", name, p).Error; err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// SettingValue returns the persisted value of name, storing gen() first if it
+// has none. Concurrent callers, on one process or several sharing a
+// database, all get the same value: the first insert wins.
+func SettingValue(ctx context.Context, db *gorm.DB, name string, gen func() (string, error)) (_ string, err error) {
+	defer Wrap(&err, "SettingValue(%q)", name)
+	db = db.WithContext(ctx)
+	var s Setting
+	if err := db.Where("name = ?", name).Take(&s).Error; err == nil {
+		return s.Value, nil
+	} else if !errors.Is(err, gorm.ErrRecordNotFound) {
+		return "", err
+	}
+	v, err := gen()
+	if err != nil {
+		return "", err
+	}
+	if err := db.Clauses(clause.OnConflict{DoNothing: true}).Create(&Setting{Name: name, Value: v}).Error; err != nil {
+		return "", err
+	}
+	if err := db.Where("name = ?", name).Take(&s).Error; err != nil {
+		return "", err
+	}
+	return s.Value, nil
+}
+
+// CreateUser inserts u with the given roles. It returns a BadUserInput error
+// if the email is taken or a role is unknown.
+func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string) (err error) {
+	defer Wrap(&err, "CreateUser(%q)", u.Email)
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		rs, err := findRoles(tx, roles)
+		if err != nil {
+			return err
+		}
+		u.Roles = nil
+		if err := tx.Omit(clause.Associations).Create(u).Error; err != nil {
+			if errors.Is(err, gorm.ErrDuplicatedKey) {
+				return Errorf(BadUserInput, "an account with this email already exists")
+			}
+			return err
+		}
+		if len(rs) > 0 {
+			if err := tx.Model(u).Omit("Roles.*").Association("Roles").Append(rs); err != nil {
+				return err
+			}
+		}
+		u.Roles = rs
+		return nil
+	})
+}
+
+// UserByEmail returns the user with the (normalized) email, with roles and
+// their permissions, or a NotFound error.
+func UserByEmail(ctx context.Context, db *gorm.DB, email string) (_ *User, err error) {
+	defer Wrap(&err, "UserByEmail")
+	return takeUser(db.WithContext(ctx).Where("email = ?", email))
+}
+
+// UserByID returns the user with the id, with roles and their permissions,
+// or a NotFound error.
+func UserByID(ctx context.Context, db *gorm.DB, id string) (_ *User, err error) {
+	defer Wrap(&err, "UserByID(%q)", id)
+	return takeUser(db.WithContext(ctx).Where("id = ?", id))
+}
+
+func takeUser(q *gorm.DB) (*User, error) {
+	var u User
+	err := q.Preload("Roles", orderByName).Preload("Roles.Permissions", orderByName).Take(&u).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, Errorf(NotFound, "user not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+func orderByName(db *gorm.DB) *gorm.DB { return db.Order("name") }
+
+// Users returns every user with roles, oldest first.
+func Users(ctx context.Context, db *gorm.DB) (_ []*User, err error) {
+	defer Wrap(&err, "Users")
+	var us []*User
+	err = db.WithContext(ctx).Preload("Roles", orderByName).Order("created_at, id").Find(&us).Error
+	return us, err
+}
+
+// Roles returns every role with its permissions, by name.
+func Roles(ctx context.Context, db *gorm.DB) (_ []*Role, err error) {
+	defer Wrap(&err, "Roles")
+	var rs []*Role
+	err = db.WithContext(ctx).Preload("Permissions", orderByName).Order("name").Find(&rs).Error
+	return rs, err
+}
+
+// RecordLogin stamps the user's last login and, when newHash is not empty,
+// replaces the password hash (an upgrade to the current parameters).
+func RecordLogin(ctx context.Context, db *gorm.DB, userID string, at time.Time, newHash string) (err error) {
+	defer Wrap(&err, "RecordLogin(%q)", userID)
+	updates := map[string]any{"last_login_at": at}
+	if newHash != "" {
+		updates["password_hash"] = newHash
+	}
+	return db.WithContext(ctx).Model(&User{}).Where("id = ?", userID).Updates(updates).Error
+}
+
+// SetUserRoles replaces the roles of the user. It returns NotFound for an
+// unknown user, and BadUserInput for an unknown role or for taking the admin
+// role from the last admin (which would leave nobody able to administer).
+func SetUserRoles(ctx context.Context, db *gorm.DB, userID string, roles []string) (_ *User, err error) {
+	defer Wrap(&err, "SetUserRoles(%q)", userID)
+	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		u, err := takeUser(tx.Where("id = ?", userID))
+		if err != nil {
+			return err
+		}
+		rs, err := findRoles(tx, roles)
+		if err != nil {
+			return err
+		}
+		if u.HasRole(RoleAdmin) && !containsRole(rs, RoleAdmin) {
+			var admins int64
+			if err := tx.Table("user_roles").Where("role_name = ?", RoleAdmin).Count(&admins).Error; err != nil {
+				return err
+			}
+			if admins <= 1 {
+				return Errorf(BadUserInput, "cannot remove the admin role from the last admin")
+			}
+		}
+		if err := tx.Model(u).Omit("Roles.*").Association("Roles").Replace(rs); err != nil {
+			return err
+		}
+		return tx.Model(u).Update("updated_at", Now()).Error
+	})
+	if err != nil {
+		return nil, err
+	}
+	return UserByID(ctx, db, userID)
+}
+
+// findRoles loads the named roles, deduplicated, or returns BadUserInput
+// naming the first unknown one.
+func findRoles(tx *gorm.DB, names []string) ([]Role, error) {
+	seen := map[string]bool{}
+	var want []string
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			want = append(want, n)
+		}
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	var rs []Role
+	if err := tx.Where("name IN ?", want).Order("name").Find(&rs).Error; err != nil {
+		return nil, err
+	}
+	if len(rs) != len(want) {
+		found := map[string]bool{}
+		for _, r := range rs {
+			found[r.Name] = true
+		}
+		sort.Strings(want)
+		for _, n := range want {
+			if !found[n] {
+				return nil, Errorf(BadUserInput, "unknown role %q", n)
+			}
+		}
+	}
+	return rs, nil
+}
+
+func containsRole(rs []Role, name string) bool {
+	for _, r := range rs {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// CreateSession inserts a session and its first refresh token.
+func CreateSession(ctx context.Context, db *gorm.DB, s *Session, rt *RefreshToken) (err error) {
+	defer Wrap(&err, "CreateSession")
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Omit(clause.Associations).Create(s).Error; err != nil {
+			return err
+		}
+		return tx.Omit(clause.Associations).Create(rt).Error
+	})
+}
+
+// Rotate describes one exchange of a refresh token.
+type Rotate struct {
+	OldHash, NewHash string
+	Now              time.Time
+	TTL              time.Duration // lifetime of the new token and the session
+	ReuseInterval    time.Duration // grace for presenting a just-rotated token again
+	RevokeUntil      time.Time     // how long a revocation for reuse must be kept
+}
+
+// Rotation is the outcome of RotateRefreshToken.
+type Rotation struct {
+	Session *Session
+	// Reuse is true when the token had been rotated before and the grace
+	// interval had passed: the session is now revoked.
+	Reuse bool
+}
+
+// RotateRefreshToken exchanges the refresh token hashed as r.OldHash for a
+// new one hashed as r.NewHash, continuing the same session, in one
+// transaction. The first statement marks the token rotated only if it was
+// not already, so of several concurrent exchanges exactly one wins; the
+// others see it rotated and, within r.ReuseInterval, also get a new token
+// for the same session. Later, the presentation is reuse: the session is
+// revoked (and that is committed) and Rotation.Reuse is set.
+//
+// It returns Unauthenticated for an unknown or expired token, or one whose
+// session is revoked or expired.
+func RotateRefreshToken(ctx context.Context, db *gorm.DB, r Rotate) (_ Rotation, err error) {
+	defer Wrap(&err, "RotateRefreshToken")
+	invalid := Errorf(Unauthenticated, "invalid or expired refresh token")
+	var out Rotation
+	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&RefreshToken{}).Where("id = ? AND rotated_at IS NULL", r.OldHash).Update("rotated_at", r.Now)
+		if res.Error != nil {
+			return res.Error
+		}
+		var old RefreshToken
+		if err := tx.Where("id = ?", r.OldHash).Take(&old).Error; errors.Is(err, gorm.ErrRecordNotFound) {
+			return invalid
+		} else if err != nil {
+			return err
+		}
+		if !old.ExpiresAt.After(r.Now) {
+			return invalid
+		}
+		if res.RowsAffected == 0 {
+			inGrace := r.ReuseInterval > 0 && old.RotatedAt != nil && !r.Now.After(old.RotatedAt.Add(r.ReuseInterval))
+			if !inGrace {
+				out.Reuse = true
+				out.Session = &Session{ID: old.SessionID}
+				_, err := revokeSessions(tx, tx.Where("id = ?", old.SessionID), r.Now, r.RevokeUntil)
+				return err
+			}
+		}
+		var s Session
+		if err := tx.Where("id = ?", old.SessionID).Take(&s).Error; errors.Is(err, gorm.ErrRecordNotFound) {
+			return invalid
+		} else if err != nil {
+			return err
+		}
+		if s.RevokedAt != nil || !s.ExpiresAt.After(r.Now) {
+			return invalid
+		}
+		s.LastUsedAt, s.ExpiresAt = r.Now, r.Now.Add(r.TTL)
+		if err := tx.Model(&s).Updates(map[string]any{"last_used_at": s.LastUsedAt, "expires_at": s.ExpiresAt}).Error; err != nil {
+			return err
+		}
+		rt := RefreshToken{ID: r.NewHash, SessionID: s.ID, CreatedAt: r.Now, ExpiresAt: s.ExpiresAt}
+		if err := tx.Omit(clause.Associations).Create(&rt).Error; err != nil {
+			return err
+		}
+		out.Session = &s
+		return nil
+	})
+	return out, err
+}
+
+// RevokeSessions revokes the user's session sessionID, or every session of
+// the user when sessionID is empty, and records a revocation of each until
+// `until`. It returns the ids of the sessions it revoked now.
+func RevokeSessions(ctx context.Context, db *gorm.DB, userID, sessionID string, now, until time.Time) (_ []string, err error) {
+	defer Wrap(&err, "RevokeSessions(%q)", userID)
+	var ids []string
+	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		q := tx.Where("user_id = ?", userID)
+		if sessionID != "" {
+			q = q.Where("id = ?", sessionID)
+		}
+		ids, err = revokeSessions(tx, q, now, until)
+		return err
+	})
+	return ids, err
+}
+
+// revokeSessions revokes the not yet revoked sessions that scope selects.
+func revokeSessions(tx, scope *gorm.DB, now, until time.Time) ([]string, error) {
+	var ids []string
+	if err := tx.Model(&Session{}).Where(scope).Where("revoked_at IS NULL").Pluck("id", &ids).Error; err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if err := tx.Model(&Session{}).Where("id IN ?", ids).Update("revoked_at", now).Error; err != nil {
+		return nil, err
+	}
+	revs := make([]Revocation, len(ids))
+	for i, id := range ids {
+		revs[i] = Revocation{ID: id, ExpiresAt: until}
+	}
+	if err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoUpdates: clause.AssignmentColumns([]string{"expires_at"})}).Create(&revs).Error; err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// Revocations returns the unexpired revocations: id -> expiry.
+func Revocations(ctx context.Context, db *gorm.DB, now time.Time) (_ map[string]time.Time, err error) {
+	defer Wrap(&err, "Revocations")
+	var rows []Revocation
+	if err := db.WithContext(ctx).Where("expires_at > ?", now).Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	m := make(map[string]time.Time, len(rows))
+	for _, r := range rows {
+		m[r.ID] = r.ExpiresAt
+	}
+	return m, nil
+}
+
+// Purged counts the rows PurgeExpired deleted.
+type Purged struct{ Revocations, RefreshTokens, Sessions int64 }
+
+// PurgeExpired deletes expired revocations, refresh tokens and sessions, and
+// sessions revoked before revokedBefore (by then no access token of theirs
+// can still be valid).
+func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore time.Time) (p Purged, err error) {
+	defer Wrap(&err, "PurgeExpired")
+	db = db.WithContext(ctx)
+	res := db.Where("expires_at <= ?", now).Delete(&Revocation{})
+	if res.Error != nil {
+		return p, res.Error
+	}
+	p.Revocations = res.RowsAffected
+	expired := db.Model(&Session{}).Select("id").Where("expires_at <= ? OR revoked_at < ?", now, revokedBefore)
+	res = db.Where("expires_at <= ? OR session_id IN (?)", now, expired).Delete(&RefreshToken{})
+	if res.Error != nil {
+		return p, res.Error
+	}
+	p.RefreshTokens = res.RowsAffected
+	res = db.Where("expires_at <= ? OR revoked_at < ?", now, revokedBefore).Delete(&Session{})
+	if res.Error != nil {
+		return p, res.Error
+	}
+	p.Sessions = res.RowsAffected
+	return p, nil
+}
+
+// NormalizeEmail trims and lower-cases an email, the form it is stored and
+// compared in.
+func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+
