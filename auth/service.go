@@ -103,6 +103,9 @@ func (s *Service) Grants(role string) []string {
 	return s.grants[role]
 }
 
+// KeyID returns the kid of the current signing key.
+func (s *Service) KeyID() string { return s.signer.KeyID() }
+
 // Grant is what a successful register, login or refresh returns.
 type Grant struct {
 	AccessToken  string

@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/authql/authql/auth"
+	"github.com/authql/authql/models"
+)
+
+// testKey signs the tokens of test servers.
+var testKey = []byte("test-signing-key-of-at-least-32-bytes!!")
+
+// cheapArgon2 keeps tests fast; TestDefaultArgon2 covers the real default.
+var cheapArgon2 = auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}
+
+// clock is a settable clock shared by a test's servers.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Now().UTC().Truncate(time.Second)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testServer is the real handler over a real database, served over HTTP.
+type testServer struct {
+	URL   string
+	DB    *gorm.DB
+	Svc   *auth.Service
+	Clock *clock
+}
+
+// serverOpt adjusts the service configuration of a test server.
+type serverOpt func(*auth.Config)
+
+func withReuseInterval(d time.Duration) serverOpt {
+	return func(c *auth.Config) { c.ReuseInterval = d }
+}
+
+// newTestServer starts authql's handler on dsn (migrating it) with a
+// settable clock; the server and database close when the test ends.
+func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *testServer {
+	tb.Helper()
+	db, _, err := models.Open(dsn)
+	if err != nil {
+		tb.Fatalf("open %s: %v", dsn, err)
+	}
+	sqlDB, _ := db.DB()
+	tb.Cleanup(func() { sqlDB.Close() })
+	ctx := context.Background()
+	if err := models.Migrate(ctx, db); err != nil {
+		tb.Fatal(err)
+	}
+	if c == nil {
+		c = newClock()
+	}
+	cfg := auth.Config{
+		Issuer: "authql", Audience: "authql",
+		AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, ReuseInterval: 10 * time.Second,
+		Signup: true, Argon2: cheapArgon2, Now: c.Now,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := auth.NewService(ctx, db, testKey, cfg, log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hs := httptest.NewServer(newServer(svc, log))
+	tb.Cleanup(hs.Close)
+	return &testServer{URL: hs.URL, DB: db, Svc: svc, Clock: c}
+}
+
+// gqlError is one GraphQL error of a response.
+type gqlError struct {
+	Message    string         `json:"message"`
+	Path       []any          `json:"path"`
+	Extensions map[string]any `json:"extensions"`
+}
+
+// gqlResponse is a decoded GraphQL response.
+type gqlResponse struct {
+	Status int
+	Data   map[string]any `json:"data"`
+	Errors []gqlError     `json:"errors"`
+}
+
+// Code returns the extensions.code of the only error, failing otherwise.
+func (r gqlResponse) Code(tb testing.TB) string {
+	tb.Helper()
+	if len(r.Errors) != 1 {
+		tb.Fatalf("want exactly one error, got %+v (data %v)", r.Errors, r.Data)
+	}
+	code, _ := r.Errors[0].Extensions["code"].(string)
+	return code
+}
+
+// OK fails the test if the response has errors.
+func (r gqlResponse) OK(tb testing.TB) gqlResponse {
+	tb.Helper()
+	if r.Status != http.StatusOK || len(r.Errors) > 0 {
+		tb.Fatalf("want success, got status %d errors %+v", r.Status, r.Errors)
+	}
+	return r
+}
+
+// Get walks the data by keys: r.Get("login", "user", "id").
+func (r gqlResponse) Get(keys ...string) any {
+	var v any = r.Data
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// Str is Get for strings.
+func (r gqlResponse) Str(keys ...string) string {
+	s, _ := r.Get(keys...).(string)
+	return s
+}
+
+// do posts a GraphQL document with an optional bearer token.
+func (ts *testServer) do(tb testing.TB, token, query string, vars map[string]any) gqlResponse {
+	tb.Helper()
+	return postGraphQL(tb, ts.URL, map[string]string{"Authorization": bearer(token)}, query, vars)
+}
+
+func bearer(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "Bearer " + token
+}
+
+func postGraphQL(tb testing.TB, url string, headers map[string]string, query string, vars map[string]any) gqlResponse {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, err := http.NewRequest(http.MethodPost, url+"/query", bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := gqlResponse{Status: resp.StatusCode}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		tb.Fatalf("decode response %q: %v", raw, err)
+	}
+	return out
+}
+
+const payloadFields = `accessToken refreshToken tokenType expiresIn user { id email roles createdAt }`
+
+// tokens is a signed-in session's pair.
+type tokens struct{ Access, Refresh, UserID string }
+
+func tokensOf(r gqlResponse, field string) tokens {
+	return tokens{Access: r.Str(field, "accessToken"), Refresh: r.Str(field, "refreshToken"), UserID: r.Str(field, "user", "id")}
+}
+
+func (ts *testServer) register(tb testing.TB, email, password string) tokens {
+	tb.Helper()
+	r := ts.do(tb, "", `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { `+payloadFields+` } }`,
+		map[string]any{"e": email, "p": password}).OK(tb)
+	return tokensOf(r, "register")
+}
+
+func (ts *testServer) login(tb testing.TB, email, password string) gqlResponse {
+	tb.Helper()
+	return ts.do(tb, "", `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { `+payloadFields+` } }`,
+		map[string]any{"e": email, "p": password})
+}
+
+func (ts *testServer) refresh(tb testing.TB, refreshToken string) gqlResponse {
+	tb.Helper()
+	return ts.do(tb, "", `mutation($t: String!) { refresh(refreshToken: $t) { `+payloadFields+` } }`,
+		map[string]any{"t": refreshToken})
+}
+
+func (ts *testServer) me(tb testing.TB, token string) gqlResponse {
+	tb.Helper()
+	return ts.do(tb, token, `{ me { id email roles } }`, nil)
+}
+
+// admin creates an admin through the service, as AUTH_ADMIN_EMAIL would,
+// and signs it in.
+func (ts *testServer) admin(tb testing.TB) tokens {
+	tb.Helper()
+	if err := ts.Svc.EnsureAdmin(context.Background(), "admin@example.com", "admin-password"); err != nil {
+		tb.Fatal(err)
+	}
+	return tokensOf(ts.login(tb, "admin@example.com", "admin-password").OK(tb), "login")
+}
+
+// claims decodes a JWT's payload without verifying it.
+func claims(tb testing.TB, jwt string) map[string]any {
+	tb.Helper()
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		tb.Fatalf("not a JWT: %q", jwt)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
