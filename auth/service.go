@@ -400,4 +400,3 @@ func validPassword(p string) error {
 	}
 	return nil
 }
-

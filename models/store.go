@@ -402,4 +402,3 @@ func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore time.Time
 // NormalizeEmail trims and lower-cases an email, the form it is stored and
 // compared in.
 func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
-

@@ -82,4 +82,3 @@ func Postgres(tb testing.TB) string {
 func IsPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
-
