@@ -26,6 +26,10 @@ var DefaultArgon2 = Argon2Params{Memory: 19 * 1024, Time: 2, Threads: 1}
 const (
 	saltLen = 16
 	keyLen  = 32
+	// maxArgon2Memory (KiB) and maxBcryptCost bound the cost of verifying a
+	// stored hash, whatever the database says.
+	maxArgon2Memory = 256 * 1024
+	maxBcryptCost   = 14
 )
 
 // Validate reports parameters argon2 cannot use or that are too weak to be
@@ -101,7 +105,12 @@ func (h *Hasher) Verify(stored, password string) (ok, rehash bool, err error) {
 		return ok, ok && (p != h.params || len(salt) != saltLen || len(key) != keyLen), nil
 	case strings.HasPrefix(stored, "$2a$"), strings.HasPrefix(stored, "$2b$"), strings.HasPrefix(stored, "$2y$"):
 		// bcrypt is accepted for hashes imported from other systems only;
-		// a successful login upgrades it to argon2id.
+		// a successful login upgrades it to argon2id. A stored cost above
+		// maxBcryptCost is refused: a tampered row must not make one login
+		// take hours.
+		if cost, err := bcrypt.Cost([]byte(stored)); err != nil || cost > maxBcryptCost {
+			return false, false, errMalformedHash
+		}
 		err := bcrypt.CompareHashAndPassword([]byte(stored), []byte(password))
 		switch {
 		case err == nil:
@@ -128,15 +137,16 @@ func parseArgon2id(s string) (p Argon2Params, salt, key []byte, err error) {
 		return p, nil, nil, errMalformedHash
 	}
 	var version int
-	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version || parts[2] != fmt.Sprintf("v=%d", version) {
 		return p, nil, nil, errMalformedHash
 	}
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil || p.Validate() != nil {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil || p.Validate() != nil ||
+		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.Memory, p.Time, p.Threads) {
 		return p, nil, nil, errMalformedHash
 	}
 	// Refuse absurd stored costs: a tampered row must not make one login
-	// allocate gigabytes.
-	if p.Memory > 1<<21 || p.Time > 64 {
+	// allocate gigabytes or run for minutes.
+	if p.Memory > maxArgon2Memory || p.Time > 64 {
 		return p, nil, nil, errMalformedHash
 	}
 	b64 := base64.RawStdEncoding

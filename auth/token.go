@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -46,13 +47,16 @@ type Signer struct {
 // NewSigner returns a Signer for key, which must be at least MinSecretLen
 // bytes.
 func NewSigner(key []byte, issuer, audience string, now func() time.Time) (*Signer, error) {
+	if now == nil {
+		now = time.Now
+	}
 	if len(key) < MinSecretLen {
 		return nil, fmt.Errorf("signing key is %d bytes; it must be at least %d", len(key), MinSecretLen)
 	}
 	// The kid names the key without revealing it: a truncated hash of it.
 	sum := sha256.Sum256(append([]byte("authql kid\x00"), key...))
 	s := &Signer{
-		key:      key,
+		key:      bytes.Clone(key),
 		keyID:    base64.RawURLEncoding.EncodeToString(sum[:12]),
 		issuer:   issuer,
 		audience: audience,
@@ -120,7 +124,11 @@ func (s *Signer) Verify(token string) (*Claims, error) {
 		return s.key, nil
 	})
 	switch {
-	case errors.Is(err, jwt.ErrTokenExpired):
+	case errors.Is(err, jwt.ErrTokenExpired) && !errors.Is(err, jwt.ErrTokenInvalidIssuer) &&
+		!errors.Is(err, jwt.ErrTokenInvalidAudience) && !errors.Is(err, jwt.ErrTokenUsedBeforeIssued) &&
+		!errors.Is(err, jwt.ErrTokenNotValidYet):
+		// "Expired" tells the client to refresh; say it only when
+		// expiry is the token's one fault.
 		return nil, ErrTokenExpired
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrTokenInvalid, err)

@@ -1,0 +1,528 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const (
+	testIssuer   = "https://authql.test"
+	testAudience = "authql-test"
+)
+
+// testKey and otherKey are 32-byte HS256 keys.
+var (
+	testKey  = []byte("0123456789abcdef0123456789abcdef")
+	otherKey = []byte("fedcba9876543210fedcba9876543210")
+)
+
+// fakeClock is the injected clock of a Signer: tests advance it instead of
+// sleeping.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time          { return c.t }
+func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func newTestSigner(tb testing.TB, key []byte) (*Signer, *fakeClock) {
+	tb.Helper()
+	c := &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	s, err := NewSigner(key, testIssuer, testAudience, c.Now)
+	if err != nil {
+		tb.Fatalf("NewSigner: %v", err)
+	}
+	return s, c
+}
+
+// validClaims are the claims Issue would produce at now: each forgery test
+// changes one thing in them (or in the header) and nothing else.
+func validClaims(now time.Time) *Claims {
+	return &Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    testIssuer,
+			Audience:  jwt.ClaimStrings{testAudience},
+			Subject:   "user-1",
+			ExpiresAt: jwt.NewNumericDate(now.Add(15 * time.Minute)),
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			ID:        "jti-1",
+		},
+		SessionID: "sess-1",
+		Roles:     []string{"user"},
+	}
+}
+
+// signToken signs claims with method and key under the access token header
+// of s (typ at+jwt, kid of s), with header's entries set on top; a nil value
+// deletes the entry.
+func signToken(tb testing.TB, s *Signer, method jwt.SigningMethod, key any, header map[string]any, claims jwt.Claims) string {
+	tb.Helper()
+	t := jwt.NewWithClaims(method, claims)
+	t.Header["typ"] = accessTokenType
+	t.Header["kid"] = s.KeyID()
+	for k, v := range header {
+		if v == nil {
+			delete(t.Header, k)
+		} else {
+			t.Header[k] = v
+		}
+	}
+	signed, err := t.SignedString(key)
+	if err != nil {
+		tb.Fatalf("SignedString: %v", err)
+	}
+	return signed
+}
+
+// segment is the base64url JSON of v, as in a JWT.
+func segment(tb testing.TB, v any) string {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func mustVerify(tb testing.TB, s *Signer, token string) *Claims {
+	tb.Helper()
+	c, err := s.Verify(token)
+	if err != nil {
+		tb.Fatalf("Verify: %v", err)
+	}
+	return c
+}
+
+// checkInvalid fails the test unless Verify rejects token with an error
+// wrapping ErrTokenInvalid.
+func checkInvalid(tb testing.TB, s *Signer, token string) {
+	tb.Helper()
+	c, err := s.Verify(token)
+	if !errors.Is(err, ErrTokenInvalid) {
+		tb.Fatalf("Verify(%q): err = %v, want ErrTokenInvalid", token, err)
+	}
+	if c != nil {
+		tb.Errorf("Verify(%q) returned claims with its error", token)
+	}
+}
+
+func TestSignerIssueVerify(t *testing.T) {
+	s, clk := newTestSigner(t, testKey)
+	now := clk.Now()
+	roles := []string{"admin", "user"}
+	token, issued, err := s.Issue("user-1", "sess-1", roles, 15*time.Minute)
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	c := mustVerify(t, s, token)
+
+	t.Run("Claims", func(t *testing.T) {
+		if c.Subject != "user-1" {
+			t.Errorf("sub = %q, want user-1", c.Subject)
+		}
+		if c.SessionID != "sess-1" {
+			t.Errorf("sid = %q, want sess-1", c.SessionID)
+		}
+		if c.ID == "" || c.ID != issued.ID {
+			t.Errorf("jti = %q, want %q (as issued, non-empty)", c.ID, issued.ID)
+		}
+		if !slices.Equal(c.Roles, roles) {
+			t.Errorf("roles = %q, want %q", c.Roles, roles)
+		}
+		if c.Issuer != testIssuer {
+			t.Errorf("iss = %q, want %q", c.Issuer, testIssuer)
+		}
+		if !slices.Equal(c.Audience, jwt.ClaimStrings{testAudience}) {
+			t.Errorf("aud = %q, want [%q]", c.Audience, testAudience)
+		}
+	})
+	t.Run("Times", func(t *testing.T) {
+		if got, want := c.IssuedAt.Time, now; !got.Equal(want) {
+			t.Errorf("iat = %v, want %v", got, want)
+		}
+		if got, want := c.NotBefore.Time, now; !got.Equal(want) {
+			t.Errorf("nbf = %v, want %v", got, want)
+		}
+		if got, want := c.ExpiresAt.Time, now.Add(15*time.Minute); !got.Equal(want) {
+			t.Errorf("exp = %v, want %v", got, want)
+		}
+	})
+	t.Run("Header", func(t *testing.T) {
+		parsed, _, err := jwt.NewParser().ParseUnverified(token, &Claims{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := parsed.Header["alg"]; got != "HS256" {
+			t.Errorf("alg = %v, want HS256", got)
+		}
+		if got := parsed.Header["typ"]; got != "at+jwt" {
+			t.Errorf("typ = %v, want at+jwt", got)
+		}
+		if got := parsed.Header["kid"]; got != s.KeyID() || s.KeyID() == "" {
+			t.Errorf("kid = %v, want KeyID() = %q", got, s.KeyID())
+		}
+	})
+	t.Run("UniqueJTI", func(t *testing.T) {
+		_, again, err := s.Issue("user-1", "sess-1", roles, 15*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.ID == issued.ID {
+			t.Errorf("two tokens share the jti %q", issued.ID)
+		}
+	})
+	t.Run("KidDoesNotRevealKey", func(t *testing.T) {
+		if strings.Contains(s.KeyID(), string(testKey)) || strings.Contains(s.KeyID(), base64.RawURLEncoding.EncodeToString(testKey)) {
+			t.Errorf("kid %q contains the key", s.KeyID())
+		}
+	})
+}
+
+func TestNewSigner(t *testing.T) {
+	now := func() time.Time { return time.Unix(0, 0) }
+	for _, tc := range []struct {
+		name    string
+		key     []byte
+		wantErr bool
+	}{
+		{"NilKey", nil, true},
+		{"EmptyKey", []byte{}, true},
+		{"ShortKey31", bytes.Repeat([]byte{'k'}, 31), true},
+		{"Key32", bytes.Repeat([]byte{'k'}, 32), false},
+		{"Key64", bytes.Repeat([]byte{'k'}, 64), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewSigner(tc.key, testIssuer, testAudience, now)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("NewSigner(%d-byte key): err = %v, want error %v", len(tc.key), err, tc.wantErr)
+			}
+			if tc.wantErr && s != nil {
+				t.Errorf("NewSigner returned a Signer with its error")
+			}
+		})
+	}
+	t.Run("KeyIDPerKey", func(t *testing.T) {
+		a, _ := newTestSigner(t, testKey)
+		b, _ := newTestSigner(t, testKey)
+		c, _ := newTestSigner(t, otherKey)
+		if a.KeyID() != b.KeyID() {
+			t.Errorf("one key, two kids: %q, %q", a.KeyID(), b.KeyID())
+		}
+		if a.KeyID() == c.KeyID() {
+			t.Errorf("two keys, one kid: %q", a.KeyID())
+		}
+	})
+}
+
+func TestSignerVerifyRejects(t *testing.T) {
+	s, clk := newTestSigner(t, testKey)
+	now := clk.Now()
+	other, _ := newTestSigner(t, otherKey)
+	hs256 := jwt.SigningMethodHS256
+
+	// The control: the helpers' baseline token is accepted, so each
+	// rejection below is due to its one change.
+	t.Run("ControlAccepted", func(t *testing.T) {
+		c := mustVerify(t, s, signToken(t, s, hs256, testKey, nil, validClaims(now)))
+		if c.Subject != "user-1" || c.SessionID != "sess-1" || c.ID != "jti-1" {
+			t.Fatalf("claims = %+v", c)
+		}
+		header := map[string]any{"alg": "HS256", "typ": "at+jwt", "kid": s.KeyID()}
+		unsigned := segment(t, header) + "." + segment(t, validClaims(now))
+		mac := hmac.New(sha256.New, testKey)
+		mac.Write([]byte(unsigned))
+		mustVerify(t, s, unsigned+"."+base64.RawURLEncoding.EncodeToString(mac.Sum(nil)))
+	})
+	t.Run("TypCaseInsensitiveAccepted", func(t *testing.T) {
+		// RFC 9068 allows the media type with its "application/" prefix.
+		for _, typ := range []string{"AT+JWT", "application/at+jwt"} {
+			mustVerify(t, s, signToken(t, s, hs256, testKey, map[string]any{"typ": typ}, validClaims(now)))
+		}
+	})
+
+	t.Run("AlgNoneHandBuilt", func(t *testing.T) {
+		for _, alg := range []string{"none", "None", "NONE"} {
+			header := map[string]any{"alg": alg, "typ": "at+jwt", "kid": s.KeyID()}
+			checkInvalid(t, s, segment(t, header)+"."+segment(t, validClaims(now))+".")
+		}
+	})
+	t.Run("AlgNoneLibrary", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, validClaims(now)))
+	})
+	t.Run("AlgRS256WithHMACSignature", func(t *testing.T) {
+		// Algorithm confusion: an HMAC made with the key under another alg.
+		header := map[string]any{"alg": "RS256", "typ": "at+jwt", "kid": s.KeyID()}
+		unsigned := segment(t, header) + "." + segment(t, validClaims(now))
+		mac := hmac.New(sha256.New, testKey)
+		mac.Write([]byte(unsigned))
+		checkInvalid(t, s, unsigned+"."+base64.RawURLEncoding.EncodeToString(mac.Sum(nil)))
+	})
+	t.Run("OtherKey", func(t *testing.T) {
+		// Our kid, so that only the signature is wrong.
+		checkInvalid(t, s, signToken(t, s, hs256, otherKey, nil, validClaims(now)))
+	})
+	t.Run("HS384", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, jwt.SigningMethodHS384, testKey, nil, validClaims(now)))
+	})
+	t.Run("HS512", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, jwt.SigningMethodHS512, testKey, nil, validClaims(now)))
+	})
+	t.Run("EmptySignature", func(t *testing.T) {
+		token := signToken(t, s, hs256, testKey, nil, validClaims(now))
+		checkInvalid(t, s, token[:strings.LastIndex(token, ".")+1])
+	})
+	t.Run("ClaimsTamperedAfterSigning", func(t *testing.T) {
+		token, _, err := s.Issue("user-1", "sess-1", []string{"user"}, 15*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := strings.Split(token, ".")
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims map[string]any
+		if err := json.Unmarshal(payload, &claims); err != nil {
+			t.Fatal(err)
+		}
+		claims["roles"] = []string{"admin"}
+		parts[1] = segment(t, claims)
+		forged := strings.Join(parts, ".")
+
+		// The forgery carries admin and only the signature gives it away.
+		var got Claims
+		if _, _, err := jwt.NewParser().ParseUnverified(forged, &got); err != nil || !slices.Equal(got.Roles, []string{"admin"}) {
+			t.Fatalf("forged claims = %+v, %v", got, err)
+		}
+		checkInvalid(t, s, forged)
+	})
+	t.Run("TypMissing", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, map[string]any{"typ": nil}, validClaims(now)))
+	})
+	t.Run("TypJWT", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, map[string]any{"typ": "JWT"}, validClaims(now)))
+	})
+	t.Run("TypRefresh", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, map[string]any{"typ": "rt+jwt"}, validClaims(now)))
+	})
+	t.Run("TypNotString", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, map[string]any{"typ": []string{"at+jwt"}}, validClaims(now)))
+	})
+	t.Run("KidMissing", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, map[string]any{"kid": nil}, validClaims(now)))
+	})
+	t.Run("KidOfOtherSigner", func(t *testing.T) {
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, map[string]any{"kid": other.KeyID()}, validClaims(now)))
+	})
+	t.Run("TokenOfOtherSigner", func(t *testing.T) {
+		token, _, err := other.Issue("user-1", "sess-1", nil, 15*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkInvalid(t, s, token)
+	})
+	t.Run("WrongIssuer", func(t *testing.T) {
+		c := validClaims(now)
+		c.Issuer = "https://evil.test"
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("MissingIssuer", func(t *testing.T) {
+		c := validClaims(now)
+		c.Issuer = ""
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("WrongAudience", func(t *testing.T) {
+		c := validClaims(now)
+		c.Audience = jwt.ClaimStrings{"another-service"}
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("MissingAudience", func(t *testing.T) {
+		c := validClaims(now)
+		c.Audience = nil
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("MissingExp", func(t *testing.T) {
+		c := validClaims(now)
+		c.ExpiresAt = nil
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("NotBefore60sInFuture", func(t *testing.T) {
+		c := validClaims(now)
+		c.NotBefore = jwt.NewNumericDate(now.Add(60 * time.Second))
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("IssuedAt60sInFuture", func(t *testing.T) {
+		c := validClaims(now)
+		c.IssuedAt = jwt.NewNumericDate(now.Add(60 * time.Second))
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("MissingSid", func(t *testing.T) {
+		c := validClaims(now)
+		c.SessionID = ""
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("MissingSub", func(t *testing.T) {
+		c := validClaims(now)
+		c.Subject = ""
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("MissingJti", func(t *testing.T) {
+		c := validClaims(now)
+		c.ID = ""
+		checkInvalid(t, s, signToken(t, s, hs256, testKey, nil, c))
+	})
+	t.Run("RefreshTokenAsAccessToken", func(t *testing.T) {
+		token, _ := newRefreshToken()
+		checkInvalid(t, s, token)
+	})
+	t.Run("Garbage", func(t *testing.T) {
+		random := make([]byte, 64)
+		rand.Read(random)
+		for _, g := range []string{"", "a.b.c", "...", ".", "a.b", "a.b.c.d", string(random), "Bearer x", "\x00"} {
+			checkInvalid(t, s, g)
+		}
+	})
+}
+
+func TestSignerVerifyTimes(t *testing.T) {
+	const ttl = 5 * time.Minute
+
+	t.Run("ValidUntilExpiry", func(t *testing.T) {
+		s, clk := newTestSigner(t, testKey)
+		token, _, err := s.Issue("user-1", "sess-1", nil, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(ttl - time.Second)
+		mustVerify(t, s, token)
+	})
+	t.Run("ExpiredBeyondSkew", func(t *testing.T) {
+		s, clk := newTestSigner(t, testKey)
+		token, _, err := s.Issue("user-1", "sess-1", nil, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(ttl + MaxClockSkew + time.Second)
+		c, err := s.Verify(token)
+		if !errors.Is(err, ErrTokenExpired) {
+			t.Fatalf("Verify 31s after expiry: err = %v, want ErrTokenExpired", err)
+		}
+		if c != nil {
+			t.Errorf("Verify returned claims with its error")
+		}
+	})
+	t.Run("ExpiredWithinSkewAccepted", func(t *testing.T) {
+		s, clk := newTestSigner(t, testKey)
+		token, _, err := s.Issue("user-1", "sess-1", nil, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(ttl + 20*time.Second)
+		mustVerify(t, s, token)
+	})
+	t.Run("NotBeforeWithinSkewAccepted", func(t *testing.T) {
+		s, clk := newTestSigner(t, testKey)
+		c := validClaims(clk.Now())
+		c.NotBefore = jwt.NewNumericDate(clk.Now().Add(20 * time.Second))
+		c.IssuedAt = c.NotBefore
+		mustVerify(t, s, signToken(t, s, jwt.SigningMethodHS256, testKey, nil, c))
+	})
+	t.Run("ClockAppliesToIssue", func(t *testing.T) {
+		s, clk := newTestSigner(t, testKey)
+		clk.Advance(time.Hour + 500*time.Millisecond)
+		_, c, err := s.Issue("user-1", "sess-1", nil, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := time.Date(2025, 6, 1, 13, 0, 0, 0, time.UTC)
+		if !c.IssuedAt.Time.Equal(want) {
+			t.Errorf("iat = %v, want %v (injected clock, whole seconds)", c.IssuedAt.Time, want)
+		}
+	})
+}
+
+func TestRefreshToken(t *testing.T) {
+	t.Run("Format", func(t *testing.T) {
+		token, hash := newRefreshToken()
+		if len(token) != 43 {
+			t.Errorf("len(token) = %d, want 43", len(token))
+		}
+		b, err := base64.RawURLEncoding.DecodeString(token)
+		if err != nil {
+			t.Fatalf("token %q is not unpadded base64url: %v", token, err)
+		}
+		if len(b) != 32 {
+			t.Errorf("token carries %d bytes, want 32", len(b))
+		}
+		if hash != hashRefreshToken(token) {
+			t.Errorf("returned hash %q, want hashRefreshToken(token) = %q", hash, hashRefreshToken(token))
+		}
+	})
+	t.Run("HashIs64Hex", func(t *testing.T) {
+		token, _ := newRefreshToken()
+		if h := hashRefreshToken(token); !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(h) {
+			t.Errorf("hashRefreshToken = %q, want 64 lower-case hex digits", h)
+		}
+	})
+	t.Run("HashDeterministic", func(t *testing.T) {
+		token, _ := newRefreshToken()
+		if a, b := hashRefreshToken(token), hashRefreshToken(token); a != b {
+			t.Errorf("two hashes of one token: %q, %q", a, b)
+		}
+		// SHA-256("abc"), FIPS 180-2 appendix B.1.
+		if got, want := hashRefreshToken("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"; got != want {
+			t.Errorf(`hashRefreshToken("abc") = %q, want %q`, got, want)
+		}
+	})
+	t.Run("TokensDiffer", func(t *testing.T) {
+		a, ha := newRefreshToken()
+		b, hb := newRefreshToken()
+		if a == b || ha == hb {
+			t.Errorf("two refresh tokens are equal: %q", a)
+		}
+	})
+	t.Run("WellFormed", func(t *testing.T) {
+		for range 20 {
+			if token, _ := newRefreshToken(); !wellFormedRefreshToken(token) {
+				t.Fatalf("wellFormedRefreshToken(%q) = false for a new token", token)
+			}
+		}
+	})
+	t.Run("NotWellFormed", func(t *testing.T) {
+		token, _ := newRefreshToken()
+		s, _ := newTestSigner(t, testKey)
+		jwtToken, _, err := s.Issue("user-1", "sess-1", nil, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct{ name, s string }{
+			{"Empty", ""},
+			{"Short", token[:42]},
+			{"TooLong", token + "A"},
+			{"31Bytes", base64.RawURLEncoding.EncodeToString(make([]byte, 31))},
+			{"33Bytes", base64.RawURLEncoding.EncodeToString(make([]byte, 33))},
+			{"StdAlphabet", "+" + token[1:]},
+			{"Slash", "/" + token[1:]},
+			{"Padded", base64.URLEncoding.EncodeToString(make([]byte, 32))},
+			{"Space", " " + token[1:]},
+			{"JWT", jwtToken},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if wellFormedRefreshToken(tc.s) {
+					t.Errorf("wellFormedRefreshToken(%q) = true", tc.s)
+				}
+			})
+		}
+	})
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/authql/authql/internal/testdb"
+	"github.com/authql/authql/models"
+)
+
+// addrWriter captures run's stdout and reports the address it listens on.
+type addrWriter struct {
+	mu   sync.Mutex
+	buf  strings.Builder
+	addr chan string
+}
+
+var listeningRE = regexp.MustCompile(`listening on http://\S*:(\d+)`)
+
+func (w *addrWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if m := listeningRE.FindStringSubmatch(w.buf.String()); m != nil && w.addr != nil {
+		w.addr <- "http://127.0.0.1:" + m[1]
+		w.addr = nil
+	}
+	return len(p), nil
+}
+
+// startRun runs the whole program in-process with env (PORT=0 unless set)
+// and returns its base URL and a function that stops it and returns run's
+// error.
+func startRun(t *testing.T, env map[string]string) (string, func() error) {
+	t.Helper()
+	if env["PORT"] == "" {
+		env["PORT"] = "0"
+	}
+	if env["AUTH_ARGON2_MEMORY"] == "" {
+		env["AUTH_ARGON2_MEMORY"] = "64"
+		env["AUTH_ARGON2_TIME"] = "1"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &addrWriter{addr: make(chan string, 1)}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
+	var stopped bool
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return <-done
+	}
+	t.Cleanup(func() { stop() })
+	select {
+	case url := <-out.addr:
+		return url, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("run returned before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("run did not start listening")
+	}
+	return "", nil
+}
+
+func gql(t *testing.T, url, token, query string) gqlResponse {
+	t.Helper()
+	return postGraphQL(t, url, map[string]string{"Authorization": bearer(token)}, query, nil)
+}
+
+func TestRunDefaults(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	url, stop := startRun(t, map[string]string{})
+
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "/query") {
+		t.Errorf("GET / = %d, want the playground pointing at /query", resp.StatusCode)
+	}
+	r := gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).OK(t)
+	gql(t, url, r.Str("register", "accessToken"), `{ me { email } }`).OK(t)
+	if err := stop(); err != nil {
+		t.Errorf("run returned %v after shutdown, want nil", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "authql.db")); err != nil {
+		t.Errorf("no authql.db in the working directory: %v", err)
+	}
+}
+
+func TestRunKeepsGeneratedKeyAcrossRestarts(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "keys.db")}
+	url, stop := startRun(t, env)
+	r := gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).OK(t)
+	token := r.Str("register", "accessToken")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	url, _ = startRun(t, env)
+	gql(t, url, token, `{ me { email } }`).OK(t)
+}
+
+func TestRunEnsuresAdmin(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL":        "sqlite://" + filepath.Join(t.TempDir(), "admin.db"),
+		"AUTH_ADMIN_EMAIL":    "Root@Example.com",
+		"AUTH_ADMIN_PASSWORD": "first-password",
+	}
+	url, stop := startRun(t, env)
+	r := gql(t, url, "", `mutation { login(email: "root@example.com", password: "first-password") { accessToken user { roles } } }`).OK(t)
+	gql(t, url, r.Str("login", "accessToken"), `{ users { email } }`).OK(t)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	env["AUTH_ADMIN_PASSWORD"] = "second-password"
+	url, _ = startRun(t, env) // idempotent: the existing password is kept
+	gql(t, url, "", `mutation { login(email: "root@example.com", password: "first-password") { accessToken } }`).OK(t)
+	if code := gql(t, url, "", `mutation { login(email: "root@example.com", password: "second-password") { accessToken } }`).Code(t); code != models.Unauthenticated {
+		t.Errorf("new password: code = %s, want UNAUTHENTICATED", code)
+	}
+}
+
+func TestRunPostgres(t *testing.T) {
+	dsn := testdb.Postgres(t)
+	env := map[string]string{"DATABASE_URL": dsn, "AUTH_SIGNUP": "false", "AUTH_ADMIN_EMAIL": "root@example.com", "AUTH_ADMIN_PASSWORD": "root-password"}
+	url, stop := startRun(t, env)
+	if code := gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).Code(t); code != models.Forbidden {
+		t.Errorf("register with AUTH_SIGNUP=false: code = %s, want FORBIDDEN", code)
+	}
+	r := gql(t, url, "", `mutation { login(email: "root@example.com", password: "root-password") { accessToken } }`).OK(t)
+	token := r.Str("login", "accessToken")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	url, _ = startRun(t, env) // a second replica or a restart: same key from the database
+	gql(t, url, token, `{ me { email } }`).OK(t)
+}
+
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		wantText []string
+	}{
+		{"ShortSecret", map[string]string{"AUTH_JWT_SECRET": "too-short"}, []string{"AUTH_JWT_SECRET", "at least 32"}},
+		{"BadDuration", map[string]string{"AUTH_ACCESS_TTL": "15 minutes"}, []string{"AUTH_ACCESS_TTL", "duration"}},
+		{"BadBool", map[string]string{"AUTH_SIGNUP": "maybe"}, []string{"AUTH_SIGNUP"}},
+		{"AdminHalfSet", map[string]string{"AUTH_ADMIN_EMAIL": "a@example.com"}, []string{"AUTH_ADMIN_EMAIL", "AUTH_ADMIN_PASSWORD"}},
+		{"BadPort", map[string]string{"PORT": "http"}, []string{"PORT"}},
+		{"ReuseIntervalTooLong", map[string]string{"AUTH_REFRESH_REUSE_INTERVAL": "1h"}, []string{"AUTH_REFRESH_REUSE_INTERVAL"}},
+		{"UnknownScheme", map[string]string{"DATABASE_URL": "mysql://localhost/x"}, []string{"unsupported database URL"}},
+		{"AdminPasswordTooShort", map[string]string{"AUTH_ADMIN_EMAIL": "a@example.com", "AUTH_ADMIN_PASSWORD": "short"}, []string{"AUTH_ADMIN_PASSWORD", "at least 8"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.env["DATABASE_URL"] == "" {
+				tt.env["DATABASE_URL"] = filepath.Join(t.TempDir(), "bad.db")
+			}
+			if tt.env["PORT"] == "" {
+				tt.env["PORT"] = "0"
+			}
+			// A configuration wrongly accepted would serve until the deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := run(ctx, nil, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			if err == nil {
+				t.Fatal("run accepted the configuration")
+			}
+			for _, want := range tt.wantText {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := loadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		Port: "8080", DatabaseURL: "authql.db",
+		AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, ReuseInterval: 10 * time.Second,
+		Issuer: "authql", Audience: "authql", Signup: true,
+		Argon2: c.Argon2,
+	}
+	if c.Port != want.Port || c.DatabaseURL != want.DatabaseURL || c.AccessTTL != want.AccessTTL ||
+		c.RefreshTTL != want.RefreshTTL || c.ReuseInterval != want.ReuseInterval || c.Issuer != want.Issuer ||
+		c.Audience != want.Audience || !c.Signup || c.JWTSecret != nil {
+		t.Errorf("defaults = %+v, want %+v", c, want)
+	}
+	if c.Argon2.Memory != 19456 || c.Argon2.Time != 2 || c.Argon2.Threads != 1 {
+		t.Errorf("argon2 defaults = %+v, want OWASP's m=19456 t=2 p=1", c.Argon2)
+	}
+}
