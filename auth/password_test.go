@@ -305,7 +305,7 @@ func TestHasherRefusesCostlyOrSloppyStoredHashes(t *testing.T) {
 		// Would run for hours if verified.
 		"BcryptCost31": "$2a$31$" + string(bc)[7:],
 		// 512 MiB: over the memory cap.
-		"Argon2Memory512MiB": strings.Join([]string{"", "argon2id", "v=19", "m=524288,t=1,p=1", parts[4], parts[5]}, "$"),
+		"Argon2Memory512MiB":    strings.Join([]string{"", "argon2id", "v=19", "m=524288,t=1,p=1", parts[4], parts[5]}, "$"),
 		"TrailingJunkInVersion": strings.Join([]string{"", "argon2id", "v=19junk", parts[3], parts[4], parts[5]}, "$"),
 		"TrailingJunkInParams":  strings.Join([]string{"", "argon2id", "v=19", parts[3] + "xyz", parts[4], parts[5]}, "$"),
 	}
