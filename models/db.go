@@ -89,13 +89,20 @@ func Open(dsn string) (*gorm.DB, Dialect, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if dialect == Postgres {
-		// Keep warm connections: dialing PostgreSQL per request costs more
-		// than the request.
+	// Pools are sized on purpose: database/sql keeps only 2 idle
+	// connections by default, so under concurrent load it would dial
+	// PostgreSQL (or reopen SQLite and rerun its pragmas) per request.
+	switch dialect {
+	case Postgres:
 		sqlDB.SetMaxOpenConns(20)
 		sqlDB.SetMaxIdleConns(20)
-		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	case SQLite:
+		// SQLite runs one writer at a time; more connections than a few
+		// readers only queue on its lock.
+		sqlDB.SetMaxOpenConns(8)
+		sqlDB.SetMaxIdleConns(8)
 	}
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	if err := sqlDB.Ping(); err != nil {
 		sqlDB.Close()
 		return nil, "", fmt.Errorf("connect to %s database: %w", dialect, err)
