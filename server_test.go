@@ -49,7 +49,8 @@ func startRun(t *testing.T, env map[string]string) (string, func() error) {
 		env["AUTH_ARGON2_TIME"] = "1"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &addrWriter{addr: make(chan string, 1)}
+	addr := make(chan string, 1)
+	out := &addrWriter{addr: addr}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
 	var stopped bool
@@ -63,7 +64,7 @@ func startRun(t *testing.T, env map[string]string) (string, func() error) {
 	}
 	t.Cleanup(func() { stop() })
 	select {
-	case url := <-out.addr:
+	case url := <-addr:
 		return url, stop
 	case err := <-done:
 		cancel()

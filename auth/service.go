@@ -319,7 +319,7 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err 
 	u, err := models.UserByEmail(ctx, s.db, models.NormalizeEmail(email))
 	if models.ErrorCode(err) == models.NotFound {
 		_, err = s.createUser(ctx, email, password, []string{models.RoleAdmin, models.RoleUser})
-		if models.ErrorCode(err) == models.BadUserInput && strings.Contains(err.Error(), "already exists") {
+		if errors.Is(err, models.ErrEmailTaken) {
 			return s.EnsureAdmin(ctx, email, password) // created concurrently by another replica
 		}
 		return err

@@ -73,8 +73,12 @@ func SettingValue(ctx context.Context, db *gorm.DB, name string, gen func() (str
 	return s.Value, nil
 }
 
-// CreateUser inserts u with the given roles. It returns a BadUserInput error
-// if the email is taken or a role is unknown.
+// ErrEmailTaken is returned by CreateUser for an email that has an account.
+var ErrEmailTaken = Errorf(BadUserInput, "an account with this email already exists")
+
+// CreateUser inserts u with the given roles. It returns ErrEmailTaken (a
+// BadUserInput error) if the email is taken, and BadUserInput for an
+// unknown role.
 func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string) (err error) {
 	defer Wrap(&err, "CreateUser(%q)", u.Email)
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -85,7 +89,7 @@ func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string) (err 
 		u.Roles = nil
 		if err := tx.Omit(clause.Associations).Create(u).Error; err != nil {
 			if errors.Is(err, gorm.ErrDuplicatedKey) {
-				return Errorf(BadUserInput, "an account with this email already exists")
+				return ErrEmailTaken
 			}
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/authql/authql/models"
@@ -76,9 +75,4 @@ func Postgres(tb testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
-}
-
-// IsPostgres reports whether dsn names a PostgreSQL database.
-func IsPostgres(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
