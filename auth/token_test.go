@@ -239,10 +239,7 @@ func TestSignerVerifyRejects(t *testing.T) {
 			t.Fatalf("claims = %+v", c)
 		}
 		header := map[string]any{"alg": "HS256", "typ": "at+jwt", "kid": s.KeyID()}
-		unsigned := segment(t, header) + "." + segment(t, validClaims(now))
-		mac := hmac.New(sha256.New, testKey)
-		mac.Write([]byte(unsigned))
-		mustVerify(t, s, unsigned+"."+base64.RawURLEncoding.EncodeToString(mac.Sum(nil)))
+		mustVerify(t, s, hmacToken(t, header, validClaims(now)))
 	})
 	t.Run("TypCaseInsensitiveAccepted", func(t *testing.T) {
 		// RFC 9068 allows the media type with its "application/" prefix.
@@ -263,10 +260,7 @@ func TestSignerVerifyRejects(t *testing.T) {
 	t.Run("AlgRS256WithHMACSignature", func(t *testing.T) {
 		// Algorithm confusion: an HMAC made with the key under another alg.
 		header := map[string]any{"alg": "RS256", "typ": "at+jwt", "kid": s.KeyID()}
-		unsigned := segment(t, header) + "." + segment(t, validClaims(now))
-		mac := hmac.New(sha256.New, testKey)
-		mac.Write([]byte(unsigned))
-		checkInvalid(t, s, unsigned+"."+base64.RawURLEncoding.EncodeToString(mac.Sum(nil)))
+		checkInvalid(t, s, hmacToken(t, header, validClaims(now)))
 	})
 	t.Run("OtherKey", func(t *testing.T) {
 		// Our kid, so that only the signature is wrong.
@@ -495,4 +489,14 @@ func TestRefreshToken(t *testing.T) {
 			})
 		}
 	})
+}
+
+// hmacToken builds a token by hand, whatever its header says: the header and
+// claims as JSON segments, signed with HMAC-SHA256 under testKey.
+func hmacToken(t *testing.T, header map[string]any, claims any) string {
+	t.Helper()
+	unsigned := segment(t, header) + "." + segment(t, claims)
+	mac := hmac.New(sha256.New, testKey)
+	mac.Write([]byte(unsigned))
+	return unsigned + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }

@@ -103,15 +103,14 @@ func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string) (err 
 	})
 }
 
-// UserByEmail returns the user with the (normalized) email, with roles and
-// their permissions, or a NotFound error.
+// UserByEmail returns the user with the (normalized) email and its roles, or
+// a NotFound error.
 func UserByEmail(ctx context.Context, db *gorm.DB, email string) (_ *User, err error) {
 	defer Wrap(&err, "UserByEmail")
 	return takeUser(db.WithContext(ctx).Where("email = ?", email))
 }
 
-// UserByID returns the user with the id, with roles and their permissions,
-// or a NotFound error.
+// UserByID returns the user with the id and its roles, or a NotFound error.
 func UserByID(ctx context.Context, db *gorm.DB, id string) (_ *User, err error) {
 	defer Wrap(&err, "UserByID(%q)", id)
 	return takeUser(db.WithContext(ctx).Where("id = ?", id))
@@ -119,7 +118,10 @@ func UserByID(ctx context.Context, db *gorm.DB, id string) (_ *User, err error) 
 
 func takeUser(q *gorm.DB) (*User, error) {
 	var u User
-	err := q.Preload("Roles", orderByName).Preload("Roles.Permissions", orderByName).Take(&u).Error
+	// Roles only: permission checks read the role->permissions table the
+	// auth service keeps in memory, so loading them here would cost a query
+	// per request for nothing.
+	err := q.Preload("Roles", orderByName).Take(&u).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, Errorf(NotFound, "user not found")
 	}
