@@ -73,6 +73,9 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case errors.As(err, &coded):
 			gerr.Message = coded.Message
 			gerr.Extensions = map[string]any{"code": coded.Code}
+			if coded.RetryAfter > 0 {
+				gerr.Extensions["retryAfter"] = coded.RetryAfterSeconds()
+			}
 		case gerr.Extensions["code"] != nil:
 			// A parse, validation or argument error from gqlgen.
 		default:

@@ -3,6 +3,7 @@ package models
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes. They are the outward GraphQL extensions.code values, so the
@@ -12,6 +13,7 @@ const (
 	Forbidden       = "FORBIDDEN"
 	BadUserInput    = "BAD_USER_INPUT"
 	NotFound        = "NOT_FOUND"
+	RateLimited     = "RATE_LIMITED"
 	Internal        = "INTERNAL_SERVER_ERROR"
 )
 
@@ -21,6 +23,9 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfter, when positive, tells the client how long to wait before
+	// trying again; it is sent as extensions.retryAfter in whole seconds.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }
@@ -28,6 +33,19 @@ func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message)
 // Errorf returns an *Error with the given code and a formatted public message.
 func Errorf(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// RateLimitedf returns a RateLimited *Error that asks the client to wait
+// retryAfter (rounded up to whole seconds, at least one).
+func RateLimitedf(retryAfter time.Duration, format string, args ...any) *Error {
+	return &Error{Code: RateLimited, Message: fmt.Sprintf(format, args...), RetryAfter: retryAfter}
+}
+
+// RetryAfterSeconds is e.RetryAfter rounded up to whole seconds, at least
+// one: a client told to retry after 0 seconds would hammer at once.
+func (e *Error) RetryAfterSeconds() int {
+	s := int((e.RetryAfter + time.Second - 1) / time.Second)
+	return max(s, 1)
 }
 
 // ErrorCode returns the code of err: the Code of an *Error in its chain, or
