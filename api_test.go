@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/authql/authql/auth"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -108,7 +107,7 @@ func TestRegisterValidation(t *testing.T) {
 }
 
 func TestSignupDisabled(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil, func(c *auth.Config) { c.Signup = false })
+	ts := newTestServer(t, testdb.SQLite(t), nil, func(c *testConfig) { c.Auth.Signup = false })
 	r := ts.do(t, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`, nil)
 	if code := r.Code(t); code != models.Forbidden {
 		t.Errorf("code = %s, want FORBIDDEN", code)
@@ -532,7 +531,7 @@ func TestPasswordHashUpgrade(t *testing.T) {
 			ts.login(t, "imported@example.com", "imported-pw").OK(t)
 		})
 		t.Run("FromOlderArgon2Parameters", func(t *testing.T) {
-			old := newTestServer(t, dsn, nil, func(c *auth.Config) { c.Argon2.Memory = 32 })
+			old := newTestServer(t, dsn, nil, func(c *testConfig) { c.Auth.Argon2.Memory = 32 })
 			old.do(t, "", `mutation { register(email: "old@example.com", password: "password1") { accessToken } }`, nil).OK(t)
 			ts.login(t, "old@example.com", "password1").OK(t)
 			var user models.User

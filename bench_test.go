@@ -21,7 +21,7 @@ func eachBenchDB(b *testing.B, f func(b *testing.B, dsn string)) {
 // verified against a dummy hash, so the two should take about as long.
 func BenchmarkLogin(b *testing.B) {
 	eachBenchDB(b, func(b *testing.B, dsn string) {
-		ts := newTestServer(b, dsn, nil, func(c *auth.Config) { c.Argon2 = auth.DefaultArgon2 })
+		ts := newTestServer(b, dsn, nil, func(c *testConfig) { c.Auth.Argon2 = auth.DefaultArgon2 })
 		ts.register(b, "user@example.com", "password1")
 		for _, bc := range []struct{ name, email, password string }{
 			{"WrongPassword", "user@example.com", "wrong-password"},

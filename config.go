@@ -3,11 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/graph"
 )
 
 // config is the whole configuration, read once from the environment.
@@ -24,6 +27,18 @@ type config struct {
 	AdminPassword string
 	Signup        bool
 	Argon2        auth.Argon2Params
+
+	Limits         auth.Limits
+	TrustedProxies []netip.Prefix
+	HashWorkers    int           // 0: one per core
+	HashWait       time.Duration // how long a hash waits for a worker
+
+	Production    bool // AUTH_ENV=production
+	Introspection bool
+	Playground    bool
+	MaxBodyBytes  int64
+	MaxDepth      int
+	MaxComplexity int
 }
 
 // configHelp documents every variable loadConfig reads, for --help.
@@ -43,13 +58,26 @@ const configHelp = `Configuration (environment variables):
   AUTH_ARGON2_MEMORY            argon2id memory in KiB (default 19456)
   AUTH_ARGON2_TIME              argon2id passes (default 2)
   AUTH_ARGON2_THREADS           argon2id lanes (default 1)
+  AUTH_LOGIN_LIMIT_ACCOUNT      failed logins per account and client (default 10/15m; off disables)
+  AUTH_LOGIN_LIMIT_CLIENT       failed logins per client (default 100/15m)
+  AUTH_REGISTER_LIMIT           registrations per client (default 20/1h)
+  AUTH_REFRESH_LIMIT            refreshes per client (default 600/1m)
+  AUTH_TRUSTED_PROXIES          proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For
+                                names the client (default none: the connection's address)
+  AUTH_HASH_WORKERS             concurrent password hashes, at most the cores (default: the cores)
+  AUTH_HASH_WAIT                how long a login waits for a hashing worker (default 1s)
+  AUTH_ENV                      production turns introspection and the playground off
+                                unless enabled below (default development)
+  AUTH_INTROSPECTION            allow __schema/__type queries (default true, false in production)
+  AUTH_PLAYGROUND               serve the playground at / (default true, false in production)
+  AUTH_MAX_BODY_BYTES           largest request body; larger gets HTTP 413 (default 65536)
+  AUTH_MAX_QUERY_DEPTH          deepest field nesting of a document (default 15)
+  AUTH_MAX_COMPLEXITY           largest complexity of an operation (default 1000)
 `
 
-// loadConfig reads the configuration from getenv: defaults first, then
-// every variable set, then validation. Each error names the variable and
-// says how to fix it; all of them are reported at once.
-func loadConfig(getenv func(string) string) (config, error) {
-	c := config{
+// defaultConfig is the configuration when no variable is set.
+func defaultConfig() config {
+	return config{
 		Port:          "8080",
 		DatabaseURL:   "authql.db",
 		AccessTTL:     15 * time.Minute,
@@ -59,7 +87,21 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Audience:      "authql",
 		Signup:        true,
 		Argon2:        auth.DefaultArgon2,
+		Limits:        auth.DefaultLimits,
+		HashWait:      auth.DefaultHashWait,
+		Introspection: graph.DefaultOptions.Introspection,
+		Playground:    true,
+		MaxBodyBytes:  64 << 10,
+		MaxDepth:      graph.DefaultOptions.MaxDepth,
+		MaxComplexity: graph.DefaultOptions.MaxComplexity,
 	}
+}
+
+// loadConfig reads the configuration from getenv: defaults first, then
+// every variable set, then validation. Each error names the variable and
+// says how to fix it; all of them are reported at once.
+func loadConfig(getenv func(string) string) (config, error) {
+	c := defaultConfig()
 	var errs []error
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
@@ -121,13 +163,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if (c.AdminEmail == "") != (c.AdminPassword == "") {
 		bad("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD", "set both to have an admin ensured at start, or neither")
 	}
-	if v := strings.TrimSpace(getenv("AUTH_SIGNUP")); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			bad("AUTH_SIGNUP", "%q is not a boolean; use true or false", v)
-		}
-		c.Signup = b
-	}
 	number("AUTH_ARGON2_MEMORY", &c.Argon2.Memory, 8, 4<<20)
 	number("AUTH_ARGON2_TIME", &c.Argon2.Time, 1, 64)
 	threads := uint32(c.Argon2.Threads)
@@ -136,5 +171,69 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err := c.Argon2.Validate(); err != nil {
 		bad("AUTH_ARGON2_MEMORY", "%v", err)
 	}
+	boolean := func(name string, dst *bool) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				bad(name, "%q is not a boolean; use true or false", v)
+			}
+			*dst = b
+		}
+	}
+	integer := func(name string, dst *int, min, max int) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < min || n > max {
+				bad(name, "%q must be a whole number from %d to %d", v, min, max)
+				return
+			}
+			*dst = n
+		}
+	}
+	rate := func(name string, dst *auth.Rate) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			r, err := auth.ParseRate(v)
+			if err != nil {
+				bad(name, "%v", err)
+			}
+			*dst = r
+		}
+	}
+	rate("AUTH_LOGIN_LIMIT_ACCOUNT", &c.Limits.LoginAccount)
+	rate("AUTH_LOGIN_LIMIT_CLIENT", &c.Limits.LoginClient)
+	rate("AUTH_REGISTER_LIMIT", &c.Limits.Register)
+	rate("AUTH_REFRESH_LIMIT", &c.Limits.Refresh)
+	if v := getenv("AUTH_TRUSTED_PROXIES"); strings.TrimSpace(v) != "" {
+		p, err := auth.ParseTrustedProxies(v)
+		if err != nil {
+			bad("AUTH_TRUSTED_PROXIES", "%v; list the addresses of your reverse proxies, such as 10.0.0.0/8,192.168.1.7", err)
+		}
+		c.TrustedProxies = p
+	}
+	integer("AUTH_HASH_WORKERS", &c.HashWorkers, 1, runtime.GOMAXPROCS(0))
+	duration("AUTH_HASH_WAIT", &c.HashWait, time.Millisecond)
+	if c.HashWait > time.Minute {
+		bad("AUTH_HASH_WAIT", "%s is too long: waiting logins pile up; use at most 1m", c.HashWait)
+	}
+
+	switch env := strings.ToLower(strings.TrimSpace(getenv("AUTH_ENV"))); env {
+	case "", "development":
+	case "production":
+		// Production hides the schema and the playground unless asked:
+		// they help an attacker map the API and are no use to end users.
+		c.Production, c.Introspection, c.Playground = true, false, false
+	default:
+		bad("AUTH_ENV", "%q is not an environment; use development or production", env)
+	}
+	boolean("AUTH_SIGNUP", &c.Signup)
+	boolean("AUTH_INTROSPECTION", &c.Introspection)
+	boolean("AUTH_PLAYGROUND", &c.Playground)
+	var body int
+	integer("AUTH_MAX_BODY_BYTES", &body, 1024, 16<<20)
+	if body > 0 {
+		c.MaxBodyBytes = int64(body)
+	}
+	integer("AUTH_MAX_QUERY_DEPTH", &c.MaxDepth, 2, 1000)
+	integer("AUTH_MAX_COMPLEXITY", &c.MaxComplexity, 10, 1_000_000)
 	return c, errors.Join(errs...)
 }

@@ -54,11 +54,23 @@ type testServer struct {
 	Clock *clock
 }
 
-// serverOpt adjusts the service configuration of a test server.
-type serverOpt func(*auth.Config)
+// testConfig is what a test server is built from: the service's
+// configuration and the HTTP layer's.
+type testConfig struct {
+	Auth auth.Config
+	HTTP config
+}
+
+// serverOpt adjusts the configuration of a test server.
+type serverOpt func(*testConfig)
 
 func withReuseInterval(d time.Duration) serverOpt {
-	return func(c *auth.Config) { c.ReuseInterval = d }
+	return func(c *testConfig) { c.Auth.ReuseInterval = d }
+}
+
+// withLimits sets the rate limits (test servers have none by default).
+func withLimits(l auth.Limits) serverOpt {
+	return func(c *testConfig) { c.Auth.Limits = l }
 }
 
 // newTestServer starts authql's handler on dsn (migrating it) with a
@@ -78,20 +90,23 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	if c == nil {
 		c = newClock()
 	}
-	cfg := auth.Config{
-		Issuer: "authql", Audience: "authql",
-		AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, ReuseInterval: 10 * time.Second,
-		Signup: true, Argon2: cheapArgon2, Now: c.Now,
+	cfg := testConfig{
+		Auth: auth.Config{
+			Issuer: "authql", Audience: "authql",
+			AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, ReuseInterval: 10 * time.Second,
+			Signup: true, Argon2: cheapArgon2, Now: c.Now,
+		},
+		HTTP: defaultConfig(),
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := auth.NewService(ctx, db, testKey, cfg, log)
+	svc, err := auth.NewService(ctx, db, testKey, cfg.Auth, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	hs := httptest.NewServer(newServer(svc, log))
+	hs := httptest.NewServer(newServer(cfg.HTTP, svc, log))
 	tb.Cleanup(hs.Close)
 	return &testServer{URL: hs.URL, DB: db, Svc: svc, Clock: c}
 }

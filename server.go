@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -33,9 +34,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-// maxBodyBytes bounds a GraphQL request body.
-const maxBodyBytes = 1 << 20
 
 // purgeInterval is how often expired rows are deleted.
 const purgeInterval = 10 * time.Minute
@@ -86,13 +84,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	svc, err := auth.NewService(ctx, db, key, auth.Config{
-		Issuer:        cfg.Issuer,
-		Audience:      cfg.Audience,
-		AccessTTL:     cfg.AccessTTL,
-		RefreshTTL:    cfg.RefreshTTL,
-		ReuseInterval: cfg.ReuseInterval,
-		Signup:        cfg.Signup,
-		Argon2:        cfg.Argon2,
+		Issuer:         cfg.Issuer,
+		Audience:       cfg.Audience,
+		AccessTTL:      cfg.AccessTTL,
+		RefreshTTL:     cfg.RefreshTTL,
+		ReuseInterval:  cfg.ReuseInterval,
+		Signup:         cfg.Signup,
+		Argon2:         cfg.Argon2,
+		Limits:         cfg.Limits,
+		TrustedProxies: cfg.TrustedProxies,
+		HashWorkers:    cfg.HashWorkers,
+		HashWait:       cfg.HashWait,
 	}, log)
 	if err != nil {
 		return err
@@ -109,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newServer(svc, log),
+		Handler:           newServer(cfg, svc, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -136,16 +138,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // newServer returns the whole HTTP surface of authql.
-func newServer(svc *auth.Service, log *slog.Logger) http.Handler {
+func newServer(cfg config, svc *auth.Service, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, svc, log)
+	addRoutes(mux, cfg, svc, log)
 	return mux
 }
 
 // addRoutes lists every route.
-func addRoutes(mux *http.ServeMux, svc *auth.Service, log *slog.Logger) {
-	mux.Handle("POST /query", noStore(limitBody(svc.Middleware(graph.NewHandler(svc, log, true)))))
-	mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
+func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logger) {
+	gql := graph.NewHandler(svc, log, graph.Options{
+		Introspection: cfg.Introspection,
+		MaxDepth:      cfg.MaxDepth,
+		MaxComplexity: cfg.MaxComplexity,
+	})
+	mux.Handle("POST /query", noStore(limitBody(cfg.MaxBodyBytes, svc.Middleware(gql))))
+	if cfg.Playground {
+		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
@@ -161,11 +170,37 @@ func noStore(next http.Handler) http.Handler {
 	})
 }
 
-// limitBody bounds the request body so that one request cannot make the
-// server buffer without limit.
-func limitBody(next http.Handler) http.Handler {
+// limitBody reads the request body, up to max bytes, before anything else
+// runs: a larger body is refused with HTTP 413 without being read further,
+// so that one request cannot make the server buffer or parse without limit.
+// Reading it here (rather than only capping the reader) makes the refusal
+// the same whether or not the client declared a Content-Length.
+func limitBody(max int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		if r.ContentLength > max {
+			tooLarge(w, max)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			tooLarge(w, max)
+			return
+		case err != nil:
+			http.Error(w, "could not read the request body", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// tooLarge answers 413 with a GraphQL-shaped error, so that clients that
+// only read JSON errors still see why.
+func tooLarge(w http.ResponseWriter, max int64) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	fmt.Fprintf(w, `{"errors":[{"message":"request body too large: the limit is %d bytes","extensions":{"code":"PAYLOAD_TOO_LARGE"}}]}`+"\n", max)
 }

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -93,7 +92,7 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 			res.err = errNoToken
 		}
 		ctx = context.WithValue(ctx, principalKey, res)
-		ctx = context.WithValue(ctx, clientKey, Client{IP: remoteIP(r), UserAgent: truncate(r.UserAgent(), 512)})
+		ctx = context.WithValue(ctx, clientKey, Client{IP: clientIP(r, s.cfg.TrustedProxies), UserAgent: truncate(r.UserAgent(), 512)})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -107,16 +106,6 @@ func bearerToken(h string) (string, bool) {
 	}
 	token = strings.TrimSpace(token)
 	return token, token != ""
-}
-
-// remoteIP is the address of the connection. Forwarding headers are not
-// trusted: anyone can set them.
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func truncate(s string, n int) string {

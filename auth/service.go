@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,16 @@ type Config struct {
 	ReuseInterval time.Duration // grace for presenting a just-rotated refresh token again
 	Signup        bool          // whether Register is open
 	Argon2        Argon2Params
+	// Limits are the rate limits; the zero value limits nothing.
+	Limits Limits
+	// HashWorkers bounds concurrent password hashes (0 or more than the
+	// cores: one per core); HashWait is how long one waits for a worker
+	// before the operation fails with RateLimited (0: DefaultHashWait).
+	HashWorkers int
+	HashWait    time.Duration
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed
+	// (see Middleware); empty trusts none.
+	TrustedProxies []netip.Prefix
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -45,8 +56,11 @@ type Service struct {
 	cfg    Config
 	signer *Signer
 	hasher *Hasher
+	pool   *hashPool
 	log    *slog.Logger
-	revs   revocations
+
+	limiter Limiter
+	revs    revocations
 
 	mu     sync.RWMutex
 	grants map[string][]string // role -> permissions
@@ -58,7 +72,12 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Service{db: db, cfg: cfg, log: log, revs: revocations{ids: map[string]time.Time{}}}
+	s := &Service{
+		db: db, cfg: cfg, log: log,
+		revs:    revocations{ids: map[string]time.Time{}},
+		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait),
+		limiter: NewLimiter(db),
+	}
 	var err error
 	if s.signer, err = NewSigner(key, cfg.Issuer, cfg.Audience, s.now); err != nil {
 		return nil, err
@@ -123,6 +142,10 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 	if !s.cfg.Signup {
 		return nil, models.Errorf(models.Forbidden, "sign-up is disabled")
 	}
+	client := ClientFrom(ctx).limitKey()
+	if _, err := s.take(ctx, s.now(), []string{limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
+		return nil, err
+	}
 	u, err := s.createUser(ctx, email, password, []string{models.RoleUser})
 	if err != nil {
 		return nil, err
@@ -138,7 +161,10 @@ func (s *Service) createUser(ctx context.Context, email, password string, roles 
 	if err := validPassword(password); err != nil {
 		return nil, err
 	}
-	hash, err := s.hasher.Hash(password)
+	var hash string
+	if perr := s.pool.do(ctx, func() { hash, err = s.hasher.Hash(password) }); perr != nil {
+		return nil, perr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -152,38 +178,72 @@ func (s *Service) createUser(ctx context.Context, email, password string, roles 
 // Login checks an email and password and starts a session. Every failure
 // returns the same Unauthenticated error, after about the same time, whether
 // or not the email has an account; a password over MaxPasswordBytes is
-// BadUserInput, refused before hashing.
+// BadUserInput, refused before hashing. Past the failed-login limits of the
+// account and client, or when no hashing worker frees up in time, it
+// returns RateLimited without checking the password.
 func (s *Service) Login(ctx context.Context, email, password string) (*Grant, error) {
 	if len(password) > MaxPasswordBytes {
 		return nil, models.Errorf(models.BadUserInput, "password must be at most %d bytes", MaxPasswordBytes)
 	}
-	u, err := models.UserByEmail(ctx, s.db, models.NormalizeEmail(email))
+	email = models.NormalizeEmail(email)
+	now, client := s.now(), ClientFrom(ctx).limitKey()
+	// The attempt is counted before the password is checked, so that
+	// concurrent requests cannot all slip under the limit, and refused
+	// attempts are not checked at all: past the limit, the right password
+	// fails like a wrong one. The account key is the email as typed, known
+	// or not, so the answer does not reveal whether an account exists.
+	giveBack, err := s.take(ctx, now,
+		[]string{limitKey("login-account", email, client), limitKey("login-client", client)},
+		[]Rate{s.cfg.Limits.LoginAccount, s.cfg.Limits.LoginClient})
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.checkPassword(ctx, email, password, now)
+	if err != nil {
+		if models.ErrorCode(err) == models.RateLimited {
+			giveBack() // the password was never checked
+		}
+		return nil, err
+	}
+	// Only failures count: a successful login gives its attempt back.
+	giveBack()
+	u.LastLoginAt = &now
+	return s.startSession(ctx, u)
+}
+
+// checkPassword returns the user with the email if password is theirs, and
+// upgrades an outdated hash. Hashing runs on the bounded pool.
+func (s *Service) checkPassword(ctx context.Context, email, password string, now time.Time) (*models.User, error) {
+	u, err := models.UserByEmail(ctx, s.db, email)
 	if models.ErrorCode(err) == models.NotFound {
-		s.hasher.VerifyDummy(password)
+		if err := s.pool.do(ctx, func() { s.hasher.VerifyDummy(password) }); err != nil {
+			return nil, err
+		}
 		return nil, errBadCredentials
 	} else if err != nil {
 		return nil, err
 	}
-	ok, rehash, err := s.hasher.Verify(u.PasswordHash, password)
+	var ok, rehash bool
+	var newHash string
+	if perr := s.pool.do(ctx, func() {
+		ok, rehash, err = s.hasher.Verify(u.PasswordHash, password)
+		if ok && rehash && err == nil {
+			newHash, err = s.hasher.Hash(password)
+		}
+	}); perr != nil {
+		return nil, perr
+	}
 	if err != nil {
-		s.log.ErrorContext(ctx, "stored password hash unusable", "user", u.ID, "err", err)
+		s.log.ErrorContext(ctx, "password hash", "user", u.ID, "err", err)
 		return nil, errBadCredentials
 	}
 	if !ok {
 		return nil, errBadCredentials
 	}
-	var newHash string
-	if rehash {
-		if newHash, err = s.hasher.Hash(password); err != nil {
-			return nil, err
-		}
-	}
-	now := s.now()
 	if err := models.RecordLogin(ctx, s.db, u.ID, now, newHash); err != nil {
 		return nil, err
 	}
-	u.LastLoginAt = &now
-	return s.startSession(ctx, u)
+	return u, nil
 }
 
 func (s *Service) startSession(ctx context.Context, u *models.User) (*Grant, error) {
@@ -213,11 +273,14 @@ func (s *Service) grant(u *models.User, sessionID, refreshToken string) (*Grant,
 // with the user's current roles. Presenting an already rotated token after
 // the reuse interval revokes the session. Every failure is Unauthenticated.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Grant, error) {
+	now := s.now()
+	if _, err := s.take(ctx, now, []string{limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
+		return nil, err
+	}
 	if !wellFormedRefreshToken(refreshToken) {
 		return nil, models.Errorf(models.Unauthenticated, "invalid or expired refresh token")
 	}
 	token, hash := newRefreshToken()
-	now := s.now()
 	rot, err := models.RotateRefreshToken(ctx, s.db, models.Rotate{
 		OldHash: hashRefreshToken(refreshToken), NewHash: hash, Now: now,
 		TTL: s.cfg.RefreshTTL, ReuseInterval: s.cfg.ReuseInterval, RevokeUntil: s.revokeUntil(now),
@@ -348,7 +411,10 @@ func (s *Service) Purge(ctx context.Context) error {
 		return err
 	}
 	if p != (models.Purged{}) {
-		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions)
+		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits)
+	}
+	if m, ok := s.limiter.(*memoryLimiter); ok {
+		m.Sweep(now)
 	}
 	return s.Reload(ctx)
 }

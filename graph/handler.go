@@ -20,9 +20,24 @@ import (
 	"github.com/authql/authql/models"
 )
 
+// Options bound what one GraphQL document may ask for.
+type Options struct {
+	// Introspection allows __schema and __type queries.
+	Introspection bool
+	// MaxDepth bounds how deeply fields nest (0: no limit).
+	MaxDepth int
+	// MaxComplexity bounds gqlgen's complexity of an operation, each field
+	// counting one plus its selections (0: no limit).
+	MaxComplexity int
+}
+
+// DefaultOptions allow every document this schema's clients need, the
+// playground's introspection query included.
+var DefaultOptions = Options{Introspection: true, MaxDepth: 15, MaxComplexity: 1000}
+
 // NewHandler returns the GraphQL HTTP handler (POST only) over svc.
 // Requests must pass through svc.Middleware first.
-func NewHandler(svc *auth.Service, log *slog.Logger, introspection bool) *handler.Server {
+func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Server {
 	cfg := Config{Resolvers: &Resolver{Auth: svc}}
 	cfg.Directives.Auth = authDirective(svc)
 	srv := handler.New(NewExecutableSchema(cfg))
@@ -30,8 +45,12 @@ func NewHandler(svc *auth.Service, log *slog.Logger, introspection bool) *handle
 	// image, and every operation here is either a mutation or private.
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	if introspection {
+	srv.Use(documentLimits{maxDepth: opts.MaxDepth, introspection: opts.Introspection})
+	if opts.Introspection {
 		srv.Use(extension.Introspection{})
+	}
+	if opts.MaxComplexity > 0 {
+		srv.Use(extension.FixedComplexityLimit(opts.MaxComplexity))
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.SetErrorPresenter(errorPresenter(log))

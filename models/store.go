@@ -23,7 +23,7 @@ var defaultRoles = map[string][]string{
 func Migrate(ctx context.Context, db *gorm.DB) (err error) {
 	defer Wrap(&err, "Migrate")
 	db = db.WithContext(ctx)
-	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}); err != nil {
+	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}, &RateLimit{}); err != nil {
 		return err
 	}
 	return db.Transaction(func(tx *gorm.DB) error {
@@ -378,11 +378,11 @@ func Revocations(ctx context.Context, db *gorm.DB, now time.Time) (_ map[string]
 }
 
 // Purged counts the rows PurgeExpired deleted.
-type Purged struct{ Revocations, RefreshTokens, Sessions int64 }
+type Purged struct{ Revocations, RefreshTokens, Sessions, RateLimits int64 }
 
-// PurgeExpired deletes expired revocations, refresh tokens and sessions, and
-// sessions revoked before revokedBefore (by then no access token of theirs
-// can still be valid).
+// PurgeExpired deletes expired revocations, refresh tokens, sessions and
+// rate-limit counters, and sessions revoked before revokedBefore (by then no
+// access token of theirs can still be valid).
 func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore time.Time) (p Purged, err error) {
 	defer Wrap(&err, "PurgeExpired")
 	db = db.WithContext(ctx)
@@ -402,6 +402,13 @@ func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore time.Time
 		return p, res.Error
 	}
 	p.Sessions = res.RowsAffected
+	// A counter whose next operation is due in the past has run down: it
+	// would allow the same as no row at all.
+	res = db.Where("tat < ?", now.UnixMicro()).Delete(&RateLimit{})
+	if res.Error != nil {
+		return p, res.Error
+	}
+	p.RateLimits = res.RowsAffected
 	return p, nil
 }
 

@@ -1,0 +1,222 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/authql/authql/models"
+)
+
+// Rate is a limit of N operations per window. Up to N may come at once;
+// after that one more is allowed every Per/N (the generic cell rate
+// algorithm: a burst of N, then a steady pace), so there is no window edge
+// at which twice the limit gets through. A zero N disables the limit.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// Enabled reports whether r limits anything.
+func (r Rate) Enabled() bool { return r.N > 0 && r.Per > 0 }
+
+// String is the form ParseRate reads: "10/15m", or "off".
+func (r Rate) String() string {
+	if !r.Enabled() {
+		return "off"
+	}
+	return fmt.Sprintf("%d/%s", r.N, r.Per)
+}
+
+// interval is the steady pace: one operation per interval.
+func (r Rate) interval() time.Duration { return r.Per / time.Duration(r.N) }
+
+// ParseRate reads "N/DURATION" (such as "10/15m") or "off" (or "0").
+func ParseRate(s string) (Rate, error) {
+	s = strings.TrimSpace(s)
+	if s == "off" || s == "0" {
+		return Rate{}, nil
+	}
+	n, per, ok := strings.Cut(s, "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("%q is not a rate; use COUNT/DURATION such as 10/15m, or off", s)
+	}
+	count, err := strconv.Atoi(strings.TrimSpace(n))
+	if err != nil || count < 1 || count > 1_000_000 {
+		return Rate{}, fmt.Errorf("%q: the count must be a whole number from 1 to 1000000", s)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(per))
+	if err != nil || d < time.Second || d > 7*24*time.Hour {
+		return Rate{}, fmt.Errorf("%q: the window must be a Go duration from 1s to 168h", s)
+	}
+	return Rate{N: count, Per: d}, nil
+}
+
+// Limits are the rate limits of the service. Login counts failed attempts
+// (a successful login gives its attempt back); Register and Refresh count
+// every attempt.
+type Limits struct {
+	LoginAccount Rate // failed logins per account and client
+	LoginClient  Rate // failed logins per client, whatever the account
+	Register     Rate // registrations per client
+	Refresh      Rate // refreshes per client
+}
+
+// DefaultLimits are the limits when nothing is configured.
+var DefaultLimits = Limits{
+	// Ten guesses per account from one client per quarter hour, then one
+	// every 90 s: too slow to guess a password, generous for a person who
+	// mistypes. Keyed by account and client, so an attacker cannot lock the
+	// owner out from elsewhere.
+	LoginAccount: Rate{N: 10, Per: 15 * time.Minute},
+	// One client guessing across many accounts (credential stuffing). A NAT
+	// or office shares one address, hence the larger budget.
+	LoginClient: Rate{N: 100, Per: 15 * time.Minute},
+	Register:    Rate{N: 20, Per: time.Hour},
+	// A frontend refreshes every few minutes per tab; this bounds a client
+	// that loops, not a busy NAT.
+	Refresh: Rate{N: 600, Per: time.Minute},
+}
+
+// Limiter counts operations against rates. Take reserves one operation for
+// key and returns how long to wait when the rate is exhausted (zero when
+// the operation may go ahead); Give returns a reserved operation.
+type Limiter interface {
+	Take(ctx context.Context, key string, r Rate, now time.Time) (retryAfter time.Duration, err error)
+	Give(ctx context.Context, key string, r Rate, now time.Time) error
+}
+
+// NewLimiter returns the limiter for db: on PostgreSQL the counters live in
+// the database, so that every replica sharing it enforces one limit (a
+// per-replica limit would multiply by the number of replicas); on SQLite,
+// which one process serves, they live in memory.
+func NewLimiter(db *gorm.DB) Limiter {
+	if db.Dialector.Name() == "postgres" {
+		return dbLimiter{db: db}
+	}
+	return newMemoryLimiter()
+}
+
+// dbLimiter keeps the counters in the rate_limits table.
+type dbLimiter struct{ db *gorm.DB }
+
+func (l dbLimiter) Take(ctx context.Context, key string, r Rate, now time.Time) (time.Duration, error) {
+	return models.TakeRate(ctx, l.db, key, now, r.interval(), r.Per)
+}
+
+func (l dbLimiter) Give(ctx context.Context, key string, r Rate, now time.Time) error {
+	return models.GiveRate(ctx, l.db, key, r.interval())
+}
+
+// memoryLimiter keeps the counters in this process.
+type memoryLimiter struct {
+	mu  sync.Mutex
+	tat map[string]time.Time // theoretical arrival time of the next operation
+	// swept is when expired entries were last dropped.
+	swept time.Time
+}
+
+// maxMemoryKeys bounds the limiter's map between sweeps: many clients each
+// making one attempt must not grow it without limit.
+const maxMemoryKeys = 100_000
+
+func newMemoryLimiter() *memoryLimiter {
+	return &memoryLimiter{tat: map[string]time.Time{}}
+}
+
+func (l *memoryLimiter) Take(_ context.Context, key string, r Rate, now time.Time) (time.Duration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.tat) >= maxMemoryKeys && now.Sub(l.swept) > time.Second {
+		l.sweepLocked(now)
+	}
+	next := l.tat[key]
+	if next.Before(now) {
+		next = now
+	}
+	next = next.Add(r.interval())
+	if over := next.Sub(now) - r.Per; over > 0 {
+		return over, nil
+	}
+	l.tat[key] = next
+	return 0, nil
+}
+
+func (l *memoryLimiter) Give(_ context.Context, key string, r Rate, now time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.tat[key]; ok {
+		l.tat[key] = t.Add(-r.interval())
+	}
+	return nil
+}
+
+// Sweep drops counters that have run down: their next operation would be
+// allowed as if they had never been seen.
+func (l *memoryLimiter) Sweep(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweepLocked(now)
+}
+
+func (l *memoryLimiter) sweepLocked(now time.Time) {
+	for k, t := range l.tat {
+		if !t.After(now) {
+			delete(l.tat, k)
+		}
+	}
+	l.swept = now
+}
+
+// limitKey names a counter. The parts are hashed so that the table holds
+// no email addresses and every key has the same short length.
+func limitKey(kind string, parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return kind + ":" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// errRateLimited is the answer past a limit. It says nothing about the
+// account, so that it cannot tell whether an email is registered.
+func errRateLimited(retryAfter time.Duration) error {
+	return models.RateLimitedf(retryAfter, "too many attempts; try again later")
+}
+
+// take reserves one operation under each of the (key, rate) pairs, all or
+// none: if one is exhausted, those already reserved are given back and a
+// RateLimited error is returned. give returns the reservations.
+func (s *Service) take(ctx context.Context, now time.Time, keys []string, rates []Rate) (give func(), err error) {
+	var taken []int
+	give = func() {
+		for _, i := range taken {
+			if err := s.limiter.Give(context.WithoutCancel(ctx), keys[i], rates[i], now); err != nil {
+				s.log.ErrorContext(ctx, "give back rate limit", "err", err)
+			}
+		}
+	}
+	for i, r := range rates {
+		if !r.Enabled() {
+			continue
+		}
+		wait, err := s.limiter.Take(ctx, keys[i], r, now)
+		if err == nil && wait > 0 {
+			err = errRateLimited(wait)
+		}
+		if err != nil {
+			give()
+			return nil, err
+		}
+		taken = append(taken, i)
+	}
+	return give, nil
+}

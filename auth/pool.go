@@ -1,0 +1,64 @@
+package auth
+
+import (
+	"context"
+	"runtime"
+	"time"
+
+	"github.com/authql/authql/models"
+)
+
+// DefaultHashWait is how long a password hash waits for a worker before the
+// operation is refused.
+const DefaultHashWait = time.Second
+
+// hashPool bounds how many password hashes run at once. A hash takes tens
+// of milliseconds of one core and megabytes of memory by design; without a
+// bound, a flood of logins would queue without limit, take every core and
+// the memory with it, and starve the requests that only check a token. With
+// at most one worker per core, and a short wait for one, a flood turns into
+// fast RATE_LIMITED answers instead.
+type hashPool struct {
+	slots chan struct{}
+	wait  time.Duration
+}
+
+// newHashPool returns a pool of workers (at most the number of usable
+// cores; 0 means that many) that waits up to wait for a free worker.
+func newHashPool(workers int, wait time.Duration) *hashPool {
+	cores := runtime.GOMAXPROCS(0)
+	if workers <= 0 || workers > cores {
+		workers = cores
+	}
+	if wait <= 0 {
+		wait = DefaultHashWait
+	}
+	return &hashPool{slots: make(chan struct{}, workers), wait: wait}
+}
+
+// errHashBusy is returned when no worker frees up in time.
+var errHashBusy = models.RateLimitedf(time.Second, "the server is busy; try again shortly")
+
+// do runs f on a worker, or returns a RateLimited error when none frees up
+// within the pool's wait (or ctx ends first).
+func (p *hashPool) do(ctx context.Context, f func()) error {
+	select {
+	case p.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(p.wait)
+		defer t.Stop()
+		select {
+		case p.slots <- struct{}{}:
+		case <-t.C:
+			return errHashBusy
+		case <-ctx.Done():
+			return errHashBusy
+		}
+	}
+	defer func() { <-p.slots }()
+	f()
+	return nil
+}
+
+// workers is the pool's size.
+func (p *hashPool) workers() int { return cap(p.slots) }
