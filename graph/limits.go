@@ -37,7 +37,7 @@ var _ interface {
 	graphql.HandlerExtension
 } = documentLimits{}
 
-func (documentLimits) ExtensionName() string                    { return "DocumentLimits" }
+func (documentLimits) ExtensionName() string                   { return "DocumentLimits" }
 func (documentLimits) Validate(graphql.ExecutableSchema) error { return nil }
 
 func (l documentLimits) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
