@@ -26,8 +26,9 @@ type Options struct {
 	Introspection bool
 	// MaxDepth bounds how deeply fields nest (0: no limit).
 	MaxDepth int
-	// MaxComplexity bounds gqlgen's complexity of an operation, each field
-	// counting one plus its selections (0: no limit).
+	// MaxComplexity bounds the complexity of an operation: each field
+	// counts one plus its selections, each fragment spread in full
+	// (0: no limit).
 	MaxComplexity int
 }
 
@@ -45,12 +46,9 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 	// image, and every operation here is either a mutation or private.
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(documentLimits{maxDepth: opts.MaxDepth, introspection: opts.Introspection})
+	srv.Use(documentLimits{maxDepth: opts.MaxDepth, maxComplexity: opts.MaxComplexity, introspection: opts.Introspection})
 	if opts.Introspection {
 		srv.Use(extension.Introspection{})
-	}
-	if opts.MaxComplexity > 0 {
-		srv.Use(extension.FixedComplexityLimit(opts.MaxComplexity))
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	srv.SetErrorPresenter(errorPresenter(log))
