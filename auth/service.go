@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"log/slog"
 	"net/mail"
@@ -35,6 +36,12 @@ type Config struct {
 	ReuseInterval time.Duration // grace for presenting a just-rotated refresh token again
 	Signup        bool          // whether Register is open
 	Argon2        Argon2Params
+	// JWTAlg is the algorithm of the keys authql generates: AlgHS256
+	// (default), AlgEdDSA or AlgES256.
+	JWTAlg string
+	// JWTPrivateKey, when set, is the signing key (AUTH_JWT_PRIVATE_KEY_FILE)
+	// instead of a generated one; it must be of JWTAlg.
+	JWTPrivateKey crypto.Signer
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -52,17 +59,20 @@ type Service struct {
 	grants map[string][]string // role -> permissions
 }
 
-// NewService returns a Service signing with key. It loads the live
-// revocations and the role permissions from db.
+// NewService returns a Service. key is an HS256 secret held outside the
+// database (AUTH_JWT_SECRET), or nil for keys kept in the key store (see
+// OpenKeySet). It loads the signing keys, the live revocations and the role
+// permissions from db.
 func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	s := &Service{db: db, cfg: cfg, log: log, revs: revocations{ids: map[string]time.Time{}}}
-	var err error
-	if s.signer, err = NewSigner(key, cfg.Issuer, cfg.Audience, s.now); err != nil {
+	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey}, cfg.AccessTTL, s.now, log)
+	if err != nil {
 		return nil, err
 	}
+	s.signer = newSigner(keys, cfg.Issuer, cfg.Audience, s.now)
 	if s.hasher, err = NewHasher(cfg.Argon2); err != nil {
 		return nil, err
 	}
@@ -105,6 +115,9 @@ func (s *Service) Grants(role string) []string {
 
 // KeyID returns the kid of the current signing key.
 func (s *Service) KeyID() string { return s.signer.KeyID() }
+
+// Keys returns the signing keys.
+func (s *Service) Keys() *KeySet { return s.signer.keys }
 
 // Grant is what a successful register, login or refresh returns.
 type Grant struct {
@@ -349,6 +362,11 @@ func (s *Service) Purge(ctx context.Context) error {
 	}
 	if p != (models.Purged{}) {
 		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions)
+	}
+	if n, err := models.WipeRetiredKeys(ctx, s.db, now.Add(-(retiredKeyGrace + s.cfg.AccessTTL + MaxClockSkew))); err != nil {
+		return err
+	} else if n > 0 {
+		s.log.InfoContext(ctx, "erased private material of retired signing keys", "keys", n)
 	}
 	return s.Reload(ctx)
 }
