@@ -244,6 +244,13 @@ func (ks *KeySet) ensure(ctx context.Context) error {
 		}
 		row.Seq = nextSeq(rows)
 		row.CreatedAt, row.NotBefore = now, now
+		if len(rows) == 0 && row.Alg == AlgHS256 {
+			// The first HS256 key of a store created by an upgrade has
+			// signed tokens before now (as the generated or configured
+			// secret of an older version); those must keep verifying, so
+			// its signing window has no known start.
+			row.NotBefore = time.Unix(0, 0).UTC()
+		}
 		added, err := models.AddSigningKey(ctx, ks.db, &row)
 		if err != nil {
 			return err
