@@ -61,6 +61,12 @@ func withReuseInterval(d time.Duration) serverOpt {
 	return func(c *auth.Config) { c.ReuseInterval = d }
 }
 
+// withAlg makes the server sign with keys of alg generated in its database
+// (HS256 included) instead of the fixed testKey.
+func withAlg(alg string) serverOpt {
+	return func(c *auth.Config) { c.JWTAlg = alg }
+}
+
 // newTestServer starts authql's handler on dsn (migrating it) with a
 // settable clock; the server and database close when the test ends.
 func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *testServer {
@@ -87,7 +93,11 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 		o(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := auth.NewService(ctx, db, testKey, cfg, log)
+	key := testKey
+	if cfg.JWTAlg != "" {
+		key = nil // withAlg: keys from the key store
+	}
+	svc, err := auth.NewService(ctx, db, key, cfg, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
