@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -15,18 +17,22 @@ import (
 
 // config is the whole configuration, read once from the environment.
 type config struct {
-	Port          string
-	DatabaseURL   string
-	JWTSecret     []byte // nil: generate one and persist it in the database
-	AccessTTL     time.Duration
-	RefreshTTL    time.Duration
-	ReuseInterval time.Duration
-	Issuer        string
-	Audience      string
-	AdminEmail    string
-	AdminPassword string
-	Signup        bool
-	Argon2        auth.Argon2Params
+	Port        string
+	DatabaseURL string
+	JWTSecret   []byte // nil: generate one and persist it in the database
+	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256
+	// JWTPrivateKeyFile names the signing key file; JWTPrivateKey is its key.
+	JWTPrivateKeyFile string
+	JWTPrivateKey     crypto.Signer
+	AccessTTL         time.Duration
+	RefreshTTL        time.Duration
+	ReuseInterval     time.Duration
+	Issuer            string
+	Audience          string
+	AdminEmail        string
+	AdminPassword     string
+	Signup            bool
+	Argon2            auth.Argon2Params
 
 	Limits         auth.Limits
 	TrustedProxies []netip.Prefix
@@ -48,6 +54,12 @@ const configHelp = `Configuration (environment variables):
                                 sqlite://PATH or a file path for SQLite (default authql.db)
   AUTH_JWT_SECRET               HS256 secret, at least 32 bytes (default: generated
                                 on first start and kept in the database)
+  AUTH_JWT_ALG                  access token algorithm: HS256, EdDSA (Ed25519) or
+                                ES256 (P-256) (default HS256); EdDSA and ES256 keys
+                                are generated on first start and kept in the database
+  AUTH_JWT_PRIVATE_KEY_FILE     PEM private key (PKCS#8; SEC 1 also for ES256) to sign
+                                with instead of a generated one; needs AUTH_JWT_ALG
+                                EdDSA or ES256 matching the key
   AUTH_ACCESS_TTL               access token lifetime (default 15m)
   AUTH_REFRESH_TTL              refresh token and session lifetime (default 720h)
   AUTH_REFRESH_REUSE_INTERVAL   grace for presenting a just-rotated refresh token again (default 10s)
@@ -86,6 +98,7 @@ func defaultConfig() config {
 		Issuer:        "authql",
 		Audience:      "authql",
 		Signup:        true,
+		JWTAlg:        auth.AlgHS256,
 		Argon2:        auth.DefaultArgon2,
 		Limits:        auth.DefaultLimits,
 		HashWait:      auth.DefaultHashWait,
@@ -149,6 +162,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 			bad("AUTH_JWT_SECRET", "is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48), or leave it unset to have one generated and stored in the database", len(s), auth.MinSecretLen)
 		}
 		c.JWTSecret = []byte(s)
+	}
+	if v := strings.TrimSpace(getenv("AUTH_JWT_ALG")); v != "" {
+		if alg, ok := auth.ParseAlg(v); ok {
+			c.JWTAlg = alg
+		} else {
+			bad("AUTH_JWT_ALG", "%q is not supported; use HS256, EdDSA or ES256", v)
+		}
+	}
+	if c.JWTSecret != nil && c.JWTAlg != auth.AlgHS256 {
+		bad("AUTH_JWT_SECRET", "is an HS256 secret, but AUTH_JWT_ALG is %s; unset AUTH_JWT_SECRET (or set AUTH_JWT_ALG=HS256)", c.JWTAlg)
+	}
+	str("AUTH_JWT_PRIVATE_KEY_FILE", &c.JWTPrivateKeyFile)
+	if f := c.JWTPrivateKeyFile; f != "" {
+		if c.JWTAlg == auth.AlgHS256 {
+			bad("AUTH_JWT_PRIVATE_KEY_FILE", "needs AUTH_JWT_ALG=EdDSA or ES256 (for HS256 set AUTH_JWT_SECRET instead)")
+		} else if data, err := os.ReadFile(f); err != nil {
+			bad("AUTH_JWT_PRIVATE_KEY_FILE", "cannot read the key: %v", err)
+		} else if c.JWTPrivateKey, err = auth.ParsePrivateKeyPEM(data, c.JWTAlg); err != nil {
+			bad("AUTH_JWT_PRIVATE_KEY_FILE", "%s: %v (AUTH_JWT_ALG is %s)", f, err, c.JWTAlg)
+		}
 	}
 	duration("AUTH_ACCESS_TTL", &c.AccessTTL, time.Second)
 	duration("AUTH_REFRESH_TTL", &c.RefreshTTL, time.Second)

@@ -73,6 +73,12 @@ func withLimits(l auth.Limits) serverOpt {
 	return func(c *testConfig) { c.Auth.Limits = l }
 }
 
+// withAlg makes the server sign with keys of alg generated in its database
+// (HS256 included) instead of the fixed testKey.
+func withAlg(alg string) serverOpt {
+	return func(c *testConfig) { c.Auth.JWTAlg = alg }
+}
+
 // newTestServer starts authql's handler on dsn (migrating it) with a
 // settable clock; the server and database close when the test ends.
 func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *testServer {
@@ -102,7 +108,11 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 		o(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := auth.NewService(ctx, db, testKey, cfg.Auth, log)
+	key := testKey
+	if cfg.Auth.JWTAlg != "" {
+		key = nil // withAlg: keys from the key store
+	}
+	svc, err := auth.NewService(ctx, db, key, cfg.Auth, log)
 	if err != nil {
 		tb.Fatal(err)
 	}

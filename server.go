@@ -6,9 +6,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,10 +15,12 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
+	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph"
@@ -38,17 +39,136 @@ func main() {
 // purgeInterval is how often expired rows are deleted.
 const purgeInterval = 10 * time.Minute
 
-// run starts authql and serves until ctx is done. It takes the process's
-// environment as arguments so that tests can run whole servers in-process.
+// usage is the help of authql --help.
+const usage = `Usage:
+  authql [serve]              serve the GraphQL API: POST /query, playground at GET /,
+                              public keys at GET /.well-known/jwks.json
+  authql keys rotate [flags]  add a new signing key (see authql keys --help)
+
+` + configHelp
+
+// keysUsage is the help of authql keys --help.
+const keysUsage = `Usage: authql keys rotate [--activate-in DURATION]
+
+Adds a new signing key of AUTH_JWT_ALG to the database of DATABASE_URL and
+prints its kid. From its activation on (at once by default) every server
+signs with it, learning of it within 30 s; the previous key is retired then
+and keeps verifying the tokens it signed until they have expired.
+
+  --activate-in DURATION  publish the key in the JWKS now but sign with it
+                          only after DURATION (e.g. 10m), so that relying
+                          parties caching the JWKS (up to 5 minutes) have it
+                          before the first token it signs
+
+Keys configured outside the database are not rotated here: with
+AUTH_JWT_PRIVATE_KEY_FILE replace the file and restart, with AUTH_JWT_SECRET
+set a new secret and restart.
+`
+
+// run runs the authql command that args name (serve when none) until ctx
+// is done. It takes the process's environment as arguments so that tests
+// can run whole servers and commands in-process.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	for _, a := range args {
-		switch a {
-		case "-h", "-help", "--help", "help":
-			fmt.Fprint(stdout, "Usage: authql\n\nServes the authql GraphQL API: POST /query, playground at GET /.\n\n"+configHelp)
-			return nil
-		default:
-			return fmt.Errorf("unknown argument %q (see authql --help)", a)
+	cmd, rest := "serve", args
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, rest = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, getenv, stdout, stderr)
+	case "keys":
+		return keysCommand(ctx, rest, getenv, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q (see authql --help)", cmd)
+}
+
+// isHelp reports whether a is a request for help.
+func isHelp(a string) bool {
+	switch a {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
+// openDB opens and migrates the configured database; the returned function
+// closes it.
+func openDB(ctx context.Context, cfg config) (*gorm.DB, models.Dialect, func(), error) {
+	db, dialect, err := models.Open(cfg.DatabaseURL)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	closeDB := func() {
+		if sqlDB, err := db.DB(); err == nil {
+			sqlDB.Close()
 		}
+	}
+	if err := models.Migrate(ctx, db); err != nil {
+		closeDB()
+		return nil, "", nil, err
+	}
+	return db, dialect, closeDB, nil
+}
+
+// keysCommand runs "authql keys ...".
+func keysCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || isHelp(args[0]) {
+		fmt.Fprint(stdout, keysUsage)
+		return nil
+	}
+	if args[0] != "rotate" {
+		return fmt.Errorf("unknown keys command %q (see authql keys --help)", args[0])
+	}
+	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	activateIn := fs.Duration("activate-in", 0, "")
+	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, keysUsage)
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("keys rotate: %v (see authql keys --help)", err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("keys rotate: unexpected argument %q (see authql keys --help)", fs.Arg(0))
+	}
+	if *activateIn < 0 {
+		return fmt.Errorf("keys rotate: --activate-in %s is negative", *activateIn)
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	switch {
+	case cfg.JWTPrivateKeyFile != "":
+		return errors.New("keys rotate: AUTH_JWT_PRIVATE_KEY_FILE is set, so the signing key is that file's: to rotate, replace the file and restart the servers")
+	case cfg.JWTSecret != nil:
+		return errors.New("keys rotate: AUTH_JWT_SECRET is set, so the signing key is that secret: to rotate, set a new secret and restart the servers")
+	}
+	db, _, closeDB, err := openDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: cfg.JWTAlg}, *activateIn, time.Now, log)
+	if err != nil {
+		return fmt.Errorf("keys rotate: %w", err)
+	}
+	fmt.Fprintln(stdout, kid)
+	return nil
+}
+
+// serve starts the server and serves until ctx is done.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	for _, a := range args {
+		if isHelp(a) {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		return fmt.Errorf("unknown argument %q (see authql --help)", a)
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {
@@ -56,34 +176,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	db, dialect, err := models.Open(cfg.DatabaseURL)
+	db, dialect, closeDB, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if sqlDB, err := db.DB(); err == nil {
-		defer sqlDB.Close()
-	}
-	if err := models.Migrate(ctx, db); err != nil {
-		return err
-	}
-	key := cfg.JWTSecret
-	if key == nil {
-		// Kept in the database so that restarts, and every replica sharing
-		// the database, verify the same tokens. Set AUTH_JWT_SECRET to keep
-		// the key out of the database.
-		s, err := models.SettingValue(ctx, db, "jwt_hs256_secret", func() (string, error) {
-			b := make([]byte, 32)
-			_, err := rand.Read(b)
-			return base64.RawStdEncoding.EncodeToString(b), err
-		})
-		if err != nil {
-			return err
-		}
-		if key, err = base64.RawStdEncoding.DecodeString(s); err != nil {
-			return fmt.Errorf("stored signing key is corrupt: %w", err)
-		}
-	}
-	svc, err := auth.NewService(ctx, db, key, auth.Config{
+	defer closeDB()
+	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, auth.Config{
 		Issuer:         cfg.Issuer,
 		Audience:       cfg.Audience,
 		AccessTTL:      cfg.AccessTTL,
@@ -91,6 +189,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ReuseInterval:  cfg.ReuseInterval,
 		Signup:         cfg.Signup,
 		Argon2:         cfg.Argon2,
+		JWTAlg:         cfg.JWTAlg,
+		JWTPrivateKey:  cfg.JWTPrivateKey,
 		Limits:         cfg.Limits,
 		TrustedProxies: cfg.TrustedProxies,
 		HashWorkers:    cfg.HashWorkers,
@@ -105,6 +205,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	go svc.RunPurge(ctx, purgeInterval)
+	// Rotations by other processes (authql keys rotate, another replica's
+	// start) reach this one within the interval; an unknown kid also
+	// triggers a reload.
+	go svc.Keys().RunReload(ctx, auth.KeyReloadInterval)
 
 	ln, err := net.Listen("tcp", ":"+cfg.Port)
 	if err != nil {
@@ -155,6 +259,14 @@ func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logg
 	if cfg.Playground {
 		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
 	}
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		// Public keys only, and the same for everyone: caches may keep
+		// them. Five minutes is why a rotation should use --activate-in.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(svc.Keys().JWKS())
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")

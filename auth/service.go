@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"log/slog"
 	"net/mail"
@@ -46,6 +47,12 @@ type Config struct {
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (see Middleware); empty trusts none.
 	TrustedProxies []netip.Prefix
+	// JWTAlg is the algorithm of the keys authql generates: AlgHS256
+	// (default), AlgEdDSA or AlgES256.
+	JWTAlg string
+	// JWTPrivateKey, when set, is the signing key (AUTH_JWT_PRIVATE_KEY_FILE)
+	// instead of a generated one; it must be of JWTAlg.
+	JWTPrivateKey crypto.Signer
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -66,8 +73,10 @@ type Service struct {
 	grants map[string][]string // role -> permissions
 }
 
-// NewService returns a Service signing with key. It loads the live
-// revocations and the role permissions from db.
+// NewService returns a Service. key is an HS256 secret held outside the
+// database (AUTH_JWT_SECRET), or nil for keys kept in the key store (see
+// OpenKeySet). It loads the signing keys, the live revocations and the role
+// permissions from db.
 func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -78,10 +87,11 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait),
 		limiter: NewLimiter(db),
 	}
-	var err error
-	if s.signer, err = NewSigner(key, cfg.Issuer, cfg.Audience, s.now); err != nil {
+	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey}, cfg.AccessTTL, s.now, log)
+	if err != nil {
 		return nil, err
 	}
+	s.signer = newSigner(keys, cfg.Issuer, cfg.Audience, s.now)
 	if s.hasher, err = NewHasher(cfg.Argon2); err != nil {
 		return nil, err
 	}
@@ -124,6 +134,9 @@ func (s *Service) Grants(role string) []string {
 
 // KeyID returns the kid of the current signing key.
 func (s *Service) KeyID() string { return s.signer.KeyID() }
+
+// Keys returns the signing keys.
+func (s *Service) Keys() *KeySet { return s.signer.keys }
 
 // Grant is what a successful register, login or refresh returns.
 type Grant struct {
@@ -415,6 +428,11 @@ func (s *Service) Purge(ctx context.Context) error {
 	}
 	if m, ok := s.limiter.(*memoryLimiter); ok {
 		m.Sweep(now)
+	}
+	if n, err := models.WipeRetiredKeys(ctx, s.db, now.Add(-(retiredKeyGrace + s.cfg.AccessTTL + MaxClockSkew))); err != nil {
+		return err
+	} else if n > 0 {
+		s.log.InfoContext(ctx, "erased private material of retired signing keys", "keys", n)
 	}
 	return s.Reload(ctx)
 }

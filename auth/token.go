@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -34,38 +33,38 @@ type Claims struct {
 	Roles     []string `json:"roles"`
 }
 
-// Signer issues and verifies access tokens with one HS256 key.
+// Signer issues and verifies access tokens with the keys of a KeySet.
 type Signer struct {
-	key      []byte
-	keyID    string
+	keys     *KeySet
 	issuer   string
 	audience string
 	now      func() time.Time
 	parser   *jwt.Parser
 }
 
-// NewSigner returns a Signer for key, which must be at least MinSecretLen
-// bytes.
+// NewSigner returns a Signer for one fixed HS256 key, which must be at
+// least MinSecretLen bytes.
 func NewSigner(key []byte, issuer, audience string, now func() time.Time) (*Signer, error) {
+	ks, err := staticKeySet(key)
+	if err != nil {
+		return nil, err
+	}
+	if now != nil {
+		ks.now = now
+	}
+	return newSigner(ks, issuer, audience, now), nil
+}
+
+func newSigner(keys *KeySet, issuer, audience string, now func() time.Time) *Signer {
 	if now == nil {
 		now = time.Now
 	}
-	if len(key) < MinSecretLen {
-		return nil, fmt.Errorf("signing key is %d bytes; it must be at least %d", len(key), MinSecretLen)
-	}
-	// The kid names the key without revealing it: a truncated hash of it.
-	sum := sha256.Sum256(append([]byte("authql kid\x00"), key...))
-	s := &Signer{
-		key:      bytes.Clone(key),
-		keyID:    base64.RawURLEncoding.EncodeToString(sum[:12]),
-		issuer:   issuer,
-		audience: audience,
-		now:      now,
-	}
+	s := &Signer{keys: keys, issuer: issuer, audience: audience, now: now}
 	s.parser = jwt.NewParser(
-		// Pinning the algorithm rejects "none" and every algorithm
-		// confusion (such as an RS256/HS256 swap) before the key is used.
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		// Pinning the algorithms rejects "none" and any algorithm authql
+		// does not use before a key is looked at; the keyfunc then narrows
+		// it to the one algorithm of the token's key.
+		jwt.WithValidMethods(validMethods),
 		jwt.WithIssuer(issuer),
 		jwt.WithAudience(audience),
 		jwt.WithExpirationRequired(),
@@ -73,15 +72,19 @@ func NewSigner(key []byte, issuer, audience string, now func() time.Time) (*Sign
 		jwt.WithLeeway(MaxClockSkew),
 		jwt.WithTimeFunc(now),
 	)
-	return s, nil
+	return s
 }
 
-// KeyID returns the kid that tokens of this signer carry.
-func (s *Signer) KeyID() string { return s.keyID }
+// KeyID returns the kid of the key signing now.
+func (s *Signer) KeyID() string { return s.keys.CurrentKID() }
 
 // Issue returns a signed access token for the user's session, valid for ttl,
 // and its claims.
 func (s *Signer) Issue(userID, sessionID string, roles []string, ttl time.Duration) (string, *Claims, error) {
+	k := s.keys.current()
+	if k == nil || k.signKey == nil {
+		return "", nil, errNoSigningKey
+	}
 	now := s.now().Truncate(time.Second)
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -96,10 +99,10 @@ func (s *Signer) Issue(userID, sessionID string, roles []string, ttl time.Durati
 		SessionID: sessionID,
 		Roles:     roles,
 	}
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	t := jwt.NewWithClaims(k.method, c)
 	t.Header["typ"] = accessTokenType
-	t.Header["kid"] = s.keyID
-	signed, err := t.SignedString(s.key)
+	t.Header["kid"] = k.kid
+	signed, err := t.SignedString(k.signKey)
 	return signed, c, err
 }
 
@@ -118,10 +121,31 @@ func (s *Signer) Verify(token string) (*Claims, error) {
 		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, accessTokenType) && !strings.EqualFold(typ, "application/"+accessTokenType) {
 			return nil, fmt.Errorf("token typ %q is not %q", typ, accessTokenType)
 		}
-		if kid, _ := t.Header["kid"].(string); kid != s.keyID {
-			return nil, fmt.Errorf("unknown kid %q", kid)
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, errNoKID
 		}
-		return s.key, nil
+		k := s.keys.lookup(kid)
+		if k == nil || k.verifyKey == nil {
+			return nil, errUnknownKID
+		}
+		// The key, never the token, decides the algorithm: otherwise a
+		// token saying HS256 could be checked with a public key, which
+		// everyone has, used as the HMAC secret.
+		if t.Method.Alg() != k.alg {
+			return nil, errAlgMismatch
+		}
+		if err := k.verifiesAt(s.now(), s.keys.ttl); err != nil {
+			return nil, err
+		}
+		// The claims are decoded before the keyfunc runs.
+		if c.IssuedAt == nil {
+			return nil, errNoIssuedAt
+		}
+		if err := k.signedDuring(c.IssuedAt.Time); err != nil {
+			return nil, err
+		}
+		return k.verifyKey, nil
 	})
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired) && !errors.Is(err, jwt.ErrTokenInvalidIssuer) &&
@@ -131,7 +155,7 @@ func (s *Signer) Verify(token string) (*Claims, error) {
 		// expiry is the token's one fault.
 		return nil, ErrTokenExpired
 	case err != nil:
-		return nil, fmt.Errorf("%w: %v", ErrTokenInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
 	case c.Subject == "" || c.ID == "" || c.SessionID == "":
 		return nil, fmt.Errorf("%w: missing sub, jti or sid", ErrTokenInvalid)
 	}

@@ -23,7 +23,7 @@ var defaultRoles = map[string][]string{
 func Migrate(ctx context.Context, db *gorm.DB) (err error) {
 	defer Wrap(&err, "Migrate")
 	db = db.WithContext(ctx)
-	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}, &RateLimit{}); err != nil {
+	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}, &SigningKey{}, &RateLimit{}); err != nil {
 		return err
 	}
 	return db.Transaction(func(tx *gorm.DB) error {

@@ -1,0 +1,597 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/authql/authql/auth"
+	"github.com/authql/authql/internal/testdb"
+	"github.com/authql/authql/models"
+)
+
+// jwks is a fetched JSON Web Key Set.
+type jwks struct {
+	Keys   []map[string]string `json:"keys"`
+	Header http.Header         `json:"-"`
+}
+
+func getJWKS(tb testing.TB, baseURL string) jwks {
+	tb.Helper()
+	resp, err := http.Get(baseURL + "/.well-known/jwks.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("GET jwks.json = %d", resp.StatusCode)
+	}
+	var set jwks
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		tb.Fatal(err)
+	}
+	if set.Keys == nil {
+		tb.Fatal(`JWKS has no "keys" array`)
+	}
+	set.Header = resp.Header
+	return set
+}
+
+// key returns the JWK with kid, or nil.
+func (s jwks) key(kid string) map[string]string {
+	for _, k := range s.Keys {
+		if k["kid"] == kid {
+			return k
+		}
+	}
+	return nil
+}
+
+// publicKey decodes a JWK as a relying party would.
+func publicKey(tb testing.TB, k map[string]string) any {
+	tb.Helper()
+	b64 := func(s string) []byte {
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	switch {
+	case k["kty"] == "OKP" && k["crv"] == "Ed25519":
+		return ed25519.PublicKey(b64(k["x"]))
+	case k["kty"] == "EC" && k["crv"] == "P-256":
+		return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(b64(k["x"])), Y: new(big.Int).SetBytes(b64(k["y"]))}
+	}
+	tb.Fatalf("unexpected JWK %v", k)
+	return nil
+}
+
+// header decodes a JWT's header without verifying it.
+func header(tb testing.TB, token string) map[string]any {
+	tb.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var h map[string]any
+	if err := json.Unmarshal(raw, &h); err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+func kid(tb testing.TB, token string) string {
+	tb.Helper()
+	k, _ := header(tb, token)["kid"].(string)
+	return k
+}
+
+// storedKey returns the signing material of a stored key, as someone who
+// has read the database (or an old backup) would hold it.
+func storedKey(tb testing.TB, ts *testServer, kid string) (jwt.SigningMethod, any) {
+	tb.Helper()
+	rows, err := models.SigningKeys(context.Background(), ts.DB)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.KID != kid {
+			continue
+		}
+		method := jwt.GetSigningMethod(r.Alg)
+		if r.Alg == auth.AlgHS256 {
+			b, err := base64.RawStdEncoding.DecodeString(r.PrivateKey)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return method, b
+		}
+		k, err := auth.ParsePrivateKeyPEM([]byte(r.PrivateKey), r.Alg)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return method, k
+	}
+	tb.Fatalf("no stored key %s", kid)
+	return nil, nil
+}
+
+// forge signs the claims of a real token, changed by mutate, with key under
+// header kid (none when "").
+func forge(tb testing.TB, real string, method jwt.SigningMethod, key any, kid string, mutate func(jwt.MapClaims)) string {
+	tb.Helper()
+	mc := jwt.MapClaims{}
+	for k, v := range claims(tb, real) {
+		mc[k] = v
+	}
+	if mutate != nil {
+		mutate(mc)
+	}
+	t := jwt.NewWithClaims(method, mc)
+	t.Header["typ"] = "at+jwt"
+	if kid != "" {
+		t.Header["kid"] = kid
+	}
+	s, err := t.SignedString(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// rotate adds a key as authql keys rotate does, on the test clock, and
+// reloads the server's keys as its periodic reload would.
+func (ts *testServer) rotate(tb testing.TB, alg string, activateIn time.Duration) string {
+	tb.Helper()
+	kid, err := auth.RotateKey(context.Background(), ts.DB, auth.KeyConfig{Alg: alg}, activateIn, ts.Clock.Now, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := ts.Svc.Keys().Reload(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return kid
+}
+
+func (ts *testServer) wantUnauthenticated(tb testing.TB, token, why string) {
+	tb.Helper()
+	if code := ts.me(tb, token).Code(tb); code != models.Unauthenticated {
+		tb.Errorf("%s: code = %s, want UNAUTHENTICATED", why, code)
+	}
+}
+
+// window is how long after its retirement a key verifies (see auth).
+const window = auth.KeyReloadInterval + 15*time.Minute + 2*auth.MaxClockSkew
+
+var asymmetric = []string{auth.AlgEdDSA, auth.AlgES256}
+
+func TestAsymmetricTokensAndJWKS(t *testing.T) {
+	for _, alg := range asymmetric {
+		t.Run(alg, func(t *testing.T) {
+			testdb.Each(t, func(t *testing.T, dsn string) {
+				ts := newTestServer(t, dsn, nil, withAlg(alg))
+				user := ts.register(t, alg+"@example.com", "password1")
+				ts.me(t, user.Access).OK(t)
+				h := header(t, user.Access)
+				if h["alg"] != alg || h["typ"] != "at+jwt" {
+					t.Errorf("header = %v, want alg %s typ at+jwt", h, alg)
+				}
+
+				set := getJWKS(t, ts.URL)
+				if ct := set.Header.Get("Content-Type"); ct != "application/json" {
+					t.Errorf("Content-Type = %q", ct)
+				}
+				if cc := set.Header.Get("Cache-Control"); cc != "public, max-age=300" {
+					t.Errorf("Cache-Control = %q", cc)
+				}
+				if len(set.Keys) != 1 {
+					t.Fatalf("JWKS = %v, want one key", set.Keys)
+				}
+				k := set.key(kid(t, user.Access))
+				if k == nil || k["alg"] != alg || k["use"] != "sig" {
+					t.Fatalf("JWKS %v has no %s key with the token's kid %s", set.Keys, alg, kid(t, user.Access))
+				}
+				for _, private := range []string{"d", "k"} {
+					if _, ok := k[private]; ok {
+						t.Errorf("JWKS publishes private member %q", private)
+					}
+				}
+				// A relying party verifies the token with the JWKS alone.
+				var c jwt.RegisteredClaims
+				_, err := jwt.ParseWithClaims(user.Access, &c, func(*jwt.Token) (any, error) { return publicKey(t, k), nil },
+					jwt.WithValidMethods([]string{alg}), jwt.WithAudience("authql"), jwt.WithIssuer("authql"), jwt.WithTimeFunc(ts.Clock.Now))
+				if err != nil || c.Subject != user.UserID {
+					t.Errorf("token does not verify against the JWKS key: %v (sub %q)", err, c.Subject)
+				}
+				r := ts.refresh(t, user.Refresh).OK(t)
+				ts.me(t, r.Str("refresh", "accessToken")).OK(t)
+			})
+		})
+	}
+}
+
+func TestHS256JWKSIsEmpty(t *testing.T) {
+	for name, opts := range map[string][]serverOpt{"ConfiguredSecret": nil, "GeneratedSecret": {withAlg("hs256")}} {
+		t.Run(name, func(t *testing.T) {
+			testdb.Each(t, func(t *testing.T, dsn string) {
+				ts := newTestServer(t, dsn, nil, opts...)
+				ts.me(t, ts.register(t, "a@example.com", "password1").Access).OK(t)
+				if set := getJWKS(t, ts.URL); len(set.Keys) != 0 {
+					t.Errorf("HS256 server publishes %v", set.Keys)
+				}
+			})
+		})
+	}
+}
+
+// TestForgedWithServerPublicKey: the public key is public, so an HS256
+// token whose HMAC secret is the public key must not verify, however the
+// key is written; nor may a token with a missing or unknown kid.
+func TestForgedWithServerPublicKey(t *testing.T) {
+	for _, alg := range asymmetric {
+		t.Run(alg, func(t *testing.T) {
+			testdb.Each(t, func(t *testing.T, dsn string) {
+				ts := newTestServer(t, dsn, nil, withAlg(alg))
+				user := ts.register(t, "victim@example.com", "password1")
+				serverKID := kid(t, user.Access)
+				method, priv := storedKey(t, ts, serverKID)
+				admin := func(m jwt.MapClaims) { m["roles"] = []string{"admin", "user"} }
+
+				// The control: the same forgery signed with the real private
+				// key is accepted, so each refusal below is due to its key.
+				ts.me(t, forge(t, user.Access, method, priv, serverKID, admin)).OK(t)
+
+				pub := publicKey(t, getJWKS(t, ts.URL).key(serverKID))
+				der, err := x509.MarshalPKIXPublicKey(pub)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var raw []byte
+				switch p := pub.(type) {
+				case ed25519.PublicKey:
+					raw = p
+				case *ecdsa.PublicKey:
+					e, _ := p.ECDH()
+					raw = e.Bytes()
+				}
+				secrets := map[string][]byte{
+					"PEM": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}),
+					"DER": der,
+					"Raw": raw,
+				}
+				for name, secret := range secrets {
+					ts.wantUnauthenticated(t, forge(t, user.Access, jwt.SigningMethodHS256, secret, serverKID, admin), "HS256 with the public key as "+name)
+				}
+
+				ts.wantUnauthenticated(t, forge(t, user.Access, method, priv, "", nil), "missing kid")
+				other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				ts.wantUnauthenticated(t, forge(t, user.Access, jwt.SigningMethodES256, other, "attacker-key", nil), "unknown kid")
+				ts.wantUnauthenticated(t, forge(t, user.Access, method, priv, "attacker-key", nil), "unknown kid, real signature")
+			})
+		})
+	}
+}
+
+// TestRotationOverHTTP: after a rotation new tokens carry the new kid and
+// the old key verifies its tokens until they have expired, then nothing.
+func TestRotationOverHTTP(t *testing.T) {
+	for _, alg := range append(asymmetric, auth.AlgHS256) {
+		t.Run(alg, func(t *testing.T) {
+			testdb.Each(t, func(t *testing.T, dsn string) {
+				ts := newTestServer(t, dsn, nil, withAlg(alg))
+				user := ts.register(t, "a@example.com", "password1")
+				oldKID := kid(t, user.Access)
+				method, oldKey := storedKey(t, ts, oldKID)
+				// Signed by the old key before the rotation but valid for
+				// a day: only the key's window can end it early.
+				longLived := forge(t, user.Access, method, oldKey, oldKID, func(m jwt.MapClaims) {
+					m["exp"] = ts.Clock.Now().Add(24 * time.Hour).Unix()
+				})
+
+				newKID := ts.rotate(t, alg, 0)
+				fresh := tokensOf(ts.login(t, "a@example.com", "password1").OK(t), "login")
+				if got := kid(t, fresh.Access); got != newKID || got == oldKID {
+					t.Fatalf("token after rotation has kid %s, want the new %s", got, newKID)
+				}
+				ts.me(t, fresh.Access).OK(t)
+				ts.me(t, user.Access).OK(t)
+
+				ts.Clock.Advance(10 * time.Minute)
+				ts.me(t, user.Access).OK(t)
+				ts.me(t, longLived).OK(t)
+				// The old key cannot sign new tokens, even for its holder.
+				ts.wantUnauthenticated(t, forge(t, user.Access, method, oldKey, oldKID, func(m jwt.MapClaims) {
+					m["iat"], m["nbf"] = ts.Clock.Now().Unix(), ts.Clock.Now().Unix()
+					m["exp"] = ts.Clock.Now().Add(15 * time.Minute).Unix()
+				}), "token signed by the retired key after its retirement")
+				if alg != auth.AlgHS256 {
+					if set := getJWKS(t, ts.URL); set.key(oldKID) == nil || set.key(newKID) == nil {
+						t.Errorf("JWKS %v lacks the old or the new key inside the old key's window", set.Keys)
+					}
+				}
+
+				ts.Clock.Advance(window - 10*time.Minute)
+				ts.me(t, longLived).OK(t)
+				ts.Clock.Advance(time.Second)
+				ts.wantUnauthenticated(t, longLived, "old key after its window")
+				if alg != auth.AlgHS256 {
+					if set := getJWKS(t, ts.URL); set.key(oldKID) != nil || set.key(newKID) == nil {
+						t.Errorf("JWKS after the old key's window = %v, want only the new key", set.Keys)
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestPendingKeyOverHTTP: a key added with --activate-in is published at
+// once but refused until it activates.
+func TestPendingKeyOverHTTP(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ts := newTestServer(t, dsn, nil, withAlg(auth.AlgEdDSA))
+		user := ts.register(t, "a@example.com", "password1")
+		oldKID := kid(t, user.Access)
+		newKID := ts.rotate(t, auth.AlgEdDSA, 10*time.Minute)
+		method, newKey := storedKey(t, ts, newKID)
+
+		if set := getJWKS(t, ts.URL); set.key(newKID) == nil || set.key(oldKID) == nil {
+			t.Errorf("JWKS %v lacks the pending or the current key", set.Keys)
+		}
+		if got := kid(t, tokensOf(ts.login(t, "a@example.com", "password1").OK(t), "login").Access); got != oldKID {
+			t.Errorf("before activation tokens carry %s, want %s", got, oldKID)
+		}
+		early := forge(t, user.Access, method, newKey, newKID, nil)
+		ts.wantUnauthenticated(t, early, "token of a key not yet active")
+
+		ts.Clock.Advance(10 * time.Minute)
+		if got := kid(t, tokensOf(ts.login(t, "a@example.com", "password1").OK(t), "login").Access); got != newKID {
+			t.Errorf("after activation tokens carry %s, want %s", got, newKID)
+		}
+		// Its iat predates the key's activation: still refused.
+		ts.wantUnauthenticated(t, early, "token of a pending key, after activation")
+		ts.me(t, forge(t, user.Access, method, newKey, newKID, func(m jwt.MapClaims) {
+			m["iat"], m["nbf"] = ts.Clock.Now().Unix(), ts.Clock.Now().Unix()
+			m["exp"] = ts.Clock.Now().Add(15 * time.Minute).Unix()
+		})).OK(t)
+		ts.me(t, user.Access).OK(t)
+	})
+}
+
+// TestSecondInstanceLearnsRotation: two servers share a database; authql
+// keys rotate (through run) adds a key; the first server signs with it
+// after its periodic reload, and the second verifies its tokens at once by
+// reloading on the unknown kid.
+func TestSecondInstanceLearnsRotation(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		clk := newClock()
+		a := newTestServer(t, dsn, clk, withAlg(auth.AlgEdDSA))
+		b := newTestServer(t, dsn, clk, withAlg(auth.AlgEdDSA))
+		user := a.register(t, "a@example.com", "password1")
+		if a.Svc.KeyID() != b.Svc.KeyID() {
+			t.Fatalf("instances sign with different keys: %s, %s", a.Svc.KeyID(), b.Svc.KeyID())
+		}
+		b.me(t, user.Access).OK(t)
+
+		var out, errOut bytes.Buffer
+		env := map[string]string{"DATABASE_URL": dsn, "AUTH_JWT_ALG": "eddsa"}
+		if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, &out, &errOut); err != nil {
+			t.Fatalf("keys rotate: %v (stderr %s)", err, errOut.String())
+		}
+		newKID := strings.TrimSpace(out.String())
+		// keys rotate ran on the wall clock; let the test clock pass the
+		// new key's activation.
+		clk.Advance(time.Minute)
+		if err := a.Svc.Keys().Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		fresh := tokensOf(a.login(t, "a@example.com", "password1").OK(t), "login")
+		if got := kid(t, fresh.Access); got != newKID {
+			t.Fatalf("a signs with %s after reload, want the rotated %s", got, newKID)
+		}
+		b.me(t, fresh.Access).OK(t)
+		if getJWKS(t, b.URL).key(newKID) == nil {
+			t.Error("b does not publish the new key after learning it")
+		}
+		a.me(t, user.Access).OK(t)
+		b.me(t, user.Access).OK(t)
+	})
+}
+
+func writeKeyFile(tb testing.TB, key any) string {
+	tb.Helper()
+	var block *pem.Block
+	if ec, ok := key.(*ecdsa.PrivateKey); ok && ec.Curve == elliptic.P256() && strings.Contains(tb.Name(), "SEC1") {
+		der, err := x509.MarshalECPrivateKey(ec)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		block = &pem.Block{Type: "EC PRIVATE KEY", Bytes: der}
+	} else {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		block = &pem.Block{Type: "PRIVATE KEY", Bytes: der}
+	}
+	path := filepath.Join(tb.TempDir(), "signing.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+func TestRunKeysRotate(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "keys.db"), "AUTH_JWT_ALG": "EdDSA"}
+	getenv := func(k string) string { return env[k] }
+	url, stop := startRun(t, env)
+	r := gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).OK(t)
+	oldToken := r.Str("register", "accessToken")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keys", "rotate"}, getenv, &out, io.Discard); err != nil {
+		t.Fatalf("keys rotate: %v", err)
+	}
+	newKID := strings.TrimSpace(out.String())
+	if newKID == "" || strings.Contains(newKID, "\n") || newKID == kid(t, oldToken) {
+		t.Fatalf("keys rotate printed %q, want one new kid", out.String())
+	}
+
+	url, _ = startRun(t, env)
+	r = gql(t, url, "", `mutation { login(email: "a@example.com", password: "password1") { accessToken } }`).OK(t)
+	if got := kid(t, r.Str("login", "accessToken")); got != newKID {
+		t.Errorf("after restart tokens carry %s, want %s", got, newKID)
+	}
+	gql(t, url, oldToken, `{ me { email } }`).OK(t)
+	set := getJWKS(t, url)
+	if set.key(newKID) == nil || set.key(kid(t, oldToken)) == nil {
+		t.Errorf("JWKS %v, want the new and the old key", set.Keys)
+	}
+
+	out.Reset()
+	if err := run(context.Background(), []string{"keys", "rotate", "--activate-in", "1h"}, getenv, &out, io.Discard); err != nil {
+		t.Fatalf("keys rotate --activate-in 1h: %v", err)
+	}
+	pending := strings.TrimSpace(out.String())
+	// A token naming it makes the running server reload and publish it.
+	gql(t, url, forge(t, oldToken, jwt.SigningMethodHS256, []byte("x"), pending, nil), `{ me { email } }`)
+	if getJWKS(t, url).key(pending) == nil {
+		t.Errorf("pending key %s not published", pending)
+	}
+}
+
+func TestRunKeyFile(t *testing.T) {
+	dbPath := filepath.Join(t.TempDir(), "file.db")
+	_, first, _ := ed25519.GenerateKey(rand.Reader)
+	env := map[string]string{"DATABASE_URL": dbPath, "AUTH_JWT_ALG": "EdDSA", "AUTH_JWT_PRIVATE_KEY_FILE": writeKeyFile(t, first)}
+	url, stop := startRun(t, env)
+	r := gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).OK(t)
+	oldToken := r.Str("register", "accessToken")
+	k := getJWKS(t, url).key(kid(t, oldToken))
+	if k == nil || !bytes.Equal(publicKey(t, k).(ed25519.PublicKey), first.Public().(ed25519.PublicKey)) {
+		t.Fatalf("JWKS does not publish the file's public key under the token's kid")
+	}
+	if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "replace the file") {
+		t.Errorf("keys rotate with a key file: err = %v, want a refusal saying to replace the file", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The operator replaces the file.
+	_, second, _ := ed25519.GenerateKey(rand.Reader)
+	env["AUTH_JWT_PRIVATE_KEY_FILE"] = writeKeyFile(t, second)
+	url, _ = startRun(t, env)
+	r = gql(t, url, "", `mutation { login(email: "a@example.com", password: "password1") { accessToken } }`).OK(t)
+	if kid(t, r.Str("login", "accessToken")) == kid(t, oldToken) {
+		t.Error("still signing with the replaced file's key")
+	}
+	gql(t, url, oldToken, `{ me { email } }`).OK(t)
+
+	db, _, err := models.Open(dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	rows, err := models.SigningKeys(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		if row.PrivateKey != "" {
+			t.Errorf("key %s from a file has private material in the database", row.KID)
+		}
+	}
+}
+
+func TestRunRejectsBadKeyConfiguration(t *testing.T) {
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	edFile, p384File := writeKeyFile(t, ed), writeKeyFile(t, p384)
+	secret := "a-secret-that-is-long-enough-for-hs256!"
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		wantText []string
+	}{
+		{"UnknownAlg", nil, map[string]string{"AUTH_JWT_ALG": "RS256"}, []string{"AUTH_JWT_ALG", "RS256"}},
+		{"AlgNone", nil, map[string]string{"AUTH_JWT_ALG": "none"}, []string{"AUTH_JWT_ALG"}},
+		{"SecretWithEdDSA", nil, map[string]string{"AUTH_JWT_ALG": "EdDSA", "AUTH_JWT_SECRET": secret}, []string{"AUTH_JWT_SECRET", "EdDSA"}},
+		{"KeyFileWithHS256", nil, map[string]string{"AUTH_JWT_PRIVATE_KEY_FILE": edFile}, []string{"AUTH_JWT_PRIVATE_KEY_FILE", "AUTH_JWT_ALG"}},
+		{"KeyFileMissing", nil, map[string]string{"AUTH_JWT_ALG": "EdDSA", "AUTH_JWT_PRIVATE_KEY_FILE": edFile + ".missing"}, []string{"AUTH_JWT_PRIVATE_KEY_FILE"}},
+		{"Ed25519FileForES256", nil, map[string]string{"AUTH_JWT_ALG": "ES256", "AUTH_JWT_PRIVATE_KEY_FILE": edFile}, []string{"AUTH_JWT_PRIVATE_KEY_FILE", "Ed25519"}},
+		{"P384File", nil, map[string]string{"AUTH_JWT_ALG": "ES256", "AUTH_JWT_PRIVATE_KEY_FILE": p384File}, []string{"AUTH_JWT_PRIVATE_KEY_FILE", "P-384"}},
+		{"RotateWithSecret", []string{"keys", "rotate"}, map[string]string{"AUTH_JWT_SECRET": secret}, []string{"AUTH_JWT_SECRET", "new secret"}},
+		{"RotateBadDuration", []string{"keys", "rotate", "--activate-in", "soon"}, map[string]string{}, []string{"activate-in"}},
+		{"RotateNegative", []string{"keys", "rotate", "--activate-in=-1m"}, map[string]string{}, []string{"negative"}},
+		{"RotateExtraArgument", []string{"keys", "rotate", "now"}, map[string]string{}, []string{"now"}},
+		{"UnknownKeysCommand", []string{"keys", "delete"}, map[string]string{}, []string{"delete"}},
+		{"UnknownCommand", []string{"frobnicate"}, map[string]string{}, []string{"frobnicate"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.env["DATABASE_URL"] = filepath.Join(t.TempDir(), "bad.db")
+			tt.env["PORT"] = "0"
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := run(ctx, tt.args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			if err == nil {
+				t.Fatal("run accepted it")
+			}
+			for _, want := range tt.wantText {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--help"}, []string{"keys rotate", "jwks.json", "AUTH_JWT_ALG", "AUTH_JWT_PRIVATE_KEY_FILE"}},
+		{[]string{"serve", "-h"}, []string{"keys rotate", "AUTH_JWT_ALG"}},
+		{[]string{"help"}, []string{"keys rotate"}},
+		{[]string{"keys", "--help"}, []string{"--activate-in", "replace the file"}},
+		{[]string{"keys"}, []string{"--activate-in"}},
+		{[]string{"keys", "rotate", "-h"}, []string{"--activate-in"}},
+	} {
+		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
+			var out bytes.Buffer
+			if err := run(context.Background(), tc.args, func(string) string { return "" }, &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("help lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}

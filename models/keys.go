@@ -1,0 +1,72 @@
+package models
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// SigningKey is one access-token signing key. Keys form a sequence: each
+// new key (Seq one higher than the last) signs from NotBefore on and retires
+// every earlier key at that moment. A retired key keeps verifying the tokens
+// it signed until they have expired.
+type SigningKey struct {
+	KID string `gorm:"column:kid;primaryKey;size:64"`
+	// Seq orders the keys. Its unique index is what makes concurrent starts
+	// and rotations converge: of two processes adding key n+1, one insert
+	// wins and the other sees the winner.
+	Seq int64  `gorm:"not null;uniqueIndex"`
+	Alg string `gorm:"size:16;not null"`
+	// PrivateKey is a PKCS#8 PEM key (EdDSA, ES256) or a base64 secret
+	// (HS256). It is empty for keys held outside the database (a key file,
+	// AUTH_JWT_SECRET) and once a retired key can no longer verify anything.
+	PrivateKey string `gorm:"size:4096;not null"`
+	// PublicKey is the PKIX PEM public key of an asymmetric key; empty for
+	// HS256.
+	PublicKey string     `gorm:"size:4096;not null"`
+	CreatedAt time.Time  `gorm:"not null"`
+	NotBefore time.Time  `gorm:"not null"`
+	RetiredAt *time.Time ``
+}
+
+// SigningKeys returns every signing key, oldest first.
+func SigningKeys(ctx context.Context, db *gorm.DB) (_ []SigningKey, err error) {
+	defer Wrap(&err, "SigningKeys")
+	var keys []SigningKey
+	err = db.WithContext(ctx).Order("seq").Find(&keys).Error
+	return keys, err
+}
+
+// AddSigningKey inserts k, whose Seq must be one more than the last key's,
+// and retires every other key not already retired by k.NotBefore at
+// k.NotBefore. It returns false, having changed nothing, when a key with
+// k's Seq or KID exists already: another process got there first, and the
+// caller should re-read the keys and decide again.
+func AddSigningKey(ctx context.Context, db *gorm.DB, k *SigningKey) (added bool, err error) {
+	defer Wrap(&err, "AddSigningKey(%q)", k.KID)
+	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(k)
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		added = true
+		return tx.Model(&SigningKey{}).
+			Where("kid <> ? AND (retired_at IS NULL OR retired_at > ?)", k.KID, k.NotBefore).
+			Update("retired_at", k.NotBefore).Error
+	})
+	return added, err
+}
+
+// WipeRetiredKeys erases the private material of keys retired before
+// `before` (by then none of their tokens can still be valid), so that a
+// later leak of the database does not yield them. The rows stay, so that a
+// retired key is never taken into use again.
+func WipeRetiredKeys(ctx context.Context, db *gorm.DB, before time.Time) (n int64, err error) {
+	defer Wrap(&err, "WipeRetiredKeys")
+	res := db.WithContext(ctx).Model(&SigningKey{}).
+		Where("retired_at < ? AND private_key <> ''", before).
+		Update("private_key", "")
+	return res.RowsAffected, res.Error
+}
