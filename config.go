@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,10 @@ type config struct {
 	AdminPassword string
 	Signup        bool
 	Argon2        auth.Argon2Params
+	// Browser sessions (see auth/cookie.go).
+	RefreshCookie  bool
+	CookieInsecure bool
+	CORSOrigins    []string // exact, lower-case, as browsers send Origin
 }
 
 // configHelp documents every variable loadConfig reads, for --help.
@@ -43,6 +48,13 @@ const configHelp = `Configuration (environment variables):
   AUTH_ARGON2_MEMORY            argon2id memory in KiB (default 19456)
   AUTH_ARGON2_TIME              argon2id passes (default 2)
   AUTH_ARGON2_THREADS           argon2id lanes (default 1)
+  AUTH_REFRESH_COOKIE           true also keeps the refresh token in an HttpOnly cookie
+                                for browsers; needs AUTH_CORS_ORIGINS (default false)
+  AUTH_COOKIE_INSECURE          true leaves Secure off that cookie, for local http only
+                                (default false)
+  AUTH_CORS_ORIGINS             comma-separated origins (https://app.example.com) of the
+                                frontends allowed CORS with credentials and the cookie
+                                (default none)
 `
 
 // loadConfig reads the configuration from getenv: defaults first, then
@@ -128,6 +140,35 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.Signup = b
 	}
+	boolean := func(name string, dst *bool) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad(name, "%q is not a boolean; use true or false", v)
+		}
+		*dst = b
+	}
+	boolean("AUTH_REFRESH_COOKIE", &c.RefreshCookie)
+	boolean("AUTH_COOKIE_INSECURE", &c.CookieInsecure)
+	for _, v := range strings.Split(getenv("AUTH_CORS_ORIGINS"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		o, err := parseOrigin(v)
+		if err != nil {
+			bad("AUTH_CORS_ORIGINS", "%q %v", v, err)
+			continue
+		}
+		c.CORSOrigins = append(c.CORSOrigins, o)
+	}
+	if c.RefreshCookie && len(c.CORSOrigins) == 0 {
+		// Not a hole, but a set-up that cannot work: every cookie refresh
+		// would be refused. Better said at start than found in a browser.
+		bad("AUTH_REFRESH_COOKIE", "true needs AUTH_CORS_ORIGINS, the origins of the frontends that may use the cookie (such as https://app.example.com); without one every cookie refresh is refused")
+	}
 	number("AUTH_ARGON2_MEMORY", &c.Argon2.Memory, 8, 4<<20)
 	number("AUTH_ARGON2_TIME", &c.Argon2.Time, 1, 64)
 	threads := uint32(c.Argon2.Threads)
@@ -137,4 +178,27 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("AUTH_ARGON2_MEMORY", "%v", err)
 	}
 	return c, errors.Join(errs...)
+}
+
+// parseOrigin returns s as browsers write it in an Origin header
+// (lower-case, no default port), or an error saying why s is not an origin.
+func parseOrigin(s string) (string, error) {
+	if strings.Contains(s, "*") {
+		// Credentials are allowed for these origins: a wildcard would let
+		// every site read the API's answers with the user's session.
+		return "", errors.New("is a wildcard; list each frontend's origin, such as https://app.example.com")
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return "", errors.New("is not an origin; write scheme://host[:port], such as https://app.example.com")
+	}
+	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", errors.New("has more than scheme://host[:port]; an origin has no path (not even a trailing /), query or fragment")
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Host), ":")
+	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		// Browsers leave the default port out of Origin.
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	return strings.ToLower(u.Scheme) + "://" + host, nil
 }

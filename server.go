@@ -93,6 +93,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ReuseInterval: cfg.ReuseInterval,
 		Signup:        cfg.Signup,
 		Argon2:        cfg.Argon2,
+
+		// Browser sessions: the refresh cookie, CSRF and CORS.
+		RefreshCookie:  cfg.RefreshCookie,
+		CookieInsecure: cfg.CookieInsecure,
+		AllowedOrigins: cfg.CORSOrigins,
 	}, log)
 	if err != nil {
 		return err
@@ -144,7 +149,8 @@ func newServer(svc *auth.Service, log *slog.Logger) http.Handler {
 
 // addRoutes lists every route.
 func addRoutes(mux *http.ServeMux, svc *auth.Service, log *slog.Logger) {
-	mux.Handle("POST /query", noStore(limitBody(svc.Middleware(graph.NewHandler(svc, log, true)))))
+	mux.Handle("POST /query", cors(svc.OriginAllowed, noStore(limitBody(svc.Middleware(graph.NewHandler(svc, log, true))))))
+	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
 	mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -167,5 +173,39 @@ func limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		next.ServeHTTP(w, r)
+	})
+}
+
+// cors answers browsers' CORS checks on /query: for an origin that allowed
+// accepts, yes with credentials (the refresh cookie, the Authorization
+// header); for any other origin, no Access-Control-* header at all, so that
+// browsers keep other sites from sending JSON requests or reading answers.
+// A preflight (OPTIONS) is answered here; other requests go on to next.
+func cors(allowed func(origin string) bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		// The answer depends on Origin: caches must not give one origin's
+		// answer to another.
+		h.Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		ok := allowed(origin)
+		if ok {
+			// The request's own origin, never "*": browsers refuse "*" with
+			// credentials, and reflecting any origin would be the same hole.
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if r.Method != http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !ok {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		h.Set("Access-Control-Allow-Methods", "POST")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Request-ID")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
 	})
 }
