@@ -186,7 +186,7 @@ func parseOrigin(s string) (string, error) {
 	if strings.Contains(s, "*") {
 		// Credentials are allowed for these origins: a wildcard would let
 		// every site read the API's answers with the user's session.
-		return "", errors.New("is a wildcard; list each frontend's origin, such as https://app.example.com")
+		return "", errors.New("is a wildcard: with credentials allowed, every site could act with the user's session; list each frontend's origin, such as https://app.example.com")
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
