@@ -222,6 +222,14 @@ func TestCookieRefreshRefusesForeignOrigins(t *testing.T) {
 				if code := r.Code(t); code != models.Forbidden {
 					t.Errorf("code = %s, want FORBIDDEN", code)
 				}
+				// Words the frontend's developer can act on.
+				why := "Origin is not allowed"
+				if origin == "" {
+					why = "no Origin header"
+				}
+				if !strings.Contains(r.Errors[0].Message, why) {
+					t.Errorf("message %q does not say %q", r.Errors[0].Message, why)
+				}
 				if r.Data != nil {
 					t.Errorf("data = %v, want null", r.Data)
 				}
