@@ -32,6 +32,7 @@ func (s *Service) OriginAllowed(origin string) bool {
 // set here are still in time.
 type cookieState struct {
 	w        http.ResponseWriter
+	origin   string // the request's Origin header
 	originOK bool   // the request's Origin is allowed
 	token    string // the cookie's value, when usable
 	err      error  // why there is no usable cookie
@@ -43,7 +44,7 @@ type cookieState struct {
 // readCookie reads the refresh cookie of r once, for the whole request.
 func (s *Service) readCookie(w http.ResponseWriter, r *http.Request) *cookieState {
 	origin := r.Header.Get("Origin")
-	c := &cookieState{w: w, originOK: s.OriginAllowed(origin)}
+	c := &cookieState{w: w, origin: origin, originOK: s.OriginAllowed(origin)}
 	cookies := r.CookiesNamed(CookieName)
 	switch {
 	case len(cookies) == 0:
@@ -143,6 +144,11 @@ func (s *Service) RefreshFromCookie(ctx context.Context) (*Grant, error) {
 		return nil, errNoCookie
 	}
 	if c.err != nil {
+		if models.ErrorCode(c.err) == models.Forbidden {
+			// A forged request, or a frontend missing from
+			// AUTH_CORS_ORIGINS: either way the operator should know.
+			s.log.WarnContext(ctx, "refresh by cookie refused for its Origin", "origin", truncate(c.origin, 256), "ip", ClientFrom(ctx).IP)
+		}
 		return nil, c.err
 	}
 	g, err := s.Refresh(ctx, c.token)
