@@ -228,8 +228,9 @@ func (s *Service) grant(u *models.User, sessionID, refreshToken string) (*Grant,
 
 // Refresh exchanges a refresh token for a new pair in the same session,
 // with the user's current roles, and sets the refresh cookie when cookie
-// sessions are on (as Register and Login do). Presenting an already rotated token after
-// the reuse interval revokes the session. Every failure is Unauthenticated.
+// sessions are on (as Register and Login do). Presenting an already rotated
+// token after the reuse interval revokes the session. Every failure is
+// Unauthenticated.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Grant, error) {
 	if !wellFormedRefreshToken(refreshToken) {
 		return nil, models.Errorf(models.Unauthenticated, "invalid or expired refresh token")
