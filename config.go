@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -45,6 +46,11 @@ type config struct {
 	MaxBodyBytes  int64
 	MaxDepth      int
 	MaxComplexity int
+
+	// Browser sessions (see auth/cookie.go).
+	RefreshCookie  bool
+	CookieInsecure bool
+	CORSOrigins    []string // exact, lower-case, as browsers send Origin
 }
 
 // configHelp documents every variable loadConfig reads, for --help.
@@ -85,6 +91,13 @@ const configHelp = `Configuration (environment variables):
   AUTH_MAX_BODY_BYTES           largest request body; larger gets HTTP 413 (default 65536)
   AUTH_MAX_QUERY_DEPTH          deepest field nesting of a document (default 15)
   AUTH_MAX_COMPLEXITY           largest complexity of an operation (default 1000)
+  AUTH_REFRESH_COOKIE           true also keeps the refresh token in an HttpOnly cookie
+                                for browsers; needs AUTH_CORS_ORIGINS (default false)
+  AUTH_COOKIE_INSECURE          true leaves Secure off that cookie, for local http only
+                                (default false)
+  AUTH_CORS_ORIGINS             comma-separated origins (https://app.example.com) of the
+                                frontends allowed CORS with credentials and the cookie
+                                (default none)
 `
 
 // defaultConfig is the configuration when no variable is set.
@@ -196,6 +209,35 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if (c.AdminEmail == "") != (c.AdminPassword == "") {
 		bad("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD", "set both to have an admin ensured at start, or neither")
 	}
+	boolean := func(name string, dst *bool) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad(name, "%q is not a boolean; use true or false", v)
+		}
+		*dst = b
+	}
+	boolean("AUTH_REFRESH_COOKIE", &c.RefreshCookie)
+	boolean("AUTH_COOKIE_INSECURE", &c.CookieInsecure)
+	for _, v := range strings.Split(getenv("AUTH_CORS_ORIGINS"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		o, err := parseOrigin(v)
+		if err != nil {
+			bad("AUTH_CORS_ORIGINS", "%q %v", v, err)
+			continue
+		}
+		c.CORSOrigins = append(c.CORSOrigins, o)
+	}
+	if c.RefreshCookie && len(c.CORSOrigins) == 0 {
+		// Not a hole, but a set-up that cannot work: every cookie refresh
+		// would be refused. Better said at start than found in a browser.
+		bad("AUTH_REFRESH_COOKIE", "true needs AUTH_CORS_ORIGINS, the origins of the frontends that may use the cookie (such as https://app.example.com); without one every cookie refresh is refused")
+	}
 	number("AUTH_ARGON2_MEMORY", &c.Argon2.Memory, 8, 4<<20)
 	number("AUTH_ARGON2_TIME", &c.Argon2.Time, 1, 64)
 	threads := uint32(c.Argon2.Threads)
@@ -203,15 +245,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.Argon2.Threads = uint8(threads)
 	if err := c.Argon2.Validate(); err != nil {
 		bad("AUTH_ARGON2_MEMORY", "%v", err)
-	}
-	boolean := func(name string, dst *bool) {
-		if v := strings.TrimSpace(getenv(name)); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				bad(name, "%q is not a boolean; use true or false", v)
-			}
-			*dst = b
-		}
 	}
 	integer := func(name string, dst *int, min, max int) {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
@@ -269,4 +302,27 @@ func loadConfig(getenv func(string) string) (config, error) {
 	integer("AUTH_MAX_QUERY_DEPTH", &c.MaxDepth, 2, 1000)
 	integer("AUTH_MAX_COMPLEXITY", &c.MaxComplexity, 10, 1_000_000)
 	return c, errors.Join(errs...)
+}
+
+// parseOrigin returns s as browsers write it in an Origin header
+// (lower-case, no default port), or an error saying why s is not an origin.
+func parseOrigin(s string) (string, error) {
+	if strings.Contains(s, "*") {
+		// Credentials are allowed for these origins: a wildcard would let
+		// every site read the API's answers with the user's session.
+		return "", errors.New("is a wildcard: with credentials allowed, every site could act with the user's session; list each frontend's origin, such as https://app.example.com")
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return "", errors.New("is not an origin; write scheme://host[:port], such as https://app.example.com")
+	}
+	if u.User != nil || u.Path != "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return "", errors.New("has more than scheme://host[:port]; an origin has no path (not even a trailing /), query or fragment")
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Host), ":")
+	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		// Browsers leave the default port out of Origin.
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	return strings.ToLower(u.Scheme) + "://" + host, nil
 }

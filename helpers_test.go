@@ -133,6 +133,8 @@ type gqlResponse struct {
 	Status int
 	Data   map[string]any `json:"data"`
 	Errors []gqlError     `json:"errors"`
+	// Header is the HTTP response's (cookies, CORS).
+	Header http.Header `json:"-"`
 }
 
 // Code returns the extensions.code of the only error, failing otherwise.
@@ -205,7 +207,7 @@ func postGraphQL(tb testing.TB, url string, headers map[string]string, query str
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	out := gqlResponse{Status: resp.StatusCode}
+	out := gqlResponse{Status: resp.StatusCode, Header: resp.Header}
 	if err := json.Unmarshal(raw, &out); err != nil {
 		tb.Fatalf("decode response %q: %v", raw, err)
 	}

@@ -195,6 +195,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		TrustedProxies: cfg.TrustedProxies,
 		HashWorkers:    cfg.HashWorkers,
 		HashWait:       cfg.HashWait,
+
+		// Browser sessions: the refresh cookie, CSRF and CORS.
+		RefreshCookie:  cfg.RefreshCookie,
+		CookieInsecure: cfg.CookieInsecure,
+		AllowedOrigins: cfg.CORSOrigins,
 	}, log)
 	if err != nil {
 		return err
@@ -255,7 +260,8 @@ func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logg
 		MaxDepth:      cfg.MaxDepth,
 		MaxComplexity: cfg.MaxComplexity,
 	})
-	mux.Handle("POST /query", noStore(limitBody(cfg.MaxBodyBytes, svc.Middleware(gql))))
+	mux.Handle("POST /query", cors(svc.OriginAllowed, noStore(limitBody(cfg.MaxBodyBytes, svc.Middleware(gql)))))
+	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
 	if cfg.Playground {
 		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
 	}
@@ -315,4 +321,38 @@ func tooLarge(w http.ResponseWriter, max int64) {
 	w.Header().Set("Connection", "close")
 	w.WriteHeader(http.StatusRequestEntityTooLarge)
 	fmt.Fprintf(w, `{"errors":[{"message":"request body too large: the limit is %d bytes","extensions":{"code":"PAYLOAD_TOO_LARGE"}}]}`+"\n", max)
+}
+
+// cors answers browsers' CORS checks on /query: for an origin that allowed
+// accepts, yes with credentials (the refresh cookie, the Authorization
+// header); for any other origin, no Access-Control-* header at all, so that
+// browsers keep other sites from sending JSON requests or reading answers.
+// A preflight (OPTIONS) is answered here; other requests go on to next.
+func cors(allowed func(origin string) bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		// The answer depends on Origin: caches must not give one origin's
+		// answer to another.
+		h.Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		ok := allowed(origin)
+		if ok {
+			// The request's own origin, never "*": browsers refuse "*" with
+			// credentials, and reflecting any origin would be the same hole.
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+		}
+		if r.Method != http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !ok {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		h.Set("Access-Control-Allow-Methods", "POST")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Request-ID")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+	})
 }

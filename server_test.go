@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -168,6 +169,16 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"ReuseIntervalTooLong", map[string]string{"AUTH_REFRESH_REUSE_INTERVAL": "1h"}, []string{"AUTH_REFRESH_REUSE_INTERVAL"}},
 		{"UnknownScheme", map[string]string{"DATABASE_URL": "mysql://localhost/x"}, []string{"unsupported database URL"}},
 		{"AdminPasswordTooShort", map[string]string{"AUTH_ADMIN_EMAIL": "a@example.com", "AUTH_ADMIN_PASSWORD": "short"}, []string{"AUTH_ADMIN_PASSWORD", "at least 8"}},
+		{"CORSWildcard", map[string]string{"AUTH_CORS_ORIGINS": "*"}, []string{"AUTH_CORS_ORIGINS", "wildcard"}},
+		{"CORSWildcardSubdomain", map[string]string{"AUTH_CORS_ORIGINS": "https://*.example.com"}, []string{"AUTH_CORS_ORIGINS", "wildcard"}},
+		{"CORSPath", map[string]string{"AUTH_CORS_ORIGINS": "https://app.example.com/app"}, []string{"AUTH_CORS_ORIGINS", "no path"}},
+		{"CORSTrailingSlash", map[string]string{"AUTH_CORS_ORIGINS": "https://ok.example.com, https://app.example.com/"}, []string{"AUTH_CORS_ORIGINS", `"https://app.example.com/"`, "no path"}},
+		{"CORSNoScheme", map[string]string{"AUTH_CORS_ORIGINS": "app.example.com"}, []string{"AUTH_CORS_ORIGINS", "scheme://host"}},
+		{"CORSNull", map[string]string{"AUTH_CORS_ORIGINS": "null"}, []string{"AUTH_CORS_ORIGINS", "scheme://host"}},
+		{"CORSUserinfo", map[string]string{"AUTH_CORS_ORIGINS": "https://user@app.example.com"}, []string{"AUTH_CORS_ORIGINS"}},
+		{"CookieWithoutOrigins", map[string]string{"AUTH_REFRESH_COOKIE": "true"}, []string{"AUTH_REFRESH_COOKIE", "AUTH_CORS_ORIGINS"}},
+		{"BadCookieBool", map[string]string{"AUTH_REFRESH_COOKIE": "yes please", "AUTH_CORS_ORIGINS": "https://app.example.com"}, []string{"AUTH_REFRESH_COOKIE", "boolean"}},
+		{"BadCookieInsecureBool", map[string]string{"AUTH_COOKIE_INSECURE": "on"}, []string{"AUTH_COOKIE_INSECURE", "boolean"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,5 +222,27 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if c.Argon2.Memory != 19456 || c.Argon2.Time != 2 || c.Argon2.Threads != 1 {
 		t.Errorf("argon2 defaults = %+v, want OWASP's m=19456 t=2 p=1", c.Argon2)
+	}
+}
+
+func TestLoadConfigBrowserSessions(t *testing.T) {
+	env := map[string]string{
+		"AUTH_REFRESH_COOKIE":  "true",
+		"AUTH_COOKIE_INSECURE": "true",
+		// Written as browsers write Origin: lower case, no default port.
+		"AUTH_CORS_ORIGINS": " HTTPS://App.Example.com:443 ,http://localhost:5173,, http://[::1]:80 ",
+	}
+	c, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"https://app.example.com", "http://localhost:5173", "http://[::1]"}
+	if !c.RefreshCookie || !c.CookieInsecure || !slices.Equal(c.CORSOrigins, want) {
+		t.Errorf("config = cookie %v insecure %v origins %q, want true true %q", c.RefreshCookie, c.CookieInsecure, c.CORSOrigins, want)
+	}
+
+	c, err = loadConfig(func(string) string { return "" })
+	if err != nil || c.RefreshCookie || c.CookieInsecure || len(c.CORSOrigins) != 0 {
+		t.Errorf("defaults: cookie %v insecure %v origins %q (%v), want off, off, none", c.RefreshCookie, c.CookieInsecure, c.CORSOrigins, err)
 	}
 }

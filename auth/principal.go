@@ -41,6 +41,7 @@ type ctxKey int
 const (
 	principalKey ctxKey = iota
 	clientKey
+	cookieKey
 )
 
 // authResult is what the middleware learned about the request's token.
@@ -79,7 +80,8 @@ func ClientFrom(ctx context.Context) Client {
 // expired or invalid token fails only the fields that require
 // authentication (through the @auth directive), so that public operations
 // such as login and refresh keep working for a client holding a stale
-// token, which is how it recovers.
+// token, which is how it recovers. With cookie sessions on it also reads
+// the refresh cookie and checks the request's Origin, once per request.
 func (s *Service) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -93,6 +95,9 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 		}
 		ctx = context.WithValue(ctx, principalKey, res)
 		ctx = context.WithValue(ctx, clientKey, Client{IP: clientIP(r, s.cfg.TrustedProxies), UserAgent: truncate(r.UserAgent(), 512)})
+		if s.cfg.RefreshCookie {
+			ctx = context.WithValue(ctx, cookieKey, s.readCookie(w, r))
+		}
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -53,6 +53,14 @@ type Config struct {
 	// JWTPrivateKey, when set, is the signing key (AUTH_JWT_PRIVATE_KEY_FILE)
 	// instead of a generated one; it must be of JWTAlg.
 	JWTPrivateKey crypto.Signer
+	// RefreshCookie also hands the refresh token to browsers in an HttpOnly
+	// cookie and lets refresh read it from there (see cookie.go).
+	RefreshCookie bool
+	// CookieInsecure leaves Secure off the cookie, for local http only.
+	CookieInsecure bool
+	// AllowedOrigins are the exact origins (scheme://host[:port]) of the
+	// frontends that may use the refresh cookie and get CORS answers.
+	AllowedOrigins []string
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -68,6 +76,8 @@ type Service struct {
 
 	limiter Limiter
 	revs    revocations
+	// origins is Config.AllowedOrigins, lower-cased.
+	origins map[string]bool
 
 	mu     sync.RWMutex
 	grants map[string][]string // role -> permissions
@@ -86,6 +96,10 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		revs:    revocations{ids: map[string]time.Time{}},
 		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait),
 		limiter: NewLimiter(db),
+		origins: map[string]bool{},
+	}
+	for _, o := range cfg.AllowedOrigins {
+		s.origins[strings.ToLower(o)] = true
 	}
 	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey}, cfg.AccessTTL, s.now, log)
 	if err != nil {
@@ -271,7 +285,11 @@ func (s *Service) startSession(ctx context.Context, u *models.User) (*Grant, err
 	if err := models.CreateSession(ctx, s.db, sess, rt); err != nil {
 		return nil, err
 	}
-	return s.grant(u, sess.ID, token)
+	g, err := s.grant(u, sess.ID, token)
+	if err == nil {
+		s.setRefreshCookie(ctx, token)
+	}
+	return g, err
 }
 
 func (s *Service) grant(u *models.User, sessionID, refreshToken string) (*Grant, error) {
@@ -283,8 +301,10 @@ func (s *Service) grant(u *models.User, sessionID, refreshToken string) (*Grant,
 }
 
 // Refresh exchanges a refresh token for a new pair in the same session,
-// with the user's current roles. Presenting an already rotated token after
-// the reuse interval revokes the session. Every failure is Unauthenticated.
+// with the user's current roles, and sets the refresh cookie when cookie
+// sessions are on (as Register and Login do). Presenting an already rotated
+// token after the reuse interval revokes the session. Every failure is
+// Unauthenticated.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Grant, error) {
 	now := s.now()
 	if _, err := s.take(ctx, now, []string{limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
@@ -315,7 +335,11 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Grant, err
 	} else if err != nil {
 		return nil, err
 	}
-	return s.grant(u, rot.Session.ID, token)
+	g, err := s.grant(u, rot.Session.ID, token)
+	if err == nil {
+		s.setRefreshCookie(ctx, token)
+	}
+	return g, err
 }
 
 // revokeUntil is how long a revocation made now must be kept: until every
@@ -325,7 +349,8 @@ func (s *Service) revokeUntil(now time.Time) time.Time {
 }
 
 // Logout revokes the principal's session, or every session of its user,
-// with their refresh and access tokens.
+// with their refresh and access tokens, and clears the refresh cookie when
+// cookie sessions are on.
 func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) error {
 	now := s.now()
 	sessionID := p.SessionID
@@ -339,6 +364,7 @@ func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) er
 	// The caller's own session is revoked even if it was already, so that
 	// its access token stops working on this replica at once.
 	s.revs.add(s.revokeUntil(now), append(ids, p.SessionID)...)
+	s.clearRefreshCookie(ctx)
 	return nil
 }
 

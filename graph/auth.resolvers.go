@@ -24,8 +24,11 @@ func (r *mutationResolver) Login(ctx context.Context, email string, password str
 }
 
 // Refresh is the resolver for the refresh field.
-func (r *mutationResolver) Refresh(ctx context.Context, refreshToken string) (*model.AuthPayload, error) {
-	return payload(r.Auth.Refresh(ctx, refreshToken))
+func (r *mutationResolver) Refresh(ctx context.Context, refreshToken *string) (*model.AuthPayload, error) {
+	if refreshToken == nil {
+		return payload(r.Auth.RefreshFromCookie(ctx))
+	}
+	return payload(r.Auth.Refresh(ctx, *refreshToken))
 }
 
 // Logout is the resolver for the logout field.

@@ -53,7 +53,7 @@ type ComplexityRoot struct {
 	Mutation struct {
 		Login        func(childComplexity int, email string, password string) int
 		Logout       func(childComplexity int, allSessions *bool) int
-		Refresh      func(childComplexity int, refreshToken string) int
+		Refresh      func(childComplexity int, refreshToken *string) int
 		Register     func(childComplexity int, email string, password string) int
 		SetUserRoles func(childComplexity int, userID string, roles []string) int
 	}
@@ -85,7 +85,7 @@ type ComplexityRoot struct {
 type MutationResolver interface {
 	Register(ctx context.Context, email string, password string) (*model.AuthPayload, error)
 	Login(ctx context.Context, email string, password string) (*model.AuthPayload, error)
-	Refresh(ctx context.Context, refreshToken string) (*model.AuthPayload, error)
+	Refresh(ctx context.Context, refreshToken *string) (*model.AuthPayload, error)
 	Logout(ctx context.Context, allSessions *bool) (bool, error)
 	SetUserRoles(ctx context.Context, userID string, roles []string) (*models.User, error)
 }
@@ -182,7 +182,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.Refresh(childComplexity, args["refreshToken"].(string)), true
+		return e.ComplexityRoot.Mutation.Refresh(childComplexity, args["refreshToken"].(*string)), true
 	case "Mutation.register":
 		if e.ComplexityRoot.Mutation.Register == nil {
 			break
@@ -592,8 +592,8 @@ func (ec *executionContext) field_Mutation_refresh_args(ctx context.Context, raw
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "refreshToken",
-		func(ctx context.Context, v any) (string, error) {
-			return ec.unmarshalNString2string(ctx, v)
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -956,7 +956,7 @@ func (ec *executionContext) _Mutation_refresh(ctx context.Context, field graphql
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().Refresh(ctx, fc.Args["refreshToken"].(string))
+			return ec.Resolvers.Mutation().Refresh(ctx, fc.Args["refreshToken"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
