@@ -291,6 +291,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	default:
 		bad("AUTH_ENV", "%q is not an environment; use development or production", env)
 	}
+	if c.Production && c.CookieInsecure {
+		bad("AUTH_COOKIE_INSECURE", "true is for local http and is refused with AUTH_ENV=production: a refresh cookie sent over plain http can be read on the network")
+	}
 	boolean("AUTH_SIGNUP", &c.Signup)
 	boolean("AUTH_INTROSPECTION", &c.Introspection)
 	boolean("AUTH_PLAYGROUND", &c.Playground)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/auth"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -179,6 +180,16 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"CookieWithoutOrigins", map[string]string{"AUTH_REFRESH_COOKIE": "true"}, []string{"AUTH_REFRESH_COOKIE", "AUTH_CORS_ORIGINS"}},
 		{"BadCookieBool", map[string]string{"AUTH_REFRESH_COOKIE": "yes please", "AUTH_CORS_ORIGINS": "https://app.example.com"}, []string{"AUTH_REFRESH_COOKIE", "boolean"}},
 		{"BadCookieInsecureBool", map[string]string{"AUTH_COOKIE_INSECURE": "on"}, []string{"AUTH_COOKIE_INSECURE", "boolean"}},
+		{"InsecureCookieInProduction", map[string]string{"AUTH_ENV": "production", "AUTH_REFRESH_COOKIE": "true", "AUTH_COOKIE_INSECURE": "true", "AUTH_CORS_ORIGINS": "https://app.example.com"}, []string{"AUTH_COOKIE_INSECURE", "production"}},
+		{"BadRate", map[string]string{"AUTH_LOGIN_LIMIT_ACCOUNT": "10 per minute"}, []string{"AUTH_LOGIN_LIMIT_ACCOUNT", "COUNT/DURATION"}},
+		{"BadRateWindow", map[string]string{"AUTH_REFRESH_LIMIT": "10/1ms"}, []string{"AUTH_REFRESH_LIMIT", "window"}},
+		{"BadTrustedProxy", map[string]string{"AUTH_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"}, []string{"AUTH_TRUSTED_PROXIES", "proxy.internal"}},
+		{"TooManyHashWorkers", map[string]string{"AUTH_HASH_WORKERS": "1000"}, []string{"AUTH_HASH_WORKERS"}},
+		{"HashWaitTooLong", map[string]string{"AUTH_HASH_WAIT": "10m"}, []string{"AUTH_HASH_WAIT"}},
+		{"UnknownEnv", map[string]string{"AUTH_ENV": "prod"}, []string{"AUTH_ENV", "production"}},
+		{"BodyLimitTooSmall", map[string]string{"AUTH_MAX_BODY_BYTES": "10"}, []string{"AUTH_MAX_BODY_BYTES"}},
+		{"BadDepth", map[string]string{"AUTH_MAX_QUERY_DEPTH": "deep"}, []string{"AUTH_MAX_QUERY_DEPTH"}},
+		{"BadComplexity", map[string]string{"AUTH_MAX_COMPLEXITY": "0"}, []string{"AUTH_MAX_COMPLEXITY"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,6 +233,48 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if c.Argon2.Memory != 19456 || c.Argon2.Time != 2 || c.Argon2.Threads != 1 {
 		t.Errorf("argon2 defaults = %+v, want OWASP's m=19456 t=2 p=1", c.Argon2)
+	}
+	if c.Limits != auth.DefaultLimits || c.Limits.LoginAccount.String() != "10/15m0s" || c.TrustedProxies != nil ||
+		c.HashWorkers != 0 || c.HashWait != time.Second {
+		t.Errorf("abuse defaults = %+v %v %d %s", c.Limits, c.TrustedProxies, c.HashWorkers, c.HashWait)
+	}
+	if c.Production || !c.Introspection || !c.Playground || c.MaxBodyBytes != 65536 || c.MaxDepth != 15 || c.MaxComplexity != 1000 {
+		t.Errorf("request defaults = production %v introspection %v playground %v body %d depth %d complexity %d",
+			c.Production, c.Introspection, c.Playground, c.MaxBodyBytes, c.MaxDepth, c.MaxComplexity)
+	}
+}
+
+func TestRunProduction(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		env                map[string]string
+		wantSchema, wantUI bool
+	}{
+		{"Production", map[string]string{"AUTH_ENV": "production"}, false, false},
+		{"ProductionWithIntrospection", map[string]string{"AUTH_ENV": "Production", "AUTH_INTROSPECTION": "true"}, true, false},
+		{"ProductionWithPlayground", map[string]string{"AUTH_ENV": "production", "AUTH_PLAYGROUND": "true"}, false, true},
+		{"DevelopmentWithoutIntrospection", map[string]string{"AUTH_INTROSPECTION": "false"}, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.env["DATABASE_URL"] = filepath.Join(t.TempDir(), "prod.db")
+			url, _ := startRun(t, tc.env)
+			r := gql(t, url, "", `{ __schema { queryType { name } } }`)
+			if got := len(r.Errors) == 0; got != tc.wantSchema {
+				t.Errorf("introspection answered = %v, want %v (%+v)", got, tc.wantSchema, r.Errors)
+			}
+			if !tc.wantSchema && r.Code(t) != "GRAPHQL_VALIDATION_FAILED" {
+				t.Errorf("code = %s, want GRAPHQL_VALIDATION_FAILED", r.Code(t))
+			}
+			gql(t, url, "", `mutation { register(email: "p@example.com", password: "password1") { accessToken } }`).OK(t)
+			resp, err := http.Get(url + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.StatusCode == http.StatusOK; got != tc.wantUI {
+				t.Errorf("GET / = %d, want playground %v", resp.StatusCode, tc.wantUI)
+			}
+		})
 	}
 }
 
