@@ -1,11 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/internal/testdb"
+	"github.com/authql/authql/models"
 )
 
 // eachBenchDB runs f on SQLite and, with TEST_DATABASE_URL, on PostgreSQL.
@@ -64,4 +70,79 @@ func BenchmarkRefresh(b *testing.B) {
 			token = ts.refresh(b, token).OK(b).Str("refresh", "refreshToken")
 		}
 	})
+}
+
+// BenchmarkMeDuringLoginFlood measures the latency of { me { id } } (one
+// request at a time, reported as p50/p99) while 64 clients log in as fast
+// as they can at the default argon2id cost, many times what the hashing
+// pool can serve, and without the flood for comparison; with one hashing
+// worker per core (the default) and with one worker. It also reports the
+// logins served and refused per second. Rate limits are off, so that the
+// hashing pool alone stands between the flood and the rest.
+func BenchmarkMeDuringLoginFlood(b *testing.B) {
+	eachBenchDB(b, func(b *testing.B, dsn string) {
+		for _, workers := range []int{0, 1} {
+			for _, flooders := range []int{0, 64} {
+				b.Run(fmt.Sprintf("workers=%d/flooders=%d", workers, flooders), func(b *testing.B) {
+					meDuringLoginFlood(b, dsn, workers, flooders)
+				})
+			}
+		}
+	})
+}
+
+func meDuringLoginFlood(b *testing.B, dsn string, workers, flooders int) {
+	ts := newTestServer(b, dsn, nil, func(c *testConfig) {
+		c.Auth.Argon2, c.Auth.HashWorkers = auth.DefaultArgon2, workers
+	})
+	email := fmt.Sprintf("user-w%d-f%d@example.com", workers, flooders)
+	u := ts.register(b, email, "password1")
+	stop := make(chan struct{})
+	var ok, limited, other atomic.Int64
+	var wg sync.WaitGroup
+	for range flooders {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := ts.login(b, email, "password1")
+				switch {
+				case len(r.Errors) == 0:
+					ok.Add(1)
+				case r.Errors[0].Extensions["code"] == models.RateLimited:
+					limited.Add(1)
+				default:
+					other.Add(1)
+				}
+			}
+		})
+	}
+	if flooders > 0 {
+		time.Sleep(2 * time.Second) // let the flood fill the pool and its queue
+	}
+	ok.Store(0)
+	limited.Store(0)
+	start := time.Now()
+	lat := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		t0 := time.Now()
+		ts.me(b, u.Access).OK(b)
+		lat = append(lat, time.Since(t0))
+	}
+	elapsed := time.Since(start)
+	close(stop)
+	wg.Wait()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	if flooders > 0 {
+		b.ReportMetric(float64(ok.Load())/elapsed.Seconds(), "logins/s")
+		b.ReportMetric(float64(limited.Load())/elapsed.Seconds(), "refused/s")
+	}
+	if n := other.Load(); n > 0 {
+		b.Errorf("%d logins failed with neither success nor RATE_LIMITED", n)
+	}
 }

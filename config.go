@@ -37,7 +37,7 @@ type config struct {
 
 	Limits         auth.Limits
 	TrustedProxies []netip.Prefix
-	HashWorkers    int           // 0: one per core
+	HashWorkers    int           // 0: auth.DefaultHashWorkers
 	HashWait       time.Duration // how long a hash waits for a worker
 
 	Production    bool // AUTH_ENV=production
@@ -82,7 +82,8 @@ const configHelp = `Configuration (environment variables):
   AUTH_REFRESH_LIMIT            refreshes per client (default 600/1m)
   AUTH_TRUSTED_PROXIES          proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For
                                 names the client (default none: the connection's address)
-  AUTH_HASH_WORKERS             concurrent password hashes, at most the cores (default: the cores)
+  AUTH_HASH_WORKERS             concurrent password hashes, at most the cores
+                                (default: the cores but one, at least one)
   AUTH_HASH_WAIT                how long a login waits for a hashing worker (default 1s)
   AUTH_ENV                      production turns introspection and the playground off
                                 unless enabled below (default development)

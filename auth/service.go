@@ -39,8 +39,8 @@ type Config struct {
 	Argon2        Argon2Params
 	// Limits are the rate limits; the zero value limits nothing.
 	Limits Limits
-	// HashWorkers bounds concurrent password hashes (0 or more than the
-	// cores: one per core); HashWait is how long one waits for a worker
+	// HashWorkers bounds concurrent password hashes (0: DefaultHashWorkers;
+	// never more than the cores); HashWait is how long one waits for a worker
 	// before the operation fails with RateLimited (0: DefaultHashWait).
 	HashWorkers int
 	HashWait    time.Duration
