@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -75,13 +76,13 @@ func BenchmarkRefresh(b *testing.B) {
 // BenchmarkMeDuringLoginFlood measures the latency of { me { id } } (one
 // request at a time, reported as p50/p99) while 64 clients log in as fast
 // as they can at the default argon2id cost, many times what the hashing
-// pool can serve, and without the flood for comparison; with one hashing
-// worker per core (the default) and with one worker. It also reports the
+// pool can serve, and without the flood for comparison; with the default
+// hashing workers (the cores but one) and with one worker per core. It also reports the
 // logins served and refused per second. Rate limits are off, so that the
 // hashing pool alone stands between the flood and the rest.
 func BenchmarkMeDuringLoginFlood(b *testing.B) {
 	eachBenchDB(b, func(b *testing.B, dsn string) {
-		for _, workers := range []int{0, 1} {
+		for _, workers := range slices.Compact([]int{auth.DefaultHashWorkers(), runtime.GOMAXPROCS(0)}) {
 			for _, flooders := range []int{0, 64} {
 				b.Run(fmt.Sprintf("workers=%d/flooders=%d", workers, flooders), func(b *testing.B) {
 					meDuringLoginFlood(b, dsn, workers, flooders)
