@@ -90,7 +90,7 @@ const configHelp = `Configuration (environment variables):
   AUTH_INTROSPECTION            allow __schema/__type queries (default true, false in production)
   AUTH_PLAYGROUND               serve the playground at / (default true, false in production)
   AUTH_MAX_BODY_BYTES           largest request body; larger gets HTTP 413 (default 65536)
-  AUTH_MAX_QUERY_DEPTH          deepest field nesting of a document (default 15)
+  AUTH_MAX_QUERY_DEPTH          deepest field nesting of a document (default 20)
   AUTH_MAX_COMPLEXITY           largest complexity of an operation (default 1000)
   AUTH_REFRESH_COOKIE           true also keeps the refresh token in an HttpOnly cookie
                                 for browsers; needs AUTH_CORS_ORIGINS (default false)

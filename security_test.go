@@ -258,19 +258,20 @@ func TestDocumentLimits(t *testing.T) {
 		// __type, depth-2 ofType, name: depth fields in a chain.
 		return `{ __type(name: "User") { ` + strings.Repeat("ofType { ", depth-2) + "name" + strings.Repeat(" }", depth-1) + " }"
 	}
+	limit := defaultConfig().MaxDepth
 	t.Run("DeepDocumentRefused", func(t *testing.T) {
-		status, r := post(t, ts.URL, jsonBody(nested(16)), -1)
+		status, r := post(t, ts.URL, jsonBody(nested(limit+1)), -1)
 		if status != http.StatusUnprocessableEntity || r.Code(t) != "DEPTH_LIMIT_EXCEEDED" {
-			t.Errorf("depth 16: status %d, errors %+v; want 422 DEPTH_LIMIT_EXCEEDED", status, r.Errors)
+			t.Errorf("depth %d: status %d, errors %+v; want 422 DEPTH_LIMIT_EXCEEDED", limit+1, status, r.Errors)
 		}
 	})
 	t.Run("DepthAtLimitRuns", func(t *testing.T) {
-		ts.do(t, "", nested(15), nil).OK(t)
+		ts.do(t, "", nested(limit), nil).OK(t)
 	})
 	t.Run("DepthThroughFragments", func(t *testing.T) {
 		doc := `query { __type(name: "User") { ...A } }
 			fragment A on __Type { ofType { ...B } }
-			fragment B on __Type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } } } }`
+			fragment B on __Type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } } } } } } } } }`
 		if code := ts.do(t, "", doc, nil).Code(t); code != "DEPTH_LIMIT_EXCEEDED" {
 			t.Errorf("code = %s, want DEPTH_LIMIT_EXCEEDED", code)
 		}

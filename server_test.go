@@ -238,7 +238,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		c.HashWorkers != 0 || c.HashWait != time.Second {
 		t.Errorf("abuse defaults = %+v %v %d %s", c.Limits, c.TrustedProxies, c.HashWorkers, c.HashWait)
 	}
-	if c.Production || !c.Introspection || !c.Playground || c.MaxBodyBytes != 65536 || c.MaxDepth != 15 || c.MaxComplexity != 1000 {
+	if c.Production || !c.Introspection || !c.Playground || c.MaxBodyBytes != 65536 || c.MaxDepth != 20 || c.MaxComplexity != 1000 {
 		t.Errorf("request defaults = production %v introspection %v playground %v body %d depth %d complexity %d",
 			c.Production, c.Introspection, c.Playground, c.MaxBodyBytes, c.MaxDepth, c.MaxComplexity)
 	}
