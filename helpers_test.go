@@ -48,10 +48,11 @@ func (c *clock) Advance(d time.Duration) {
 
 // testServer is the real handler over a real database, served over HTTP.
 type testServer struct {
-	URL   string
-	DB    *gorm.DB
-	Svc   *auth.Service
-	Clock *clock
+	URL     string
+	Handler http.Handler // the same handler, for in-process calls (fuzzing)
+	DB      *gorm.DB
+	Svc     *auth.Service
+	Clock   *clock
 }
 
 // testConfig is what a test server is built from: the service's
@@ -116,9 +117,10 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	if err != nil {
 		tb.Fatal(err)
 	}
-	hs := httptest.NewServer(newServer(cfg.HTTP, svc, log))
+	h := newServer(cfg.HTTP, svc, log)
+	hs := httptest.NewServer(h)
 	tb.Cleanup(hs.Close)
-	return &testServer{URL: hs.URL, DB: db, Svc: svc, Clock: c}
+	return &testServer{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c}
 }
 
 // gqlError is one GraphQL error of a response.

@@ -71,6 +71,10 @@ func newSigner(keys *KeySet, issuer, audience string, now func() time.Time) *Sig
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(MaxClockSkew),
 		jwt.WithTimeFunc(now),
+		// Each token has one spelling: without this, the ignored low bits
+		// of a segment's last base64 character give every signature four
+		// spellings that verify (found by FuzzVerify).
+		jwt.WithStrictDecoding(),
 	)
 	return s
 }
@@ -116,6 +120,12 @@ var (
 // Verify checks an access token's signature, algorithm, type, key id,
 // issuer, audience and times, and returns its claims.
 func (s *Signer) Verify(token string) (*Claims, error) {
+	// Go's base64 decoder skips CR and LF even in strict mode, so a token
+	// with a newline inside would verify as another spelling of itself
+	// (found by FuzzVerify). A compact JWS is base64url and dots only.
+	if strings.ContainsFunc(token, notCompactJWS) {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrTokenInvalid)
+	}
 	var c Claims
 	_, err := s.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, accessTokenType) && !strings.EqualFold(typ, "application/"+accessTokenType) {
@@ -160,6 +170,11 @@ func (s *Signer) Verify(token string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: missing sub, jti or sid", ErrTokenInvalid)
 	}
 	return &c, nil
+}
+
+// notCompactJWS reports whether r is outside the base64url alphabet and ".".
+func notCompactJWS(r rune) bool {
+	return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.')
 }
 
 // refreshTokenBytes is the entropy of a refresh token: 256 bits.

@@ -2,9 +2,11 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -47,6 +49,7 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 	// POST only: a GET query could be triggered cross-site by a link or an
 	// image, and every operation here is either a mutation or private.
 	srv.AddTransport(transport.POST{})
+	srv.AddTransport(notGraphQL{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(documentLimits{maxDepth: opts.MaxDepth, maxComplexity: opts.MaxComplexity, introspection: opts.Introspection})
 	if opts.Introspection {
@@ -97,6 +100,18 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 		case gerr.Extensions["code"] != nil:
 			// A parse, validation or argument error from gqlgen.
+		case refusedRequest(err, gerr):
+			// gqlgen refused the request before running it: a body that is
+			// not a JSON GraphQL request, or a bad persisted-query
+			// extension. The client's fault, so not logged as ours.
+			gerr.Extensions = map[string]any{"code": models.BadRequest}
+			if !graphql.HasOperationContext(ctx) {
+				// The body could not be read or decoded. gqlgen's message
+				// quotes the whole body: sent back it doubles the response,
+				// and logged it would write the password of a garbled
+				// login into the log.
+				gerr.Message = "the request body is not a JSON GraphQL request"
+			}
 		default:
 			log.ErrorContext(ctx, "internal error", "path", gerr.Path.String(), "err", err)
 			gerr.Message = "internal error"
@@ -104,6 +119,33 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		}
 		return gerr
 	}
+}
+
+// refusedRequest reports whether err is gqlgen's own refusal of a request
+// before any resolver ran: a bare *gqlerror.Error with no cause and no path.
+// Resolver and directive errors always have a path (and ours are coded),
+// and gqlgen's parse and validation errors carry a code already.
+func refusedRequest(err error, gerr *gqlerror.Error) bool {
+	raw, ok := err.(*gqlerror.Error)
+	return ok && raw == gerr && raw.Unwrap() == nil && len(raw.Path) == 0
+}
+
+// notGraphQL answers every request the POST transport does not take (a
+// Content-Type other than application/json) with 415. gqlgen's own answer
+// ("transport not supported") bypasses the error presenter and carries no
+// code; this one goes through it like every other error.
+type notGraphQL struct{}
+
+var _ graphql.Transport = notGraphQL{}
+
+func (notGraphQL) Supports(*http.Request) bool { return true }
+
+func (notGraphQL) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	err := gqlerror.WrapIfUnwrapped(models.Errorf(models.BadRequest, "POST /query takes Content-Type: application/json"))
+	b, _ := json.Marshal(exec.DispatchError(r.Context(), gqlerror.List{err}))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnsupportedMediaType)
+	w.Write(b)
 }
 
 // payload turns a grant into the GraphQL AuthPayload.

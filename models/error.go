@@ -12,6 +12,7 @@ const (
 	Unauthenticated = "UNAUTHENTICATED"
 	Forbidden       = "FORBIDDEN"
 	BadUserInput    = "BAD_USER_INPUT"
+	BadRequest      = "BAD_REQUEST" // not a GraphQL request at all: body, Content-Type, extensions
 	NotFound        = "NOT_FOUND"
 	RateLimited     = "RATE_LIMITED"
 	Internal        = "INTERNAL_SERVER_ERROR"
