@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/authql/authql/internal/testdb"
 )
 
 // Benchmarks of the per-request and per-login costs. The clock is fixed, so
@@ -69,5 +71,22 @@ func BenchmarkBcryptVerifyCost10(b *testing.B) {
 		if ok, _, err := h.Verify(string(stored), testPassword); !ok || err != nil {
 			b.Fatalf("Verify = %v, %v", ok, err)
 		}
+	}
+}
+
+// BenchmarkVerifyByAlg is the per-request cost of checking an access token
+// signed with each algorithm AUTH_JWT_ALG offers, keys from the key store.
+func BenchmarkVerifyByAlg(b *testing.B) {
+	for _, alg := range []string{AlgHS256, AlgEdDSA, AlgES256} {
+		b.Run(alg, func(b *testing.B) {
+			e := newKeyEnv(b, testdb.SQLite(b), KeyConfig{Alg: alg})
+			token := e.issue(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.signer.Verify(token); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
