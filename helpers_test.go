@@ -262,11 +262,18 @@ func (ts *testServer) admin(tb testing.TB) tokens {
 // claims decodes a JWT's payload without verifying it.
 func claims(tb testing.TB, jwt string) map[string]any {
 	tb.Helper()
+	return jwtSegment(tb, jwt, 1)
+}
+
+// jwtSegment decodes the i-th segment of a JWT (0 the header, 1 the
+// payload) without verifying it.
+func jwtSegment(tb testing.TB, jwt string, i int) map[string]any {
+	tb.Helper()
 	parts := strings.Split(jwt, ".")
 	if len(parts) != 3 {
 		tb.Fatalf("not a JWT: %q", jwt)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	raw, err := base64.RawURLEncoding.DecodeString(parts[i])
 	if err != nil {
 		tb.Fatal(err)
 	}

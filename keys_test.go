@@ -87,15 +87,7 @@ func publicKey(tb testing.TB, k map[string]string) any {
 // header decodes a JWT's header without verifying it.
 func header(tb testing.TB, token string) map[string]any {
 	tb.Helper()
-	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var h map[string]any
-	if err := json.Unmarshal(raw, &h); err != nil {
-		tb.Fatal(err)
-	}
-	return h
+	return jwtSegment(tb, token, 0)
 }
 
 func kid(tb testing.TB, token string) string {

@@ -447,18 +447,7 @@ func (ks *KeySet) loadRow(r *models.SigningKey) (*signingKey, error) {
 
 // RunReload calls Reload every interval until ctx is done.
 func (ks *KeySet) RunReload(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := ks.Reload(ctx); err != nil && ctx.Err() == nil {
-				ks.log.ErrorContext(ctx, "reload signing keys failed", "err", err)
-			}
-		}
-	}
+	runEvery(ctx, interval, ks.log, "reload signing keys", ks.Reload)
 }
 
 // lookup returns the key named kid, reloading the store (throttled) when

@@ -465,6 +465,12 @@ func (s *Service) Purge(ctx context.Context) error {
 
 // RunPurge calls Purge every interval until ctx is done.
 func (s *Service) RunPurge(ctx context.Context, interval time.Duration) {
+	runEvery(ctx, interval, s.log, "purge", s.Purge)
+}
+
+// runEvery calls f every interval until ctx is done, logging its failures
+// as "<what> failed".
+func runEvery(ctx context.Context, interval time.Duration, log *slog.Logger, what string, f func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -472,8 +478,8 @@ func (s *Service) RunPurge(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := s.Purge(ctx); err != nil && ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "purge failed", "err", err)
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				log.ErrorContext(ctx, what+" failed", "err", err)
 			}
 		}
 	}
