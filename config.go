@@ -14,12 +14,14 @@ import (
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph"
+	"github.com/authql/authql/models"
 )
 
 // config is the whole configuration, read once from the environment.
 type config struct {
 	Port        string
 	DatabaseURL string
+	DB          models.Options // the connection pool; zero fields: models' defaults
 	JWTSecret   []byte // nil: generate one and persist it in the database
 	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256
 	// JWTPrivateKeyFile names the signing key file; JWTPrivateKey is its key.
@@ -58,6 +60,12 @@ const configHelp = `Configuration (environment variables):
   PORT                          listen port (default 8080)
   DATABASE_URL                  postgres://… or postgresql://… for PostgreSQL;
                                 sqlite://PATH or a file path for SQLite (default authql.db)
+  AUTH_DB_MAX_CONNS             open database connections at most (default 20 on
+                                PostgreSQL, 8 on SQLite)
+  AUTH_DB_MAX_IDLE_CONNS        connections kept open while idle, at most
+                                AUTH_DB_MAX_CONNS (default AUTH_DB_MAX_CONNS)
+  AUTH_DB_CONN_MAX_LIFETIME     close and redial a connection this old, at least 1m
+                                (default 30m)
   AUTH_JWT_SECRET               HS256 secret, at least 32 bytes (default: generated
                                 on first start and kept in the database)
   AUTH_JWT_ALG                  access token algorithm: HS256, EdDSA (Ed25519) or
@@ -305,6 +313,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	integer("AUTH_MAX_QUERY_DEPTH", &c.MaxDepth, 2, 1000)
 	integer("AUTH_MAX_COMPLEXITY", &c.MaxComplexity, 10, 1_000_000)
+	integer("AUTH_DB_MAX_CONNS", &c.DB.MaxConns, 1, 1000)
+	integer("AUTH_DB_MAX_IDLE_CONNS", &c.DB.MaxIdleConns, 1, 1000)
+	if idle := c.DB.MaxIdleConns; idle > 0 {
+		limit := c.DB.MaxConns
+		if d, _, err := models.ParseDSN(c.DatabaseURL); limit == 0 && err == nil {
+			limit = models.DefaultMaxConns(d)
+		}
+		if limit > 0 && idle > limit {
+			bad("AUTH_DB_MAX_IDLE_CONNS", "%d is more than the %d connections the pool may open (AUTH_DB_MAX_CONNS); set at most %d, or raise AUTH_DB_MAX_CONNS", idle, limit, limit)
+		}
+	}
+	// At least a minute: a shorter lifetime would have the pool redial
+	// under steady load, the very cost the pool is there to avoid.
+	duration("AUTH_DB_CONN_MAX_LIFETIME", &c.DB.ConnMaxLifetime, time.Minute)
 	return c, errors.Join(errs...)
 }
 

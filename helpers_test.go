@@ -60,6 +60,7 @@ type testServer struct {
 type testConfig struct {
 	Auth auth.Config
 	HTTP config
+	DB   models.Options
 }
 
 // serverOpt adjusts the configuration of a test server.
@@ -74,6 +75,11 @@ func withLimits(l auth.Limits) serverOpt {
 	return func(c *testConfig) { c.Auth.Limits = l }
 }
 
+// withPool sizes the server's connection pool.
+func withPool(o models.Options) serverOpt {
+	return func(c *testConfig) { c.DB = o }
+}
+
 // withAlg makes the server sign with keys of alg generated in its database
 // (HS256 included) instead of the fixed testKey.
 func withAlg(alg string) serverOpt {
@@ -84,16 +90,6 @@ func withAlg(alg string) serverOpt {
 // settable clock; the server and database close when the test ends.
 func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *testServer {
 	tb.Helper()
-	db, _, err := models.Open(dsn)
-	if err != nil {
-		tb.Fatalf("open %s: %v", dsn, err)
-	}
-	sqlDB, _ := db.DB()
-	tb.Cleanup(func() { sqlDB.Close() })
-	ctx := context.Background()
-	if err := models.Migrate(ctx, db); err != nil {
-		tb.Fatal(err)
-	}
 	if c == nil {
 		c = newClock()
 	}
@@ -107,6 +103,16 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	db, _, err := models.Open(dsn, cfg.DB)
+	if err != nil {
+		tb.Fatalf("open %s: %v", dsn, err)
+	}
+	sqlDB, _ := db.DB()
+	tb.Cleanup(func() { sqlDB.Close() })
+	ctx := context.Background()
+	if err := models.Migrate(ctx, db); err != nil {
+		tb.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	key := testKey

@@ -501,7 +501,7 @@ func TestRunKeyFile(t *testing.T) {
 	}
 	gql(t, url, oldToken, `{ me { email } }`).OK(t)
 
-	db, _, err := models.Open(dbPath)
+	db, _, err := models.Open(dbPath, models.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

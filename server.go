@@ -97,7 +97,7 @@ func isHelp(a string) bool {
 // openDB opens and migrates the configured database; the returned function
 // closes it.
 func openDB(ctx context.Context, cfg config) (*gorm.DB, models.Dialect, func(), error) {
-	db, dialect, err := models.Open(cfg.DatabaseURL)
+	db, dialect, err := models.Open(cfg.DatabaseURL, cfg.DB)
 	if err != nil {
 		return nil, "", nil, err
 	}

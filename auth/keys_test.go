@@ -37,7 +37,7 @@ type keyEnv struct {
 
 func openDB(tb testing.TB, dsn string) *gorm.DB {
 	tb.Helper()
-	db, _, err := models.Open(dsn)
+	db, _, err := models.Open(dsn, models.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -63,10 +63,70 @@ func ParseDSN(dsn string) (Dialect, string, error) {
 	return SQLite, path + "?" + q.Encode(), nil
 }
 
-// Open connects to the database that dsn selects (see ParseDSN).
-func Open(dsn string) (*gorm.DB, Dialect, error) {
+// Pool defaults. PostgreSQL gets enough connections for the server's
+// concurrent requests without crowding its max_connections (100 by default)
+// when a few replicas share it; SQLite runs one writer at a time, so more
+// connections than a few readers only queue on its lock.
+const (
+	DefaultPostgresMaxConns = 20
+	DefaultSQLiteMaxConns   = 8
+	// DefaultConnMaxLifetime rolls connections over, so that after a
+	// PgBouncer restart or a failover the pool ends up on the new server
+	// within that time instead of keeping its old connections forever. One
+	// redial per connection per 30 minutes costs nothing measurable.
+	DefaultConnMaxLifetime = 30 * time.Minute
+)
+
+// DefaultMaxConns is the pool size of the dialect when Options leave it 0.
+func DefaultMaxConns(d Dialect) int {
+	if d == SQLite {
+		return DefaultSQLiteMaxConns
+	}
+	return DefaultPostgresMaxConns
+}
+
+// Options size the connection pool; zero fields take the defaults.
+type Options struct {
+	// MaxConns bounds the open connections (0: DefaultMaxConns).
+	MaxConns int
+	// MaxIdleConns is how many connections stay open when idle (0:
+	// MaxConns). Fewer than MaxConns makes the pool close connections as
+	// soon as a burst ends and dial them again at the next one.
+	MaxIdleConns int
+	// ConnMaxLifetime closes a connection that old when it is next
+	// returned to the pool (0: DefaultConnMaxLifetime).
+	ConnMaxLifetime time.Duration
+}
+
+// withDefaults fills the zero fields of o for dialect d, or reports values
+// no pool can have.
+func (o Options) withDefaults(d Dialect) (Options, error) {
+	if o.MaxConns < 0 || o.MaxIdleConns < 0 || o.ConnMaxLifetime < 0 {
+		return o, fmt.Errorf("negative pool option %+v", o)
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns(d)
+	}
+	if o.MaxIdleConns == 0 {
+		o.MaxIdleConns = o.MaxConns
+	}
+	if o.MaxIdleConns > o.MaxConns {
+		return o, fmt.Errorf("%d idle connections exceed the %d open ones the pool may have", o.MaxIdleConns, o.MaxConns)
+	}
+	if o.ConnMaxLifetime == 0 {
+		o.ConnMaxLifetime = DefaultConnMaxLifetime
+	}
+	return o, nil
+}
+
+// Open connects to the database that dsn selects (see ParseDSN), with its
+// connection pool sized by opts.
+func Open(dsn string, opts Options) (*gorm.DB, Dialect, error) {
 	dialect, driverDSN, err := ParseDSN(dsn)
 	if err != nil {
+		return nil, "", err
+	}
+	if opts, err = opts.withDefaults(dialect); err != nil {
 		return nil, "", err
 	}
 	var d gorm.Dialector
@@ -90,18 +150,15 @@ func Open(dsn string) (*gorm.DB, Dialect, error) {
 		return nil, "", err
 	}
 	// Pools are sized on purpose: database/sql keeps only 2 idle
-	// connections by default, so under concurrent load it would dial
-	// PostgreSQL (or reopen SQLite and rerun its pragmas) per request.
-	switch dialect {
-	case Postgres:
-		sqlDB.SetMaxOpenConns(20)
-		sqlDB.SetMaxIdleConns(20)
-	case SQLite:
-		// SQLite runs one writer at a time; more connections than a few
-		// readers only queue on its lock.
-		sqlDB.SetMaxOpenConns(8)
-		sqlDB.SetMaxIdleConns(8)
-	}
+	// connections by default, so under concurrent load it would close the
+	// others as each request finished and dial PostgreSQL (or reopen SQLite
+	// and rerun its pragmas) for the next: a TCP and TLS handshake, a
+	// backend process fork and authentication per request.
+	sqlDB.SetMaxOpenConns(opts.MaxConns)
+	sqlDB.SetMaxIdleConns(opts.MaxIdleConns)
+	sqlDB.SetConnMaxLifetime(opts.ConnMaxLifetime)
+	// A pool left idle this long gives its connections back to the
+	// database; the next burst dials them once each, not per request.
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	if err := sqlDB.Ping(); err != nil {
 		sqlDB.Close()

@@ -41,7 +41,7 @@ func Postgres(tb testing.TB) string {
 	if base == "" {
 		tb.Skip("TEST_DATABASE_URL not set")
 	}
-	admin, _, err := models.Open(base)
+	admin, _, err := models.Open(base, models.Options{MaxConns: 1})
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			tb.Fatalf("PostgreSQL at TEST_DATABASE_URL unreachable in CI: %v", err)
@@ -58,7 +58,7 @@ func Postgres(tb testing.TB) string {
 		tb.Fatalf("create test database: %v", err)
 	}
 	tb.Cleanup(func() {
-		db, _, err := models.Open(base)
+		db, _, err := models.Open(base, models.Options{MaxConns: 1})
 		if err != nil {
 			tb.Errorf("drop test database %s: %v", name, err)
 			return
