@@ -22,8 +22,8 @@ type config struct {
 	Port        string
 	DatabaseURL string
 	DB          models.Options // the connection pool; zero fields: models' defaults
-	JWTSecret   []byte // nil: generate one and persist it in the database
-	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256
+	JWTSecret   []byte         // nil: generate one and persist it in the database
+	JWTAlg      string         // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256
 	// JWTPrivateKeyFile names the signing key file; JWTPrivateKey is its key.
 	JWTPrivateKeyFile string
 	JWTPrivateKey     crypto.Signer
