@@ -21,9 +21,8 @@ import (
 type config struct {
 	Port        string
 	DatabaseURL string
-	DB          models.Options // the connection pool; zero fields: models' defaults
-	JWTSecret   []byte         // nil: generate one and persist it in the database
-	JWTAlg      string         // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256
+	JWTSecret   []byte // nil: generate one and persist it in the database
+	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256
 	// JWTPrivateKeyFile names the signing key file; JWTPrivateKey is its key.
 	JWTPrivateKeyFile string
 	JWTPrivateKey     crypto.Signer
@@ -41,6 +40,10 @@ type config struct {
 	TrustedProxies []netip.Prefix
 	HashWorkers    int           // 0: auth.DefaultHashWorkers
 	HashWait       time.Duration // how long a hash waits for a worker
+
+	// DB sizes the database connection pool; zero fields take models'
+	// defaults for the dialect.
+	DB models.Options
 
 	Production    bool // AUTH_ENV=production
 	Introspection bool
