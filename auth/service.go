@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -435,8 +436,36 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err 
 	return err
 }
 
-// Users lists every user.
-func (s *Service) Users(ctx context.Context) ([]*models.User, error) { return models.Users(ctx, s.db) }
+// Users lists up to first users (models.DefaultPageSize when nil) after the
+// cursor after (from the first user when nil), oldest first. It returns
+// BadUserInput for first out of range or an invalid cursor.
+func (s *Service) Users(ctx context.Context, first *int, after *string) ([]*models.User, error) {
+	n := models.DefaultPageSize
+	if first != nil {
+		n = *first
+	}
+	var c *models.Cursor
+	if after != nil {
+		parsed, err := models.ParseCursor(*after)
+		if err != nil {
+			return nil, err
+		}
+		c = &parsed
+	}
+	return models.Users(ctx, s.db, n, c)
+}
+
+// Permissions returns what u's roles grant, sorted and without duplicates.
+// It reads the role permissions kept in memory, so listing many users with
+// their permissions costs no query per user.
+func (s *Service) Permissions(u *models.User) []string {
+	perms := []string{} // never null: the field is [String!]!
+	for _, r := range u.Roles {
+		perms = append(perms, s.Grants(r.Name)...)
+	}
+	slices.Sort(perms)
+	return slices.Compact(perms)
+}
 
 // Roles lists every role with its permissions.
 func (s *Service) Roles(ctx context.Context) ([]*models.Role, error) { return models.Roles(ctx, s.db) }

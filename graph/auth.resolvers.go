@@ -58,8 +58,8 @@ func (r *queryResolver) Me(ctx context.Context) (*models.User, error) {
 }
 
 // Users is the resolver for the users field.
-func (r *queryResolver) Users(ctx context.Context) ([]*models.User, error) {
-	return r.Auth.Users(ctx)
+func (r *queryResolver) Users(ctx context.Context, first *int, after *string) ([]*models.User, error) {
+	return r.Auth.Users(ctx, first, after)
 }
 
 // Roles is the resolver for the roles field.
@@ -75,6 +75,11 @@ func (r *roleResolver) Permissions(ctx context.Context, obj *models.Role) ([]str
 // Roles is the resolver for the roles field.
 func (r *userResolver) Roles(ctx context.Context, obj *models.User) ([]string, error) {
 	return obj.RoleNames(), nil
+}
+
+// Permissions is the resolver for the permissions field.
+func (r *userResolver) Permissions(ctx context.Context, obj *models.User) ([]string, error) {
+	return r.Auth.Permissions(obj), nil
 }
 
 // Mutation returns MutationResolver implementation.

@@ -14,11 +14,11 @@ const (
 // User is an account. Email is stored trimmed and lower-cased, so the unique
 // index makes emails unique case-insensitively.
 type User struct {
-	ID           string     `gorm:"primaryKey;size:36"`
+	ID           string     `gorm:"primaryKey;size:36;index:idx_users_page,priority:2"`
 	Email        string     `gorm:"size:320;not null;uniqueIndex"`
 	PasswordHash string     `gorm:"size:255;not null"`
 	Roles        []Role     `gorm:"many2many:user_roles;constraint:OnDelete:CASCADE"`
-	CreatedAt    time.Time  `gorm:"not null"`
+	CreatedAt    time.Time  `gorm:"not null;index:idx_users_page,priority:1"` // the list's order (see Users)
 	UpdatedAt    time.Time  `gorm:"not null"`
 	LastLoginAt  *time.Time ``
 }

@@ -133,14 +133,6 @@ func takeUser(q *gorm.DB) (*User, error) {
 
 func orderByName(db *gorm.DB) *gorm.DB { return db.Order("name") }
 
-// Users returns every user with roles, oldest first.
-func Users(ctx context.Context, db *gorm.DB) (_ []*User, err error) {
-	defer Wrap(&err, "Users")
-	var us []*User
-	err = db.WithContext(ctx).Preload("Roles", orderByName).Order("created_at, id").Find(&us).Error
-	return us, err
-}
-
 // Roles returns every role with its permissions, by name.
 func Roles(ctx context.Context, db *gorm.DB) (_ []*Role, err error) {
 	defer Wrap(&err, "Roles")
