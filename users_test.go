@@ -244,6 +244,20 @@ func TestUsersPageInput(t *testing.T) {
 				t.Errorf("users as a non-admin with a cursor: %s, want %s", code, models.Forbidden)
 			}
 		})
+		t.Run("CursorFromRegister", func(t *testing.T) {
+			// The user register returns is the one in memory, not read
+			// back: its cursor must still place the list right after it,
+			// although PostgreSQL keeps only microseconds of its createdAt
+			// (pgx truncates the cursor's time as it truncated the row's).
+			for i := range 10 {
+				r := ts.do(t, "", `mutation($e: String!) { register(email: $e, password: "password1") { user { id cursor } } }`, map[string]any{"e": fmt.Sprintf("a%d@example.com", i)}).OK(t)
+				next := ts.register(t, fmt.Sprintf("b%d@example.com", i), "password1")
+				page := ts.users(t, admin.Access, 1, r.Str("register", "user", "cursor"))
+				if len(page) != 1 || page[0].ID != next.UserID {
+					t.Fatalf("after the cursor of %s from register: %v, want %s", r.Str("register", "user", "id"), page, next.UserID)
+				}
+			}
+		})
 		t.Run("OwnCursor", func(t *testing.T) {
 			// A user's own cursor is harmless (it shows only its id and
 			// createdAt), so me may ask for it.
