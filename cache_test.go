@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
@@ -83,4 +84,17 @@ func TestRoleChangeAppliesAtNextRequest(t *testing.T) {
 			t.Errorf("permission gate after the removal: code = %s, want FORBIDDEN", code)
 		}
 	})
+}
+
+func TestVerifiedTokenStillExpires(t *testing.T) {
+	ts := newTestServer(t, testdb.SQLite(t), nil)
+	u := ts.register(t, "a@example.com", "password1")
+	ts.me(t, u.Access).OK(t) // verified and remembered
+	ts.Clock.Advance(15*time.Minute + 30*time.Second)
+	ts.me(t, u.Access).OK(t) // within the 30 s leeway
+	ts.Clock.Advance(time.Second)
+	r := ts.me(t, u.Access)
+	if code := r.Code(t); code != models.Unauthenticated || r.Errors[0].Message != "access token expired" {
+		t.Errorf("after expiry: %+v, want UNAUTHENTICATED access token expired", r.Errors)
+	}
 }

@@ -79,6 +79,7 @@ type Service struct {
 
 	limiter Limiter
 	users   *userCache
+	tokens  *tokenCache
 	revs    revocations
 	// origins is Config.AllowedOrigins, lower-cased.
 	origins map[string]bool
@@ -101,6 +102,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait),
 		limiter: NewLimiter(db),
 		users:   newUserCache(cfg.UserCacheSize),
+		tokens:  newTokenCache(),
 		origins: map[string]bool{},
 	}
 	for _, o := range cfg.AllowedOrigins {
@@ -375,17 +377,38 @@ func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) er
 // Authenticate verifies an access token and returns its principal. It
 // returns Unauthenticated for an invalid, expired or revoked token.
 func (s *Service) Authenticate(token string) (*Principal, error) {
-	c, err := s.signer.Verify(token)
-	if errors.Is(err, ErrTokenExpired) {
-		return nil, models.Errorf(models.Unauthenticated, "access token expired")
-	} else if err != nil {
-		return nil, models.Errorf(models.Unauthenticated, "invalid access token")
+	keyVersion := s.signer.keys.version()
+	v, ok := s.tokens.get(token, keyVersion)
+	if !ok {
+		c, err := s.signer.Verify(token)
+		if errors.Is(err, ErrTokenExpired) {
+			return nil, errTokenExpired
+		} else if err != nil {
+			return nil, errTokenInvalid
+		}
+		v = verifiedToken{
+			p:          &Principal{UserID: c.Subject, SessionID: c.SessionID, TokenID: c.ID, Roles: c.Roles, ExpiresAt: c.ExpiresAt.Time},
+			keyVersion: keyVersion,
+			keyUntil:   c.keyUntil,
+		}
+		s.tokens.put(token, v)
+	} else if now := s.now(); now.After(v.p.ExpiresAt.Add(MaxClockSkew)) {
+		// The same expiry, with the same leeway, that Verify applies.
+		return nil, errTokenExpired
+	} else if !v.keyUntil.IsZero() && now.After(v.keyUntil) {
+		return nil, errTokenInvalid
 	}
-	if s.revs.revoked(c.SessionID, c.ID) {
+	p := v.p
+	if s.revs.revoked(p.SessionID, p.TokenID) {
 		return nil, models.Errorf(models.Unauthenticated, "access token revoked")
 	}
-	return &Principal{UserID: c.Subject, SessionID: c.SessionID, TokenID: c.ID, Roles: c.Roles, ExpiresAt: c.ExpiresAt.Time}, nil
+	return p, nil
 }
+
+var (
+	errTokenExpired = models.Errorf(models.Unauthenticated, "access token expired")
+	errTokenInvalid = models.Errorf(models.Unauthenticated, "invalid access token")
+)
 
 // Authorize decides rule for the request in ctx. A role or permission is
 // checked against the user's current roles (from the user cache), not the
@@ -474,6 +497,7 @@ func (s *Service) Purge(ctx context.Context) error {
 	if m, ok := s.limiter.(*memoryLimiter); ok {
 		m.Sweep(now)
 	}
+	s.tokens.sweep(now)
 	if n, err := models.WipeRetiredKeys(ctx, s.db, now.Add(-(retiredKeyGrace + s.cfg.AccessTTL + MaxClockSkew))); err != nil {
 		return err
 	} else if n > 0 {
