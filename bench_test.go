@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -146,4 +149,26 @@ func meDuringLoginFlood(b *testing.B, dsn string, workers, flooders int) {
 	if n := other.Load(); n > 0 {
 		b.Errorf("%d logins failed with neither success nor RATE_LIMITED", n)
 	}
+}
+
+// BenchmarkMeHandler is the server's own cost of { me { id email } }: the
+// request goes straight into the handler (no network, no client), so a CPU
+// profile of it shows only authql.
+func BenchmarkMeHandler(b *testing.B) {
+	ts := newTestServer(b, testdb.SQLite(b), nil)
+	u := ts.register(b, "user@example.com", "password1")
+	body := []byte(`{"query":"{ me { id email } }"}`)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/query", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+u.Access)
+			w := httptest.NewRecorder()
+			ts.Handler.ServeHTTP(w, req)
+			if w.Code != http.StatusOK || !bytes.Contains(w.Body.Bytes(), []byte(`"email"`)) {
+				b.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		}
+	})
 }

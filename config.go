@@ -40,6 +40,7 @@ type config struct {
 	TrustedProxies []netip.Prefix
 	HashWorkers    int           // 0: auth.DefaultHashWorkers
 	HashWait       time.Duration // how long a hash waits for a worker
+	UserCacheSize  int
 
 	// DB sizes the database connection pool; zero fields take models'
 	// defaults for the dialect.
@@ -103,6 +104,7 @@ const configHelp = `Configuration (environment variables):
   AUTH_MAX_BODY_BYTES           largest request body; larger gets HTTP 413 (default 65536)
   AUTH_MAX_QUERY_DEPTH          deepest field nesting of a document (default 20)
   AUTH_MAX_COMPLEXITY           largest complexity of an operation (default 1000)
+  AUTH_USER_CACHE_SIZE          users kept in memory for me and role checks (default 100000)
   AUTH_REFRESH_COOKIE           true also keeps the refresh token in an HttpOnly cookie
                                 for browsers; needs AUTH_CORS_ORIGINS (default false)
   AUTH_COOKIE_INSECURE          true leaves Secure off that cookie, for local http only
@@ -127,6 +129,7 @@ func defaultConfig() config {
 		Argon2:        auth.DefaultArgon2,
 		Limits:        auth.DefaultLimits,
 		HashWait:      auth.DefaultHashWait,
+		UserCacheSize: auth.DefaultUserCacheSize,
 		Introspection: graph.DefaultOptions.Introspection,
 		Playground:    true,
 		MaxBodyBytes:  64 << 10,
@@ -314,6 +317,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if body > 0 {
 		c.MaxBodyBytes = int64(body)
 	}
+	integer("AUTH_USER_CACHE_SIZE", &c.UserCacheSize, 1, 100_000_000)
 	integer("AUTH_MAX_QUERY_DEPTH", &c.MaxDepth, 2, 1000)
 	integer("AUTH_MAX_COMPLEXITY", &c.MaxComplexity, 10, 1_000_000)
 	integer("AUTH_DB_MAX_CONNS", &c.DB.MaxConns, 1, 1000)

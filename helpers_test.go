@@ -11,10 +11,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/models"
@@ -288,4 +290,28 @@ func jwtSegment(tb testing.TB, jwt string, i int) map[string]any {
 		tb.Fatal(err)
 	}
 	return m
+}
+
+// sqlCounter counts the SQL statements run through a *gorm.DB: GORM reports
+// every statement it executes to its logger, and this logger counts them.
+type sqlCounter struct {
+	logger.Interface
+	n atomic.Int64
+}
+
+func (c *sqlCounter) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
+	c.n.Add(1)
+}
+
+func (c *sqlCounter) LogMode(logger.LogLevel) logger.Interface { return c }
+
+// countSQL makes db count its statements from now on (for the rest of the
+// test) and returns the counter.
+func countSQL(tb testing.TB, db *gorm.DB) *sqlCounter {
+	tb.Helper()
+	c := &sqlCounter{Interface: logger.Discard}
+	old := db.Config.Logger
+	db.Config.Logger = c
+	tb.Cleanup(func() { db.Config.Logger = old })
+	return c
 }

@@ -195,6 +195,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		TrustedProxies: cfg.TrustedProxies,
 		HashWorkers:    cfg.HashWorkers,
 		HashWait:       cfg.HashWait,
+		UserCacheSize:  cfg.UserCacheSize,
 
 		// Browser sessions: the refresh cookie, CSRF and CORS.
 		RefreshCookie:  cfg.RefreshCookie,

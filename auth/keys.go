@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -120,10 +121,18 @@ func (k *signingKey) verifiesAt(now time.Time, ttl time.Duration) error {
 	if now.Before(k.notBefore.Add(-MaxClockSkew)) {
 		return errKeyNotActive
 	}
-	if !k.retiredAt.IsZero() && now.After(k.retiredAt.Add(retiredKeyGrace+ttl+MaxClockSkew)) {
+	if end := k.verifiesUntil(ttl); !end.IsZero() && now.After(end) {
 		return errKeyRetired
 	}
 	return nil
+}
+
+// verifiesUntil is the end of k's verify window (zero while not retired).
+func (k *signingKey) verifiesUntil(ttl time.Duration) time.Time {
+	if k.retiredAt.IsZero() {
+		return time.Time{}
+	}
+	return k.retiredAt.Add(retiredKeyGrace + ttl + MaxClockSkew)
 }
 
 // signedDuring reports whether iat lies in k's signing window. A token of a
@@ -153,6 +162,7 @@ type KeySet struct {
 	mu    sync.RWMutex
 	byKID map[string]*signingKey
 	keys  []*signingKey // newest first
+	ver   atomic.Uint64
 
 	missMu   sync.Mutex
 	lastMiss time.Time // of the last reload for an unknown kid (wall clock)
@@ -399,8 +409,15 @@ func (ks *KeySet) Reload(ctx context.Context) error {
 	ks.mu.Lock()
 	ks.byKID, ks.keys = byKID, keys
 	ks.mu.Unlock()
+	// After the swap: a token verified with the old set while this ran
+	// was tagged with the old version, and is verified again.
+	ks.ver.Add(1)
 	return nil
 }
+
+// version changes whenever the set is reloaded; verified tokens are reused
+// only under the version they were verified with.
+func (ks *KeySet) version() uint64 { return ks.ver.Load() }
 
 // loadRow turns a stored key into a usable one, taking the material of
 // keys held outside the database from the configuration.

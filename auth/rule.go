@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/authql/authql/models"
@@ -24,10 +25,16 @@ func Authorize(p *Principal, authErr error, rule Rule, grants func(role string) 
 		}
 		return authErr
 	}
-	if rule.Role != "" && !p.HasRole(strings.ToLower(rule.Role)) {
+	return rule.check(p.Roles, grants)
+}
+
+// check decides the role and permission of the rule for a caller with the
+// (lower-case) roles.
+func (rule Rule) check(roles []string, grants func(role string) []string) error {
+	if rule.Role != "" && !slices.Contains(roles, strings.ToLower(rule.Role)) {
 		return models.Errorf(models.Forbidden, "requires the role %q", strings.ToLower(rule.Role))
 	}
-	if rule.Permission != "" && !anyGrants(p.Roles, rule.Permission, grants) {
+	if rule.Permission != "" && !anyGrants(roles, rule.Permission, grants) {
 		return models.Errorf(models.Forbidden, "requires the permission %q", rule.Permission)
 	}
 	return nil

@@ -45,6 +45,9 @@ type Config struct {
 	// before the operation fails with RateLimited (0: DefaultHashWait).
 	HashWorkers int
 	HashWait    time.Duration
+	// UserCacheSize bounds the users kept in memory (0:
+	// DefaultUserCacheSize).
+	UserCacheSize int
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (see Middleware); empty trusts none.
 	TrustedProxies []netip.Prefix
@@ -76,6 +79,8 @@ type Service struct {
 	log    *slog.Logger
 
 	limiter Limiter
+	users   *userCache
+	tokens  *tokenCache
 	revs    revocations
 	// origins is Config.AllowedOrigins, lower-cased.
 	origins map[string]bool
@@ -97,6 +102,8 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		revs:    revocations{ids: map[string]time.Time{}},
 		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait),
 		limiter: NewLimiter(db),
+		users:   newUserCache(cfg.UserCacheSize),
+		tokens:  newTokenCache(),
 		origins: map[string]bool{},
 	}
 	for _, o := range cfg.AllowedOrigins {
@@ -271,6 +278,7 @@ func (s *Service) checkPassword(ctx context.Context, email, password string, now
 	if err := models.RecordLogin(ctx, s.db, u.ID, now, newHash); err != nil {
 		return nil, err
 	}
+	s.forgetUser(u.ID)
 	return u, nil
 }
 
@@ -330,13 +338,11 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Grant, err
 		s.log.WarnContext(ctx, "refresh token reuse: session revoked", "session", rot.Session.ID, "ip", ClientFrom(ctx).IP)
 		return nil, models.Errorf(models.Unauthenticated, "refresh token already used; the session has been revoked")
 	}
-	u, err := models.UserByID(ctx, s.db, rot.Session.UserID)
-	if models.ErrorCode(err) == models.NotFound {
-		return nil, models.Errorf(models.Unauthenticated, "invalid or expired refresh token")
-	} else if err != nil {
+	u, err := s.user(ctx, rot.Session.UserID)
+	if err != nil {
 		return nil, err
 	}
-	g, err := s.grant(u, rot.Session.ID, token)
+	g, err := s.grant(u.User, rot.Session.ID, token)
 	if err == nil {
 		s.setRefreshCookie(ctx, token)
 	}
@@ -372,37 +378,70 @@ func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) er
 // Authenticate verifies an access token and returns its principal. It
 // returns Unauthenticated for an invalid, expired or revoked token.
 func (s *Service) Authenticate(token string) (*Principal, error) {
-	c, err := s.signer.Verify(token)
-	if errors.Is(err, ErrTokenExpired) {
-		return nil, models.Errorf(models.Unauthenticated, "access token expired")
-	} else if err != nil {
-		return nil, models.Errorf(models.Unauthenticated, "invalid access token")
+	keyVersion := s.signer.keys.version()
+	v, ok := s.tokens.get(token, keyVersion)
+	if !ok {
+		c, err := s.signer.Verify(token)
+		if errors.Is(err, ErrTokenExpired) {
+			return nil, errTokenExpired
+		} else if err != nil {
+			return nil, errTokenInvalid
+		}
+		v = verifiedToken{
+			p:          &Principal{UserID: c.Subject, SessionID: c.SessionID, TokenID: c.ID, Roles: c.Roles, ExpiresAt: c.ExpiresAt.Time},
+			keyVersion: keyVersion,
+			keyUntil:   c.keyUntil,
+		}
+		s.tokens.put(token, v)
+	} else if now := s.now(); now.After(v.p.ExpiresAt.Add(MaxClockSkew)) {
+		// The same expiry, with the same leeway, that Verify applies.
+		return nil, errTokenExpired
+	} else if !v.keyUntil.IsZero() && now.After(v.keyUntil) {
+		return nil, errTokenInvalid
 	}
-	if s.revs.revoked(c.SessionID, c.ID) {
+	p := v.p
+	if s.revs.revoked(p.SessionID, p.TokenID) {
 		return nil, models.Errorf(models.Unauthenticated, "access token revoked")
 	}
-	return &Principal{UserID: c.Subject, SessionID: c.SessionID, TokenID: c.ID, Roles: c.Roles, ExpiresAt: c.ExpiresAt.Time}, nil
+	return p, nil
 }
 
-// Authorize decides rule for the request in ctx (see the package function).
+var (
+	errTokenExpired = models.Errorf(models.Unauthenticated, "access token expired")
+	errTokenInvalid = models.Errorf(models.Unauthenticated, "invalid access token")
+)
+
+// Authorize decides rule for the request in ctx. A role or permission is
+// checked against the user's current roles (from the user cache), not the
+// token's roles claim, so that a role granted or removed applies to the
+// very next request rather than at the next refresh.
 func (s *Service) Authorize(ctx context.Context, rule Rule) error {
 	p, err := PrincipalFrom(ctx)
-	return Authorize(p, err, rule, s.Grants)
+	if p == nil || (rule.Role == "" && rule.Permission == "") {
+		return Authorize(p, err, rule, s.Grants)
+	}
+	u, err := s.user(ctx, p.UserID)
+	if err != nil {
+		return err
+	}
+	return rule.check(u.roles, s.Grants)
 }
 
-// Me returns the principal's user. It returns Unauthenticated if the user no
-// longer exists.
+// Me returns the principal's user, from the user cache. It returns
+// Unauthenticated if the user no longer exists.
 func (s *Service) Me(ctx context.Context, p *Principal) (*models.User, error) {
-	u, err := models.UserByID(ctx, s.db, p.UserID)
-	if models.ErrorCode(err) == models.NotFound {
-		return nil, models.Errorf(models.Unauthenticated, "the account no longer exists")
+	u, err := s.user(ctx, p.UserID)
+	if err != nil {
+		return nil, err
 	}
-	return u, err
+	return u.User, nil
 }
 
 // SetUserRoles replaces a user's roles (names are case-insensitive). It
 // returns NotFound for an unknown user and BadUserInput for an unknown role.
-// The user's tokens carry the new roles from their next refresh on.
+// The new roles apply to the user's next request (role checks read the
+// user cache, dropped here); tokens' roles claim follows at their next
+// refresh.
 func (s *Service) SetUserRoles(ctx context.Context, userID string, roles []string) (*models.User, error) {
 	if _, err := uuid.Parse(userID); err != nil {
 		return nil, models.Errorf(models.NotFound, "user not found")
@@ -411,7 +450,9 @@ func (s *Service) SetUserRoles(ctx context.Context, userID string, roles []strin
 	for i, r := range roles {
 		names[i] = strings.ToLower(strings.TrimSpace(r))
 	}
-	return models.SetUserRoles(ctx, s.db, userID, names)
+	u, err := models.SetUserRoles(ctx, s.db, userID, names)
+	s.forgetUser(userID) // even on error: the transaction's outcome may be unknown
+	return u, err
 }
 
 // EnsureAdmin makes sure a user with the email exists and has the admin
@@ -433,6 +474,7 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err 
 		return nil
 	}
 	_, err = models.SetUserRoles(ctx, s.db, u.ID, append(u.RoleNames(), models.RoleAdmin))
+	s.forgetUser(u.ID)
 	return err
 }
 
@@ -484,6 +526,7 @@ func (s *Service) Purge(ctx context.Context) error {
 	if m, ok := s.limiter.(*memoryLimiter); ok {
 		m.Sweep(now)
 	}
+	s.tokens.sweep(now)
 	if n, err := models.WipeRetiredKeys(ctx, s.db, now.Add(-(retiredKeyGrace + s.cfg.AccessTTL + MaxClockSkew))); err != nil {
 		return err
 	} else if n > 0 {

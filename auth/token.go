@@ -31,6 +31,10 @@ type Claims struct {
 	jwt.RegisteredClaims
 	SessionID string   `json:"sid"`
 	Roles     []string `json:"roles"`
+
+	// keyUntil is when the key that verified the token stops verifying
+	// (zero: not retired), set by Verify.
+	keyUntil time.Time
 }
 
 // Signer issues and verifies access tokens with the keys of a KeySet.
@@ -155,6 +159,7 @@ func (s *Signer) Verify(token string) (*Claims, error) {
 		if err := k.signedDuring(c.IssuedAt.Time); err != nil {
 			return nil, err
 		}
+		c.keyUntil = k.verifiesUntil(s.keys.ttl)
 		return k.verifyKey, nil
 	})
 	switch {

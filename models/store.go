@@ -271,41 +271,44 @@ func RotateRefreshToken(ctx context.Context, db *gorm.DB, r Rotate) (_ Rotation,
 	invalid := Errorf(Unauthenticated, "invalid or expired refresh token")
 	var out Rotation
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&RefreshToken{}).Where("id = ? AND rotated_at IS NULL", r.OldHash).Update("rotated_at", r.Now)
-		if res.Error != nil {
-			return res.Error
-		}
-		var old RefreshToken
-		if err := tx.Where("id = ?", r.OldHash).Take(&old).Error; errors.Is(err, gorm.ErrRecordNotFound) {
-			return invalid
-		} else if err != nil {
+		// The common case costs three statements: this one marks an
+		// unspent, unexpired token rotated (only one of several concurrent
+		// exchanges can) and names its session.
+		var sessionIDs []string
+		if err := tx.Raw(`UPDATE refresh_tokens SET rotated_at = ? WHERE id = ? AND rotated_at IS NULL AND expires_at > ? RETURNING session_id`,
+			r.Now, r.OldHash, r.Now).Scan(&sessionIDs).Error; err != nil {
 			return err
 		}
-		if !old.ExpiresAt.After(r.Now) {
-			return invalid
-		}
-		if res.RowsAffected == 0 {
-			inGrace := r.ReuseInterval > 0 && old.RotatedAt != nil && !r.Now.After(old.RotatedAt.Add(r.ReuseInterval))
+		if len(sessionIDs) == 0 {
+			// Unknown, expired or already rotated: read it to tell which.
+			var old RefreshToken
+			if err := tx.Where("id = ?", r.OldHash).Take(&old).Error; errors.Is(err, gorm.ErrRecordNotFound) {
+				return invalid
+			} else if err != nil {
+				return err
+			}
+			if !old.ExpiresAt.After(r.Now) || old.RotatedAt == nil {
+				return invalid
+			}
+			inGrace := r.ReuseInterval > 0 && !r.Now.After(old.RotatedAt.Add(r.ReuseInterval))
 			if !inGrace {
 				out.Reuse = true
 				out.Session = &Session{ID: old.SessionID}
 				_, err := revokeSessions(tx, tx.Where("id = ?", old.SessionID), r.Now, r.RevokeUntil)
 				return err
 			}
+			sessionIDs = append(sessionIDs, old.SessionID)
 		}
-		var s Session
-		if err := tx.Where("id = ?", old.SessionID).Take(&s).Error; errors.Is(err, gorm.ErrRecordNotFound) {
-			return invalid
-		} else if err != nil {
+		// The session goes on, and slides, only if it is still live.
+		var live []Session
+		if err := tx.Raw(`UPDATE sessions SET last_used_at = ?, expires_at = ? WHERE id = ? AND revoked_at IS NULL AND expires_at > ? RETURNING *`,
+			r.Now, r.Now.Add(r.TTL), sessionIDs[0], r.Now).Scan(&live).Error; err != nil {
 			return err
 		}
-		if s.RevokedAt != nil || !s.ExpiresAt.After(r.Now) {
+		if len(live) == 0 {
 			return invalid
 		}
-		s.LastUsedAt, s.ExpiresAt = r.Now, r.Now.Add(r.TTL)
-		if err := tx.Model(&s).Updates(map[string]any{"last_used_at": s.LastUsedAt, "expires_at": s.ExpiresAt}).Error; err != nil {
-			return err
-		}
+		s := live[0]
 		rt := RefreshToken{ID: r.NewHash, SessionID: s.ID, CreatedAt: r.Now, ExpiresAt: s.ExpiresAt}
 		if err := tx.Omit(clause.Associations).Create(&rt).Error; err != nil {
 			return err
