@@ -195,6 +195,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		TrustedProxies: cfg.TrustedProxies,
 		HashWorkers:    cfg.HashWorkers,
 		HashWait:       cfg.HashWait,
+		SyncTimeout:    cfg.SyncTimeout,
 
 		// Browser sessions: the refresh cookie, CSRF and CORS.
 		RefreshCookie:  cfg.RefreshCookie,
@@ -208,6 +209,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err := svc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
 			return fmt.Errorf("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD: %s", models.ErrorMessage(err))
 		}
+	}
+	if dialect == models.Postgres {
+		// Several replicas may share this database: hear what they change
+		// (revocations, users, roles, keys) before serving anything.
+		lctx, stopListening := context.WithCancel(ctx)
+		l, err := svc.Listen(lctx, cfg.DatabaseURL)
+		if err != nil {
+			stopListening()
+			return fmt.Errorf("listen for changes by other replicas: %w", err)
+		}
+		defer func() { stopListening(); <-l.Done() }()
 	}
 	go svc.RunPurge(ctx, purgeInterval)
 	// Rotations by other processes (authql keys rotate, another replica's
