@@ -338,3 +338,47 @@ func TestReplicas(t *testing.T) {
 		})
 	})
 }
+
+// TestRevocationPropagationLatency measures how long a logout on A takes to
+// be refused on B, over 200 logouts, and logs the figures; it asserts only
+// that every one arrives. Run it with -v to see them.
+func TestRevocationPropagationLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 logins and logouts")
+	}
+	c := newCluster(t, nil)
+	a, b := c.start(t, nil), c.start(t, nil)
+	registerAt(t, a, "ada@example.com", "password1")
+	const n = 200
+	var lat []time.Duration
+	first := 0 // refusals seen by the very first request to B
+	for range n {
+		u := loginAt(t, a, "ada@example.com", "password1")
+		if code, msg := meError(t, b, u.Access); code != "" {
+			t.Fatalf("me at B before logout: %s %s", code, msg)
+		}
+		gql(t, a, u.Access, `mutation { logout }`).OK(t)
+		// From the moment A has answered: the logout is committed.
+		start := time.Now()
+		// Back to back, no sleep between polls: the resolution is one
+		// request to B (a few hundred microseconds here).
+		polls := 0
+		for {
+			polls++
+			if code, _ := meError(t, b, u.Access); code != "" {
+				break
+			}
+			if time.Since(start) > propagationWait {
+				t.Fatalf("logout on A not refused on B after %s", propagationWait)
+			}
+		}
+		lat = append(lat, time.Since(start))
+		if polls == 1 {
+			first++
+		}
+	}
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
+	t.Logf("logout on A refused on B, %d logouts: p50 %s p90 %s p99 %s max %s; refused by the first request after A answered: %d/%d",
+		n, q(0.50), q(0.90), q(0.99), lat[len(lat)-1], first, n)
+}
