@@ -52,8 +52,9 @@ const keysUsage = `Usage: authql keys rotate [--activate-in DURATION]
 
 Adds a new signing key of AUTH_JWT_ALG to the database of DATABASE_URL and
 prints its kid. From its activation on (at once by default) every server
-signs with it, learning of it within 30 s; the previous key is retired then
-and keeps verifying the tokens it signed until they have expired.
+signs with it, learning of it at once on PostgreSQL (within 30 s on SQLite);
+the previous key is retired then and keeps verifying the tokens it signed
+until they have expired.
 
   --activate-in DURATION  publish the key in the JWKS now but sign with it
                           only after DURATION (e.g. 10m), so that relying
