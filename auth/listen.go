@@ -136,7 +136,7 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 			}
 		}
 		l.svc.sync.markSynced()
-		log.InfoContext(ctx, "listening connection restored; changes missed meanwhile re-read")
+		log.InfoContext(ctx, "listening connection restored; changes missed meanwhile re-read", "pid", l.PID())
 	}
 }
 
