@@ -46,6 +46,10 @@ type config struct {
 	// defaults for the dialect.
 	DB models.Options
 
+	// SyncTimeout is how long a replica that lost its listening connection
+	// to PostgreSQL keeps accepting access tokens (see auth.Listener).
+	SyncTimeout time.Duration
+
 	Production    bool // AUTH_ENV=production
 	Introspection bool
 	Playground    bool
@@ -97,6 +101,10 @@ const configHelp = `Configuration (environment variables):
   AUTH_HASH_WORKERS             concurrent password hashes, at most the cores
                                 (default: the cores but one, at least one)
   AUTH_HASH_WAIT                how long a login waits for a hashing worker (default 1s)
+  AUTH_SYNC_TIMEOUT             on PostgreSQL, how long a replica that lost its connection
+                                listening for other replicas' changes keeps accepting access
+                                tokens before refusing them with SERVICE_UNAVAILABLE until
+                                it has re-read what it missed (default 5s)
   AUTH_ENV                      production turns introspection and the playground off
                                 unless enabled below (default development)
   AUTH_INTROSPECTION            allow __schema/__type queries (default true, false in production)
@@ -130,6 +138,7 @@ func defaultConfig() config {
 		Limits:        auth.DefaultLimits,
 		HashWait:      auth.DefaultHashWait,
 		UserCacheSize: auth.DefaultUserCacheSize,
+		SyncTimeout:   auth.DefaultSyncTimeout,
 		Introspection: graph.DefaultOptions.Introspection,
 		Playground:    true,
 		MaxBodyBytes:  64 << 10,
@@ -295,6 +304,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	duration("AUTH_HASH_WAIT", &c.HashWait, time.Millisecond)
 	if c.HashWait > time.Minute {
 		bad("AUTH_HASH_WAIT", "%s is too long: waiting logins pile up; use at most 1m", c.HashWait)
+	}
+	duration("AUTH_SYNC_TIMEOUT", &c.SyncTimeout, 100*time.Millisecond)
+	if c.SyncTimeout > 10*time.Minute {
+		// Past the purge cycle, which re-reads revocations anyway, the
+		// bound would bound nothing.
+		bad("AUTH_SYNC_TIMEOUT", "%s is too long: a replica cut off from the others would honour their logouts for that long; use at most 10m", c.SyncTimeout)
 	}
 
 	switch env := strings.ToLower(strings.TrimSpace(getenv("AUTH_ENV"))); env {

@@ -52,8 +52,9 @@ const keysUsage = `Usage: authql keys rotate [--activate-in DURATION]
 
 Adds a new signing key of AUTH_JWT_ALG to the database of DATABASE_URL and
 prints its kid. From its activation on (at once by default) every server
-signs with it, learning of it within 30 s; the previous key is retired then
-and keeps verifying the tokens it signed until they have expired.
+signs with it, learning of it at once on PostgreSQL (within 30 s on SQLite);
+the previous key is retired then and keeps verifying the tokens it signed
+until they have expired.
 
   --activate-in DURATION  publish the key in the JWKS now but sign with it
                           only after DURATION (e.g. 10m), so that relying
@@ -196,6 +197,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		HashWorkers:    cfg.HashWorkers,
 		HashWait:       cfg.HashWait,
 		UserCacheSize:  cfg.UserCacheSize,
+		SyncTimeout:    cfg.SyncTimeout,
 
 		// Browser sessions: the refresh cookie, CSRF and CORS.
 		RefreshCookie:  cfg.RefreshCookie,
@@ -209,6 +211,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err := svc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
 			return fmt.Errorf("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD: %s", models.ErrorMessage(err))
 		}
+	}
+	if dialect == models.Postgres {
+		// Several replicas may share this database: hear what they change
+		// (revocations, users, roles, keys) before serving anything.
+		lctx, stopListening := context.WithCancel(ctx)
+		l, err := svc.Listen(lctx, cfg.DatabaseURL)
+		if err != nil {
+			stopListening()
+			return fmt.Errorf("listen for changes by other replicas: %w", err)
+		}
+		defer func() { stopListening(); <-l.Done() }()
 	}
 	go svc.RunPurge(ctx, purgeInterval)
 	// Rotations by other processes (authql keys rotate, another replica's

@@ -194,6 +194,9 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"DBIdleOverMax", map[string]string{"AUTH_DB_MAX_CONNS": "4", "AUTH_DB_MAX_IDLE_CONNS": "5"}, []string{"AUTH_DB_MAX_IDLE_CONNS", "at most 4"}},
 		{"DBIdleOverDefaultMax", map[string]string{"AUTH_DB_MAX_IDLE_CONNS": "9"}, []string{"AUTH_DB_MAX_IDLE_CONNS", "at most 8"}},
 		{"DBLifetimeTooShort", map[string]string{"AUTH_DB_CONN_MAX_LIFETIME": "5s"}, []string{"AUTH_DB_CONN_MAX_LIFETIME", "at least 1m"}},
+		{"BadSyncTimeout", map[string]string{"AUTH_SYNC_TIMEOUT": "5"}, []string{"AUTH_SYNC_TIMEOUT", "duration"}},
+		{"SyncTimeoutTooShort", map[string]string{"AUTH_SYNC_TIMEOUT": "10ms"}, []string{"AUTH_SYNC_TIMEOUT", "at least"}},
+		{"SyncTimeoutTooLong", map[string]string{"AUTH_SYNC_TIMEOUT": "1h"}, []string{"AUTH_SYNC_TIMEOUT", "at most 10m"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,6 +244,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if c.Limits != auth.DefaultLimits || c.Limits.LoginAccount.String() != "10/15m0s" || c.TrustedProxies != nil ||
 		c.HashWorkers != 0 || c.HashWait != time.Second {
 		t.Errorf("abuse defaults = %+v %v %d %s", c.Limits, c.TrustedProxies, c.HashWorkers, c.HashWait)
+	}
+	if c.SyncTimeout != 5*time.Second {
+		t.Errorf("sync timeout = %s, want 5s", c.SyncTimeout)
 	}
 	if c.Production || !c.Introspection || !c.Playground || c.MaxBodyBytes != 65536 || c.MaxDepth != 20 || c.MaxComplexity != 1000 {
 		t.Errorf("request defaults = production %v introspection %v playground %v body %d depth %d complexity %d",

@@ -65,6 +65,10 @@ type Config struct {
 	// AllowedOrigins are the exact origins (scheme://host[:port]) of the
 	// frontends that may use the refresh cookie and get CORS answers.
 	AllowedOrigins []string
+	// SyncTimeout is how long after losing its listening connection (see
+	// Listen) the service keeps accepting access tokens before it refuses
+	// them with ServiceUnavailable (0: DefaultSyncTimeout).
+	SyncTimeout time.Duration
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -87,6 +91,8 @@ type Service struct {
 
 	mu     sync.RWMutex
 	grants map[string][]string // role -> permissions
+
+	sync syncState // whether changes by other replicas may have been missed
 }
 
 // NewService returns a Service. key is an HS256 secret held outside the
@@ -96,6 +102,9 @@ type Service struct {
 func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = DefaultSyncTimeout
 	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,
@@ -109,6 +118,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	for _, o := range cfg.AllowedOrigins {
 		s.origins[strings.ToLower(o)] = true
 	}
+	s.sync.timeout = cfg.SyncTimeout
 	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey}, cfg.AccessTTL, s.now, log)
 	if err != nil {
 		return nil, err
@@ -133,6 +143,11 @@ func (s *Service) Reload(ctx context.Context) error {
 		return err
 	}
 	s.revs.merge(loaded, s.now())
+	return s.reloadGrants(ctx)
+}
+
+// reloadGrants re-reads the role permissions.
+func (s *Service) reloadGrants(ctx context.Context) error {
 	roles, err := models.Roles(ctx, s.db)
 	if err != nil {
 		return err
@@ -376,8 +391,16 @@ func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) er
 }
 
 // Authenticate verifies an access token and returns its principal. It
-// returns Unauthenticated for an invalid, expired or revoked token.
+// returns Unauthenticated for an invalid, expired or revoked token, and
+// ServiceUnavailable for every token while the service has been out of
+// sync with other replicas for longer than Config.SyncTimeout.
 func (s *Service) Authenticate(token string) (*Principal, error) {
+	if s.sync.refusing() {
+		// Another replica may have revoked this token, or changed its
+		// user's roles, and this one cannot know: better no answer than
+		// one that ignores a logout made elsewhere.
+		return nil, errUnsynced
+	}
 	keyVersion := s.signer.keys.version()
 	v, ok := s.tokens.get(token, keyVersion)
 	if !ok {

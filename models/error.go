@@ -15,7 +15,10 @@ const (
 	BadRequest      = "BAD_REQUEST" // not a GraphQL request at all: body, Content-Type, extensions
 	NotFound        = "NOT_FOUND"
 	RateLimited     = "RATE_LIMITED"
-	Internal        = "INTERNAL_SERVER_ERROR"
+	// ServiceUnavailable: the server cannot answer correctly for now (a
+	// replica out of sync with the others); the client retries shortly.
+	ServiceUnavailable = "SERVICE_UNAVAILABLE"
+	Internal           = "INTERNAL_SERVER_ERROR"
 )
 
 // Error is the one coded error the application returns on purpose. Its

@@ -44,6 +44,7 @@ func SigningKeys(ctx context.Context, db *gorm.DB) (_ []SigningKey, err error) {
 // k.NotBefore. It returns false, having changed nothing, when a key with
 // k's Seq or KID exists already: another process got there first, and the
 // caller should re-read the keys and decide again.
+// A key added publishes EventKeysChanged.
 func AddSigningKey(ctx context.Context, db *gorm.DB, k *SigningKey) (added bool, err error) {
 	defer Wrap(&err, "AddSigningKey(%q)", k.KID)
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -52,9 +53,13 @@ func AddSigningKey(ctx context.Context, db *gorm.DB, k *SigningKey) (added bool,
 			return res.Error
 		}
 		added = true
-		return tx.Model(&SigningKey{}).
+		err := tx.Model(&SigningKey{}).
 			Where("kid <> ? AND (retired_at IS NULL OR retired_at > ?)", k.KID, k.NotBefore).
 			Update("retired_at", k.NotBefore).Error
+		if err != nil {
+			return err
+		}
+		return Publish(tx, Event{Kind: EventKeysChanged, ID: k.KID})
 	})
 	return added, err
 }

@@ -27,6 +27,7 @@ func Migrate(ctx context.Context, db *gorm.DB) (err error) {
 		return err
 	}
 	return db.Transaction(func(tx *gorm.DB) error {
+		created := false
 		for name, perms := range defaultRoles {
 			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&Role{Name: name})
 			if res.Error != nil {
@@ -35,6 +36,7 @@ func Migrate(ctx context.Context, db *gorm.DB) (err error) {
 			if res.RowsAffected == 0 {
 				continue // the role exists: its permissions are the operator's
 			}
+			created = true
 			for _, p := range perms {
 				if err := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&Permission{Name: p}).Error; err != nil {
 					return err
@@ -43,6 +45,11 @@ func Migrate(ctx context.Context, db *gorm.DB) (err error) {
 					return err
 				}
 			}
+		}
+		if created {
+			// Replicas already running (an upgrade rolling out) learn of
+			// the new role's permissions.
+			return Publish(tx, Event{Kind: EventRolesChanged})
 		}
 		return nil
 	})
@@ -142,19 +149,26 @@ func Roles(ctx context.Context, db *gorm.DB) (_ []*Role, err error) {
 }
 
 // RecordLogin stamps the user's last login and, when newHash is not empty,
-// replaces the password hash (an upgrade to the current parameters).
+// replaces the password hash (an upgrade to the current parameters). It
+// publishes EventUserChanged.
 func RecordLogin(ctx context.Context, db *gorm.DB, userID string, at time.Time, newHash string) (err error) {
 	defer Wrap(&err, "RecordLogin(%q)", userID)
 	updates := map[string]any{"last_login_at": at}
 	if newHash != "" {
 		updates["password_hash"] = newHash
 	}
-	return db.WithContext(ctx).Model(&User{}).Where("id = ?", userID).Updates(updates).Error
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Model(&User{}).Where("id = ?", userID).Updates(updates).Error; err != nil {
+			return err
+		}
+		return Publish(tx, Event{Kind: EventUserChanged, ID: userID})
+	})
 }
 
 // SetUserRoles replaces the roles of the user. It returns NotFound for an
 // unknown user, and BadUserInput for an unknown role or for taking the admin
 // role from the last admin (which would leave nobody able to administer).
+// It publishes EventUserChanged.
 func SetUserRoles(ctx context.Context, db *gorm.DB, userID string, roles []string) (_ *User, err error) {
 	defer Wrap(&err, "SetUserRoles(%q)", userID)
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -178,7 +192,10 @@ func SetUserRoles(ctx context.Context, db *gorm.DB, userID string, roles []strin
 		if err := tx.Model(u).Omit("Roles.*").Association("Roles").Replace(rs); err != nil {
 			return err
 		}
-		return tx.Model(u).Update("updated_at", Now()).Error
+		if err := tx.Model(u).Update("updated_at", Now()).Error; err != nil {
+			return err
+		}
+		return Publish(tx, Event{Kind: EventUserChanged, ID: userID})
 	})
 	if err != nil {
 		return nil, err
@@ -336,7 +353,8 @@ func RevokeSessions(ctx context.Context, db *gorm.DB, userID, sessionID string, 
 	return ids, err
 }
 
-// revokeSessions revokes the not yet revoked sessions that scope selects.
+// revokeSessions revokes the not yet revoked sessions that scope selects and
+// publishes an EventSessionRevoked for each.
 func revokeSessions(tx, scope *gorm.DB, now, until time.Time) ([]string, error) {
 	var ids []string
 	if err := tx.Model(&Session{}).Where(scope).Where("revoked_at IS NULL").Pluck("id", &ids).Error; err != nil {
@@ -353,6 +371,13 @@ func revokeSessions(tx, scope *gorm.DB, now, until time.Time) ([]string, error) 
 		revs[i] = Revocation{ID: id, ExpiresAt: until}
 	}
 	if err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoUpdates: clause.AssignmentColumns([]string{"expires_at"})}).Create(&revs).Error; err != nil {
+		return nil, err
+	}
+	events := make([]Event, len(ids))
+	for i, id := range ids {
+		events[i] = Event{Kind: EventSessionRevoked, ID: id, Until: until}
+	}
+	if err := Publish(tx, events...); err != nil {
 		return nil, err
 	}
 	return ids, nil
