@@ -453,6 +453,7 @@ func (b *dbBench) run(ctx context.Context) error {
 			if err := resetPeakRSS(srv.pid()); err != nil {
 				fmt.Fprintf(b.log, "cannot reset the server's peak RSS (%v): the figure is the peak since start\n", err)
 			}
+			res.StartRSS, _ = currentRSS(srv.pid())
 		}
 		if b.o.warmup > 0 {
 			if _, err := runGroups(ctx, groups, b.o.warmup); err != nil {

@@ -25,6 +25,10 @@ type scenarioResult struct {
 	Runs    []runStats
 	Median  int   // index into Runs
 	PeakRSS int64 // bytes; 0 when unknown (a -target server)
+	// StartRSS is the server's resident memory as the scenario began: what
+	// earlier work left (the Go heap returns freed memory to the system
+	// only gradually), part of PeakRSS that the scenario did not add.
+	StartRSS int64
 }
 
 func (r scenarioResult) med() runStats { return r.Runs[r.Median] }
@@ -198,6 +202,19 @@ func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.0f ms", float64(d)/1e6)
 }
 
+// fmtRSS writes the server's peak RSS and, in parentheses, its RSS at the
+// start of the scenario.
+func fmtRSS(r scenarioResult) string {
+	if r.PeakRSS <= 0 {
+		return "–"
+	}
+	s := fmt.Sprintf("%.1f MiB", float64(r.PeakRSS)/mib)
+	if r.StartRSS > 0 {
+		s += fmt.Sprintf(" (%.1f)", float64(r.StartRSS)/mib)
+	}
+	return s
+}
+
 // runsList writes every run's rate.
 func runsList(r scenarioResult) string {
 	s := make([]string, len(r.Runs))
@@ -233,13 +250,10 @@ func note(r scenarioResult) string {
 // printTable writes the figures for a terminal.
 func printTable(w io.Writer, r *report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "database\tscenario\tconns\treq/s\truns\tp50\tp90\tp99\trefused/failed\tpeak RSS\tnote")
+	fmt.Fprintln(tw, "database\tscenario\tconns\treq/s\truns\tp50\tp90\tp99\trefused/failed\tpeak RSS (at start)\tnote")
 	for _, res := range r.Results {
 		s := res.med()
-		rss := "–"
-		if res.PeakRSS > 0 {
-			rss = fmt.Sprintf("%.1f MiB", float64(res.PeakRSS)/mib)
-		}
+		rss := fmtRSS(res)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.DB, res.Name, res.Conns,
 			fmtRate(s.Rate()), runsList(res), fmtDur(s.All.Lat.P50), fmtDur(s.All.Lat.P90), fmtDur(s.All.Lat.P99),
 			refusals(s), rss, note(res))
@@ -320,19 +334,16 @@ func markdown(r *report, svgName string) string {
 		p("- Hash rate: %d hashing worker(s) ÷ %s per argon2id verify (m=%d KiB, t=%d, p=%d; the shortest of %d, timed in the tool on the load generator's core) = %.1f logins/s at most.\n",
 			r.HashWorkers, fmtDur(r.HashTime), r.Argon2.Memory, r.Argon2.Time, r.Argon2.Threads, hashSamples, r.hashRate())
 	}
-	p("\n| database | scenario | connections | req/s | runs (req/s) | p50 | p90 | p99 | refused / failed | server peak RSS | |\n")
+	p("\n| database | scenario | connections | req/s | runs (req/s) | p50 | p90 | p99 | refused / failed | server peak RSS (at start) | |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, res := range r.Results {
 		s := res.med()
-		rss := "–"
-		if res.PeakRSS > 0 {
-			rss = fmt.Sprintf("%.1f MiB", float64(res.PeakRSS)/mib)
-		}
+		rss := fmtRSS(res)
 		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", res.DB, res.Title, res.Conns,
 			fmtRate(s.Rate()), runsList(res), fmtDur(s.All.Lat.P50), fmtDur(s.All.Lat.P90), fmtDur(s.All.Lat.P99),
 			refusals(s), rss, note(res))
 	}
-	p("\nreq/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario.\n\n")
+	p("\nreq/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario; in parentheses its RSS when the scenario began, which includes memory earlier scenarios' password hashes (19 MiB each) left to the Go runtime.\n\n")
 	p("![req/s per scenario and database, log scale, with the targets](%s)\n\n", svgName)
 	p("| target | database | measured | met |\n|---|---|---|---|\n")
 	for _, row := range targetRows(r) {

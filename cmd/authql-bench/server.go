@@ -147,7 +147,13 @@ func resetPeakRSS(pid int) error {
 }
 
 // peakRSS returns pid's peak resident memory (VmHWM) in bytes.
-func peakRSS(pid int) (int64, error) {
+func peakRSS(pid int) (int64, error) { return procMemory(pid, "VmHWM") }
+
+// currentRSS returns pid's resident memory (VmRSS) in bytes.
+func currentRSS(pid int) (int64, error) { return procMemory(pid, "VmRSS") }
+
+// procMemory reads a memory field (in kB) of /proc/<pid>/status in bytes.
+func procMemory(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -155,12 +161,12 @@ func peakRSS(pid int) (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc/<pid>/status")
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // createPostgres creates a fresh database on the server of adminURL and
