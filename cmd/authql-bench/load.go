@@ -264,12 +264,17 @@ func (w *worker) relogin() {
 	}
 }
 
-// loop runs s until deadline. Only requests that end before the deadline
-// count, so that the rate is over exactly the run's duration; the request
-// in flight at the deadline is let finish (not cancelled) so that its
-// connection stays alive for the next run.
-func (w *worker) loop(deadline time.Time, s step) {
+// loop runs s until deadline, or until stop is closed. Only requests that
+// end before the deadline count, so that the rate is over exactly the
+// run's duration; the request in flight at the deadline is let finish (not
+// cancelled) so that its connection stays alive for the next run.
+func (w *worker) loop(deadline time.Time, stop <-chan struct{}, s step) {
 	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
 		t0 := time.Now()
 		if !t0.Before(deadline) {
 			return
@@ -336,11 +341,11 @@ func runGroups(ctx context.Context, groups []group, d time.Duration) (runStats, 
 	var wg sync.WaitGroup
 	for _, g := range groups {
 		for _, w := range g.workers {
-			wg.Go(func() { w.loop(deadline, g.step) })
+			wg.Go(func() { w.loop(deadline, ctx.Done(), g.step) })
 		}
 	}
-	// An interrupt shortens the run: the workers check the deadline, not
-	// ctx, so that no request is cut off mid-way.
+	// An interrupt ends the run after the requests in flight, which are
+	// not cut off mid-way.
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {

@@ -42,7 +42,8 @@ type machine struct {
 	Go         string
 	Postgres   string // empty when not used
 	Commit     string
-	GoMaxProcs int // the load generator's
+	GoMaxProcs int    // the load generator's
+	LoadAvg    string // /proc/loadavg's three figures when the run began
 }
 
 // report is everything a run of the tool measured, and how.
@@ -317,6 +318,11 @@ func markdown(r *report, svgName string) string {
 		p(", PostgreSQL %s", m.Postgres)
 	}
 	p(".\n")
+	if m.LoadAvg != "" {
+		// Other work on the machine lowers the figures; this says how
+		// much there was.
+		p("- Load average when the run began (1, 5, 15 min): %s.\n", m.LoadAvg)
+	}
 	if m.Commit != "" {
 		p("- Server: built from commit %s.\n", m.Commit)
 	}
@@ -411,6 +417,11 @@ func describeMachine(root string) machine {
 			case "model name":
 				m.CPU = strings.TrimSpace(v)
 			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
 		}
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
