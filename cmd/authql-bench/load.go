@@ -434,19 +434,19 @@ func scenarios(spec scenarioSpec) []scenario {
 		return ws
 	}
 	return []scenario{
-		{"me", fmt.Sprintf("`me`, %d connections", spec.Conns), func(c *client, u []*user) []group {
+		{"me", "`me`", func(c *client, u []*user) []group {
 			return []group{{stepMe, workers(c, u, 0, spec.Conns)}}
 		}},
-		{"refresh", fmt.Sprintf("chained `refresh`, %d connections", spec.SlowConns), func(c *client, u []*user) []group {
+		{"refresh", "chained `refresh`", func(c *client, u []*user) []group {
 			return []group{{stepRefresh, workers(c, u, 0, spec.SlowConns)}}
 		}},
-		{"login", fmt.Sprintf("`login`, %d connections", spec.SlowConns), func(c *client, u []*user) []group {
+		{"login", "`login`", func(c *client, u []*user) []group {
 			return []group{{stepLogin, workers(c, u, 0, spec.SlowConns)}}
 		}},
-		{"mix", fmt.Sprintf("mix 90%% `me`, 9%% `refresh`, 1%% `login`, %d connections", spec.Conns), func(c *client, u []*user) []group {
+		{"mix", "mix: 90% `me`, 9% `refresh`, 1% `login`", func(c *client, u []*user) []group {
 			return []group{{stepMix, workers(c, u, 0, spec.Conns)}}
 		}},
-		{"flood", fmt.Sprintf("`me` (%d connections) during a login flood (%d connections)", spec.Conns, spec.Flooders), func(c *client, u []*user) []group {
+		{"flood", "`me` during a login flood", func(c *client, u []*user) []group {
 			return []group{
 				{stepMe, workers(c, u, 0, spec.Conns)},
 				{stepLogin, workers(c, u, spec.Conns, spec.Flooders)},

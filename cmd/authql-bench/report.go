@@ -340,7 +340,7 @@ func markdown(r *report, svgName string) string {
 		p("- Hash rate: %d hashing worker(s) ÷ %s per argon2id verify (m=%d KiB, t=%d, p=%d; the shortest of %d, timed in the tool on the load generator's core) = %.1f logins/s at most.\n",
 			r.HashWorkers, fmtDur(r.HashTime), r.Argon2.Memory, r.Argon2.Time, r.Argon2.Threads, hashSamples, r.hashRate())
 	}
-	p("\n| database | scenario | connections | req/s | runs (req/s) | p50 | p90 | p99 | refused / failed | server peak RSS (at start) | |\n")
+	p("\n| database | scenario | connections | req/s | runs (req/s) | p50 | p90 | p99 | refused / failed | server peak RSS (at start) | notes |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, res := range r.Results {
 		s := res.med()
@@ -349,7 +349,7 @@ func markdown(r *report, svgName string) string {
 			fmtRate(s.Rate()), runsList(res), fmtDur(s.All.Lat.P50), fmtDur(s.All.Lat.P90), fmtDur(s.All.Lat.P99),
 			refusals(s), rss, note(res))
 	}
-	p("\nreq/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario; in parentheses its RSS when the scenario began, which includes memory earlier scenarios' password hashes (19 MiB each) left to the Go runtime.\n\n")
+	p("\nConnections of the flood: `me`'s + the login flooders'. req/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario; in parentheses its RSS when the scenario began, which includes memory earlier scenarios' password hashes (19 MiB each) left to the Go runtime.\n\n")
 	p("![req/s per scenario and database, log scale, with the targets](%s)\n\n", svgName)
 	p("| target | database | measured | met |\n|---|---|---|---|\n")
 	for _, row := range targetRows(r) {
