@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/xml"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// The chart's geometry, in SVG user units.
+const (
+	chartTop    = 70.0
+	chartBottom = 360.0
+	chartLeft   = 70.0
+	barWidth    = 64.0
+	groupGap    = 44.0
+)
+
+// chartLabels names the scenarios under their bars.
+var chartLabels = map[string]string{
+	"me": "me", "refresh": "refresh (chained)", "login": "login",
+	"mix": "mix 90/9/1", "flood": "me during login flood",
+}
+
+var dbColors = []string{"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1"}
+
+// chartTarget is the target line drawn over a scenario's bars.
+func chartTarget(r *report, scenario string) (float64, string) {
+	switch scenario {
+	case "me":
+		return 24000, "target ≥ 24,000"
+	case "refresh":
+		return 3000, "target ≥ 3,000"
+	case "login":
+		if hr := r.hashRate(); hr > 0 {
+			return 0.9 * hr, fmt.Sprintf("target ≥ %.1f (90%% of hash rate)", 0.9*hr)
+		}
+	}
+	return 0, ""
+}
+
+// svgChart draws req/s per scenario (groups) and database (bars) on a log
+// scale, since the scenarios differ by three orders of magnitude (logins
+// are bound by the password hash, me by nothing but CPU), with each
+// scenario's target as a dashed line and each bar's p99 under its rate.
+func svgChart(r *report) string {
+	var names []string
+	for _, res := range r.Results {
+		if !slices.Contains(names, res.Name) {
+			names = append(names, res.Name)
+		}
+	}
+	lo, hi := math.Inf(1), 0.0
+	for _, res := range r.Results {
+		v := res.med().Rate()
+		if v > 0 {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	for _, n := range names {
+		if t, _ := chartTarget(r, n); t > 0 {
+			lo, hi = math.Min(lo, t), math.Max(hi, t)
+		}
+	}
+	if math.IsInf(lo, 1) {
+		lo, hi = 1, 10
+	}
+	lo = math.Pow(10, math.Floor(math.Log10(lo)))
+	hi = math.Pow(10, math.Ceil(math.Log10(hi*1.0001)))
+	y := func(v float64) float64 {
+		if v < lo {
+			v = lo
+		}
+		f := (math.Log10(v) - math.Log10(lo)) / (math.Log10(hi) - math.Log10(lo))
+		return chartBottom - f*(chartBottom-chartTop)
+	}
+	nDB := max(len(r.DBs), 1)
+	groupWidth := float64(nDB)*barWidth + groupGap
+	width := max(chartLeft+float64(len(names))*groupWidth+20, 760)
+	height := chartBottom + 90
+
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
+	p(`<text x="%.0f" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", chartLeft, esc("authql-bench: requests per second (log scale), median of "+fmt.Sprint(r.Runs)+" runs of "+r.Duration.String()))
+	p(`<text x="%.0f" y="40" fill="#555">%s</text>`+"\n", chartLeft, esc(fmt.Sprintf("%d cores, %s; %s; under each rate its p99", r.Machine.Cores, r.Machine.CPU, r.Date.UTC().Format("2006-01-02"))))
+	// Grid: one line per power of ten.
+	for v := lo; v <= hi*1.0001; v *= 10 {
+		p(`<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", chartLeft, width-20, y(v), y(v))
+		p(`<text x="%.0f" y="%.1f" text-anchor="end" fill="#555">%s</text>`+"\n", chartLeft-6, y(v)+4, esc(shortNumber(v)))
+	}
+	p(`<line x1="%.0f" x2="%.0f" y1="%.0f" y2="%.0f" stroke="#333"/>`+"\n", chartLeft, width-20, chartBottom, chartBottom)
+	for gi, name := range names {
+		gx := chartLeft + groupGap/2 + float64(gi)*groupWidth
+		for di, db := range r.DBs {
+			res := r.result(db, name)
+			if res == nil {
+				continue
+			}
+			s := res.med()
+			v := s.Rate()
+			x := gx + float64(di)*barWidth
+			top := y(v)
+			p(`<rect x="%.1f" y="%.1f" width="%.0f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
+				x+4, top, barWidth-8, chartBottom-top, dbColors[di%len(dbColors)], esc(fmt.Sprintf("%s %s: %s req/s, p99 %s", db, name, fmtRate(v), fmtDur(s.All.Lat.P99))))
+			p(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11">%s</text>`+"\n", x+barWidth/2, top-16, esc(fmtRate(v)))
+			p(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#555">%s</text>`+"\n", x+barWidth/2, top-4, esc("p99 "+fmtDur(s.All.Lat.P99)))
+		}
+		if t, label := chartTarget(r, name); t > 0 {
+			x1, x2 := gx-groupGap/4, gx+float64(nDB)*barWidth+groupGap/4
+			p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-width="2" stroke-dasharray="6 3"/>`+"\n", x1, x2, y(t), y(t))
+			// Under the scenario's name rather than by the line, where it
+			// would collide with the bars' labels.
+			p(`<text x="%.1f" y="%.0f" text-anchor="middle" fill="#d62728" font-size="10">%s</text>`+"\n", gx+float64(nDB)*barWidth/2, chartBottom+32, esc(label))
+		}
+		p(`<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n", gx+float64(nDB)*barWidth/2, chartBottom+18, esc(chartLabels[name]))
+	}
+	// Legend.
+	for di, db := range r.DBs {
+		lx := chartLeft + float64(di)*120
+		p(`<rect x="%.0f" y="%.0f" width="12" height="12" fill="%s"/>`+"\n", lx, chartBottom+54, dbColors[di%len(dbColors)])
+		p(`<text x="%.0f" y="%.0f">%s</text>`+"\n", lx+18, chartBottom+64, esc(db))
+	}
+	lx := chartLeft + float64(len(r.DBs))*120
+	p(`<line x1="%.0f" x2="%.0f" y1="%.0f" y2="%.0f" stroke="#d62728" stroke-width="2" stroke-dasharray="6 3"/>`+"\n", lx, lx+24, chartBottom+60, chartBottom+60)
+	p(`<text x="%.0f" y="%.0f">target</text>`+"\n", lx+30, chartBottom+64)
+	p("</svg>\n")
+	return b.String()
+}
+
+// shortNumber writes powers of ten as 10, 100, 1k, 10k, 100k, 1M.
+func shortNumber(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%gM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%gk", v/1e3)
+	}
+	return fmt.Sprintf("%g", v)
+}
+
+// esc escapes s for SVG text and attributes.
+func esc(s string) string {
+	var b strings.Builder
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
