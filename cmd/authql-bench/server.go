@@ -172,7 +172,7 @@ func procMemory(pid int, field string) (int64, error) {
 // createPostgres creates a fresh database on the server of adminURL and
 // returns its URL, the server's version, and a function that drops it.
 func createPostgres(ctx context.Context, adminURL string) (dsn, version string, drop func() error, err error) {
-	admin, _, err := models.Open(adminURL)
+	admin, _, err := models.Open(adminURL, models.Options{MaxConns: 1})
 	if err != nil {
 		return "", "", nil, fmt.Errorf("-pg: %v", err)
 	}
@@ -193,7 +193,7 @@ func createPostgres(ctx context.Context, adminURL string) (dsn, version string, 
 	}
 	u.Path = "/" + name
 	drop = func() error {
-		db, _, err := models.Open(adminURL)
+		db, _, err := models.Open(adminURL, models.Options{MaxConns: 1})
 		if err != nil {
 			return err
 		}
