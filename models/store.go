@@ -349,28 +349,38 @@ func RotateRefreshToken(ctx context.Context, db *gorm.DB, r Rotate) (_ Rotation,
 // inserted. It returns the session, or nil (having changed nothing) when
 // the token is not such a token, for the transactional path to sort out.
 func rotatePostgres(ctx context.Context, db *gorm.DB, r Rotate) (*Session, error) {
-	var live []Session
-	err := db.WithContext(ctx).Raw(`WITH tok AS (
-			UPDATE refresh_tokens t SET rotated_at = @now
-			FROM sessions s
-			WHERE t.id = @old AND t.rotated_at IS NULL AND t.expires_at > @now
-			  AND s.id = t.session_id AND s.revoked_at IS NULL AND s.expires_at > @now
-			RETURNING t.session_id
-		), sess AS (
-			UPDATE sessions SET last_used_at = @now, expires_at = @exp
-			FROM tok WHERE sessions.id = tok.session_id
-			RETURNING sessions.*
-		), ins AS (
-			INSERT INTO refresh_tokens (id, session_id, created_at, expires_at)
-			SELECT @new, sess.id, @now, @exp FROM sess
-		)
-		SELECT * FROM sess`,
-		sql.Named("now", r.Now), sql.Named("old", r.OldHash), sql.Named("new", r.NewHash), sql.Named("exp", r.Now.Add(r.TTL)),
-	).Scan(&live).Error
-	if err != nil || len(live) == 0 {
+	// database/sql directly rather than GORM's Raw and Scan: on this, the
+	// busiest write, GORM's statement building and reflection cost more
+	// CPU than PostgreSQL's own work.
+	sqlDB, err := db.DB()
+	if err != nil {
 		return nil, err
 	}
-	return &live[0], nil
+	var s Session
+	err = sqlDB.QueryRowContext(ctx, `WITH tok AS (
+			UPDATE refresh_tokens t SET rotated_at = $1
+			FROM sessions s
+			WHERE t.id = $2 AND t.rotated_at IS NULL AND t.expires_at > $1
+			  AND s.id = t.session_id AND s.revoked_at IS NULL AND s.expires_at > $1
+			RETURNING t.session_id
+		), sess AS (
+			UPDATE sessions SET last_used_at = $1, expires_at = $4
+			FROM tok WHERE sessions.id = tok.session_id
+			RETURNING sessions.id, sessions.user_id, sessions.created_at, sessions.last_used_at, sessions.expires_at, sessions.user_agent, sessions.ip
+		), ins AS (
+			INSERT INTO refresh_tokens (id, session_id, created_at, expires_at)
+			SELECT $3, sess.id, $1, $4 FROM sess
+		)
+		SELECT * FROM sess`,
+		r.Now, r.OldHash, r.NewHash, r.Now.Add(r.TTL),
+	).Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastUsedAt, &s.ExpiresAt, &s.UserAgent, &s.IP)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
 }
 
 // RevokeSessions revokes the user's session sessionID, or every session of
