@@ -200,7 +200,7 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 	if err != nil {
 		return nil, err
 	}
-	return s.startSession(ctx, u)
+	return s.startSession(ctx, u, nil)
 }
 
 func (s *Service) createUser(ctx context.Context, email, password string, roles []string) (*models.User, error) {
@@ -248,7 +248,7 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.checkPassword(ctx, email, password, now)
+	u, newHash, err := s.checkPassword(ctx, email, password)
 	if err != nil {
 		if models.ErrorCode(err) == models.RateLimited {
 			giveBack() // the password was never checked
@@ -258,46 +258,46 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	// Only failures count: a successful login gives its attempt back.
 	giveBack()
 	u.LastLoginAt = &now
-	return s.startSession(ctx, u)
+	g, err := s.startSession(ctx, u, &models.LoginStamp{At: now, NewHash: newHash})
+	s.forgetUser(u.ID) // its last login changed (and perhaps its hash)
+	return g, err
 }
 
-// checkPassword returns the user with the email if password is theirs, and
-// upgrades an outdated hash. Hashing runs on the bounded pool.
-func (s *Service) checkPassword(ctx context.Context, email, password string, now time.Time) (*models.User, error) {
+// checkPassword returns the user with the email if password is theirs and,
+// when its stored hash is outdated, a new hash to store. Hashing runs on the
+// bounded pool.
+func (s *Service) checkPassword(ctx context.Context, email, password string) (_ *models.User, newHash string, _ error) {
 	u, err := models.UserByEmail(ctx, s.db, email)
 	if models.ErrorCode(err) == models.NotFound {
 		if err := s.pool.do(ctx, func() { s.hasher.VerifyDummy(password) }); err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return nil, errBadCredentials
+		return nil, "", errBadCredentials
 	} else if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var ok, rehash bool
-	var newHash string
 	if perr := s.pool.do(ctx, func() {
 		ok, rehash, err = s.hasher.Verify(u.PasswordHash, password)
 		if ok && rehash && err == nil {
 			newHash, err = s.hasher.Hash(password)
 		}
 	}); perr != nil {
-		return nil, perr
+		return nil, "", perr
 	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "password hash", "user", u.ID, "err", err)
-		return nil, errBadCredentials
+		return nil, "", errBadCredentials
 	}
 	if !ok {
-		return nil, errBadCredentials
+		return nil, "", errBadCredentials
 	}
-	if err := models.RecordLogin(ctx, s.db, u.ID, now, newHash); err != nil {
-		return nil, err
-	}
-	s.forgetUser(u.ID)
-	return u, nil
+	return u, newHash, nil
 }
 
-func (s *Service) startSession(ctx context.Context, u *models.User) (*Grant, error) {
+// startSession creates a session for u and signs it in; login, when set,
+// is stamped on the user in the same transaction.
+func (s *Service) startSession(ctx context.Context, u *models.User, login *models.LoginStamp) (*Grant, error) {
 	now, c := s.now(), ClientFrom(ctx)
 	token, hash := newRefreshToken()
 	sess := &models.Session{
@@ -306,7 +306,7 @@ func (s *Service) startSession(ctx context.Context, u *models.User) (*Grant, err
 		UserAgent: c.UserAgent, IP: c.IP,
 	}
 	rt := &models.RefreshToken{ID: hash, SessionID: sess.ID, CreatedAt: now, ExpiresAt: sess.ExpiresAt}
-	if err := models.CreateSession(ctx, s.db, sess, rt); err != nil {
+	if err := models.CreateSession(ctx, s.db, sess, rt, login); err != nil {
 		return nil, err
 	}
 	g, err := s.grant(u, sess.ID, token)

@@ -149,23 +149,6 @@ func Roles(ctx context.Context, db *gorm.DB) (_ []*Role, err error) {
 	return rs, err
 }
 
-// RecordLogin stamps the user's last login and, when newHash is not empty,
-// replaces the password hash (an upgrade to the current parameters). It
-// publishes EventUserChanged.
-func RecordLogin(ctx context.Context, db *gorm.DB, userID string, at time.Time, newHash string) (err error) {
-	defer Wrap(&err, "RecordLogin(%q)", userID)
-	updates := map[string]any{"last_login_at": at}
-	if newHash != "" {
-		updates["password_hash"] = newHash
-	}
-	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Model(&User{}).Where("id = ?", userID).Updates(updates).Error; err != nil {
-			return err
-		}
-		return Publish(tx, Event{Kind: EventUserChanged, ID: userID})
-	})
-}
-
 // SetUserRoles replaces the roles of the user. It returns NotFound for an
 // unknown user, and BadUserInput for an unknown role or for taking the admin
 // role from the last admin (which would leave nobody able to administer).
@@ -246,15 +229,36 @@ func containsRole(rs []Role, name string) bool {
 	return false
 }
 
-// CreateSession inserts a session and its first refresh token.
-func CreateSession(ctx context.Context, db *gorm.DB, s *Session, rt *RefreshToken) (err error) {
+// CreateSession inserts a session and its first refresh token and, for a
+// login, stamps the user with it (publishing EventUserChanged), all in one
+// transaction: one commit per login.
+func CreateSession(ctx context.Context, db *gorm.DB, s *Session, rt *RefreshToken, login *LoginStamp) (err error) {
 	defer Wrap(&err, "CreateSession")
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if login != nil {
+			updates := map[string]any{"last_login_at": login.At}
+			if login.NewHash != "" {
+				updates["password_hash"] = login.NewHash
+			}
+			if err := tx.Model(&User{}).Where("id = ?", s.UserID).Updates(updates).Error; err != nil {
+				return err
+			}
+			if err := Publish(tx, Event{Kind: EventUserChanged, ID: s.UserID}); err != nil {
+				return err
+			}
+		}
 		if err := tx.Omit(clause.Associations).Create(s).Error; err != nil {
 			return err
 		}
 		return tx.Omit(clause.Associations).Create(rt).Error
 	})
+}
+
+// LoginStamp is what a login changes on its user: the time of the last
+// login and, when the stored hash was outdated, a new password hash.
+type LoginStamp struct {
+	At      time.Time
+	NewHash string
 }
 
 // Rotate describes one exchange of a refresh token.
