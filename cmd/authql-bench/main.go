@@ -75,7 +75,19 @@ type options struct {
 	pinPostgres bool
 	env         envList
 	write       bool
+
+	// The scenarios that need PostgreSQL and are not load.
+	replicas         bool
+	bigdb            bool
+	revocations      int
+	bigdbUsers       int
+	bigdbRevocations int
 }
+
+// pgScenarios are the scenarios that run only on PostgreSQL, after the
+// load scenarios: revocation across three replicas, and memory with a big
+// database (in a database of its own).
+var pgScenarios = []string{"replicas", "bigdb"}
 
 const usage = `Usage: go run ./cmd/authql-bench [flags]
 
@@ -114,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.targetDB, "target-db", "target", "name of the -target server's database, for the report")
 	fs.StringVar(&o.pg, "pg", "", "PostgreSQL `URL` on which to create (and drop) a database for the server; enables the postgres runs")
 	fs.StringVar(&o.dbs, "db", "", "databases to measure, comma-separated: sqlite, postgres (default sqlite, and postgres with -pg)")
-	fs.StringVar(&o.scenarios, "scenarios", "me,refresh,login,mix,flood", "scenarios to run, comma-separated")
+	fs.StringVar(&o.scenarios, "scenarios", defaultScenarios, "scenarios to run, comma-separated; with -pg and the postgres database the default adds "+strings.Join(pgScenarios, ","))
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured run")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load before the runs of each scenario")
 	fs.IntVar(&o.runs, "runs", 3, "measured runs per scenario; the median by req/s is reported")
@@ -124,6 +136,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.pin, "pin", canPin, "run the server on the first core and the load generator on the others (taskset)")
 	fs.BoolVar(&o.pinPostgres, "pin-postgres", false, "also move every running postgres process onto the server's core for the postgres runs (taskset -acp), and back after; affects other users of that PostgreSQL meanwhile")
 	fs.Var(&o.env, "env", "`KEY=VALUE` added to the server's environment (repeatable), e.g. AUTH_HASH_WORKERS=2; with -target, AUTH_ARGON2_* and AUTH_HASH_WORKERS here only describe the server, for the hash rate")
+	fs.IntVar(&o.revocations, "revocations", 200, "logouts on one replica the replicas scenario times until the two others refuse the token")
+	fs.IntVar(&o.bigdbUsers, "bigdb-users", 1_000_000, "users seeded for the bigdb scenario")
+	fs.IntVar(&o.bigdbRevocations, "bigdb-revocations", 100_000, "live revocations seeded for the bigdb scenario")
 	fs.BoolVar(&o.write, "write", false, "write the figures into BENCHMARKS.md (between the authql-bench markers) and the chart into BENCHMARKS.svg, at the repository's top")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -142,13 +157,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.pinPostgres && (!o.pin || o.pg == "" || o.target != "") {
 		return errors.New("-pin-postgres needs -pin and -pg, and no -target")
 	}
-	sel, err := selectScenarios(scenarios(o.spec), o.scenarios)
-	if err != nil {
-		return err
+	if o.revocations < 1 || o.bigdbUsers < 1 || o.bigdbRevocations < 0 {
+		return errors.New("-revocations and -bigdb-users must be positive, -bigdb-revocations not negative")
 	}
 	dbs, err := chooseDBs(o)
 	if err != nil {
 		return err
+	}
+	scenarioSet := false
+	fs.Visit(func(f *flag.Flag) { scenarioSet = scenarioSet || f.Name == "scenarios" })
+	if !scenarioSet && o.target == "" && slices.Contains(dbs, "postgres") {
+		o.scenarios += "," + strings.Join(pgScenarios, ",")
+	}
+	load, pgOnly := splitScenarios(o.scenarios)
+	o.replicas, o.bigdb = slices.Contains(pgOnly, "replicas"), slices.Contains(pgOnly, "bigdb")
+	if len(pgOnly) > 0 && (o.target != "" || !slices.Contains(dbs, "postgres")) {
+		return fmt.Errorf("-scenarios %s: need -pg and the postgres database, and no -target", strings.Join(pgOnly, ","))
+	}
+	var sel []scenario
+	if len(load) > 0 || len(pgOnly) == 0 {
+		if sel, err = selectScenarios(scenarios(o.spec), strings.Join(load, ",")); err != nil {
+			return err
+		}
 	}
 
 	// The load generator leaves the server's core alone: re-executed under
@@ -246,6 +276,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		b := &dbBench{o: o, db: db, rep: rep, bin: bin, tmp: tmp, env: serverEnv, cpus: serverCPUs, sel: sel, log: stderr}
 		if err := b.run(ctx); err != nil {
 			return fmt.Errorf("%s: %w", db, err)
+		}
+		if db == "postgres" && o.bigdb {
+			// Last, so that its seeding distorts nothing else.
+			if err := b.runBigDB(ctx); err != nil {
+				return fmt.Errorf("bigdb: %w", err)
+			}
 		}
 	}
 
@@ -394,8 +430,8 @@ type dbBench struct {
 func (b *dbBench) run(ctx context.Context) error {
 	url := b.o.target
 	var srv *server
+	var dsn string
 	if b.o.target == "" {
-		var dsn string
 		switch b.db {
 		case "sqlite":
 			dsn = "sqlite://" + filepath.Join(b.tmp, "authql.db")
@@ -481,7 +517,34 @@ func (b *dbBench) run(ctx context.Context) error {
 		}
 		b.rep.Results = append(b.rep.Results, res)
 	}
+	if b.db == "postgres" && b.o.replicas {
+		res, err := b.measureRevocation(ctx, srv, dsn, users[0])
+		if err != nil {
+			return fmt.Errorf("replicas: %w", err)
+		}
+		b.rep.Results = append(b.rep.Results, res)
+	}
 	return nil
+}
+
+const defaultScenarios = "me,refresh,login,mix,flood"
+
+// splitScenarios splits a -scenarios list into the load scenarios and the
+// PostgreSQL-only ones, each without duplicates.
+func splitScenarios(list string) (load, pgOnly []string) {
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		switch {
+		case n == "":
+		case slices.Contains(pgScenarios, n):
+			if !slices.Contains(pgOnly, n) {
+				pgOnly = append(pgOnly, n)
+			}
+		case !slices.Contains(load, n):
+			load = append(load, n)
+		}
+	}
+	return load, pgOnly
 }
 
 // connsOf says how many connections a scenario's groups use.
