@@ -1,6 +1,7 @@
 // Command authql-bench measures authql under load over HTTP: me, login,
 // chained refresh, a 90/9/1 mix and me during a login flood, on SQLite and
-// PostgreSQL. By default it builds the server of the current repository,
+// PostgreSQL; and, on PostgreSQL, how soon a logout on one of three
+// replicas is refused on the others, and the memory with a million users. By default it builds the server of the current repository,
 // starts it on a fresh database pinned to one core, runs the load from the
 // other cores, and prints req/s and p50/p90/p99 per scenario; -write puts
 // the figures, the machine and the settings into BENCHMARKS.md with a
@@ -102,6 +103,13 @@ fresh SQLite file (and, with -pg, a fresh PostgreSQL database, dropped after)
 with the rate limits off and AUTH_ACCESS_TTL=1h, and measures its peak RSS.
 With at least two cores and taskset, the server runs on the first core and
 the load generator on the others.
+
+Two more scenarios run only on PostgreSQL, after the others (and by default
+with -pg): replicas starts two more servers on the same database and times
+-revocations logouts on the first until the two others refuse the token
+(p50/p90/p99 of the delay); bigdb seeds a database of its own with
+-bigdb-users users and -bigdb-revocations live revocations by SQL, restarts
+the server on it, and runs me, for its peak RSS.
 
 Flags:
 `

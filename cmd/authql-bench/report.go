@@ -92,6 +92,16 @@ func (r *report) result(db, name string) *scenarioResult {
 	return nil
 }
 
+// named returns the first result of scenario name on any database, or nil.
+func (r *report) named(name string) *scenarioResult {
+	for i := range r.Results {
+		if r.Results[i].Name == name {
+			return &r.Results[i]
+		}
+	}
+	return nil
+}
+
 // target is one of the issue's targets, checked per database.
 type target struct {
 	Name     string
@@ -413,11 +423,11 @@ func markdown(r *report, svgName string) string {
 			refusals(s), rss, note(res))
 	}
 	p("\nConnections of the flood: `me`'s + the login flooders'. req/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario; in parentheses its RSS when the scenario began, which includes memory earlier scenarios' password hashes (19 MiB each) left to the Go runtime.\n\n")
-	if res := r.result("postgres", "replicas"); res != nil && res.Revocation != nil {
+	if res := r.named("replicas"); res != nil && res.Revocation != nil {
 		p("Replicas: %d authql processes on the one PostgreSQL database (the two extra ones started like the first, on other ports), which tell each other of logouts by `LISTEN`/`NOTIFY`. %d times: log in on A, check that the token works on B and C, `logout` on A, then send `{ me { id } }` to B and C back to back, no pause, until each refuses it (UNAUTHENTICATED); p50/p90/p99 are of the delays from A's answer to each refusal, \"runs\" and req/s do not apply.\n\n",
 			res.Revocation.Replicas, res.Revocation.Logouts)
 	}
-	if res := r.result("postgres", "bigdb"); res != nil && res.BigDB != nil {
+	if res := r.named("bigdb"); res != nil && res.BigDB != nil {
 		p("Big database: on a database of its own, the server migrates it and the load's users register; it is stopped, %s users (with the role user, one real argon2id hash for all) and %s revocations expiring in an hour are inserted by SQL, and it is started again, so that it loads the revocations at start; then `me` runs as above. Its \"at start\" is the RSS right after the restart.\n\n",
 			fmtInt(float64(res.BigDB.Users)), fmtInt(float64(res.BigDB.Revocations)))
 	}
@@ -426,10 +436,10 @@ func markdown(r *report, svgName string) string {
 	for _, row := range targetRows(r) {
 		p("| %s | %s | %s | %s |\n", row[0], row[1], row[2], row[3])
 	}
-	if r.result("postgres", "replicas") == nil {
+	if r.named("replicas") == nil {
 		p("| %s | postgres | not measured (-pg, -scenarios replicas) | |\n", revocationTarget)
 	}
-	if r.result("postgres", "bigdb") == nil {
+	if r.named("bigdb") == nil {
 		p("| %s | postgres | not measured (-pg, -scenarios bigdb) | |\n", bigDBTarget)
 	}
 	return b.String()
