@@ -79,25 +79,9 @@ func (b *dbBench) runBigDB(ctx context.Context) error {
 		Title: fmt.Sprintf("`me` with %s users and %s live revocations", fmtInt(float64(b.o.bigdbUsers)), fmtInt(float64(b.o.bigdbRevocations))),
 		Conns: connsOf(groups), StartRSS: startRSS,
 		BigDB: &bigDBStats{Users: b.o.bigdbUsers, Revocations: b.o.bigdbRevocations, Seeding: seeded}}
-	if b.o.warmup > 0 {
-		if _, err := runGroups(ctx, groups, b.o.warmup); err != nil {
-			return err
-		}
+	if err := b.measure(ctx, groups, "bigdb", &res); err != nil {
+		return err
 	}
-	for i := range b.o.runs {
-		rs, err := runGroups(ctx, groups, b.o.duration)
-		if err != nil {
-			return err
-		}
-		res.Runs = append(res.Runs, rs)
-		fmt.Fprintf(b.log, "bigdb run %d: %s req/s, p50 %s, p99 %s, failed %d\n", i+1,
-			fmtRate(rs.Rate()), fmtDur(rs.All.Lat.P50), fmtDur(rs.All.Lat.P99), rs.All.Failed)
-	}
-	rates := make([]float64, len(res.Runs))
-	for i, r := range res.Runs {
-		rates[i] = r.Rate()
-	}
-	res.Median = medianRun(rates)
 	if rss, err := peakRSS(srv.pid()); err == nil {
 		res.PeakRSS = rss
 	}

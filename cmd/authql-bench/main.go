@@ -499,25 +499,9 @@ func (b *dbBench) run(ctx context.Context) error {
 			}
 			res.StartRSS, _ = currentRSS(srv.pid())
 		}
-		if b.o.warmup > 0 {
-			if _, err := runGroups(ctx, groups, b.o.warmup); err != nil {
-				return err
-			}
+		if err := b.measure(ctx, groups, b.db+" "+s.Name, &res); err != nil {
+			return err
 		}
-		for i := range b.o.runs {
-			rs, err := runGroups(ctx, groups, b.o.duration)
-			if err != nil {
-				return err
-			}
-			res.Runs = append(res.Runs, rs)
-			fmt.Fprintf(b.log, "%s %s run %d: %s req/s, p50 %s, p99 %s, refused %d, failed %d\n", b.db, s.Name, i+1,
-				fmtRate(rs.Rate()), fmtDur(rs.All.Lat.P50), fmtDur(rs.All.Lat.P99), rs.All.Limited, rs.All.Failed)
-		}
-		rates := make([]float64, len(res.Runs))
-		for i, r := range res.Runs {
-			rates[i] = r.Rate()
-		}
-		res.Median = medianRun(rates)
 		if srv != nil {
 			if rss, err := peakRSS(srv.pid()); err == nil {
 				res.PeakRSS = rss
@@ -562,4 +546,29 @@ func connsOf(groups []group) string {
 		s += fmt.Sprintf(" + %d", len(g.workers))
 	}
 	return s
+}
+
+// measure runs the warm-up, then b.o.runs measured runs of groups, logging
+// each under label, and records them and the median run in res.
+func (b *dbBench) measure(ctx context.Context, groups []group, label string, res *scenarioResult) error {
+	if b.o.warmup > 0 {
+		if _, err := runGroups(ctx, groups, b.o.warmup); err != nil {
+			return err
+		}
+	}
+	for i := range b.o.runs {
+		rs, err := runGroups(ctx, groups, b.o.duration)
+		if err != nil {
+			return err
+		}
+		res.Runs = append(res.Runs, rs)
+		fmt.Fprintf(b.log, "%s run %d: %s req/s, p50 %s, p99 %s, refused %d, failed %d\n", label, i+1,
+			fmtRate(rs.Rate()), fmtDur(rs.All.Lat.P50), fmtDur(rs.All.Lat.P99), rs.All.Limited, rs.All.Failed)
+	}
+	rates := make([]float64, len(res.Runs))
+	for i, r := range res.Runs {
+		rates[i] = r.Rate()
+	}
+	res.Median = medianRun(rates)
+	return nil
 }
