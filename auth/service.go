@@ -309,18 +309,17 @@ func (s *Service) startSession(ctx context.Context, u *models.User, login *model
 	if err := models.CreateSession(ctx, s.db, sess, rt, login); err != nil {
 		return nil, err
 	}
-	g, err := s.grant(u, sess.ID, token)
-	if err == nil {
-		s.setRefreshCookie(ctx, token)
-	}
-	return g, err
+	return s.grant(ctx, u, sess.ID, token)
 }
 
-func (s *Service) grant(u *models.User, sessionID, refreshToken string) (*Grant, error) {
+// grant signs u's session in: a new access token with the refresh token,
+// which also goes into the refresh cookie when cookie sessions are on.
+func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshToken string) (*Grant, error) {
 	access, _, err := s.signer.Issue(u.ID, sessionID, u.RoleNames(), s.cfg.AccessTTL)
 	if err != nil {
 		return nil, err
 	}
+	s.setRefreshCookie(ctx, refreshToken)
 	return &Grant{AccessToken: access, RefreshToken: refreshToken, ExpiresIn: int(s.cfg.AccessTTL / time.Second), User: u}, nil
 }
 
@@ -357,11 +356,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Grant, err
 	if err != nil {
 		return nil, err
 	}
-	g, err := s.grant(u.User, rot.Session.ID, token)
-	if err == nil {
-		s.setRefreshCookie(ctx, token)
-	}
-	return g, err
+	return s.grant(ctx, u.User, rot.Session.ID, token)
 }
 
 // revokeUntil is how long a revocation made now must be kept: until every
