@@ -3,8 +3,35 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
 	"github.com/authql/authql/models"
 )
+
+// One recorded authentication event.
+type AuditEvent struct {
+	ID      string         `json:"id"`
+	At      time.Time      `json:"at"`
+	Type    AuditEventType `json:"type"`
+	Outcome AuditOutcome   `json:"outcome"`
+	// For a FAILURE, the error code the caller received (UNAUTHENTICATED, RATE_LIMITED, ...).
+	Reason *string `json:"reason,omitempty"`
+	// The account concerned; null when unknown (a login with an email that has no account).
+	UserID *string `json:"userId,omitempty"`
+	// Who acted, when not the user: the admin who changed the roles.
+	ActorID   *string `json:"actorId,omitempty"`
+	SessionID *string `json:"sessionId,omitempty"`
+	IP        *string `json:"ip,omitempty"`
+	UserAgent *string `json:"userAgent,omitempty"`
+	// Event-specific: the new roles, the limit, the kid, `all`.
+	Detail *string `json:"detail,omitempty"`
+	// Pass as `after` to `auditLog` to continue after this event. Opaque.
+	Cursor string `json:"cursor"`
+}
 
 // A signed-in session: a short-lived access token and a rotating refresh token.
 type AuthPayload struct {
@@ -23,4 +50,138 @@ type Mutation struct {
 }
 
 type Query struct {
+}
+
+// What an audit event records.
+type AuditEventType string
+
+const (
+	// A login attempt: outcome FAILURE for a wrong email or password.
+	AuditEventTypeLogin AuditEventType = "LOGIN"
+	// An account created by register (or by `authql user add`).
+	AuditEventTypeRegister AuditEventType = "REGISTER"
+	// A refresh token exchanged (FAILURE: unknown, expired or revoked token).
+	AuditEventTypeRefresh AuditEventType = "REFRESH"
+	// A rotated refresh token presented again: its session was revoked.
+	AuditEventTypeRefreshReuse AuditEventType = "REFRESH_REUSE"
+	// logout, of one session or (detail `all`) of every session.
+	AuditEventTypeLogout AuditEventType = "LOGOUT"
+	// A session ended with revokeSession.
+	AuditEventTypeSessionRevoked AuditEventType = "SESSION_REVOKED"
+	// A user's roles replaced; detail holds the new roles, actorId who did it.
+	AuditEventTypeRolesChanged AuditEventType = "ROLES_CHANGED"
+	// A request refused by a rate limit; detail names the limit.
+	AuditEventTypeRateLimited AuditEventType = "RATE_LIMITED"
+	// A signing key added; detail holds its kid.
+	AuditEventTypeKeyRotated AuditEventType = "KEY_ROTATED"
+)
+
+var AllAuditEventType = []AuditEventType{
+	AuditEventTypeLogin,
+	AuditEventTypeRegister,
+	AuditEventTypeRefresh,
+	AuditEventTypeRefreshReuse,
+	AuditEventTypeLogout,
+	AuditEventTypeSessionRevoked,
+	AuditEventTypeRolesChanged,
+	AuditEventTypeRateLimited,
+	AuditEventTypeKeyRotated,
+}
+
+func (e AuditEventType) IsValid() bool {
+	switch e {
+	case AuditEventTypeLogin, AuditEventTypeRegister, AuditEventTypeRefresh, AuditEventTypeRefreshReuse, AuditEventTypeLogout, AuditEventTypeSessionRevoked, AuditEventTypeRolesChanged, AuditEventTypeRateLimited, AuditEventTypeKeyRotated:
+		return true
+	}
+	return false
+}
+
+func (e AuditEventType) String() string {
+	return string(e)
+}
+
+func (e *AuditEventType) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AuditEventType(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AuditEventType", str)
+	}
+	return nil
+}
+
+func (e AuditEventType) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AuditEventType) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AuditEventType) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type AuditOutcome string
+
+const (
+	AuditOutcomeSuccess AuditOutcome = "SUCCESS"
+	AuditOutcomeFailure AuditOutcome = "FAILURE"
+)
+
+var AllAuditOutcome = []AuditOutcome{
+	AuditOutcomeSuccess,
+	AuditOutcomeFailure,
+}
+
+func (e AuditOutcome) IsValid() bool {
+	switch e {
+	case AuditOutcomeSuccess, AuditOutcomeFailure:
+		return true
+	}
+	return false
+}
+
+func (e AuditOutcome) String() string {
+	return string(e)
+}
+
+func (e *AuditOutcome) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AuditOutcome(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AuditOutcome", str)
+	}
+	return nil
+}
+
+func (e AuditOutcome) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AuditOutcome) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AuditOutcome) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
