@@ -69,6 +69,9 @@ type Config struct {
 	// Listen) the service keeps accepting access tokens before it refuses
 	// them with ServiceUnavailable (0: DefaultSyncTimeout).
 	SyncTimeout time.Duration
+	// Observer is told of auth events and hash waits, for metrics; nil
+	// observes nothing.
+	Observer Observer
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -105,6 +108,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	}
 	if cfg.SyncTimeout <= 0 {
 		cfg.SyncTimeout = DefaultSyncTimeout
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
 	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,
