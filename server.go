@@ -19,11 +19,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph"
+	"github.com/authql/authql/internal/playground"
 	"github.com/authql/authql/models"
 )
 
@@ -278,6 +278,7 @@ func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logg
 	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
 	if cfg.Playground {
 		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
+		mux.Handle("GET "+playground.AssetsPath, playground.AssetsHandler())
 	}
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		// Public keys only, and the same for everyone: caches may keep
