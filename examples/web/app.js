@@ -72,9 +72,15 @@ async function authed(query, variables) {
   if (!accessToken) {
     await refresh();
   }
-  let body = await post(query, variables, accessToken);
+  const token = accessToken;
+  let body = await post(query, variables, token);
   if (isUnauthenticated(body)) {
-    await refresh();
+    // Refresh only if no other call has done so since this one started:
+    // several calls sent with the same expired token all come back
+    // UNAUTHENTICATED, some after the first one's refresh has finished.
+    if (accessToken === token) {
+      await refresh();
+    }
     body = await post(query, variables, accessToken);
   }
   if (body.errors && body.errors.length) {
