@@ -277,6 +277,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.RefreshCookie && len(c.CORSOrigins) == 0 && !c.ExampleUI {
 		// Not a hole, but a set-up that cannot work: every cookie refresh
 		// would be refused. Better said at start than found in a browser.
+		// (With the example, serve adds its origins once the port is known.)
 		bad("AUTH_REFRESH_COOKIE", "true needs AUTH_CORS_ORIGINS, the origins of the frontends that may use the cookie (such as https://app.example.com); without one every cookie refresh is refused")
 	}
 	number("AUTH_ARGON2_MEMORY", &c.Argon2.Memory, 8, 4<<20)
