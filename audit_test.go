@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -481,5 +483,75 @@ func TestShutdownWritesQueuedAuditEvents(t *testing.T) {
 	}
 	if got != n {
 		t.Errorf("%d REGISTER events after shutdown, want %d", got, n)
+	}
+}
+
+func TestAuditRetentionConfig(t *testing.T) {
+	load := func(v string) (config, error) {
+		return loadConfig(func(k string) string {
+			if k == "AUTH_AUDIT_RETENTION" {
+				return v
+			}
+			return ""
+		})
+	}
+	if c, err := load(""); err != nil || c.AuditRetention != 2160*time.Hour {
+		t.Errorf("default: %s, %v; want 2160h", c.AuditRetention, err)
+	}
+	if c, err := load("720h"); err != nil || c.AuditRetention != 720*time.Hour {
+		t.Errorf("720h: %s, %v", c.AuditRetention, err)
+	}
+	for _, v := range []string{"30m", "0", "off", "90 days", "-1h"} {
+		if _, err := load(v); err == nil || !strings.Contains(err.Error(), "AUTH_AUDIT_RETENTION") {
+			t.Errorf("%q: %v, want an error naming AUTH_AUDIT_RETENTION", v, err)
+		}
+	}
+	if !strings.Contains(configHelp, "AUTH_AUDIT_RETENTION") {
+		t.Error("configHelp does not list AUTH_AUDIT_RETENTION")
+	}
+}
+
+// countingObserver counts auth events by type and outcome.
+type countingObserver struct {
+	mu     sync.Mutex
+	events map[string]int
+}
+
+func (o *countingObserver) AuthEvent(typ, outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.events[typ+" "+outcome]++
+}
+
+func (o *countingObserver) HashWait(time.Duration) {}
+
+// TestAuditEventsObserved: every audited event reaches the Observer, each
+// refusal by a rate limit included, although the audit log coalesces them.
+func TestAuditEventsObserved(t *testing.T) {
+	obs := &countingObserver{events: map[string]int{}}
+	ts := newTestServer(t, testdb.SQLite(t), nil, func(c *testConfig) { c.Auth.Observer = obs },
+		withLimits(auth.Limits{LoginClient: auth.Rate{N: 2, Per: time.Hour}}))
+	u := ts.register(t, "ada@example.com", "password1")
+	for range 2 {
+		ts.login(t, "ada@example.com", "wrong-password")
+	}
+	for range 5 {
+		if code := ts.login(t, "ada@example.com", "wrong-password").Code(t); code != models.RateLimited {
+			t.Fatalf("past the limit: %s", code)
+		}
+	}
+	ts.refresh(t, u.Refresh).OK(t)
+	obs.mu.Lock()
+	got := maps.Clone(obs.events)
+	obs.mu.Unlock()
+	want := map[string]int{"REGISTER SUCCESS": 1, "LOGIN FAILURE": 2, "RATE_LIMITED FAILURE": 5, "REFRESH SUCCESS": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("observed %v, want %v", got, want)
+	}
+	var rows int64
+	flushAudit(t, ts)
+	ts.DB.Model(&models.AuditEvent{}).Where("type = ?", models.AuditRateLimited).Count(&rows)
+	if rows != 1 {
+		t.Errorf("%d RATE_LIMITED rows within the minute, want 1", rows)
 	}
 }
