@@ -50,6 +50,9 @@ type config struct {
 	// to PostgreSQL keeps accepting access tokens (see auth.Listener).
 	SyncTimeout time.Duration
 
+	// AuditRetention is how long audit events are kept.
+	AuditRetention time.Duration
+
 	Production    bool // AUTH_ENV=production
 	Introspection bool
 	Playground    bool
@@ -108,6 +111,8 @@ const configHelp = `Configuration (environment variables):
                                 listening for other replicas' changes keeps accepting access
                                 tokens before refusing them with SERVICE_UNAVAILABLE until
                                 it has re-read what it missed (default 5s)
+  AUTH_AUDIT_RETENTION          how long audit events are kept before the periodic purge
+                                deletes them, at least 1h (default 2160h: 90 days)
   AUTH_ENV                      production turns introspection and the playground off
                                 unless enabled below (default development)
   AUTH_INTROSPECTION            allow __schema/__type queries (default true, false in production)
@@ -152,6 +157,8 @@ func defaultConfig() config {
 		MaxBodyBytes:  64 << 10,
 		MaxDepth:      graph.DefaultOptions.MaxDepth,
 		MaxComplexity: graph.DefaultOptions.MaxComplexity,
+
+		AuditRetention: auth.DefaultAuditRetention,
 	}
 }
 
@@ -329,6 +336,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		// bound would bound nothing.
 		bad("AUTH_SYNC_TIMEOUT", "%s is too long: a replica cut off from the others would honour their logouts for that long; use at most 10m", c.SyncTimeout)
 	}
+
+	// At least an hour: a shorter retention would delete events before
+	// anyone had a chance to read them.
+	duration("AUTH_AUDIT_RETENTION", &c.AuditRetention, time.Hour)
 
 	switch env := strings.ToLower(strings.TrimSpace(getenv("AUTH_ENV"))); env {
 	case "", "development":

@@ -125,6 +125,8 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// Registered after the database's Close, so run before it.
+	tb.Cleanup(func() { svc.Close(context.Background()) })
 	h := newServer(cfg.HTTP, svc, log)
 	hs := httptest.NewServer(h)
 	tb.Cleanup(hs.Close)

@@ -209,6 +209,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		HashWait:       cfg.HashWait,
 		UserCacheSize:  cfg.UserCacheSize,
 		SyncTimeout:    cfg.SyncTimeout,
+		AuditRetention: cfg.AuditRetention,
 
 		// Browser sessions: the refresh cookie, CSRF and CORS.
 		RefreshCookie:  cfg.RefreshCookie,
@@ -218,6 +219,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	// Deferred after closeDB, so run before it: the audit events still
+	// queued are written while the database is open.
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := svc.Close(ctx); err != nil {
+			log.Error("audit events not all written at shutdown", "err", err)
+		}
+	}()
 	if cfg.AdminEmail != "" {
 		if err := svc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
 			return fmt.Errorf("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD: %s", models.ErrorMessage(err))

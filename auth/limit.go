@@ -211,6 +211,7 @@ func (s *Service) take(ctx context.Context, now time.Time, keys []string, rates 
 		wait, err := s.limiter.Take(ctx, keys[i], r, now)
 		if err == nil && wait > 0 {
 			err = errRateLimited(wait)
+			s.auditRateLimited(ctx, keys[i], now)
 		}
 		if err != nil {
 			give()

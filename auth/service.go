@@ -72,6 +72,9 @@ type Config struct {
 	// Observer is told of auth events and hash waits, for metrics; nil
 	// observes nothing.
 	Observer Observer
+	// AuditRetention is how long audit events are kept (0:
+	// DefaultAuditRetention); Purge deletes older ones.
+	AuditRetention time.Duration
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -96,6 +99,9 @@ type Service struct {
 	grants map[string][]string // role -> permissions
 
 	sync syncState // whether changes by other replicas may have been missed
+
+	audits     *auditWriter // see audit.go
+	rateAudits rateAudits
 }
 
 // NewService returns a Service. key is an HS256 secret held outside the
@@ -111,6 +117,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
+	}
+	if cfg.AuditRetention <= 0 {
+		cfg.AuditRetention = DefaultAuditRetention
 	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,
@@ -136,6 +145,8 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}
+	// Last: nothing above can fail once the writer's goroutine runs.
+	s.audits = newAuditWriter(db, log, auditQueueSize, auditBatchSize, auditFlushEvery)
 	return s, nil
 }
 
@@ -187,6 +198,15 @@ type Grant struct {
 	RefreshToken string
 	ExpiresIn    int // seconds until the access token expires
 	User         *models.User
+	SessionID    string
+}
+
+// sessionID is g's session, or "" for no grant.
+func (g *Grant) sessionID() string {
+	if g == nil {
+		return ""
+	}
+	return g.SessionID
 }
 
 var errBadCredentials = models.Errorf(models.Unauthenticated, "invalid email or password")
@@ -204,9 +224,12 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 	}
 	u, err := s.createUser(ctx, email, password, []string{models.RoleUser})
 	if err != nil {
+		s.audit(ctx, event{typ: models.AuditRegister, err: err})
 		return nil, err
 	}
-	return s.startSession(ctx, u, nil)
+	g, err := s.startSession(ctx, u, nil)
+	s.audit(ctx, event{typ: models.AuditRegister, err: err, userID: u.ID, sessionID: g.sessionID()})
+	return g, err
 }
 
 func (s *Service) createUser(ctx context.Context, email, password string, roles []string) (*models.User, error) {
@@ -259,6 +282,9 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 		if models.ErrorCode(err) == models.RateLimited {
 			giveBack() // the password was never checked
 		}
+		// The user when the email has an account; never the email typed,
+		// which is at times a password typed in the wrong field.
+		s.audit(ctx, event{typ: models.AuditLogin, err: err, userID: userIDOf(u)})
 		return nil, err
 	}
 	// Only failures count: a successful login gives its attempt back.
@@ -266,12 +292,14 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	u.LastLoginAt = &now
 	g, err := s.startSession(ctx, u, &models.LoginStamp{At: now, NewHash: newHash})
 	s.forgetUser(u.ID) // its last login changed (and perhaps its hash)
+	s.audit(ctx, event{typ: models.AuditLogin, err: err, userID: u.ID, sessionID: g.sessionID()})
 	return g, err
 }
 
 // checkPassword returns the user with the email if password is theirs and,
 // when its stored hash is outdated, a new hash to store. Hashing runs on the
-// bounded pool.
+// bounded pool. When the email has an account, the user comes with an
+// error too, for the audit log.
 func (s *Service) checkPassword(ctx context.Context, email, password string) (_ *models.User, newHash string, _ error) {
 	u, err := models.UserByEmail(ctx, s.db, email)
 	if models.ErrorCode(err) == models.NotFound {
@@ -289,14 +317,14 @@ func (s *Service) checkPassword(ctx context.Context, email, password string) (_ 
 			newHash, err = s.hasher.Hash(password)
 		}
 	}); perr != nil {
-		return nil, "", perr
+		return u, "", perr
 	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "password hash", "user", u.ID, "err", err)
-		return nil, "", errBadCredentials
+		return u, "", errBadCredentials
 	}
 	if !ok {
-		return nil, "", errBadCredentials
+		return u, "", errBadCredentials
 	}
 	return u, newHash, nil
 }
@@ -326,7 +354,7 @@ func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshT
 		return nil, err
 	}
 	s.setRefreshCookie(ctx, refreshToken)
-	return &Grant{AccessToken: access, RefreshToken: refreshToken, ExpiresIn: int(s.cfg.AccessTTL / time.Second), User: u}, nil
+	return &Grant{AccessToken: access, RefreshToken: refreshToken, ExpiresIn: int(s.cfg.AccessTTL / time.Second), User: u, SessionID: sessionID}, nil
 }
 
 // Refresh exchanges a refresh token for a new pair in the same session,
@@ -334,16 +362,18 @@ func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshT
 // sessions are on (as Register and Login do). Presenting an already rotated
 // token after the reuse interval revokes the session. Every failure is
 // Unauthenticated.
-func (s *Service) Refresh(ctx context.Context, refreshToken string) (*Grant, error) {
+func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, err error) {
 	now := s.now()
 	if _, err := s.take(ctx, now, []string{limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
 		return nil, err
 	}
+	var rot models.Rotation
+	defer func() { s.auditRefresh(ctx, rot, err) }()
 	if !wellFormedRefreshToken(refreshToken) {
 		return nil, models.Errorf(models.Unauthenticated, "invalid or expired refresh token")
 	}
 	token, hash := newRefreshToken()
-	rot, err := models.RotateRefreshToken(ctx, s.db, models.Rotate{
+	rot, err = models.RotateRefreshToken(ctx, s.db, models.Rotate{
 		OldHash: hashRefreshToken(refreshToken), NewHash: hash, Now: now,
 		TTL: s.cfg.RefreshTTL, ReuseInterval: s.cfg.ReuseInterval, RevokeUntil: s.revokeUntil(now),
 	})
@@ -374,12 +404,15 @@ func (s *Service) revokeUntil(now time.Time) time.Time {
 // Logout revokes the principal's session, or every session of its user,
 // with their refresh and access tokens, and clears the refresh cookie when
 // cookie sessions are on.
-func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) error {
+func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) (err error) {
 	now := s.now()
-	sessionID := p.SessionID
+	sessionID, detail := p.SessionID, ""
 	if allSessions {
-		sessionID = ""
+		sessionID, detail = "", "all"
 	}
+	defer func() {
+		s.audit(ctx, event{typ: models.AuditLogout, err: err, userID: p.UserID, sessionID: p.SessionID, detail: detail})
+	}()
 	ids, err := models.RevokeSessions(ctx, s.db, p.UserID, sessionID, now, s.revokeUntil(now))
 	if err != nil {
 		return err
@@ -466,15 +499,16 @@ func (s *Service) Me(ctx context.Context, p *Principal) (*models.User, error) {
 // The new roles apply to the user's next request (role checks read the
 // user cache, dropped here); tokens' roles claim follows at their next
 // refresh.
-func (s *Service) SetUserRoles(ctx context.Context, userID string, roles []string) (*models.User, error) {
-	if _, err := uuid.Parse(userID); err != nil {
-		return nil, models.Errorf(models.NotFound, "user not found")
-	}
+func (s *Service) SetUserRoles(ctx context.Context, userID string, roles []string) (u *models.User, err error) {
 	names := make([]string, len(roles))
 	for i, r := range roles {
 		names[i] = strings.ToLower(strings.TrimSpace(r))
 	}
-	u, err := models.SetUserRoles(ctx, s.db, userID, names)
+	defer func() { s.auditRoles(ctx, userID, names, u, err) }()
+	if _, err := uuid.Parse(userID); err != nil {
+		return nil, models.Errorf(models.NotFound, "user not found")
+	}
+	u, err = models.SetUserRoles(ctx, s.db, userID, names)
 	s.forgetUser(userID) // even on error: the transaction's outcome may be unknown
 	return u, err
 }
@@ -486,9 +520,12 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err 
 	defer models.Wrap(&err, "EnsureAdmin")
 	u, err := models.UserByEmail(ctx, s.db, models.NormalizeEmail(email))
 	if models.ErrorCode(err) == models.NotFound {
-		_, err = s.createUser(ctx, email, password, []string{models.RoleAdmin, models.RoleUser})
+		u, err = s.createUser(ctx, email, password, []string{models.RoleAdmin, models.RoleUser})
 		if errors.Is(err, models.ErrEmailTaken) {
 			return s.EnsureAdmin(ctx, email, password) // created concurrently by another replica
+		}
+		if err == nil {
+			s.audit(ctx, event{typ: models.AuditRegister, userID: u.ID, detail: strings.Join(u.RoleNames(), ",")})
 		}
 		return err
 	} else if err != nil {
@@ -497,8 +534,10 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err 
 	if u.HasRole(models.RoleAdmin) {
 		return nil
 	}
-	_, err = models.SetUserRoles(ctx, s.db, u.ID, append(u.RoleNames(), models.RoleAdmin))
+	roles := append(u.RoleNames(), models.RoleAdmin)
+	changed, err := models.SetUserRoles(ctx, s.db, u.ID, roles)
 	s.forgetUser(u.ID)
+	s.auditRoles(ctx, u.ID, roles, changed, err)
 	return err
 }
 
@@ -537,15 +576,20 @@ func (s *Service) Permissions(u *models.User) []string {
 func (s *Service) Roles(ctx context.Context) ([]*models.Role, error) { return models.Roles(ctx, s.db) }
 
 // Purge deletes expired revocations, refresh tokens and sessions, and
-// re-reads revocations and role permissions.
+// audit events older than Config.AuditRetention, and re-reads revocations
+// and role permissions.
 func (s *Service) Purge(ctx context.Context) error {
 	now := s.now()
 	p, err := models.PurgeExpired(ctx, s.db, now, now.Add(-(s.cfg.AccessTTL + MaxClockSkew)))
 	if err != nil {
 		return err
 	}
-	if p != (models.Purged{}) {
-		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits)
+	audits, err := s.purgeAudit(ctx, now)
+	if err != nil {
+		return err
+	}
+	if p != (models.Purged{}) || audits > 0 {
+		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "audit_events", audits)
 	}
 	if m, ok := s.limiter.(*memoryLimiter); ok {
 		m.Sweep(now)

@@ -7,12 +7,11 @@ package graph
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/authql/authql/graph/model"
+	"github.com/authql/authql/models"
 )
 
 // AuditLog is the resolver for the auditLog field.
-func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string, userID *string, typeArg *model.AuditEventType) ([]*model.AuditEvent, error) {
-	panic(fmt.Errorf("not implemented: AuditLog - auditLog"))
+func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string, userID *string, typeArg *models.AuditEventType) ([]*models.AuditEvent, error) {
+	return r.Auth.AuditLog(ctx, first, after, userID, typeArg)
 }

@@ -76,7 +76,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		AuditLog   func(childComplexity int, first *int, after *string, userID *string, typeArg *model.AuditEventType) int
+		AuditLog   func(childComplexity int, first *int, after *string, userID *string, typeArg *models.AuditEventType) int
 		Me         func(childComplexity int) int
 		MySessions func(childComplexity int) int
 		Roles      func(childComplexity int) int
@@ -125,7 +125,7 @@ type QueryResolver interface {
 	Me(ctx context.Context) (*models.User, error)
 	Users(ctx context.Context, first *int, after *string) ([]*models.User, error)
 	Roles(ctx context.Context) ([]*models.Role, error)
-	AuditLog(ctx context.Context, first *int, after *string, userID *string, typeArg *model.AuditEventType) ([]*model.AuditEvent, error)
+	AuditLog(ctx context.Context, first *int, after *string, userID *string, typeArg *models.AuditEventType) ([]*models.AuditEvent, error)
 	MySessions(ctx context.Context) ([]*models.Session, error)
 }
 type RoleResolver interface {
@@ -338,7 +338,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.AuditLog(childComplexity, args["first"].(*int), args["after"].(*string), args["userId"].(*string), args["type"].(*model.AuditEventType)), true
+		return e.ComplexityRoot.Query.AuditLog(childComplexity, args["first"].(*int), args["after"].(*string), args["userId"].(*string), args["type"].(*models.AuditEventType)), true
 
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
@@ -958,8 +958,8 @@ func (ec *executionContext) field_Query_auditLog_args(ctx context.Context, rawAr
 	}
 	args["userId"] = arg2
 	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "type",
-		func(ctx context.Context, v any) (*model.AuditEventType, error) {
-			return ec.unmarshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEventType(ctx, v)
+		func(ctx context.Context, v any) (*models.AuditEventType, error) {
+			return ec.unmarshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1064,7 +1064,7 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 
 // region    **************************** field.gotpl *****************************
 
-func (ec *executionContext) _AuditEvent_id(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_id(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1087,7 +1087,7 @@ func (ec *executionContext) fieldContext_AuditEvent_id(_ context.Context, field 
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "ID")
 }
 
-func (ec *executionContext) _AuditEvent_at(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_at(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1110,7 +1110,7 @@ func (ec *executionContext) fieldContext_AuditEvent_at(_ context.Context, field 
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "Time")
 }
 
-func (ec *executionContext) _AuditEvent_type(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_type(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1122,8 +1122,8 @@ func (ec *executionContext) _AuditEvent_type(ctx context.Context, field graphql.
 			return obj.Type, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.AuditEventType) graphql.Marshaler {
-			return ec.marshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEventType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v models.AuditEventType) graphql.Marshaler {
+			return ec.marshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1133,7 +1133,7 @@ func (ec *executionContext) fieldContext_AuditEvent_type(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "AuditEventType")
 }
 
-func (ec *executionContext) _AuditEvent_outcome(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_outcome(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1145,8 +1145,8 @@ func (ec *executionContext) _AuditEvent_outcome(ctx context.Context, field graph
 			return obj.Outcome, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.AuditOutcome) graphql.Marshaler {
-			return ec.marshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditOutcome(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v models.AuditOutcome) graphql.Marshaler {
+			return ec.marshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditOutcome(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1156,7 +1156,7 @@ func (ec *executionContext) fieldContext_AuditEvent_outcome(_ context.Context, f
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "AuditOutcome")
 }
 
-func (ec *executionContext) _AuditEvent_reason(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_reason(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1179,7 +1179,7 @@ func (ec *executionContext) fieldContext_AuditEvent_reason(_ context.Context, fi
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
 }
 
-func (ec *executionContext) _AuditEvent_userId(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_userId(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1202,7 +1202,7 @@ func (ec *executionContext) fieldContext_AuditEvent_userId(_ context.Context, fi
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "ID")
 }
 
-func (ec *executionContext) _AuditEvent_actorId(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_actorId(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1225,7 +1225,7 @@ func (ec *executionContext) fieldContext_AuditEvent_actorId(_ context.Context, f
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "ID")
 }
 
-func (ec *executionContext) _AuditEvent_sessionId(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_sessionId(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1248,7 +1248,7 @@ func (ec *executionContext) fieldContext_AuditEvent_sessionId(_ context.Context,
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "ID")
 }
 
-func (ec *executionContext) _AuditEvent_ip(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_ip(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1271,7 +1271,7 @@ func (ec *executionContext) fieldContext_AuditEvent_ip(_ context.Context, field 
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
 }
 
-func (ec *executionContext) _AuditEvent_userAgent(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_userAgent(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1294,7 +1294,7 @@ func (ec *executionContext) fieldContext_AuditEvent_userAgent(_ context.Context,
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
 }
 
-func (ec *executionContext) _AuditEvent_detail(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_detail(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1317,7 +1317,7 @@ func (ec *executionContext) fieldContext_AuditEvent_detail(_ context.Context, fi
 	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
 }
 
-func (ec *executionContext) _AuditEvent_cursor(ctx context.Context, field graphql.CollectedField, obj *model.AuditEvent) (ret graphql.Marshaler) {
+func (ec *executionContext) _AuditEvent_cursor(ctx context.Context, field graphql.CollectedField, obj *models.AuditEvent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1326,7 +1326,7 @@ func (ec *executionContext) _AuditEvent_cursor(ctx context.Context, field graphq
 			return ec.fieldContext_AuditEvent_cursor(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Cursor, nil
+			return obj.Cursor(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
@@ -1337,7 +1337,7 @@ func (ec *executionContext) _AuditEvent_cursor(ctx context.Context, field graphq
 	)
 }
 func (ec *executionContext) fieldContext_AuditEvent_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AuditEvent", field, false, false, "String")
+	return graphql.NewScalarFieldContext("AuditEvent", field, true, false, "String")
 }
 
 func (ec *executionContext) _AuthPayload_accessToken(ctx context.Context, field graphql.CollectedField, obj *model.AuthPayload) (ret graphql.Marshaler) {
@@ -1951,7 +1951,7 @@ func (ec *executionContext) _Query_auditLog(ctx context.Context, field graphql.C
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().AuditLog(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["userId"].(*string), fc.Args["type"].(*model.AuditEventType))
+			return ec.Resolvers.Query().AuditLog(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["userId"].(*string), fc.Args["type"].(*models.AuditEventType))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -1959,11 +1959,11 @@ func (ec *executionContext) _Query_auditLog(ctx context.Context, field graphql.C
 			directive1 := func(ctx context.Context) (any, error) {
 				role, err := ec.unmarshalOString2ᚖstring(ctx, "admin")
 				if err != nil {
-					var zeroVal []*model.AuditEvent
+					var zeroVal []*models.AuditEvent
 					return zeroVal, err
 				}
 				if ec.Directives.Auth == nil {
-					var zeroVal []*model.AuditEvent
+					var zeroVal []*models.AuditEvent
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
 				return ec.Directives.Auth(ctx, nil, directive0, role, nil)
@@ -1972,8 +1972,8 @@ func (ec *executionContext) _Query_auditLog(ctx context.Context, field graphql.C
 			next = directive1
 			return next
 		},
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.AuditEvent) graphql.Marshaler {
-			return ec.marshalNAuditEvent2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEventᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*models.AuditEvent) graphql.Marshaler {
+			return ec.marshalNAuditEvent2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3593,7 +3593,7 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 var auditEventImplementors = []string{"AuditEvent"}
 
-func (ec *executionContext) _AuditEvent(ctx context.Context, sel ast.SelectionSet, obj *model.AuditEvent) graphql.Marshaler {
+func (ec *executionContext) _AuditEvent(ctx context.Context, sel ast.SelectionSet, obj *models.AuditEvent) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, auditEventImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -4420,11 +4420,11 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
-func (ec *executionContext) marshalNAuditEvent2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AuditEvent) graphql.Marshaler {
+func (ec *executionContext) marshalNAuditEvent2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*models.AuditEvent) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNAuditEvent2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEvent(ctx, sel, v[i])
+		return ec.marshalNAuditEvent2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEvent(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -4436,7 +4436,7 @@ func (ec *executionContext) marshalNAuditEvent2ᚕᚖgithubᚗcomᚋauthqlᚋaut
 	return ret
 }
 
-func (ec *executionContext) marshalNAuditEvent2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEvent(ctx context.Context, sel ast.SelectionSet, v *model.AuditEvent) graphql.Marshaler {
+func (ec *executionContext) marshalNAuditEvent2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEvent(ctx context.Context, sel ast.SelectionSet, v *models.AuditEvent) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AuditEvent!")
 		return graphql.Null
@@ -4444,25 +4444,71 @@ func (ec *executionContext) marshalNAuditEvent2ᚖgithubᚗcomᚋauthqlᚋauthql
 	return ec._AuditEvent(ctx, sel, v)
 }
 
-func (ec *executionContext) unmarshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEventType(ctx context.Context, v any) (model.AuditEventType, error) {
-	var res model.AuditEventType
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType(ctx context.Context, v any) (models.AuditEventType, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEventType(ctx context.Context, sel ast.SelectionSet, v model.AuditEventType) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType(ctx context.Context, sel ast.SelectionSet, v models.AuditEventType) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "AuditEventType!")
+	}
+	return res
 }
 
-func (ec *executionContext) unmarshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditOutcome(ctx context.Context, v any) (model.AuditOutcome, error) {
-	var res model.AuditOutcome
-	err := res.UnmarshalGQL(v)
+var (
+	unmarshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType = map[string]models.AuditEventType{
+		"LOGIN":           models.AuditLogin,
+		"REGISTER":        models.AuditRegister,
+		"REFRESH":         models.AuditRefresh,
+		"REFRESH_REUSE":   models.AuditRefreshReuse,
+		"LOGOUT":          models.AuditLogout,
+		"SESSION_REVOKED": models.AuditSessionRevoked,
+		"ROLES_CHANGED":   models.AuditRolesChanged,
+		"RATE_LIMITED":    models.AuditRateLimited,
+		"KEY_ROTATED":     models.AuditKeyRotated,
+	}
+	marshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType = map[models.AuditEventType]string{
+		models.AuditLogin:          "LOGIN",
+		models.AuditRegister:       "REGISTER",
+		models.AuditRefresh:        "REFRESH",
+		models.AuditRefreshReuse:   "REFRESH_REUSE",
+		models.AuditLogout:         "LOGOUT",
+		models.AuditSessionRevoked: "SESSION_REVOKED",
+		models.AuditRolesChanged:   "ROLES_CHANGED",
+		models.AuditRateLimited:    "RATE_LIMITED",
+		models.AuditKeyRotated:     "KEY_ROTATED",
+	}
+)
+
+func (ec *executionContext) unmarshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditOutcome(ctx context.Context, v any) (models.AuditOutcome, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditOutcome[tmp]
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditOutcome(ctx context.Context, sel ast.SelectionSet, v model.AuditOutcome) graphql.Marshaler {
-	return v
+func (ec *executionContext) marshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditOutcome(ctx context.Context, sel ast.SelectionSet, v models.AuditOutcome) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditOutcome[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "AuditOutcome!")
+	}
+	return res
 }
+
+var (
+	unmarshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditOutcome = map[string]models.AuditOutcome{
+		"SUCCESS": models.AuditSuccess,
+		"FAILURE": models.AuditFailure,
+	}
+	marshalNAuditOutcome2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditOutcome = map[models.AuditOutcome]string{
+		models.AuditSuccess: "SUCCESS",
+		models.AuditFailure: "FAILURE",
+	}
+)
 
 func (ec *executionContext) marshalNAuthPayload2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuthPayload(ctx context.Context, sel ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
 	if v == nil {
@@ -4785,21 +4831,49 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	return res
 }
 
-func (ec *executionContext) unmarshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEventType(ctx context.Context, v any) (*model.AuditEventType, error) {
+func (ec *executionContext) unmarshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType(ctx context.Context, v any) (*models.AuditEventType, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(model.AuditEventType)
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuditEventType(ctx context.Context, sel ast.SelectionSet, v *model.AuditEventType) graphql.Marshaler {
+func (ec *executionContext) marshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType(ctx context.Context, sel ast.SelectionSet, v *models.AuditEventType) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
-	return v
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType[*v])
+	return res
 }
+
+var (
+	unmarshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType = map[string]models.AuditEventType{
+		"LOGIN":           models.AuditLogin,
+		"REGISTER":        models.AuditRegister,
+		"REFRESH":         models.AuditRefresh,
+		"REFRESH_REUSE":   models.AuditRefreshReuse,
+		"LOGOUT":          models.AuditLogout,
+		"SESSION_REVOKED": models.AuditSessionRevoked,
+		"ROLES_CHANGED":   models.AuditRolesChanged,
+		"RATE_LIMITED":    models.AuditRateLimited,
+		"KEY_ROTATED":     models.AuditKeyRotated,
+	}
+	marshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType = map[models.AuditEventType]string{
+		models.AuditLogin:          "LOGIN",
+		models.AuditRegister:       "REGISTER",
+		models.AuditRefresh:        "REFRESH",
+		models.AuditRefreshReuse:   "REFRESH_REUSE",
+		models.AuditLogout:         "LOGOUT",
+		models.AuditSessionRevoked: "SESSION_REVOKED",
+		models.AuditRolesChanged:   "ROLES_CHANGED",
+		models.AuditRateLimited:    "RATE_LIMITED",
+		models.AuditKeyRotated:     "KEY_ROTATED",
+	}
+)
 
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)

@@ -7,24 +7,33 @@ package graph
 
 import (
 	"context"
-	"fmt"
 
+	"github.com/authql/authql/auth"
 	"github.com/authql/authql/models"
 )
 
 // RevokeSession is the resolver for the revokeSession field.
 func (r *mutationResolver) RevokeSession(ctx context.Context, id string) (bool, error) {
-	panic(fmt.Errorf("not implemented: RevokeSession - revokeSession"))
+	p, err := auth.PrincipalFrom(ctx)
+	if err != nil {
+		return false, err
+	}
+	return r.Auth.RevokeSession(ctx, p, id)
 }
 
 // MySessions is the resolver for the mySessions field.
 func (r *queryResolver) MySessions(ctx context.Context) ([]*models.Session, error) {
-	panic(fmt.Errorf("not implemented: MySessions - mySessions"))
+	p, err := auth.PrincipalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Auth.Sessions(ctx, p)
 }
 
 // Current is the resolver for the current field.
 func (r *sessionResolver) Current(ctx context.Context, obj *models.Session) (bool, error) {
-	panic(fmt.Errorf("not implemented: Current - current"))
+	p, _ := auth.PrincipalFrom(ctx)
+	return p != nil && obj.ID == p.SessionID, nil
 }
 
 // Session returns SessionResolver implementation.

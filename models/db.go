@@ -58,8 +58,16 @@ func ParseDSN(dsn string) (Dialect, string, error) {
 	if q.Get("_txlock") == "" {
 		q.Set("_txlock", "immediate")
 	}
-	// One sortable text format for times, always written in UTC (see Now).
-	q.Set("_time_format", "sqlite")
+	// Times are written in the driver's default format, "2006-01-02
+	// 15:04:05.999999999-07:00", sortable as text since they are always in
+	// UTC (see Now). It is deliberately not asked for with _time_format:
+	// the driver (glebarez/go-sqlite up to v1.23.0 at least) stops reading
+	// the options at _time_format, so _txlock above was silently ignored
+	// and every transaction was DEFERRED. A deferred transaction that reads
+	// before it writes fails at once with SQLITE_BUSY when another
+	// connection wrote in between, which the audit log's background writer
+	// made common.
+	q.Del("_time_format")
 	return SQLite, path + "?" + q.Encode(), nil
 }
 

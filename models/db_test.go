@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
@@ -72,4 +73,63 @@ func TestOpenPool(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestSQLiteTransactionsBeginImmediate: a transaction takes SQLite's write
+// lock at BEGIN, so that one that reads before it writes waits for another
+// writer (busy_timeout) instead of failing with SQLITE_BUSY at its first
+// write.
+func TestSQLiteTransactionsBeginImmediate(t *testing.T) {
+	db, _, err := models.Open(testdb.SQLite(t), models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	ctx := context.Background()
+	first, err := sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback()
+	c, err := sqlDB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.BeginTx(ctx, nil)
+	if err == nil {
+		second.Rollback()
+		t.Fatal("a second transaction began while the first was open: transactions are DEFERRED, not IMMEDIATE")
+	}
+	if !strings.Contains(err.Error(), "locked") {
+		t.Errorf("second BEGIN: %v, want database is locked", err)
+	}
+}
+
+// TestSQLiteTimeFormat: times are stored as sortable UTC text, the format
+// existing databases hold.
+func TestSQLiteTimeFormat(t *testing.T) {
+	db, _, err := models.Open(testdb.SQLite(t), models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	if err := db.Exec("CREATE TABLE times (at DATETIME)").Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec("INSERT INTO times (at) VALUES (?)", time.Date(2026, 1, 2, 3, 4, 5, 600_000_000, time.UTC)).Error; err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	if err := db.Raw("SELECT CAST(at AS TEXT) FROM times").Scan(&text).Error; err != nil {
+		t.Fatal(err)
+	}
+	if want := "2026-01-02 03:04:05.6+00:00"; text != want {
+		t.Errorf("stored %q, want %q", text, want)
+	}
 }

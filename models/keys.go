@@ -44,7 +44,8 @@ func SigningKeys(ctx context.Context, db *gorm.DB) (_ []SigningKey, err error) {
 // k.NotBefore. It returns false, having changed nothing, when a key with
 // k's Seq or KID exists already: another process got there first, and the
 // caller should re-read the keys and decide again.
-// A key added publishes EventKeysChanged.
+// A key added publishes EventKeysChanged and is recorded in the audit log
+// (KEY_ROTATED, detail its kid).
 func AddSigningKey(ctx context.Context, db *gorm.DB, k *SigningKey) (added bool, err error) {
 	defer Wrap(&err, "AddSigningKey(%q)", k.KID)
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -57,6 +58,18 @@ func AddSigningKey(ctx context.Context, db *gorm.DB, k *SigningKey) (added bool,
 			Where("kid <> ? AND (retired_at IS NULL OR retired_at > ?)", k.KID, k.NotBefore).
 			Update("retired_at", k.NotBefore).Error
 		if err != nil {
+			return err
+		}
+		// Here, in the key's own transaction, so that every key added
+		// (generated at first start, replaced for a new configuration,
+		// rotated by `authql keys rotate`) is audited exactly once.
+		at := k.CreatedAt
+		if at.IsZero() {
+			at = Now()
+		}
+		e := NewAuditEvent(at, AuditKeyRotated, AuditSuccess)
+		e.Detail = &k.KID
+		if err := tx.Create(&e).Error; err != nil {
 			return err
 		}
 		return Publish(tx, Event{Kind: EventKeysChanged, ID: k.KID})

@@ -18,10 +18,11 @@ const (
 	MaxPageSize = 500
 )
 
-// Cursor is a position in the list of users, which is ordered by
-// (CreatedAt, ID): a page after it starts with the next user in that order.
-// ID breaks ties, so that users created at the same instant are neither
-// skipped nor repeated from one page to the next.
+// Cursor is a position in a list ordered by a time and an id: the users
+// (by CreatedAt, ID) or the audit log (by At, ID, newest first). A page
+// after it starts with the next row in that order. ID breaks ties, so that
+// rows of the same instant are neither skipped nor repeated from one page
+// to the next.
 type Cursor struct {
 	CreatedAt time.Time
 	ID        string
@@ -39,23 +40,26 @@ const cursorLen = 1 + 8 + 16
 // for the client to pass back as `after`. It encodes only what the user's
 // createdAt and id already show; it is opaque so that clients do not come
 // to rely on its form.
-func (u *User) Cursor() string {
-	id, err := uuid.Parse(u.ID)
+func (u *User) Cursor() string { return encodeCursor(u.CreatedAt, u.ID) }
+
+// encodeCursor encodes a position (a time and a UUID) as a cursor.
+func encodeCursor(at time.Time, uuidID string) string {
+	id, err := uuid.Parse(uuidID)
 	if err != nil {
-		// Every user id is a UUID (CreateUser); an empty cursor would be
-		// refused as invalid rather than misplace the page.
+		// Every user and audit event id is a UUID; an empty cursor would
+		// be refused as invalid rather than misplace the page.
 		return ""
 	}
 	b := make([]byte, 0, cursorLen)
 	b = append(b, cursorVersion)
-	b = binary.BigEndian.AppendUint64(b, uint64(u.CreatedAt.UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, uint64(at.UnixNano()))
 	b = append(b, id[:]...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// ParseCursor decodes a cursor made by User.Cursor. Anything else,
-// including a cursor whose spelling was altered, is BadUserInput "invalid
-// cursor".
+// ParseCursor decodes a cursor made by User.Cursor or AuditEvent.Cursor
+// (CreatedAt is then the event's At). Anything else, including a cursor
+// whose spelling was altered, is BadUserInput "invalid cursor".
 func ParseCursor(s string) (Cursor, error) {
 	invalid := Errorf(BadUserInput, "invalid cursor")
 	// Strict and unpadded: a cursor is accepted only as it was issued.

@@ -24,7 +24,7 @@ var defaultRoles = map[string][]string{
 func Migrate(ctx context.Context, db *gorm.DB) (err error) {
 	defer Wrap(&err, "Migrate")
 	db = db.WithContext(ctx)
-	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}, &SigningKey{}, &RateLimit{}); err != nil {
+	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}, &SigningKey{}, &RateLimit{}, &AuditEvent{}); err != nil {
 		return err
 	}
 	return db.Transaction(func(tx *gorm.DB) error {
@@ -321,7 +321,11 @@ func RotateRefreshToken(ctx context.Context, db *gorm.DB, r Rotate) (_ Rotation,
 			inGrace := r.ReuseInterval > 0 && !r.Now.After(old.RotatedAt.Add(r.ReuseInterval))
 			if !inGrace {
 				out.Reuse = true
-				out.Session = &Session{ID: old.SessionID}
+				// The whole row: the audit log records whose session it was.
+				out.Session = &Session{}
+				if err := tx.Where("id = ?", old.SessionID).Take(out.Session).Error; err != nil {
+					return err
+				}
 				_, err := revokeSessions(tx, tx.Where("id = ?", old.SessionID), r.Now, r.RevokeUntil)
 				return err
 			}
