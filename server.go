@@ -30,6 +30,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful shutdown; from then on signals
+	// have their default effect, so a second one stops the process at once.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "authql: %v\n", err)
 		os.Exit(1)
@@ -175,13 +178,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	m := newMetrics()
 
 	db, dialect, closeDB, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeDB()
+	defer closeDB() // deferred first, so closed last: after the server stopped
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
 	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, auth.Config{
 		Issuer:         cfg.Issuer,
 		Audience:       cfg.Audience,
@@ -203,6 +211,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RefreshCookie:  cfg.RefreshCookie,
 		CookieInsecure: cfg.CookieInsecure,
 		AllowedOrigins: cfg.CORSOrigins,
+
+		Observer: m,
 	}, log)
 	if err != nil {
 		return err
@@ -229,17 +239,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// triggers a reload.
 	go svc.Keys().RunReload(ctx, auth.KeyReloadInterval)
 
+	m.watch(sqlDB, svc)
+	ready := newReadiness(sqlDB, svc, log)
+
 	ln, err := net.Listen("tcp", ":"+cfg.Port)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newServer(cfg, svc, log),
+		Handler:           newServer(cfg, svc, log, m, ready),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	servers := []*http.Server{srv}
+	if cfg.Metrics && cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("AUTH_METRICS_ADDR: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: srv.ErrorLog}
+		servers = append(servers, msrv)
+		fmt.Fprintf(stdout, "authql metrics on http://%s/metrics\n", mln.Addr())
+		go msrv.Serve(mln)
 	}
 	fmt.Fprintf(stdout, "authql listening on http://%s (%s)\n", ln.Addr(), dialect)
 	serveErr := make(chan error, 1)
@@ -249,26 +276,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
-	}
-	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return shutdown(ready, servers, serveErr, cfg.ShutdownTimeout, log)
 }
 
 // newServer returns the whole HTTP surface of authql.
-func newServer(cfg config, svc *auth.Service, log *slog.Logger) http.Handler {
+func newServer(cfg config, svc *auth.Service, log *slog.Logger, m *metrics, ready *readiness) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, cfg, svc, log)
-	return mux
+	addRoutes(mux, cfg, svc, log, m, ready)
+	return observe(log, m, mux)
 }
 
 // addRoutes lists every route.
-func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logger) {
+func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logger, m *metrics, ready *readiness) {
 	gql := graph.NewHandler(svc, log, graph.Options{
 		Introspection: cfg.Introspection,
 		MaxDepth:      cfg.MaxDepth,
@@ -289,8 +308,14 @@ func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logg
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
 		io.WriteString(w, "ok\n")
 	})
+	mux.Handle("GET /readyz", ready)
+	if cfg.Metrics && cfg.MetricsAddr == "" {
+		// Not for the public (see AUTH_METRICS_ADDR): block it at the proxy.
+		mux.Handle("GET /metrics", m.handler())
+	}
 }
 
 // noStore keeps tokens in responses out of every cache.
