@@ -43,6 +43,13 @@ func (w *addrWriter) Write(p []byte) (int, error) {
 // error.
 func startRun(t *testing.T, env map[string]string) (string, func() error) {
 	t.Helper()
+	return startRunLogging(t, env, io.Discard)
+}
+
+// startRunLogging is startRun with the program's stderr (its log) going
+// to stderr.
+func startRunLogging(t *testing.T, env map[string]string, stderr io.Writer) (string, func() error) {
+	t.Helper()
 	if env["PORT"] == "" {
 		env["PORT"] = "0"
 	}
@@ -54,7 +61,7 @@ func startRun(t *testing.T, env map[string]string) (string, func() error) {
 	addr := make(chan string, 1)
 	out := &addrWriter{addr: addr}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, stderr) }()
 	var stopped bool
 	stop := func() error {
 		if stopped {
