@@ -204,6 +204,12 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"BadSyncTimeout", map[string]string{"AUTH_SYNC_TIMEOUT": "5"}, []string{"AUTH_SYNC_TIMEOUT", "duration"}},
 		{"SyncTimeoutTooShort", map[string]string{"AUTH_SYNC_TIMEOUT": "10ms"}, []string{"AUTH_SYNC_TIMEOUT", "at least"}},
 		{"SyncTimeoutTooLong", map[string]string{"AUTH_SYNC_TIMEOUT": "1h"}, []string{"AUTH_SYNC_TIMEOUT", "at most 10m"}},
+		{"BadLogFormat", map[string]string{"AUTH_LOG_FORMAT": "logfmt"}, []string{"AUTH_LOG_FORMAT", "json or text"}},
+		{"BadLogLevel", map[string]string{"AUTH_LOG_LEVEL": "verbose"}, []string{"AUTH_LOG_LEVEL", "debug, info, warn or error"}},
+		{"BadMetricsBool", map[string]string{"AUTH_METRICS": "no thanks"}, []string{"AUTH_METRICS", "boolean"}},
+		{"BadMetricsAddr", map[string]string{"AUTH_METRICS_ADDR": "9090"}, []string{"AUTH_METRICS_ADDR", "host:port"}},
+		{"MetricsAddrButOff", map[string]string{"AUTH_METRICS": "false", "AUTH_METRICS_ADDR": ":9090"}, []string{"AUTH_METRICS_ADDR", "AUTH_METRICS is false"}},
+		{"ShutdownTimeoutTooLong", map[string]string{"AUTH_SHUTDOWN_TIMEOUT": "1h"}, []string{"AUTH_SHUTDOWN_TIMEOUT", "at most 10m"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
