@@ -207,8 +207,14 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		if got := byID["test-9"][0]["operation"]; got != "roles,users" {
 			t.Errorf("users and roles: operation = %v, want roles,users", got)
 		}
-		if got := byID["test-3"][0]["outcome"]; got != models.Unauthenticated {
-			t.Errorf("wrong password: outcome = %v, want UNAUTHENTICATED", got)
+		if got := byID["test-3"][0]; got["outcome"] != models.Unauthenticated || got["user_id"] != "" {
+			t.Errorf("wrong password: line %v, want outcome UNAUTHENTICATED and no user", got)
+		}
+		// Signed in by the operation itself, without a token.
+		for _, id := range []string{"test-1", "test-2", "test-5", "test-6"} {
+			if got := byID[id][0]["user_id"]; got != reg.UserID {
+				t.Errorf("%s (%v): user_id = %v, want %s", id, byID[id][0]["operation"], got, reg.UserID)
+			}
 		}
 		if got := byID[garbledID][0]; got["operation"] != "invalid" || got["outcome"] != models.BadRequest || got["path"] != "/query" {
 			t.Errorf("garbled body: line %v, want operation invalid, outcome BAD_REQUEST, path without query", got)

@@ -10,6 +10,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/graph/model"
 	"github.com/authql/authql/models"
 )
 
@@ -26,7 +27,8 @@ type RequestInfo struct {
 	Operation string
 	// Name is the operationName of a valid document, at most 64 bytes.
 	Name string
-	// UserID is the authenticated caller's, if any.
+	// UserID is the authenticated caller's, or the user a register, login
+	// or refresh signed in.
 	UserID string
 	// Outcome is "ok" or the code of the response's first error (see
 	// Outcome).
@@ -142,7 +144,24 @@ type observe struct{}
 var (
 	_ graphql.HandlerExtension    = observe{}
 	_ graphql.ResponseInterceptor = observe{}
+	_ graphql.FieldInterceptor    = observe{}
 )
+
+// InterceptField notes the user that a mutation signed in (register,
+// login, refresh): such a request carries no principal, and its line is
+// the one an operator looks for. Mutation fields run one after the other,
+// so writing to the RequestInfo here does not race.
+func (observe) InterceptField(ctx context.Context, next graphql.Resolver) (any, error) {
+	res, err := next(ctx)
+	if p, ok := res.(*model.AuthPayload); ok && p != nil && p.User != nil {
+		if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Object == "Mutation" {
+			if info := RequestInfoFrom(ctx); info != nil {
+				info.UserID = p.User.ID
+			}
+		}
+	}
+	return res, err
+}
 
 func (observe) ExtensionName() string                   { return "Observe" }
 func (observe) Validate(graphql.ExecutableSchema) error { return nil }
@@ -164,7 +183,7 @@ func (observe) InterceptResponse(ctx context.Context, next graphql.ResponseHandl
 		info.Name = opCtx.Operation.Name[:min(len(opCtx.Operation.Name), maxNameLen)]
 	}
 	info.Outcome = Outcome(resp)
-	if p, err := auth.PrincipalFrom(ctx); err == nil && p != nil {
+	if p, err := auth.PrincipalFrom(ctx); err == nil && p != nil && info.UserID == "" {
 		info.UserID = p.UserID
 	}
 	return resp
