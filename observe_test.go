@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -251,5 +252,62 @@ func BenchmarkObserve(b *testing.B) {
 				bc.h.ServeHTTP(httptest.NewRecorder(), req)
 			}
 		})
+	}
+}
+
+func TestNewLogger(t *testing.T) {
+	ctx := graph.WithRequestInfo(context.Background(), &graph.RequestInfo{ID: "req-1"})
+	for _, tc := range []struct {
+		name, format string
+		level        slog.Level
+		want         string // "" when nothing is logged
+	}{
+		{"NotATerminalIsJSON", "", slog.LevelInfo, `{"time":`},
+		{"JSON", "json", slog.LevelInfo, `{"time":`},
+		{"Text", "text", slog.LevelInfo, `time=`},
+		{"Level", "json", slog.LevelWarn, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			newLogger(&buf, tc.format, tc.level).InfoContext(ctx, "hello")
+			got := buf.String()
+			if tc.want == "" {
+				if got != "" {
+					t.Errorf("logged %q below the level", got)
+				}
+				return
+			}
+			if !strings.HasPrefix(got, tc.want) || !strings.Contains(got, "req-1") {
+				t.Errorf("logged %q, want it to start with %q and hold the request id", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	for id, keep := range map[string]bool{
+		"abc-123":                  true,
+		"A.b_C-9":                  true,
+		strings.Repeat("a", 128):   true,
+		strings.Repeat("a", 129):   false,
+		"":                         false,
+		"has space":                false,
+		"new\nline":                false,
+		`quote"`:                   false,
+		"ünïcode":                  false,
+		"Bearer eyJhbGciOiJIUzI1N": false,
+	} {
+		h := http.Header{}
+		h.Set("X-Request-ID", id)
+		got := requestID(h)
+		if (got == id) != keep {
+			t.Errorf("requestID(%q) = %q, keep = %v", id, got, keep)
+		}
+		if got == "" {
+			t.Errorf("requestID(%q) is empty", id)
+		}
+	}
+	if a, b := requestID(http.Header{}), requestID(http.Header{}); a == b {
+		t.Errorf("two new request ids are both %q", a)
 	}
 }
