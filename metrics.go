@@ -2,6 +2,10 @@ package main
 
 import (
 	"database/sql"
+	"fmt"
+	"io"
+	"log"
+	"net"
 	"net/http"
 	"time"
 
@@ -95,4 +99,19 @@ func (m *metrics) request(operation, outcome string, d time.Duration) {
 // handler serves the metrics in Prometheus's text format.
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// serve serves the metrics alone on a listener of their own at addr
+// (AUTH_METRICS_ADDR), which operators keep off the public network.
+func (m *metrics) serve(addr string, errorLog *log.Logger, stdout io.Writer) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("AUTH_METRICS_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+	fmt.Fprintf(stdout, "authql metrics on http://%s/metrics\n", ln.Addr())
+	go srv.Serve(ln)
+	return srv, nil
 }

@@ -225,7 +225,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if dialect == models.Postgres {
 		// Several replicas may share this database: hear what they change
 		// (revocations, users, roles, keys) before serving anything.
-		lctx, stopListening := context.WithCancel(ctx)
+		// Not stopped with ctx but once the server has shut down: the
+		// requests still in flight must hear of revocations too.
+		lctx, stopListening := context.WithCancel(context.WithoutCancel(ctx))
 		l, err := svc.Listen(lctx, cfg.DatabaseURL)
 		if err != nil {
 			stopListening()
@@ -256,23 +258,21 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	servers := []*http.Server{srv}
 	if cfg.Metrics && cfg.MetricsAddr != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		msrv, err := m.serve(cfg.MetricsAddr, srv.ErrorLog, stdout)
 		if err != nil {
 			ln.Close()
-			return fmt.Errorf("AUTH_METRICS_ADDR: %w", err)
+			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", m.handler())
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: srv.ErrorLog}
 		servers = append(servers, msrv)
-		fmt.Fprintf(stdout, "authql metrics on http://%s/metrics\n", mln.Addr())
-		go msrv.Serve(mln)
 	}
 	fmt.Fprintf(stdout, "authql listening on http://%s (%s)\n", ln.Addr(), dialect)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
 	case err := <-serveErr:
+		for _, s := range servers[1:] {
+			s.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
