@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph"
@@ -309,5 +310,60 @@ func TestRequestID(t *testing.T) {
 	}
 	if a, b := requestID(http.Header{}), requestID(http.Header{}); a == b {
 		t.Errorf("two new request ids are both %q", a)
+	}
+}
+
+// TestInternalErrorLogCarriesRequestID breaks the database under a server
+// whose log is captured: the internal error's line (with its cause) and the
+// request's line carry the same request id, so one leads to the other.
+func TestInternalErrorLogCarriesRequestID(t *testing.T) {
+	ctx := context.Background()
+	db, _, err := models.Open(testdb.SQLite(t), models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := models.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	log := newLogger(&logs, "json", slog.LevelInfo)
+	svc, err := auth.NewService(ctx, db, testKey, auth.Config{
+		Issuer: "authql", Audience: "authql", AccessTTL: time.Minute, RefreshTTL: time.Hour,
+		Signup: true, Argon2: cheapArgon2, UserCacheSize: 1,
+	}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	hs := httptest.NewServer(newServer(defaultConfig(), svc, log, newMetrics(), newReadiness(sqlDB, svc, log)))
+	defer hs.Close()
+
+	r := postGraphQL(t, hs.URL, nil, registerDoc, map[string]any{"e": "user@example.com", "p": "password1"}).OK(t)
+	// A second user pushes the first out of the one-user cache, so that
+	// me must read the database.
+	postGraphQL(t, hs.URL, nil, registerDoc, map[string]any{"e": "other@example.com", "p": "password1"}).OK(t)
+	sqlDB.Close()
+	r = postGraphQL(t, hs.URL, map[string]string{"Authorization": bearer(r.Str("register", "accessToken")), "X-Request-ID": "broken-1"},
+		`{ me { id } }`, nil)
+	if code := r.Code(t); code != models.Internal {
+		t.Fatalf("code %s, want INTERNAL_SERVER_ERROR", code)
+	}
+
+	var internal, request map[string]any
+	for _, l := range logLines(t, logs.String()) {
+		switch l["msg"] {
+		case "internal error":
+			internal = l
+		case "request":
+			if l["request_id"] == "broken-1" {
+				request = l
+			}
+		}
+	}
+	if internal == nil || internal["request_id"] != "broken-1" || internal["err"] == nil {
+		t.Errorf("internal error line %v, want request_id broken-1 and the cause", internal)
+	}
+	if request == nil || request["level"] != "ERROR" || request["outcome"] != models.Internal {
+		t.Errorf("request line %v, want level ERROR, outcome INTERNAL_SERVER_ERROR", request)
 	}
 }
