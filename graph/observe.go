@@ -147,6 +147,9 @@ var (
 	_ graphql.FieldInterceptor    = observe{}
 )
 
+func (observe) ExtensionName() string                   { return "Observe" }
+func (observe) Validate(graphql.ExecutableSchema) error { return nil }
+
 // InterceptField notes the user that a mutation signed in (register,
 // login, refresh): such a request carries no principal, and its line is
 // the one an operator looks for. Mutation fields run one after the other,
@@ -162,9 +165,6 @@ func (observe) InterceptField(ctx context.Context, next graphql.Resolver) (any, 
 	}
 	return res, err
 }
-
-func (observe) ExtensionName() string                   { return "Observe" }
-func (observe) Validate(graphql.ExecutableSchema) error { return nil }
 
 func (observe) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 	resp := next(ctx)
