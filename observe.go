@@ -119,10 +119,12 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 
 		level := slog.LevelInfo
 		switch {
+		case probes[r.URL.Path]:
+			// Even a 503 from /readyz: readiness logs why itself, at
+			// most once a second.
+			level = slog.LevelDebug
 		case rec.status >= 500 || info.Outcome == models.Internal:
 			level = slog.LevelError
-		case probes[r.URL.Path]:
-			level = slog.LevelDebug
 		}
 		if !log.Enabled(ctx, level) {
 			return
