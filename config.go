@@ -70,6 +70,7 @@ type config struct {
 	Metrics         bool   // serve /metrics
 	MetricsAddr     string // "": on PORT; else a listener of its own
 	ShutdownTimeout time.Duration
+	ShutdownDelay   time.Duration // not ready, still serving, before the listener closes
 }
 
 // configHelp documents every variable loadConfig reads, for --help.
@@ -136,8 +137,11 @@ const configHelp = `Configuration (environment variables):
   AUTH_METRICS_ADDR             serve /metrics on this address (such as 127.0.0.1:9090)
                                 instead of on PORT: they are not for the public, so
                                 either use this or block /metrics at the proxy
-  AUTH_SHUTDOWN_TIMEOUT         on SIGTERM or SIGINT, how long requests in flight get to
-                                finish before their connections are closed (default 10s)
+  AUTH_SHUTDOWN_DELAY           on SIGTERM or SIGINT, how long to keep serving with /readyz
+                                answering 503 before closing the listener, so that load
+                                balancers stop sending first (default 0s)
+  AUTH_SHUTDOWN_TIMEOUT         then, how long requests in flight get to finish before
+                                their connections are closed (default 10s)
 `
 
 // defaultConfig is the configuration when no variable is set.
@@ -396,6 +400,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		} else if !c.Metrics {
 			bad("AUTH_METRICS_ADDR", "is set but AUTH_METRICS is false; unset one of them")
 		}
+	}
+	duration("AUTH_SHUTDOWN_DELAY", &c.ShutdownDelay, 0)
+	if c.ShutdownDelay > 5*time.Minute {
+		bad("AUTH_SHUTDOWN_DELAY", "%s is too long: a few times the load balancer's probe interval is enough; use at most 5m", c.ShutdownDelay)
 	}
 	duration("AUTH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 0)
 	if c.ShutdownTimeout > 10*time.Minute {

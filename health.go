@@ -93,13 +93,21 @@ func (rd *readiness) check(ctx context.Context) string {
 }
 
 // shutdown stops the servers once the process is told to stop. Readiness
-// fails first, so that load balancers stop sending here; then the
-// listeners close (new connections are refused), idle connections close,
-// and requests in flight get up to timeout to finish. Past it their
-// connections are closed and shutdown reports it. serveErr is the main
-// server's Serve result.
-func shutdown(ready *readiness, servers []*http.Server, serveErr <-chan error, timeout time.Duration, log *slog.Logger) error {
+// fails first, and the servers keep serving for delay, so that load
+// balancers probing /readyz stop sending here; then the listeners close
+// (new connections are refused), idle connections close, and requests in
+// flight get up to timeout to finish. Past it their connections are closed
+// and shutdown reports it. serveErr is the main server's Serve result.
+func shutdown(ready *readiness, servers []*http.Server, serveErr <-chan error, delay, timeout time.Duration, log *slog.Logger) error {
 	ready.drain()
+	if delay > 0 {
+		log.Info("shutting down: not ready, still serving", "delay", delay.String())
+		select {
+		case err := <-serveErr:
+			return err
+		case <-time.After(delay):
+		}
+	}
 	log.Info("shutting down: finishing the requests in flight", "timeout", timeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -245,3 +245,29 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 		}
 	})
 }
+
+// TestShutdownDelay: during AUTH_SHUTDOWN_DELAY the server still answers,
+// new connections included, with /readyz saying it is going away; then it
+// closes the listener and stops.
+func TestShutdownDelay(t *testing.T) {
+	url, stop := startRun(t, map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "delay.db"), "AUTH_SHUTDOWN_DELAY": "3s"})
+	token := gql(t, url, "", `mutation { register(email: "ada@example.com", password: "password1") { accessToken } }`).OK(t).Str("register", "accessToken")
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// A client of its own, so that each probe dials anew.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	waitFor(t, "/readyz to say shutting down", func() bool {
+		resp, err := client.Get(url + "/readyz")
+		if err != nil {
+			t.Fatalf("refused during the delay: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable && string(body) == "shutting down\n"
+	})
+	gql(t, url, token, `{ me { email } }`).OK(t)
+	waitRefused(t, strings.TrimPrefix(url, "http://"))
+	if err := <-stopped; err != nil {
+		t.Errorf("run = %v, want nil", err)
+	}
+}

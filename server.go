@@ -276,7 +276,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	case <-ctx.Done():
 	}
-	return shutdown(ready, servers, serveErr, cfg.ShutdownTimeout, log)
+	return shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, log)
 }
 
 // newServer returns the whole HTTP surface of authql.

@@ -210,6 +210,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"BadMetricsAddr", map[string]string{"AUTH_METRICS_ADDR": "9090"}, []string{"AUTH_METRICS_ADDR", "host:port"}},
 		{"MetricsAddrButOff", map[string]string{"AUTH_METRICS": "false", "AUTH_METRICS_ADDR": ":9090"}, []string{"AUTH_METRICS_ADDR", "AUTH_METRICS is false"}},
 		{"ShutdownTimeoutTooLong", map[string]string{"AUTH_SHUTDOWN_TIMEOUT": "1h"}, []string{"AUTH_SHUTDOWN_TIMEOUT", "at most 10m"}},
+		{"ShutdownDelayTooLong", map[string]string{"AUTH_SHUTDOWN_DELAY": "1h"}, []string{"AUTH_SHUTDOWN_DELAY", "at most 5m"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
