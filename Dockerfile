@@ -16,8 +16,10 @@ RUN go mod download
 
 COPY . .
 # The SQLite driver (glebarez/sqlite, modernc.org/sqlite) is pure Go, so the
-# binary needs no libc and runs on distroless/static.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/authql .
+# binary needs no libc and runs on distroless/static. VERSION is what
+# `authql version` prints (docker build --build-arg VERSION=v1.2.3 .).
+ARG VERSION=devel
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/authql .
 
 # The final image has no shell to mkdir or chown with, so the data directory
 # is made here. 65532 is distroless's nonroot user and group.
@@ -33,4 +35,9 @@ WORKDIR /data
 VOLUME /data
 EXPOSE 8080
 USER nonroot:nonroot
+# No shell or curl in the image: the binary probes its own GET /readyz.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["/authql", "health"]
+# docker stop sends SIGTERM: authql stops accepting, finishes the requests in
+# flight (AUTH_SHUTDOWN_TIMEOUT), closes the database and exits 0.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/authql"]

@@ -71,6 +71,8 @@ type config struct {
 	MetricsAddr     string // "": on PORT; else a listener of its own
 	ShutdownTimeout time.Duration
 	ShutdownDelay   time.Duration // not ready, still serving, before the listener closes
+	// ExampleUI serves examples/web at /example/ (see exampleOrigins).
+	ExampleUI bool
 }
 
 // configHelp documents every variable loadConfig reads, for --help.
@@ -142,6 +144,11 @@ const configHelp = `Configuration (environment variables):
                                 balancers stop sending first (default 0s)
   AUTH_SHUTDOWN_TIMEOUT         then, how long requests in flight get to finish before
                                 their connections are closed (default 10s)
+  AUTH_EXAMPLE_UI               true serves the example frontend at /example/, for trying
+                                authql at http://localhost:PORT/example/; turns
+                                AUTH_REFRESH_COOKIE on and allows the server's own loopback
+                                origins (http://localhost:PORT, http://127.0.0.1:PORT);
+                                refused with AUTH_ENV=production (default false)
 `
 
 // defaultConfig is the configuration when no variable is set.
@@ -270,6 +277,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 		*dst = b
 	}
 	boolean("AUTH_REFRESH_COOKIE", &c.RefreshCookie)
+	boolean("AUTH_EXAMPLE_UI", &c.ExampleUI)
+	if c.ExampleUI {
+		if strings.TrimSpace(getenv("AUTH_REFRESH_COOKIE")) != "" && !c.RefreshCookie {
+			bad("AUTH_REFRESH_COOKIE", "false cannot go with AUTH_EXAMPLE_UI=true: the example frontend keeps its sessions in the refresh cookie; unset one of them")
+		}
+		// The example keeps its sessions in the refresh cookie: trying it
+		// should take one variable, not three.
+		c.RefreshCookie = true
+	}
 	boolean("AUTH_COOKIE_INSECURE", &c.CookieInsecure)
 	for _, v := range strings.Split(getenv("AUTH_CORS_ORIGINS"), ",") {
 		if v = strings.TrimSpace(v); v == "" {
@@ -282,9 +298,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.CORSOrigins = append(c.CORSOrigins, o)
 	}
-	if c.RefreshCookie && len(c.CORSOrigins) == 0 {
+	if c.RefreshCookie && len(c.CORSOrigins) == 0 && !c.ExampleUI {
 		// Not a hole, but a set-up that cannot work: every cookie refresh
 		// would be refused. Better said at start than found in a browser.
+		// (With the example, serve adds its origins once the port is known.)
 		bad("AUTH_REFRESH_COOKIE", "true needs AUTH_CORS_ORIGINS, the origins of the frontends that may use the cookie (such as https://app.example.com); without one every cookie refresh is refused")
 	}
 	number("AUTH_ARGON2_MEMORY", &c.Argon2.Memory, 8, 4<<20)
@@ -348,6 +365,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.Production && c.CookieInsecure {
 		bad("AUTH_COOKIE_INSECURE", "true is for local http and is refused with AUTH_ENV=production: a refresh cookie sent over plain http can be read on the network")
+	}
+	if c.Production && c.ExampleUI {
+		bad("AUTH_EXAMPLE_UI", "true is for trying authql and is refused with AUTH_ENV=production: it serves a demo page and allows the cookie to the server's own loopback origins")
 	}
 	boolean("AUTH_SIGNUP", &c.Signup)
 	boolean("AUTH_INTROSPECTION", &c.Introspection)

@@ -19,11 +19,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph"
+	"github.com/authql/authql/internal/playground"
 	"github.com/authql/authql/models"
 )
 
@@ -45,7 +45,8 @@ const purgeInterval = 10 * time.Minute
 // usage is the help of authql --help.
 const usage = `Usage:
   authql [serve]              serve the GraphQL API: POST /query, playground at GET /,
-                              public keys at GET /.well-known/jwks.json
+                              public keys at GET /.well-known/jwks.json (and the
+                              example frontend at /example/ with AUTH_EXAMPLE_UI=true)
   authql keys rotate [flags]  add a new signing key (see authql keys --help)
 
 ` + configHelp
@@ -180,12 +181,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	m := newMetrics()
+	// Listening first gives the port, which PORT=0 leaves to the system,
+	// before the service is built with the example's origins.
+	ln, err := net.Listen("tcp", ":"+cfg.Port)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if cfg.ExampleUI {
+		cfg.CORSOrigins = append(cfg.CORSOrigins, exampleOrigins(ln.Addr())...)
+	}
 
 	db, dialect, closeDB, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeDB() // deferred first, so closed last: after the server stopped
+	defer closeDB() // runs after shutdown returned: no request is in flight then
 	sqlDB, err := db.DB()
 	if err != nil {
 		return err
@@ -244,10 +255,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	m.watch(sqlDB, svc)
 	ready := newReadiness(sqlDB, svc, log)
 
-	ln, err := net.Listen("tcp", ":"+cfg.Port)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{
 		Handler:           newServer(cfg, svc, log, m, ready),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -297,6 +304,10 @@ func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logg
 	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
 	if cfg.Playground {
 		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
+		mux.Handle("GET "+playground.AssetsPath, playground.AssetsHandler())
+	}
+	if cfg.ExampleUI {
+		mux.Handle("GET "+examplePath, exampleHandler())
 	}
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
 		// Public keys only, and the same for everyone: caches may keep

@@ -188,6 +188,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"BadCookieBool", map[string]string{"AUTH_REFRESH_COOKIE": "yes please", "AUTH_CORS_ORIGINS": "https://app.example.com"}, []string{"AUTH_REFRESH_COOKIE", "boolean"}},
 		{"BadCookieInsecureBool", map[string]string{"AUTH_COOKIE_INSECURE": "on"}, []string{"AUTH_COOKIE_INSECURE", "boolean"}},
 		{"InsecureCookieInProduction", map[string]string{"AUTH_ENV": "production", "AUTH_REFRESH_COOKIE": "true", "AUTH_COOKIE_INSECURE": "true", "AUTH_CORS_ORIGINS": "https://app.example.com"}, []string{"AUTH_COOKIE_INSECURE", "production"}},
+		{"ExampleUIInProduction", map[string]string{"AUTH_ENV": "production", "AUTH_EXAMPLE_UI": "true"}, []string{"AUTH_EXAMPLE_UI", "production"}},
+		{"ExampleUIWithoutCookie", map[string]string{"AUTH_EXAMPLE_UI": "true", "AUTH_REFRESH_COOKIE": "false"}, []string{"AUTH_REFRESH_COOKIE", "AUTH_EXAMPLE_UI"}},
 		{"BadRate", map[string]string{"AUTH_LOGIN_LIMIT_ACCOUNT": "10 per minute"}, []string{"AUTH_LOGIN_LIMIT_ACCOUNT", "COUNT/DURATION"}},
 		{"BadRateWindow", map[string]string{"AUTH_REFRESH_LIMIT": "10/1ms"}, []string{"AUTH_REFRESH_LIMIT", "window"}},
 		{"BadTrustedProxy", map[string]string{"AUTH_TRUSTED_PROXIES": "10.0.0.0/8, proxy.internal"}, []string{"AUTH_TRUSTED_PROXIES", "proxy.internal"}},

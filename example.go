@@ -1,0 +1,45 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/authql/authql/examples/web"
+)
+
+// examplePath is where AUTH_EXAMPLE_UI=true serves examples/web.
+const examplePath = "/example/"
+
+// exampleHandler serves the example frontend's files.
+func exampleHandler() http.Handler {
+	files := http.StripPrefix(examplePath[:len(examplePath)-1], http.FileServerFS(web.Files))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		// The page runs only its own files and talks only to this origin:
+		// no inline script (the usual XSS payload), no third party, no
+		// framing (clickjacking), no form posted elsewhere.
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; "+
+			"connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		// Revalidate on each load, so that an edited example shows at once.
+		h.Set("Cache-Control", "no-cache")
+		files.ServeHTTP(w, r)
+	})
+}
+
+// exampleOrigins are the origins of the example frontend as browsers on
+// this machine reach it at addr, the server's listening address: the
+// example's requests carry them in Origin, and the refresh cookie is only
+// honoured for allowed origins. Loopback only: over plain http a browser
+// keeps a Secure cookie only for localhost and loopback addresses, which it
+// treats as secure contexts; anywhere else the example needs https.
+func exampleOrigins(addr net.Addr) []string {
+	port := 8080
+	if a, ok := addr.(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	p := strconv.Itoa(port)
+	return []string{"http://localhost:" + p, "http://127.0.0.1:" + p, "http://[::1]:" + p}
+}

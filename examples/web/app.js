@@ -1,0 +1,268 @@
+// authql example frontend: sign up, log in, me, silent refresh, sessions,
+// log out. Plain JavaScript against authql's GraphQL API; copy what helps.
+//
+// Where the tokens live, and why:
+// - The access token (short-lived) is kept in a variable, in memory only.
+//   Never in localStorage or sessionStorage: any script that runs in the
+//   page, including one injected through an XSS hole, can read those and
+//   send the token elsewhere. A variable dies with the page.
+// - The refresh token (long-lived) is never seen by this script at all:
+//   with AUTH_REFRESH_COOKIE=true authql also sets it as an HttpOnly
+//   cookie, which page scripts cannot read, restricted to /query, and
+//   SameSite=Strict. This script never asks for the refreshToken field.
+//   To get a new access token (after a reload, or when it has expired) it
+//   calls `refresh` without an argument, and authql reads the cookie.
+'use strict';
+
+// The GraphQL endpoint. Same origin here; a frontend on another origin
+// puts the API's full URL here and its own origin in AUTH_CORS_ORIGINS.
+const API = '/query';
+
+let accessToken = null; // in memory only (see above)
+let refreshes = 0; // silent refreshes done, shown on the page
+let refreshing = null; // the refresh in flight, if any (see refresh)
+
+// GraphQLError carries the errors of a GraphQL response. code is the first
+// error's extensions.code (UNAUTHENTICATED, BAD_USER_INPUT, ...).
+class GraphQLError extends Error {
+  constructor(errors) {
+    super(errors.map((e) => e.message).join('; '));
+    this.errors = errors;
+    this.code = (errors[0].extensions && errors[0].extensions.code) || 'UNKNOWN';
+  }
+}
+
+// post sends one GraphQL document and returns the parsed response.
+async function post(query, variables, token) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (token) {
+    headers.Authorization = 'Bearer ' + token;
+  }
+  const res = await fetch(API, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ query, variables }),
+    // Send and accept the refresh cookie. Same-origin requests would do
+    // that anyway; 'include' makes this code work from another origin too
+    // (with that origin in AUTH_CORS_ORIGINS).
+    credentials: 'include',
+  });
+  const type = res.headers.get('Content-Type') || '';
+  if (!type.includes('application/json')) {
+    throw new GraphQLError([{ message: `HTTP ${res.status} from ${API}`, extensions: { code: 'HTTP_' + res.status } }]);
+  }
+  return res.json();
+}
+
+// call runs an operation that needs no access token (register, login,
+// refresh) and returns its data, or throws a GraphQLError.
+async function call(query, variables) {
+  const body = await post(query, variables, null);
+  if (body.errors && body.errors.length) {
+    throw new GraphQLError(body.errors);
+  }
+  return body.data;
+}
+
+// authed runs an operation with the access token. When authql answers
+// UNAUTHENTICATED (the access token expired, typically) it refreshes once,
+// silently, through the cookie, and tries again; only if that fails too is
+// the user signed out.
+async function authed(query, variables) {
+  if (!accessToken) {
+    await refresh();
+  }
+  const token = accessToken;
+  let body = await post(query, variables, token);
+  if (isUnauthenticated(body)) {
+    // Refresh only if no other call has done so since this one started:
+    // several calls sent with the same expired token all come back
+    // UNAUTHENTICATED, some after the first one's refresh has finished.
+    if (accessToken === token) {
+      await refresh();
+    }
+    body = await post(query, variables, accessToken);
+  }
+  if (body.errors && body.errors.length) {
+    throw new GraphQLError(body.errors);
+  }
+  return body.data;
+}
+
+function isUnauthenticated(body) {
+  return (body.errors || []).some((e) => e.extensions && e.extensions.code === 'UNAUTHENTICATED');
+}
+
+const USER = 'id email roles';
+const GRANT = `accessToken expiresIn user { ${USER} }`; // no refreshToken: it stays in the cookie
+
+// refresh gets a new access token through the refresh cookie. Single
+// flight: calls made while one refresh is under way wait for that one
+// instead of starting their own. Each refresh rotates the refresh token,
+// so two parallel refreshes would present the same cookie twice, and
+// authql treats a rotated token presented again as a possible theft
+// (past AUTH_REFRESH_REUSE_INTERVAL it revokes the whole session).
+function refresh() {
+  if (!refreshing) {
+    refreshing = (async () => {
+      try {
+        const data = await call(`mutation { refresh { ${GRANT} } }`);
+        signedIn(data.refresh);
+        refreshes++;
+        show('refreshes', String(refreshes));
+      } catch (err) {
+        // No cookie, or an expired or revoked session: signed out.
+        signedOut();
+        throw err;
+      } finally {
+        refreshing = null;
+      }
+    })();
+  }
+  return refreshing;
+}
+
+// ---- The page ----
+
+const $ = (id) => document.getElementById(id);
+
+function show(id, text) {
+  $(id).textContent = text; // textContent, never innerHTML: data is not markup
+}
+
+function showError(err) {
+  const box = $('error');
+  if (!err) {
+    box.hidden = true;
+    box.textContent = '';
+    return;
+  }
+  const errors = err instanceof GraphQLError ? err.errors : [{ message: String(err.message || err) }];
+  box.textContent = errors
+    .map((e) => `${e.message} (${(e.extensions && e.extensions.code) || 'NETWORK_ERROR'})`)
+    .join('\n');
+  box.hidden = false;
+}
+
+function signedIn(grant) {
+  accessToken = grant.accessToken;
+  showUser(grant.user);
+}
+
+function showUser(user) {
+  show('status', `Signed in as ${user.email}`);
+  show('me-email', user.email);
+  show('me-roles', user.roles.join(', '));
+  show('me-id', user.id);
+  $('signed-out').hidden = true;
+  $('signed-in').hidden = false;
+}
+
+function signedOut() {
+  accessToken = null;
+  show('status', 'Signed out');
+  $('signed-in').hidden = true;
+  $('sessions').hidden = true;
+  $('signed-out').hidden = false;
+}
+
+// run runs an action of a button: clears the last error, shows the new one.
+function run(action) {
+  return async (event) => {
+    if (event) {
+      event.preventDefault();
+    }
+    showError(null);
+    try {
+      await action();
+    } catch (err) {
+      showError(err);
+    }
+  };
+}
+
+function credentials() {
+  return { email: $('email').value, password: $('password').value };
+}
+
+async function login() {
+  const data = await call(`mutation ($email: String!, $password: String!) {
+    login(email: $email, password: $password) { ${GRANT} } }`, credentials());
+  signedIn(data.login);
+  $('password').value = '';
+}
+
+async function register() {
+  const data = await call(`mutation ($email: String!, $password: String!) {
+    register(email: $email, password: $password) { ${GRANT} } }`, credentials());
+  signedIn(data.register);
+  $('password').value = '';
+}
+
+async function reloadMe() {
+  const data = await authed(`{ me { ${USER} } }`);
+  showUser(data.me);
+}
+
+async function loadSessions() {
+  const data = await authed('{ mySessions { id createdAt lastUsedAt userAgent ip current } }');
+  const rows = data.mySessions.map((s) => {
+    const tr = document.createElement('tr');
+    tr.dataset.id = s.id;
+    if (s.current) {
+      tr.className = 'current';
+    }
+    for (const text of [when(s.createdAt), when(s.lastUsedAt), s.userAgent, s.ip]) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      td.title = text;
+      tr.appendChild(td);
+    }
+    const td = document.createElement('td');
+    if (s.current) {
+      td.textContent = 'this session';
+    } else {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'revoke';
+      b.textContent = 'Revoke';
+      b.addEventListener('click', run(() => revokeSession(s.id)));
+      td.appendChild(b);
+    }
+    tr.appendChild(td);
+    tr.children[2].className = 'ua';
+    return tr;
+  });
+  $('sessions').querySelector('tbody').replaceChildren(...rows);
+  $('sessions').hidden = false;
+}
+
+function when(t) {
+  return new Date(t).toLocaleString();
+}
+
+async function revokeSession(id) {
+  await authed('mutation ($id: ID!) { revokeSession(id: $id) }', { id });
+  await loadSessions();
+}
+
+async function logout() {
+  try {
+    // authql revokes the session and deletes the cookie.
+    await authed('mutation { logout }');
+  } finally {
+    signedOut();
+  }
+}
+
+$('credentials').addEventListener('submit', run(login));
+$('register').addEventListener('click', run(register));
+$('reload-me').addEventListener('click', run(reloadMe));
+$('load-sessions').addEventListener('click', run(loadSessions));
+$('logout').addEventListener('click', run(logout));
+
+// On load, the access token is gone with the previous page; the refresh
+// cookie, if any, survived: a silent refresh keeps the user signed in
+// across reloads. Without a cookie the user is simply signed out, with no
+// error shown.
+refresh().catch(() => {});
