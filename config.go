@@ -4,6 +4,8 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -65,6 +67,13 @@ type config struct {
 	CookieInsecure bool
 	CORSOrigins    []string // exact, lower-case, as browsers send Origin
 
+	// Operations: logs, metrics, shutdown (see observe.go, metrics.go).
+	LogFormat       string // "json", "text", or "": JSON unless stderr is a terminal
+	LogLevel        slog.Level
+	Metrics         bool   // serve /metrics
+	MetricsAddr     string // "": on PORT; else a listener of its own
+	ShutdownTimeout time.Duration
+	ShutdownDelay   time.Duration // not ready, still serving, before the listener closes
 	// ExampleUI serves examples/web at /example/ (see exampleOrigins).
 	ExampleUI bool
 }
@@ -128,6 +137,18 @@ const configHelp = `Configuration (environment variables):
   AUTH_CORS_ORIGINS             comma-separated origins (https://app.example.com) of the
                                 frontends allowed CORS with credentials and the cookie
                                 (default none)
+  AUTH_LOG_FORMAT               json or text (default json, text when stderr is a terminal)
+  AUTH_LOG_LEVEL                debug, info, warn or error (default info); debug adds a
+                                line per /healthz, /readyz and /metrics request
+  AUTH_METRICS                  false stops serving Prometheus metrics (default true)
+  AUTH_METRICS_ADDR             serve /metrics on this address (such as 127.0.0.1:9090)
+                                instead of on PORT: they are not for the public, so
+                                either use this or block /metrics at the proxy
+  AUTH_SHUTDOWN_DELAY           on SIGTERM or SIGINT, how long to keep serving with /readyz
+                                answering 503 before closing the listener, so that load
+                                balancers stop sending first (default 0s)
+  AUTH_SHUTDOWN_TIMEOUT         then, how long requests in flight get to finish before
+                                their connections are closed (default 10s)
   AUTH_EXAMPLE_UI               true serves the example frontend at /example/, for trying
                                 authql at http://localhost:PORT/example/; turns
                                 AUTH_REFRESH_COOKIE on and allows the server's own loopback
@@ -158,7 +179,9 @@ func defaultConfig() config {
 		MaxDepth:      graph.DefaultOptions.MaxDepth,
 		MaxComplexity: graph.DefaultOptions.MaxComplexity,
 
-		AuditRetention: auth.DefaultAuditRetention,
+		AuditRetention:  auth.DefaultAuditRetention,
+		Metrics:         true,
+		ShutdownTimeout: 10 * time.Second,
 	}
 }
 
@@ -381,6 +404,41 @@ func loadConfig(getenv func(string) string) (config, error) {
 	// At least a minute: a shorter lifetime would have the pool redial
 	// under steady load, the very cost the pool is there to avoid.
 	duration("AUTH_DB_CONN_MAX_LIFETIME", &c.DB.ConnMaxLifetime, time.Minute)
+
+	switch v := strings.ToLower(strings.TrimSpace(getenv("AUTH_LOG_FORMAT"))); v {
+	case "", "json", "text":
+		c.LogFormat = v
+	default:
+		bad("AUTH_LOG_FORMAT", "%q is not a format; use json or text", v)
+	}
+	switch v := strings.ToLower(strings.TrimSpace(getenv("AUTH_LOG_LEVEL"))); v {
+	case "", "info":
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "warn":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		bad("AUTH_LOG_LEVEL", "%q is not a level; use debug, info, warn or error", v)
+	}
+	boolean("AUTH_METRICS", &c.Metrics)
+	str("AUTH_METRICS_ADDR", &c.MetricsAddr)
+	if a := c.MetricsAddr; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			bad("AUTH_METRICS_ADDR", "%q is not host:port; use such as 127.0.0.1:9090 or :9090", a)
+		} else if !c.Metrics {
+			bad("AUTH_METRICS_ADDR", "is set but AUTH_METRICS is false; unset one of them")
+		}
+	}
+	duration("AUTH_SHUTDOWN_DELAY", &c.ShutdownDelay, 0)
+	if c.ShutdownDelay > 5*time.Minute {
+		bad("AUTH_SHUTDOWN_DELAY", "%s is too long: a few times the load balancer's probe interval is enough; use at most 5m", c.ShutdownDelay)
+	}
+	duration("AUTH_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, 0)
+	if c.ShutdownTimeout > 10*time.Minute {
+		bad("AUTH_SHUTDOWN_TIMEOUT", "%s is too long: orchestrators kill a process long before (Kubernetes after 30s by default); use at most 10m", c.ShutdownTimeout)
+	}
 	return c, errors.Join(errs...)
 }
 

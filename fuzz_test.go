@@ -164,7 +164,9 @@ var fuzzSeedBodies = []string{
 func TestNotGraphQLRequests(t *testing.T) {
 	ts := newTestServer(t, testdb.SQLite(t), nil)
 	var logged bytes.Buffer
-	h := newServer(defaultConfig(), ts.Svc, slog.New(slog.NewTextHandler(&logged, nil)))
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	sqlDB, _ := ts.DB.DB()
+	h := newServer(defaultConfig(), ts.Svc, log, newMetrics(), newReadiness(sqlDB, ts.Svc, log))
 	const secret = "hunter2-hunter2"
 	for _, tc := range []struct {
 		name, contentType, body string

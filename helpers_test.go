@@ -55,6 +55,7 @@ type testServer struct {
 	DB      *gorm.DB
 	Svc     *auth.Service
 	Clock   *clock
+	Metrics *metrics // the server's registry, its Observer's too
 }
 
 // testConfig is what a test server is built from: the service's
@@ -121,16 +122,21 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	if cfg.Auth.JWTAlg != "" {
 		key = nil // withAlg: keys from the key store
 	}
+	m := newMetrics()
+	if cfg.Auth.Observer == nil {
+		cfg.Auth.Observer = m
+	}
 	svc, err := auth.NewService(ctx, db, key, cfg.Auth, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	// Registered after the database's Close, so run before it.
 	tb.Cleanup(func() { svc.Close(context.Background()) })
-	h := newServer(cfg.HTTP, svc, log)
+	m.watch(sqlDB, svc)
+	h := newServer(cfg.HTTP, svc, log, m, newReadiness(sqlDB, svc, log))
 	hs := httptest.NewServer(h)
 	tb.Cleanup(hs.Close)
-	return &testServer{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c}
+	return &testServer{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c, Metrics: m}
 }
 
 // gqlError is one GraphQL error of a response.

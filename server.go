@@ -30,6 +30,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful shutdown; from then on signals
+	// have their default effect, so a second one stops the process at once.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "authql: %v\n", err)
 		os.Exit(1)
@@ -176,7 +179,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	m := newMetrics()
 	// Listening first gives the port, which PORT=0 leaves to the system,
 	// before the service is built with the example's origins.
 	ln, err := net.Listen("tcp", ":"+cfg.Port)
@@ -192,7 +196,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	defer closeDB()
+	defer closeDB() // runs after shutdown returned: no request is in flight then
+	sqlDB, err := db.DB()
+	if err != nil {
+		return err
+	}
 	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, auth.Config{
 		Issuer:         cfg.Issuer,
 		Audience:       cfg.Audience,
@@ -215,6 +223,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RefreshCookie:  cfg.RefreshCookie,
 		CookieInsecure: cfg.CookieInsecure,
 		AllowedOrigins: cfg.CORSOrigins,
+
+		Observer: m,
 	}, log)
 	if err != nil {
 		return err
@@ -236,7 +246,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if dialect == models.Postgres {
 		// Several replicas may share this database: hear what they change
 		// (revocations, users, roles, keys) before serving anything.
-		lctx, stopListening := context.WithCancel(ctx)
+		// Not stopped with ctx but once the server has shut down: the
+		// requests still in flight must hear of revocations too.
+		lctx, stopListening := context.WithCancel(context.WithoutCancel(ctx))
 		l, err := svc.Listen(lctx, cfg.DatabaseURL)
 		if err != nil {
 			stopListening()
@@ -250,42 +262,49 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// triggers a reload.
 	go svc.Keys().RunReload(ctx, auth.KeyReloadInterval)
 
+	m.watch(sqlDB, svc)
+	ready := newReadiness(sqlDB, svc, log)
+
 	srv := &http.Server{
-		Handler:           newServer(cfg, svc, log),
+		Handler:           newServer(cfg, svc, log, m, ready),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	servers := []*http.Server{srv}
+	if cfg.Metrics && cfg.MetricsAddr != "" {
+		msrv, err := m.serve(cfg.MetricsAddr, srv.ErrorLog, stdout)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		servers = append(servers, msrv)
+	}
 	fmt.Fprintf(stdout, "authql listening on http://%s (%s)\n", ln.Addr(), dialect)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
 	case err := <-serveErr:
+		for _, s := range servers[1:] {
+			s.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
-	}
-	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, log)
 }
 
 // newServer returns the whole HTTP surface of authql.
-func newServer(cfg config, svc *auth.Service, log *slog.Logger) http.Handler {
+func newServer(cfg config, svc *auth.Service, log *slog.Logger, m *metrics, ready *readiness) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, cfg, svc, log)
-	return mux
+	addRoutes(mux, cfg, svc, log, m, ready)
+	return observe(log, m, mux)
 }
 
 // addRoutes lists every route.
-func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logger) {
+func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logger, m *metrics, ready *readiness) {
 	gql := graph.NewHandler(svc, log, graph.Options{
 		Introspection: cfg.Introspection,
 		MaxDepth:      cfg.MaxDepth,
@@ -310,8 +329,14 @@ func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logg
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
 		io.WriteString(w, "ok\n")
 	})
+	mux.Handle("GET /readyz", ready)
+	if cfg.Metrics && cfg.MetricsAddr == "" {
+		// Not for the public (see AUTH_METRICS_ADDR): block it at the proxy.
+		mux.Handle("GET /metrics", m.handler())
+	}
 }
 
 // noStore keeps tokens in responses out of every cache.

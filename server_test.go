@@ -43,6 +43,13 @@ func (w *addrWriter) Write(p []byte) (int, error) {
 // error.
 func startRun(t *testing.T, env map[string]string) (string, func() error) {
 	t.Helper()
+	return startRunLogging(t, env, io.Discard)
+}
+
+// startRunLogging is startRun with the program's stderr (its log) going
+// to stderr.
+func startRunLogging(t *testing.T, env map[string]string, stderr io.Writer) (string, func() error) {
+	t.Helper()
 	if env["PORT"] == "" {
 		env["PORT"] = "0"
 	}
@@ -54,7 +61,7 @@ func startRun(t *testing.T, env map[string]string) (string, func() error) {
 	addr := make(chan string, 1)
 	out := &addrWriter{addr: addr}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, stderr) }()
 	var stopped bool
 	stop := func() error {
 		if stopped {
@@ -199,6 +206,13 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"BadSyncTimeout", map[string]string{"AUTH_SYNC_TIMEOUT": "5"}, []string{"AUTH_SYNC_TIMEOUT", "duration"}},
 		{"SyncTimeoutTooShort", map[string]string{"AUTH_SYNC_TIMEOUT": "10ms"}, []string{"AUTH_SYNC_TIMEOUT", "at least"}},
 		{"SyncTimeoutTooLong", map[string]string{"AUTH_SYNC_TIMEOUT": "1h"}, []string{"AUTH_SYNC_TIMEOUT", "at most 10m"}},
+		{"BadLogFormat", map[string]string{"AUTH_LOG_FORMAT": "logfmt"}, []string{"AUTH_LOG_FORMAT", "json or text"}},
+		{"BadLogLevel", map[string]string{"AUTH_LOG_LEVEL": "verbose"}, []string{"AUTH_LOG_LEVEL", "debug, info, warn or error"}},
+		{"BadMetricsBool", map[string]string{"AUTH_METRICS": "no thanks"}, []string{"AUTH_METRICS", "boolean"}},
+		{"BadMetricsAddr", map[string]string{"AUTH_METRICS_ADDR": "9090"}, []string{"AUTH_METRICS_ADDR", "host:port"}},
+		{"MetricsAddrButOff", map[string]string{"AUTH_METRICS": "false", "AUTH_METRICS_ADDR": ":9090"}, []string{"AUTH_METRICS_ADDR", "AUTH_METRICS is false"}},
+		{"ShutdownTimeoutTooLong", map[string]string{"AUTH_SHUTDOWN_TIMEOUT": "1h"}, []string{"AUTH_SHUTDOWN_TIMEOUT", "at most 10m"}},
+		{"ShutdownDelayTooLong", map[string]string{"AUTH_SHUTDOWN_DELAY": "1h"}, []string{"AUTH_SHUTDOWN_DELAY", "at most 5m"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -268,7 +268,7 @@ func TestHashPoolFailsFast(t *testing.T) {
 func TestHashPoolBound(t *testing.T) {
 	cores := runtime.GOMAXPROCS(0)
 	for _, tc := range []struct{ asked, want int }{{0, max(1, cores-1)}, {1, 1}, {cores + 10, cores}} {
-		if got := newHashPool(tc.asked, 0).workers(); got != tc.want {
+		if got := newHashPool(tc.asked, 0, nil).workers(); got != tc.want {
 			t.Errorf("newHashPool(%d) has %d workers, want %d", tc.asked, got, tc.want)
 		}
 	}

@@ -21,12 +21,13 @@ const DefaultHashWait = time.Second
 type hashPool struct {
 	slots chan struct{}
 	wait  time.Duration
+	obs   Observer
 }
 
 // newHashPool returns a pool of workers (at most the number of usable
 // cores; 0 means DefaultHashWorkers) that waits up to wait for a free
-// worker.
-func newHashPool(workers int, wait time.Duration) *hashPool {
+// worker and tells obs how long each hash waited.
+func newHashPool(workers int, wait time.Duration, obs Observer) *hashPool {
 	cores := runtime.GOMAXPROCS(0)
 	if workers <= 0 {
 		workers = DefaultHashWorkers()
@@ -35,7 +36,10 @@ func newHashPool(workers int, wait time.Duration) *hashPool {
 	if wait <= 0 {
 		wait = DefaultHashWait
 	}
-	return &hashPool{slots: make(chan struct{}, workers), wait: wait}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &hashPool{slots: make(chan struct{}, workers), wait: wait, obs: obs}
 }
 
 // DefaultHashWorkers is one worker per core but one, and at least one.
@@ -50,18 +54,25 @@ func DefaultHashWorkers() int { return max(1, runtime.GOMAXPROCS(0)-1) }
 var errHashBusy = models.RateLimitedf(time.Second, "the server is busy; try again shortly")
 
 // do runs f on a worker, or returns a RateLimited error when none frees up
-// within the pool's wait (or ctx ends first).
+// within the pool's wait (or ctx ends first). Every wait is observed, the
+// zero ones and the refused ones too: the histogram is then the share of
+// logins that queued, and its top bucket the ones turned away.
 func (p *hashPool) do(ctx context.Context, f func()) error {
 	select {
 	case p.slots <- struct{}{}:
+		p.obs.HashWait(0)
 	default:
+		start := time.Now()
 		t := time.NewTimer(p.wait)
 		defer t.Stop()
 		select {
 		case p.slots <- struct{}{}:
+			p.obs.HashWait(time.Since(start))
 		case <-t.C:
+			p.obs.HashWait(time.Since(start))
 			return errHashBusy
 		case <-ctx.Done():
+			p.obs.HashWait(time.Since(start))
 			return errHashBusy
 		}
 	}

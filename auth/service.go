@@ -124,7 +124,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	s := &Service{
 		db: db, cfg: cfg, log: log,
 		revs:    revocations{ids: map[string]time.Time{}},
-		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait),
+		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait, cfg.Observer),
 		limiter: NewLimiter(db),
 		users:   newUserCache(cfg.UserCacheSize),
 		tokens:  newTokenCache(),

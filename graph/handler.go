@@ -41,7 +41,8 @@ type Options struct {
 var DefaultOptions = Options{Introspection: true, MaxDepth: 20, MaxComplexity: 1000}
 
 // NewHandler returns the GraphQL HTTP handler (POST only) over svc.
-// Requests must pass through svc.Middleware first.
+// Requests must pass through svc.Middleware first. It fills the
+// RequestInfo of the request's context, when there is one.
 func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Server {
 	cfg := Config{Resolvers: &Resolver{Auth: svc}}
 	cfg.Directives.Auth = authDirective(svc)
@@ -51,6 +52,7 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 	srv.AddTransport(transport.POST{})
 	srv.AddTransport(notGraphQL{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(observe{})
 	srv.Use(documentLimits{maxDepth: opts.MaxDepth, maxComplexity: opts.MaxComplexity, introspection: opts.Introspection})
 	if opts.Introspection {
 		srv.Use(extension.Introspection{})

@@ -148,7 +148,11 @@ func Open(dsn string, opts Options) (*gorm.DB, Dialect, error) {
 		// Duplicate keys surface as gorm.ErrDuplicatedKey on both databases.
 		TranslateError: true,
 		NowFunc:        Now,
-		Logger:         logger.Discard,
+		// Nothing from GORM's logger: its slow-query and error lines
+		// interpolate the statements' parameters, which include password
+		// hashes and refresh token hashes. Errors reach the server's log
+		// through the callers, without them.
+		Logger: logger.Discard,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("open %s database: %w", dialect, err)

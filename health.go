@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/authql/authql/auth"
+)
+
+const (
+	// readyPingTimeout bounds the database ping of one readiness check:
+	// load balancers probe every few seconds and give up after a few more.
+	readyPingTimeout = 2 * time.Second
+	// readyCacheFor is how long a check's answer is reused. /readyz needs
+	// no credentials, so without it anyone could turn a flood of probes
+	// into a flood of pings taking the database pool's connections.
+	readyCacheFor = time.Second
+)
+
+// readiness answers GET /readyz: 200 while this replica can serve, 503 with
+// the reason while it cannot, so that load balancers send to the others.
+type readiness struct {
+	db  *sql.DB
+	svc *auth.Service
+	log *slog.Logger
+
+	draining atomic.Bool
+
+	mu      sync.Mutex // held during a check: concurrent probes share it
+	checked time.Time
+	reason  string // "" when ready
+}
+
+func newReadiness(db *sql.DB, svc *auth.Service, log *slog.Logger) *readiness {
+	return &readiness{db: db, svc: svc, log: log}
+}
+
+// drain makes every later check answer 503 "shutting down": called as
+// shutdown begins, so that load balancers stop sending before the listener
+// closes.
+func (rd *readiness) drain() { rd.draining.Store(true) }
+
+func (rd *readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if reason := rd.check(r.Context()); reason != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, reason+"\n")
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// check returns why the replica is not ready, or "" when it is. The reasons
+// are fixed phrases: the database driver's error names hosts and users, so
+// it goes to the log, not to an unauthenticated caller.
+func (rd *readiness) check(ctx context.Context) string {
+	if rd.draining.Load() {
+		return "shutting down"
+	}
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if !rd.checked.IsZero() && time.Since(rd.checked) < readyCacheFor {
+		return rd.reason
+	}
+	// Not the probe's own context: an answer cached for the others must
+	// not be a probe's impatience.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readyPingTimeout)
+	defer cancel()
+	switch err := rd.db.PingContext(ctx); {
+	case err != nil:
+		rd.log.WarnContext(ctx, "not ready: database unreachable", "err", err)
+		rd.reason = "database unreachable"
+	case rd.svc.SyncRefusing():
+		// The listener has been cut off from the other replicas past
+		// AUTH_SYNC_TIMEOUT: every access token is refused until it is
+		// back. Not ready earlier: within the timeout tokens are still
+		// served correctly, and a reconnection blip should not flap.
+		rd.reason = "out of sync with the other replicas"
+	default:
+		rd.reason = ""
+	}
+	rd.checked = time.Now()
+	return rd.reason
+}
+
+// shutdown stops the servers once the process is told to stop. Readiness
+// fails first, and the servers keep serving for delay, so that load
+// balancers probing /readyz stop sending here; then the listeners close
+// (new connections are refused), idle connections close, and requests in
+// flight get up to timeout to finish. Past it their connections are closed
+// and shutdown reports it. serveErr is the main server's Serve result.
+func shutdown(ready *readiness, servers []*http.Server, serveErr <-chan error, delay, timeout time.Duration, log *slog.Logger) error {
+	ready.drain()
+	if delay > 0 {
+		log.Info("shutting down: not ready, still serving", "delay", delay.String())
+		select {
+		case err := <-serveErr:
+			return err
+		case <-time.After(delay):
+		}
+	}
+	log.Info("shutting down: finishing the requests in flight", "timeout", timeout.String())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var err error
+	for i, srv := range servers {
+		if serr := srv.Shutdown(ctx); serr != nil {
+			srv.Close()
+			if i == 0 {
+				err = fmt.Errorf("shutdown: requests still in flight after AUTH_SHUTDOWN_TIMEOUT (%s) were cut off", timeout)
+			}
+		}
+	}
+	if serr := <-serveErr; !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	return err
+}

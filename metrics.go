@@ -1,0 +1,117 @@
+package main
+
+import (
+	"database/sql"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/authql/authql/auth"
+)
+
+// metrics are the Prometheus metrics of one server. They live in a registry
+// of their own rather than the global default one, so that tests can run
+// many servers in one process, each with its own figures.
+type metrics struct {
+	reg        *prometheus.Registry
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	authEvents *prometheus.CounterVec
+	hashWait   prometheus.Histogram
+}
+
+// requestBuckets run from half a millisecond (a me answered from memory)
+// to 10 s (a login queued behind a flood).
+var requestBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// hashWaitBuckets: most hashes wait 0 (the first bucket); AUTH_HASH_WAIT is
+// 1 s by default and at most 1 m.
+var hashWaitBuckets = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// newMetrics returns the metrics with the Go runtime's and the process's.
+// The database's and the service's are added by watch, once they exist.
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authql_graphql_requests_total",
+			Help: "GraphQL requests by operation (root fields, or invalid) and outcome (ok or the first error's code).",
+		}, []string{"operation", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "authql_graphql_request_duration_seconds",
+			Help:    "Time from a GraphQL request's arrival to its answer, body reading included, by operation and outcome.",
+			Buckets: requestBuckets,
+		}, []string{"operation", "outcome"}),
+		authEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authql_auth_events_total",
+			Help: "Audited authentication events by type (LOGIN, REFRESH, ...) and outcome (SUCCESS, FAILURE).",
+		}, []string{"type", "outcome"}),
+		hashWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "authql_password_hash_wait_seconds",
+			Help:    "Time a password hash waited for a worker, including waits that ended in RATE_LIMITED (AUTH_HASH_WAIT).",
+			Buckets: hashWaitBuckets,
+		}),
+	}
+	m.reg.MustRegister(
+		m.requests, m.duration, m.authEvents, m.hashWait,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+var _ auth.Observer = (*metrics)(nil)
+
+// AuthEvent counts one audited event. Both labels are names of fixed
+// enums (models.AuditEventType, models.AuditOutcome), never user input.
+func (m *metrics) AuthEvent(typ, outcome string) {
+	m.authEvents.WithLabelValues(typ, outcome).Inc()
+}
+
+// HashWait records how long a password hash waited for a worker.
+func (m *metrics) HashWait(d time.Duration) { m.hashWait.Observe(d.Seconds()) }
+
+// watch adds the metrics read from the database pool and from svc when
+// scraped.
+func (m *metrics) watch(db *sql.DB, svc *auth.Service) {
+	m.reg.MustRegister(
+		collectors.NewDBStatsCollector(db, "authql"),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_revoked_sessions",
+			Help: "Revoked session and token ids held in memory until the access tokens they match expire.",
+		}, func() float64 { return float64(svc.RevokedCount()) }),
+	)
+}
+
+// request records one GraphQL request.
+func (m *metrics) request(operation, outcome string, d time.Duration) {
+	m.requests.WithLabelValues(operation, outcome).Inc()
+	m.duration.WithLabelValues(operation, outcome).Observe(d.Seconds())
+}
+
+// handler serves the metrics in Prometheus's text format.
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// serve serves the metrics alone on a listener of their own at addr
+// (AUTH_METRICS_ADDR), which operators keep off the public network.
+func (m *metrics) serve(addr string, errorLog *log.Logger, stdout io.Writer) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("AUTH_METRICS_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+	fmt.Fprintf(stdout, "authql metrics on http://%s/metrics\n", ln.Addr())
+	go srv.Serve(ln)
+	return srv, nil
+}

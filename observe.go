@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/authql/authql/graph"
+	"github.com/authql/authql/models"
+)
+
+// newLogger returns the server's logger: JSON lines, or text when format
+// is "text" or is "" and w is a terminal (a person reading). Whatever is
+// logged with a request's context carries that request's id.
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if format == "text" || (format == "" && isTerminal(w)) {
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(requestIDHandler{h})
+}
+
+// isTerminal reports whether w is a terminal; a writer that is not a file
+// (a pipe in a test, a buffer) is not.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// requestIDHandler adds the request id to every record logged with a
+// request's context (the error presenter's internal errors, auth's
+// warnings), so that they can be matched with the request's line.
+type requestIDHandler struct{ slog.Handler }
+
+func (h requestIDHandler) Handle(ctx context.Context, r slog.Record) error {
+	if info := graph.RequestInfoFrom(ctx); info != nil {
+		r.AddAttrs(slog.String("request_id", info.ID))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h requestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return requestIDHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h requestIDHandler) WithGroup(name string) slog.Handler {
+	return requestIDHandler{h.Handler.WithGroup(name)}
+}
+
+// requestIDHeader names the request id in requests (from a proxy or the
+// client) and in responses.
+const requestIDHeader = "X-Request-ID"
+
+// requestID returns the request id sent in h when it is sane (1 to 128
+// characters of [A-Za-z0-9._-]: nothing a log reader could mistake for
+// something else), or a new random one.
+func requestID(h http.Header) string {
+	if id := h.Get(requestIDHeader); id != "" && len(id) <= 128 {
+		sane := true
+		for _, c := range []byte(id) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+				sane = false
+				break
+			}
+		}
+		if sane {
+			return id
+		}
+	}
+	return rand.Text()
+}
+
+// probes are the paths load balancers and Prometheus poll every few
+// seconds: their lines are logged at debug level only, so as not to drown
+// the requests of users.
+var probes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// observe wraps the whole HTTP surface: it gives each request an id (echoed
+// in X-Request-ID), logs one line per request when it is answered, and
+// records the GraphQL requests' metrics (m may be nil).
+//
+// The line holds the request's method, path, status, size, duration, the
+// operation (root fields) and its name, the user id and the outcome: never a
+// header, the query string, the body or the variables, which carry
+// passwords and tokens.
+func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &graph.RequestInfo{ID: requestID(r.Header)}
+		w.Header().Set(requestIDHeader, info.ID)
+		rec := &recorder{ResponseWriter: w}
+		ctx := graph.WithRequestInfo(r.Context(), info)
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		d := time.Since(start)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+
+		if info.Operation == "" && r.Method == http.MethodPost && r.URL.Path == "/query" {
+			// Refused before reaching the GraphQL handler (limitBody).
+			info.Operation = graph.OperationInvalid
+			info.Outcome = "error"
+			if rec.status == http.StatusRequestEntityTooLarge {
+				info.Outcome = "PAYLOAD_TOO_LARGE"
+			}
+		}
+		if m != nil && info.Operation != "" {
+			m.request(info.Operation, info.Outcome, d)
+		}
+
+		level := slog.LevelInfo
+		switch {
+		case probes[r.URL.Path]:
+			// Even a 503 from /readyz: readiness logs why itself, at
+			// most once a second.
+			level = slog.LevelDebug
+		case rec.status >= 500 || info.Outcome == models.Internal:
+			level = slog.LevelError
+		}
+		if !log.Enabled(ctx, level) {
+			return
+		}
+		outcome := info.Outcome
+		if outcome == "" {
+			outcome = "ok"
+			if rec.status >= 400 {
+				outcome = "error"
+			}
+		}
+		path := r.URL.Path
+		path = path[:min(len(path), 256)]
+		// request_id is added by requestIDHandler, from ctx.
+		log.LogAttrs(ctx, level, "request",
+			slog.String("method", r.Method),
+			slog.String("path", path),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+			slog.String("operation", info.Operation),
+			slog.String("operation_name", info.Name),
+			slog.String("user_id", info.UserID),
+			slog.String("outcome", outcome),
+		)
+	})
+}
+
+// recorder is a ResponseWriter that notes the status and size of the
+// answer.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (rec *recorder) WriteHeader(code int) {
+	if rec.status == 0 && code >= 200 {
+		rec.status = code
+	}
+	rec.ResponseWriter.WriteHeader(code)
+}
+
+func (rec *recorder) Write(b []byte) (int, error) {
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	n, err := rec.ResponseWriter.Write(b)
+	rec.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
