@@ -55,7 +55,6 @@ type testServer struct {
 	DB      *gorm.DB
 	Svc     *auth.Service
 	Clock   *clock
-	Metrics *metrics // the server's registry, its Observer's too
 }
 
 // testConfig is what a test server is built from: the service's
@@ -136,7 +135,7 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	h := newServer(cfg.HTTP, svc, log, m, newReadiness(sqlDB, svc, log))
 	hs := httptest.NewServer(h)
 	tb.Cleanup(hs.Close)
-	return &testServer{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c, Metrics: m}
+	return &testServer{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c}
 }
 
 // gqlError is one GraphQL error of a response.
