@@ -12,7 +12,7 @@ import (
 	"gorm.io/gorm/clause"
 )
 
-// defaultRoles are seeded by Migrate. Seeding never removes a permission an
+// defaultRoles are seeded by Migrate (see seedRoles). Seeding never removes a permission an
 // operator added, and never re-adds one an operator removed from a role
 // that already existed.
 var defaultRoles = map[string][]string{
@@ -20,13 +20,11 @@ var defaultRoles = map[string][]string{
 	RoleUser:  {},
 }
 
-// Migrate creates or updates the tables and seeds the built-in roles.
-func Migrate(ctx context.Context, db *gorm.DB) (err error) {
-	defer Wrap(&err, "Migrate")
-	db = db.WithContext(ctx)
-	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}, &SigningKey{}, &RateLimit{}); err != nil {
-		return err
-	}
+// seedRoles creates the built-in roles that do not exist, publishing
+// EventRolesChanged if it created one. It runs after every migration, so
+// that new databases and upgraded ones alike have them.
+func seedRoles(db *gorm.DB) (err error) {
+	defer Wrap(&err, "seedRoles")
 	return db.Transaction(func(tx *gorm.DB) error {
 		created := false
 		for name, perms := range defaultRoles {
