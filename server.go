@@ -30,7 +30,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "authql: %v\n", err)
 		os.Exit(1)
 	}
@@ -43,7 +43,14 @@ const purgeInterval = 10 * time.Minute
 const usage = `Usage:
   authql [serve]              serve the GraphQL API: POST /query, playground at GET /,
                               public keys at GET /.well-known/jwks.json
+  authql migrate              apply the database migrations and exit
+  authql user add [flags]     add a user (see authql user --help)
+  authql user roles [flags]   set a user's roles
   authql keys rotate [flags]  add a new signing key (see authql keys --help)
+  authql health [flags]       exit 0 if the local server is ready (for container health checks)
+  authql version              print the version and build information
+
+Each command takes --help. All read the configuration below.
 
 ` + configHelp
 
@@ -69,7 +76,7 @@ set a new secret and restart.
 // run runs the authql command that args name (serve when none) until ctx
 // is done. It takes the process's environment as arguments so that tests
 // can run whole servers and commands in-process.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd, rest := "serve", args
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, rest = args[0], args[1:]
@@ -79,6 +86,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		return keysCommand(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return migrateCommand(ctx, rest, getenv, stdout, stderr)
+	case "user":
+		return userCommand(ctx, rest, getenv, stdin, stdout, stderr)
+	case "health":
+		return healthCommand(ctx, rest, getenv, stdout)
+	case "version":
+		return versionCommand(rest, stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -95,9 +110,9 @@ func isHelp(a string) bool {
 	return false
 }
 
-// openDB opens and migrates the configured database; the returned function
-// closes it.
-func openDB(ctx context.Context, cfg config) (*gorm.DB, models.Dialect, func(), error) {
+// openDB opens the configured database and migrates it (see prepareSchema);
+// the returned function closes it.
+func openDB(ctx context.Context, cfg config, log *slog.Logger) (*gorm.DB, models.Dialect, func(), error) {
 	db, dialect, err := models.Open(cfg.DatabaseURL, cfg.DB)
 	if err != nil {
 		return nil, "", nil, err
@@ -107,7 +122,7 @@ func openDB(ctx context.Context, cfg config) (*gorm.DB, models.Dialect, func(), 
 			sqlDB.Close()
 		}
 	}
-	if err := models.Migrate(ctx, db); err != nil {
+	if err := prepareSchema(ctx, db, cfg.AutoMigrate, log); err != nil {
 		closeDB()
 		return nil, "", nil, err
 	}
@@ -148,12 +163,12 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 	case cfg.JWTSecret != nil:
 		return errors.New("keys rotate: AUTH_JWT_SECRET is set, so the signing key is that secret: to rotate, set a new secret and restart the servers")
 	}
-	db, _, closeDB, err := openDB(ctx, cfg)
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	db, _, closeDB, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: cfg.JWTAlg}, *activateIn, time.Now, log)
 	if err != nil {
 		return fmt.Errorf("keys rotate: %w", err)
@@ -177,33 +192,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	db, dialect, closeDB, err := openDB(ctx, cfg)
+	db, dialect, closeDB, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, auth.Config{
-		Issuer:         cfg.Issuer,
-		Audience:       cfg.Audience,
-		AccessTTL:      cfg.AccessTTL,
-		RefreshTTL:     cfg.RefreshTTL,
-		ReuseInterval:  cfg.ReuseInterval,
-		Signup:         cfg.Signup,
-		Argon2:         cfg.Argon2,
-		JWTAlg:         cfg.JWTAlg,
-		JWTPrivateKey:  cfg.JWTPrivateKey,
-		Limits:         cfg.Limits,
-		TrustedProxies: cfg.TrustedProxies,
-		HashWorkers:    cfg.HashWorkers,
-		HashWait:       cfg.HashWait,
-		UserCacheSize:  cfg.UserCacheSize,
-		SyncTimeout:    cfg.SyncTimeout,
-
-		// Browser sessions: the refresh cookie, CSRF and CORS.
-		RefreshCookie:  cfg.RefreshCookie,
-		CookieInsecure: cfg.CookieInsecure,
-		AllowedOrigins: cfg.CORSOrigins,
-	}, log)
+	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, authConfig(cfg), log)
 	if err != nil {
 		return err
 	}
@@ -258,6 +252,33 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	return nil
+}
+
+// authConfig is the auth service's configuration, for serve and for the
+// commands that act through the service.
+func authConfig(cfg config) auth.Config {
+	return auth.Config{
+		Issuer:         cfg.Issuer,
+		Audience:       cfg.Audience,
+		AccessTTL:      cfg.AccessTTL,
+		RefreshTTL:     cfg.RefreshTTL,
+		ReuseInterval:  cfg.ReuseInterval,
+		Signup:         cfg.Signup,
+		Argon2:         cfg.Argon2,
+		JWTAlg:         cfg.JWTAlg,
+		JWTPrivateKey:  cfg.JWTPrivateKey,
+		Limits:         cfg.Limits,
+		TrustedProxies: cfg.TrustedProxies,
+		HashWorkers:    cfg.HashWorkers,
+		HashWait:       cfg.HashWait,
+		UserCacheSize:  cfg.UserCacheSize,
+		SyncTimeout:    cfg.SyncTimeout,
+
+		// Browser sessions: the refresh cookie, CSRF and CORS.
+		RefreshCookie:  cfg.RefreshCookie,
+		CookieInsecure: cfg.CookieInsecure,
+		AllowedOrigins: cfg.CORSOrigins,
+	}
 }
 
 // newServer returns the whole HTTP surface of authql.

@@ -54,7 +54,7 @@ func startRun(t *testing.T, env map[string]string) (string, func() error) {
 	addr := make(chan string, 1)
 	out := &addrWriter{addr: addr}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, nil, out, io.Discard) }()
 	var stopped bool
 	stop := func() error {
 		if stopped {
@@ -209,7 +209,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 			// A configuration wrongly accepted would serve until the deadline.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			err := run(ctx, nil, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			err := run(ctx, nil, func(k string) string { return tt.env[k] }, nil, io.Discard, io.Discard)
 			if err == nil {
 				t.Fatal("run accepted the configuration")
 			}
