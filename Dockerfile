@@ -17,7 +17,10 @@ RUN go mod download
 COPY . .
 # The SQLite driver (glebarez/sqlite, modernc.org/sqlite) is pure Go, so the
 # binary needs no libc and runs on distroless/static.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/authql .
+# VERSION is what authql version prints (docker build --build-arg
+# VERSION=v1.2.3); without it, the module version Go records.
+ARG VERSION=
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/authql .
 
 # The final image has no shell to mkdir or chown with, so the data directory
 # is made here. 65532 is distroless's nonroot user and group.
