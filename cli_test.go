@@ -70,6 +70,21 @@ func TestCLIHelp(t *testing.T) {
 	}
 }
 
+func TestLoadConfigAutoMigrate(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  bool
+	}{{"", true}, {"true", true}, {"false", false}, {" FALSE ", false}, {"0", false}} {
+		c, err := loadConfig(func(k string) string { return map[string]string{"AUTH_AUTO_MIGRATE": tc.value}[k] })
+		if err != nil || c.AutoMigrate != tc.want {
+			t.Errorf("AUTH_AUTO_MIGRATE=%q: %v, %v; want %v", tc.value, c.AutoMigrate, err, tc.want)
+		}
+	}
+	if _, err := loadConfig(func(k string) string { return map[string]string{"AUTH_AUTO_MIGRATE": "never"}[k] }); err == nil || !strings.Contains(err.Error(), "AUTH_AUTO_MIGRATE") {
+		t.Errorf("AUTH_AUTO_MIGRATE=never: %v, want an error naming the variable", err)
+	}
+}
+
 func TestCLIVersion(t *testing.T) {
 	out := runCLI(t, nil, "", "version").ok(t)
 	if !strings.HasPrefix(out, "authql ") || !strings.Contains(out, "module github.com/authql/authql") || !strings.Contains(out, "go "+runtime.Version()) {

@@ -182,24 +182,25 @@ func ApplyMigrations(ctx context.Context, db *gorm.DB) (_ SchemaStatus, err erro
 		if status, err = schemaStatus(tx); err != nil {
 			return err
 		}
-		if len(status.Pending) == 0 {
-			return nil
+		if len(status.Pending) > 0 {
+			// The options are built here, not shared: gormigrate.New keeps
+			// a pointer to them.
+			m := gormigrate.New(tx, &gormigrate.Options{
+				TableName:    migrationsTable,
+				IDColumnName: "id",
+				IDColumnSize: 255,
+				// tx is the transaction: gormigrate must not open its own.
+				UseTransaction: false,
+			}, migrations)
+			if err := m.Migrate(); err != nil {
+				return err
+			}
 		}
-		// The options are built here, not shared: gormigrate.New keeps a
-		// pointer to them.
-		m := gormigrate.New(tx, &gormigrate.Options{
-			TableName:    migrationsTable,
-			IDColumnName: "id",
-			IDColumnSize: 255,
-			// tx is the transaction: gormigrate must not open its own.
-			UseTransaction: false,
-		}, migrations)
-		return m.Migrate()
+		// Under the lock too: concurrent seedings could deadlock each
+		// other on the rows they both insert.
+		return seedRoles(tx)
 	})
-	if err != nil {
-		return status, err
-	}
-	return status, seedRoles(db.WithContext(ctx))
+	return status, err
 }
 
 // inMigrationTx runs f in one transaction holding the database's migration
@@ -251,10 +252,16 @@ func inMigrationTx(ctx context.Context, db *gorm.DB, f func(tx *gorm.DB) error) 
 			return fmt.Errorf("take the write lock: %w", err)
 		}
 		tx := &begunTx{conn: conn}
+		committed := false
+		defer func() {
+			if !committed { // f failed or panicked
+				tx.Rollback()
+			}
+		}()
 		if err := f(onConn(tx)); err != nil {
-			tx.Rollback()
 			return err
 		}
+		committed = true
 		return tx.Commit()
 	}
 
@@ -301,15 +308,14 @@ func (t *begunTx) QueryRowContext(ctx context.Context, query string, args ...any
 	return t.conn.QueryRowContext(ctx, query, args...)
 }
 
-func (t *begunTx) Commit() error {
-	_, err := t.conn.ExecContext(context.Background(), "COMMIT")
-	return err
-}
+// Commit and Rollback end the transaction. If that fails, the connection
+// is closed rather than returned to the pool still in the transaction.
+func (t *begunTx) Commit() error { return t.end("COMMIT") }
 
-// Rollback ends the transaction; if that fails, the connection is closed
-// rather than returned to the pool in a transaction.
-func (t *begunTx) Rollback() error {
-	_, err := t.conn.ExecContext(context.Background(), "ROLLBACK")
+func (t *begunTx) Rollback() error { return t.end("ROLLBACK") }
+
+func (t *begunTx) end(stmt string) error {
+	_, err := t.conn.ExecContext(context.Background(), stmt)
 	if err != nil {
 		t.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}

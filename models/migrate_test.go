@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-gormigrate/gormigrate/v2"
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/internal/testdb"
@@ -347,6 +348,34 @@ func TestSchemaUnknownMigration(t *testing.T) {
 		if err != nil || len(st.Pending) != 0 || !slices.Equal(st.Unknown, []string{"209912310001_from_the_future"}) {
 			t.Errorf("ApplyMigrations = %+v, %v; want nothing pending and the future migration unknown", st, err)
 		}
+	})
+}
+
+// TestMigrateFailureChangesNothing: a migration that fails undoes the
+// whole run, earlier migrations of it included, and the next run applies
+// them all.
+func TestMigrateFailureChangesNothing(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		db := mustOpen(t, dsn)
+		ctx := context.Background()
+		restore := models.AppendMigration(&gormigrate.Migration{ID: "209912310001_fails", Migrate: func(tx *gorm.DB) error {
+			if err := tx.Exec(`CREATE TABLE half_done (id integer)`).Error; err != nil {
+				return err
+			}
+			return tx.Exec(`INSERT INTO no_such_table VALUES (1)`).Error
+		}})
+		_, err := models.ApplyMigrations(ctx, db)
+		restore()
+		if err == nil {
+			t.Fatal("ApplyMigrations with a failing migration succeeded")
+		}
+		if tables, _ := db.Migrator().GetTables(); len(tables) != 0 {
+			t.Errorf("tables after the failed run: %q, want none", tables)
+		}
+		if err := models.Migrate(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		checkHead(t, db)
 	})
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,13 +23,17 @@ var defaultRoles = map[string][]string{
 }
 
 // seedRoles creates the built-in roles that do not exist, publishing
-// EventRolesChanged if it created one. It runs after every migration, so
-// that new databases and upgraded ones alike have them.
+// EventRolesChanged if it created one. ApplyMigrations runs it after the
+// migrations, under their lock, so that new databases and upgraded ones
+// alike have the roles.
 func seedRoles(db *gorm.DB) (err error) {
 	defer Wrap(&err, "seedRoles")
 	return db.Transaction(func(tx *gorm.DB) error {
 		created := false
-		for name, perms := range defaultRoles {
+		// In one order everywhere: two transactions inserting the same
+		// rows in different orders can deadlock.
+		for _, name := range slices.Sorted(maps.Keys(defaultRoles)) {
+			perms := defaultRoles[name]
 			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&Role{Name: name})
 			if res.Error != nil {
 				return res.Error
