@@ -33,7 +33,8 @@ var migrations = []*gormigrate.Migration{
 const migrationsTable = "schema_migrations"
 
 // migrateLockKey is the PostgreSQL advisory lock that serializes
-// migrations of one database: the first 8 bytes of sha256("authql migrate").
+// migrations of one database. The value is arbitrary but must never change:
+// servers of different versions starting together must take the same lock.
 const migrateLockKey int64 = 0x2f6b_64c1_8e0a_53d7
 
 // migrateInitial creates the schema of authql before versioned migrations:
