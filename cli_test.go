@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -308,4 +309,63 @@ func openTestDB(t *testing.T, dsn string) *gorm.DB {
 	sqlDB, _ := db.DB()
 	t.Cleanup(func() { sqlDB.Close() })
 	return db
+}
+
+// TestRunConcurrentStarts: servers started at the same moment on one new
+// database (replicas of a fresh deployment) all migrate it, or wait for
+// the one that does, and serve. On PostgreSQL they also all ensure the
+// same admin.
+func TestRunConcurrentStarts(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		env := map[string]string{"DATABASE_URL": dsn, "PORT": "0", "AUTH_ARGON2_MEMORY": "64", "AUTH_ARGON2_TIME": "1"}
+		pg := strings.HasPrefix(dsn, "postgres")
+		if pg {
+			// Not on SQLite, where concurrent writers can fail with
+			// SQLITE_BUSY: the driver ignores _txlock=immediate (see
+			// models.inMigrationTx), so CreateUser's transaction, which
+			// reads before it writes, does not wait for the write lock.
+			env["AUTH_ADMIN_EMAIL"], env["AUTH_ADMIN_PASSWORD"] = "root@example.com", "root-password"
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		const n = 3
+		addrs := make(chan string, n)
+		done := make(chan error, n)
+		for range n {
+			go func() {
+				out := &addrWriter{addr: addrs}
+				done <- run(ctx, nil, func(k string) string { return env[k] }, nil, out, io.Discard)
+			}()
+		}
+		running := n
+		defer func() {
+			cancel()
+			for range running {
+				<-done
+			}
+		}()
+		var urls []string
+		for range n {
+			select {
+			case url := <-addrs:
+				urls = append(urls, url)
+			case err := <-done:
+				running--
+				t.Fatalf("a server failed to start: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("the servers did not all start")
+			}
+		}
+		if st, err := models.Schema(context.Background(), openTestDB(t, dsn)); err != nil || len(st.Pending)+len(st.Unknown) != 0 {
+			t.Errorf("schema after the starts: %+v, %v; want at head", st, err)
+		}
+		for _, url := range urls {
+			if pg {
+				gql(t, url, "", `mutation { login(email: "root@example.com", password: "root-password") { accessToken } }`).OK(t)
+			} else if resp, err := http.Get(url + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s/healthz: %v", url, err)
+			} else {
+				resp.Body.Close()
+			}
+		}
+	})
 }
