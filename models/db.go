@@ -52,12 +52,7 @@ func ParseDSN(dsn string) (Dialect, string, error) {
 	// SQLITE_BUSY; then WAL, so readers never block the writer; then foreign
 	// keys, which SQLite leaves off unless asked on every connection.
 	q["_pragma"] = append([]string{"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)", "foreign_keys(1)"}, q["_pragma"]...)
-	// Every transaction here writes; taking the write lock at BEGIN makes a
-	// concurrent writer wait on busy_timeout instead of failing with
-	// SQLITE_BUSY when a read lock cannot be upgraded.
-	if q.Get("_txlock") == "" {
-		q.Set("_txlock", "immediate")
-	}
+	// Transactions begin IMMEDIATE: see immediateDriver.
 	// One sortable text format for times, always written in UTC (see Now).
 	q.Set("_time_format", "sqlite")
 	return SQLite, path + "?" + q.Encode(), nil
@@ -134,7 +129,7 @@ func Open(dsn string, opts Options) (*gorm.DB, Dialect, error) {
 	case Postgres:
 		d = postgres.Open(driverDSN)
 	case SQLite:
-		d = sqlite.Open(driverDSN)
+		d = &sqlite.Dialector{DriverName: sqliteDriver, DSN: driverDSN}
 	}
 	db, err := gorm.Open(d, &gorm.Config{
 		// Duplicate keys surface as gorm.ErrDuplicatedKey on both databases.
