@@ -313,18 +313,20 @@ func openTestDB(t *testing.T, dsn string) *gorm.DB {
 
 // TestRunConcurrentStarts: servers started at the same moment on one new
 // database (replicas of a fresh deployment) all migrate it, or wait for
-// the one that does, and serve. On PostgreSQL they also all ensure the
-// same admin.
+// the one that does, ensure the same admin, and serve.
 func TestRunConcurrentStarts(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		env := map[string]string{"DATABASE_URL": dsn, "PORT": "0", "AUTH_ARGON2_MEMORY": "64", "AUTH_ARGON2_TIME": "1"}
-		pg := strings.HasPrefix(dsn, "postgres")
-		if pg {
-			// Not on SQLite, where concurrent writers can fail with
-			// SQLITE_BUSY: the driver ignores _txlock=immediate (see
-			// models.inMigrationTx), so CreateUser's transaction, which
-			// reads before it writes, does not wait for the write lock.
-			env["AUTH_ADMIN_EMAIL"], env["AUTH_ADMIN_PASSWORD"] = "root@example.com", "root-password"
+		env := map[string]string{
+			"DATABASE_URL": dsn, "PORT": "0", "AUTH_ARGON2_MEMORY": "64", "AUTH_ARGON2_TIME": "1",
+			"AUTH_ADMIN_EMAIL": "root@example.com", "AUTH_ADMIN_PASSWORD": "root-password",
+		}
+		if strings.HasPrefix(dsn, "sqlite") {
+			// The file exists, in WAL mode, before the servers open it:
+			// SQLite can refuse the switch to WAL with SQLITE_BUSY, busy
+			// timeout or not, to one of several connections creating the
+			// same file at once (about once in 500 runs of this test).
+			sqlDB, _ := openTestDB(t, dsn).DB()
+			sqlDB.Close()
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		const n = 3
@@ -359,13 +361,7 @@ func TestRunConcurrentStarts(t *testing.T) {
 			t.Errorf("schema after the starts: %+v, %v; want at head", st, err)
 		}
 		for _, url := range urls {
-			if pg {
-				gql(t, url, "", `mutation { login(email: "root@example.com", password: "root-password") { accessToken } }`).OK(t)
-			} else if resp, err := http.Get(url + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
-				t.Errorf("GET %s/healthz: %v", url, err)
-			} else {
-				resp.Body.Close()
-			}
+			gql(t, url, "", `mutation { login(email: "root@example.com", password: "root-password") { accessToken } }`).OK(t)
 		}
 	})
 }

@@ -2,7 +2,6 @@ package models
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"slices"
@@ -223,14 +222,15 @@ func ApplyMigrations(ctx context.Context, db *gorm.DB) (_ SchemaStatus, err erro
 // lock held. If the process dies, its connection closes and PostgreSQL
 // releases the lock, so a crash cannot leave the database locked.
 //
-// On SQLite the lock is the database's own write lock, taken at once by
-// BEGIN IMMEDIATE (waiting up to busy_timeout for any other writer, in this
-// process or another) and held until the transaction ends. It is begun by
-// hand: the driver ignores ParseDSN's _txlock=immediate when _time_format
-// is set too, and a deferred transaction that read the schema before
-// another process changed it fails with SQLITE_BUSY instead of waiting.
+// On SQLite the lock is the database's own write lock, which the
+// transaction takes at BEGIN (see immediateDriver), waiting up to
+// busy_timeout for any other writer, in this process or another, and
+// holds until it ends.
 func inMigrationTx(ctx context.Context, db *gorm.DB, f func(tx *gorm.DB) error) error {
 	db = db.WithContext(ctx)
+	if db.Dialector.Name() != string(Postgres) {
+		return db.Transaction(f)
+	}
 	sqlDB, err := db.DB()
 	if err != nil {
 		return err
@@ -240,32 +240,6 @@ func inMigrationTx(ctx context.Context, db *gorm.DB, f func(tx *gorm.DB) error) 
 		return err
 	}
 	defer conn.Close()
-	// A session on conn alone (a new session, not the bare statement, so
-	// that f's queries do not accumulate conditions on one statement).
-	onConn := func(pool gorm.ConnPool) *gorm.DB {
-		s := db.Session(&gorm.Session{Context: ctx, NewDB: true})
-		s.Statement.ConnPool = pool
-		return s
-	}
-
-	if db.Dialector.Name() != string(Postgres) {
-		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-			return fmt.Errorf("take the write lock: %w", err)
-		}
-		tx := &begunTx{conn: conn}
-		committed := false
-		defer func() {
-			if !committed { // f failed or panicked
-				tx.Rollback()
-			}
-		}()
-		if err := f(onConn(tx)); err != nil {
-			return err
-		}
-		committed = true
-		return tx.Commit()
-	}
-
 	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
 		return fmt.Errorf("take the migration lock: %w", err)
 	}
@@ -279,46 +253,9 @@ func inMigrationTx(ctx context.Context, db *gorm.DB, f func(tx *gorm.DB) error) 
 			conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
 	}()
-	return onConn(conn).Transaction(f)
-}
-
-// begunTx is a connection in a transaction begun by hand. It is a
-// gorm.ConnPool without BeginTx and a gorm.TxCommitter, as *sql.Tx is, so
-// that GORM runs its own transactions inside it as savepoints rather than
-// try to begin another.
-type begunTx struct{ conn *sql.Conn }
-
-var (
-	_ gorm.ConnPool    = (*begunTx)(nil)
-	_ gorm.TxCommitter = (*begunTx)(nil)
-)
-
-func (t *begunTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	return t.conn.PrepareContext(ctx, query)
-}
-
-func (t *begunTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.conn.ExecContext(ctx, query, args...)
-}
-
-func (t *begunTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.conn.QueryContext(ctx, query, args...)
-}
-
-func (t *begunTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.conn.QueryRowContext(ctx, query, args...)
-}
-
-// Commit and Rollback end the transaction. If that fails, the connection
-// is closed rather than returned to the pool still in the transaction.
-func (t *begunTx) Commit() error { return t.end("COMMIT") }
-
-func (t *begunTx) Rollback() error { return t.end("ROLLBACK") }
-
-func (t *begunTx) end(stmt string) error {
-	_, err := t.conn.ExecContext(context.Background(), stmt)
-	if err != nil {
-		t.conn.Raw(func(any) error { return driver.ErrBadConn })
-	}
-	return err
+	// A session on conn alone (a new session, not the bare statement, so
+	// that f's queries do not accumulate conditions on one statement).
+	onConn := db.Session(&gorm.Session{Context: ctx, NewDB: true})
+	onConn.Statement.ConnPool = conn
+	return onConn.Transaction(f)
 }
