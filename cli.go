@@ -323,7 +323,7 @@ func commandError(cmd string, err error) error {
 func healthCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	// PORT alone, not the whole configuration: a health check runs every
 	// few seconds and needs nothing else (such as reading a key file).
-	port := getenv("PORT")
+	port := strings.TrimSpace(getenv("PORT"))
 	if port == "" {
 		port = defaultConfig().Port
 	}

@@ -24,6 +24,12 @@ import (
 // Migrations declare the structs they need themselves rather than using
 // the live ones of models.go: those describe the schema at head and will
 // change, which would silently change what an old migration does.
+//
+// A migration must keep the previous version of authql working on the
+// migrated schema (add tables, nullable or defaulted columns, indexes;
+// drop or rename only what the previous version no longer uses): during a
+// rolling upgrade old servers run on it, warned but not stopped (see
+// SchemaStatus.Unknown).
 var migrations = []*gormigrate.Migration{
 	{ID: "202611230001_initial", Migrate: migrateInitial},
 }
