@@ -176,7 +176,7 @@ func TestAuditLog(t *testing.T) {
 		// The CLI, with no Service: the key store records it.
 		var out bytes.Buffer
 		env := map[string]string{"DATABASE_URL": dsn, "AUTH_JWT_ALG": "EdDSA"}
-		if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, nil, &out, io.Discard); err != nil {
 			t.Fatal(err)
 		}
 		rotatedKID := strings.TrimSpace(out.String())

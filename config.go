@@ -47,6 +47,9 @@ type config struct {
 	// DB sizes the database connection pool; zero fields take models'
 	// defaults for the dialect.
 	DB models.Options
+	// AutoMigrate applies pending migrations at start; false only checks
+	// that there are none (AUTH_AUTO_MIGRATE).
+	AutoMigrate bool
 
 	// SyncTimeout is how long a replica that lost its listening connection
 	// to PostgreSQL keeps accepting access tokens (see auth.Listener).
@@ -89,6 +92,8 @@ const configHelp = `Configuration (environment variables):
                                 AUTH_DB_MAX_CONNS (default AUTH_DB_MAX_CONNS)
   AUTH_DB_CONN_MAX_LIFETIME     close and redial a connection this old, at least 1m
                                 (default 30m)
+  AUTH_AUTO_MIGRATE             false: serve and the other commands do not migrate the database
+                                but refuse to start unless authql migrate has (default true)
   AUTH_JWT_SECRET               HS256 secret, at least 32 bytes (default: generated
                                 on first start and kept in the database)
   AUTH_JWT_ALG                  access token algorithm: HS256, EdDSA (Ed25519) or
@@ -161,6 +166,7 @@ func defaultConfig() config {
 	return config{
 		Port:          "8080",
 		DatabaseURL:   "authql.db",
+		AutoMigrate:   true,
 		AccessTTL:     15 * time.Minute,
 		RefreshTTL:    720 * time.Hour,
 		ReuseInterval: 10 * time.Second,
@@ -380,6 +386,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("AUTH_EXAMPLE_UI", "true is for trying authql and is refused with AUTH_ENV=production: it serves a demo page and allows the cookie to the server's own loopback origins")
 	}
 	boolean("AUTH_SIGNUP", &c.Signup)
+	boolean("AUTH_AUTO_MIGRATE", &c.AutoMigrate)
 	boolean("AUTH_INTROSPECTION", &c.Introspection)
 	boolean("AUTH_PLAYGROUND", &c.Playground)
 	var body int

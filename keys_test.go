@@ -384,7 +384,7 @@ func TestSecondInstanceLearnsRotation(t *testing.T) {
 
 		var out, errOut bytes.Buffer
 		env := map[string]string{"DATABASE_URL": dsn, "AUTH_JWT_ALG": "eddsa"}
-		if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, &out, &errOut); err != nil {
+		if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, nil, &out, &errOut); err != nil {
 			t.Fatalf("keys rotate: %v (stderr %s)", err, errOut.String())
 		}
 		newKID := strings.TrimSpace(out.String())
@@ -441,7 +441,7 @@ func TestRunKeysRotate(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"keys", "rotate"}, getenv, &out, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"keys", "rotate"}, getenv, nil, &out, io.Discard); err != nil {
 		t.Fatalf("keys rotate: %v", err)
 	}
 	newKID := strings.TrimSpace(out.String())
@@ -461,7 +461,7 @@ func TestRunKeysRotate(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := run(context.Background(), []string{"keys", "rotate", "--activate-in", "1h"}, getenv, &out, io.Discard); err != nil {
+	if err := run(context.Background(), []string{"keys", "rotate", "--activate-in", "1h"}, getenv, nil, &out, io.Discard); err != nil {
 		t.Fatalf("keys rotate --activate-in 1h: %v", err)
 	}
 	pending := strings.TrimSpace(out.String())
@@ -483,7 +483,7 @@ func TestRunKeyFile(t *testing.T) {
 	if k == nil || !bytes.Equal(publicKey(t, k).(ed25519.PublicKey), first.Public().(ed25519.PublicKey)) {
 		t.Fatalf("JWKS does not publish the file's public key under the token's kid")
 	}
-	if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, io.Discard, io.Discard); err == nil ||
+	if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, nil, io.Discard, io.Discard); err == nil ||
 		!strings.Contains(err.Error(), "replace the file") {
 		t.Errorf("keys rotate with a key file: err = %v, want a refusal saying to replace the file", err)
 	}
@@ -549,7 +549,7 @@ func TestRunRejectsBadKeyConfiguration(t *testing.T) {
 			tt.env["PORT"] = "0"
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			err := run(ctx, tt.args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			err := run(ctx, tt.args, func(k string) string { return tt.env[k] }, nil, io.Discard, io.Discard)
 			if err == nil {
 				t.Fatal("run accepted it")
 			}
@@ -576,7 +576,7 @@ func TestRunHelp(t *testing.T) {
 	} {
 		t.Run(strings.Join(tc.args, "_"), func(t *testing.T) {
 			var out bytes.Buffer
-			if err := run(context.Background(), tc.args, func(string) string { return "" }, &out, io.Discard); err != nil {
+			if err := run(context.Background(), tc.args, func(string) string { return "" }, nil, &out, io.Discard); err != nil {
 				t.Fatal(err)
 			}
 			for _, w := range tc.want {

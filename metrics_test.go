@@ -132,7 +132,7 @@ func TestMetricsConfig(t *testing.T) {
 			"AUTH_ARGON2_MEMORY": "64", "AUTH_ARGON2_TIME": "1"}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, io.Discard) }()
+		go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, nil, out, io.Discard) }()
 		defer func() {
 			cancel()
 			if err := <-done; err != nil {

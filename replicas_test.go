@@ -266,7 +266,7 @@ func TestReplicas(t *testing.T) {
 		a, b := c.start(t, nil), c.start(t, nil)
 		var out strings.Builder
 		env := maps.Clone(c.env)
-		if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		if err := run(context.Background(), []string{"keys", "rotate"}, func(k string) string { return env[k] }, nil, &out, io.Discard); err != nil {
 			t.Fatal(err)
 		}
 		kid := strings.TrimSpace(out.String())

@@ -33,7 +33,7 @@ func main() {
 	// The first signal starts a graceful shutdown; from then on signals
 	// have their default effect, so a second one stops the process at once.
 	context.AfterFunc(ctx, stop)
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "authql: %v\n", err)
 		os.Exit(1)
 	}
@@ -47,7 +47,14 @@ const usage = `Usage:
   authql [serve]              serve the GraphQL API: POST /query, playground at GET /,
                               public keys at GET /.well-known/jwks.json (and the
                               example frontend at /example/ with AUTH_EXAMPLE_UI=true)
+  authql migrate              apply the database migrations and exit
+  authql user add [flags]     add a user (see authql user --help)
+  authql user roles [flags]   set a user's roles
   authql keys rotate [flags]  add a new signing key (see authql keys --help)
+  authql health [flags]       exit 0 if the local server is ready (for container health checks)
+  authql version              print the version and build information
+
+Each command takes --help. All read the configuration below.
 
 ` + configHelp
 
@@ -73,7 +80,7 @@ set a new secret and restart.
 // run runs the authql command that args name (serve when none) until ctx
 // is done. It takes the process's environment as arguments so that tests
 // can run whole servers and commands in-process.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd, rest := "serve", args
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, rest = args[0], args[1:]
@@ -83,6 +90,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		return keysCommand(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return migrateCommand(ctx, rest, getenv, stdout, stderr)
+	case "user":
+		return userCommand(ctx, rest, getenv, stdin, stdout, stderr)
+	case "health":
+		return healthCommand(ctx, rest, getenv, stdout)
+	case "version":
+		return versionCommand(rest, stdout)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -99,9 +114,9 @@ func isHelp(a string) bool {
 	return false
 }
 
-// openDB opens and migrates the configured database; the returned function
-// closes it.
-func openDB(ctx context.Context, cfg config) (*gorm.DB, models.Dialect, func(), error) {
+// openDB opens the configured database and migrates it (see prepareSchema);
+// the returned function closes it.
+func openDB(ctx context.Context, cfg config, log *slog.Logger) (*gorm.DB, models.Dialect, func(), error) {
 	db, dialect, err := models.Open(cfg.DatabaseURL, cfg.DB)
 	if err != nil {
 		return nil, "", nil, err
@@ -111,7 +126,7 @@ func openDB(ctx context.Context, cfg config) (*gorm.DB, models.Dialect, func(), 
 			sqlDB.Close()
 		}
 	}
-	if err := models.Migrate(ctx, db); err != nil {
+	if err := prepareSchema(ctx, db, cfg.AutoMigrate, log); err != nil {
 		closeDB()
 		return nil, "", nil, err
 	}
@@ -152,12 +167,12 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 	case cfg.JWTSecret != nil:
 		return errors.New("keys rotate: AUTH_JWT_SECRET is set, so the signing key is that secret: to rotate, set a new secret and restart the servers")
 	}
-	db, _, closeDB, err := openDB(ctx, cfg)
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	db, _, closeDB, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: cfg.JWTAlg}, *activateIn, time.Now, log)
 	if err != nil {
 		return fmt.Errorf("keys rotate: %w", err)
@@ -192,7 +207,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		cfg.CORSOrigins = append(cfg.CORSOrigins, exampleOrigins(ln.Addr())...)
 	}
 
-	db, dialect, closeDB, err := openDB(ctx, cfg)
+	db, dialect, closeDB, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -201,31 +216,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, auth.Config{
-		Issuer:         cfg.Issuer,
-		Audience:       cfg.Audience,
-		AccessTTL:      cfg.AccessTTL,
-		RefreshTTL:     cfg.RefreshTTL,
-		ReuseInterval:  cfg.ReuseInterval,
-		Signup:         cfg.Signup,
-		Argon2:         cfg.Argon2,
-		JWTAlg:         cfg.JWTAlg,
-		JWTPrivateKey:  cfg.JWTPrivateKey,
-		Limits:         cfg.Limits,
-		TrustedProxies: cfg.TrustedProxies,
-		HashWorkers:    cfg.HashWorkers,
-		HashWait:       cfg.HashWait,
-		UserCacheSize:  cfg.UserCacheSize,
-		SyncTimeout:    cfg.SyncTimeout,
-		AuditRetention: cfg.AuditRetention,
-
-		// Browser sessions: the refresh cookie, CSRF and CORS.
-		RefreshCookie:  cfg.RefreshCookie,
-		CookieInsecure: cfg.CookieInsecure,
-		AllowedOrigins: cfg.CORSOrigins,
-
-		Observer: m,
-	}, log)
+	acfg := authConfig(cfg)
+	acfg.Observer = m
+	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, acfg, log)
 	if err != nil {
 		return err
 	}
@@ -294,6 +287,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case <-ctx.Done():
 	}
 	return shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, log)
+}
+
+// authConfig is the auth service's configuration, for serve and for the
+// commands that act through the service.
+func authConfig(cfg config) auth.Config {
+	return auth.Config{
+		Issuer:         cfg.Issuer,
+		Audience:       cfg.Audience,
+		AccessTTL:      cfg.AccessTTL,
+		RefreshTTL:     cfg.RefreshTTL,
+		ReuseInterval:  cfg.ReuseInterval,
+		Signup:         cfg.Signup,
+		Argon2:         cfg.Argon2,
+		JWTAlg:         cfg.JWTAlg,
+		JWTPrivateKey:  cfg.JWTPrivateKey,
+		Limits:         cfg.Limits,
+		TrustedProxies: cfg.TrustedProxies,
+		HashWorkers:    cfg.HashWorkers,
+		HashWait:       cfg.HashWait,
+		UserCacheSize:  cfg.UserCacheSize,
+		SyncTimeout:    cfg.SyncTimeout,
+		AuditRetention: cfg.AuditRetention,
+
+		// Browser sessions: the refresh cookie, CSRF and CORS.
+		RefreshCookie:  cfg.RefreshCookie,
+		CookieInsecure: cfg.CookieInsecure,
+		AllowedOrigins: cfg.CORSOrigins,
+	}
 }
 
 // newServer returns the whole HTTP surface of authql.

@@ -61,7 +61,7 @@ func startRunLogging(t *testing.T, env map[string]string, stderr io.Writer) (str
 	addr := make(chan string, 1)
 	out := &addrWriter{addr: addr}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, stderr) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, nil, out, stderr) }()
 	var stopped bool
 	stop := func() error {
 		if stopped {
@@ -225,7 +225,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 			// A configuration wrongly accepted would serve until the deadline.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			err := run(ctx, nil, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			err := run(ctx, nil, func(k string) string { return tt.env[k] }, nil, io.Discard, io.Discard)
 			if err == nil {
 				t.Fatal("run accepted the configuration")
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,7 +14,7 @@ import (
 	"gorm.io/gorm/clause"
 )
 
-// defaultRoles are seeded by Migrate. Seeding never removes a permission an
+// defaultRoles are seeded by Migrate (see seedRoles). Seeding never removes a permission an
 // operator added, and never re-adds one an operator removed from a role
 // that already existed.
 var defaultRoles = map[string][]string{
@@ -20,16 +22,18 @@ var defaultRoles = map[string][]string{
 	RoleUser:  {},
 }
 
-// Migrate creates or updates the tables and seeds the built-in roles.
-func Migrate(ctx context.Context, db *gorm.DB) (err error) {
-	defer Wrap(&err, "Migrate")
-	db = db.WithContext(ctx)
-	if err := db.AutoMigrate(&User{}, &Role{}, &Permission{}, &Session{}, &RefreshToken{}, &Revocation{}, &Setting{}, &SigningKey{}, &RateLimit{}, &AuditEvent{}); err != nil {
-		return err
-	}
+// seedRoles creates the built-in roles that do not exist, publishing
+// EventRolesChanged if it created one. ApplyMigrations runs it after the
+// migrations, under their lock, so that new databases and upgraded ones
+// alike have the roles.
+func seedRoles(db *gorm.DB) (err error) {
+	defer Wrap(&err, "seedRoles")
 	return db.Transaction(func(tx *gorm.DB) error {
 		created := false
-		for name, perms := range defaultRoles {
+		// In one order everywhere: two transactions inserting the same
+		// rows in different orders can deadlock.
+		for _, name := range slices.Sorted(maps.Keys(defaultRoles)) {
+			perms := defaultRoles[name]
 			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&Role{Name: name})
 			if res.Error != nil {
 				return res.Error

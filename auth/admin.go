@@ -1,0 +1,22 @@
+package auth
+
+import (
+	"context"
+	"strings"
+
+	"github.com/authql/authql/models"
+)
+
+// AddUser creates a user with the email, password and roles (names are
+// case-insensitive), for operators (authql user add): the same checks and
+// password hashing as Register, but with the roles given and whether or not
+// sign-up is open. It returns BadUserInput for an invalid email or password
+// or an unknown role, and models.ErrEmailTaken (BadUserInput) for an email
+// that has an account.
+func (s *Service) AddUser(ctx context.Context, email, password string, roles []string) (*models.User, error) {
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		names[i] = strings.ToLower(strings.TrimSpace(r))
+	}
+	return s.createUser(ctx, email, password, names)
+}
