@@ -305,7 +305,16 @@ func openService(ctx context.Context, getenv func(string) string, stderr io.Writ
 		closeDB()
 		return nil, nil, nil, err
 	}
-	return svc, db, closeDB, nil
+	closeAll := func() {
+		// The service writes audit events in the background: what the
+		// command did (REGISTER, ROLES_CHANGED) is written here, before
+		// the database closes.
+		if err := svc.Close(context.WithoutCancel(ctx)); err != nil {
+			log.Error("audit events not all written", "err", err)
+		}
+		closeDB()
+	}
+	return svc, db, closeAll, nil
 }
 
 // commandError is err for an operator: the message of a coded error (such

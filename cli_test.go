@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,11 +174,32 @@ func TestCLIUserAddThenLogin(t *testing.T) {
 		if roles := fmt.Sprint(r.Get("login", "user", "roles")); roles != "[admin user]" {
 			t.Errorf("roles = %s, want [admin user]", roles)
 		}
-		gql(t, url, r.Str("login", "accessToken"), `{ users { email } }`).OK(t) // admin's
+		admin := r.Str("login", "accessToken")
+		gql(t, url, admin, `{ users { email } }`).OK(t) // admin's
 
 		r = gql(t, url, "", `mutation { login(email: "plain@example.com", password: "password1") { accessToken user { id roles } } }`).OK(t)
 		if r.Str("login", "user", "id") != plain || fmt.Sprint(r.Get("login", "user", "roles")) != "[user]" {
 			t.Errorf("default role: got %v, want %s with [user]", r.Data, plain)
+		}
+
+		// What the commands did is in the audit log, written before they
+		// exited.
+		runCLI(t, env, "", "user", "roles", "--email", "plain@example.com", "--set", "user").ok(t)
+		r = gql(t, url, admin, `{ auditLog(first: 10) { type outcome userId actorId detail } }`).OK(t)
+		var got []string
+		for _, e := range r.Get("auditLog").([]any) {
+			e := e.(map[string]any)
+			if e["type"] == "REGISTER" || e["type"] == "ROLES_CHANGED" {
+				got = append(got, fmt.Sprintf("%v %v %v %v %v", e["type"], e["outcome"], e["userId"], e["actorId"], e["detail"]))
+			}
+		}
+		want := []string{
+			"ROLES_CHANGED SUCCESS " + plain + " <nil> user",
+			"REGISTER SUCCESS " + plain + " <nil> user",
+			"REGISTER SUCCESS " + id + " <nil> admin,user",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("audit log of the commands, newest first:\n got %q\nwant %q", got, want)
 		}
 
 		var hash string

@@ -18,5 +18,12 @@ func (s *Service) AddUser(ctx context.Context, email, password string, roles []s
 	for i, r := range roles {
 		names[i] = strings.ToLower(strings.TrimSpace(r))
 	}
-	return s.createUser(ctx, email, password, names)
+	u, err := s.createUser(ctx, email, password, names)
+	if err != nil {
+		return nil, err
+	}
+	// Audited like a registration; the detail says which roles an operator
+	// gave, since these may include admin.
+	s.audit(ctx, event{typ: models.AuditRegister, userID: u.ID, detail: strings.Join(u.RoleNames(), ",")})
+	return u, nil
 }
