@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/term"
@@ -34,6 +36,52 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// logBuffer gathers log lines into few writes. One line per request is one
+// write(2) per request when written straight to stderr, which measured at
+// about a fifth of the server's throughput on `me`; buffered, lines go out
+// in 64 KiB writes or every logFlushEvery, whichever comes first. The price
+// is that a process killed outright (SIGKILL, a crash) loses the lines of
+// its last logFlushEvery; a shutdown flushes everything.
+type logBuffer struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+// logFlushEvery bounds how long a log line waits in a logBuffer.
+const logFlushEvery = 100 * time.Millisecond
+
+func newLogBuffer(w io.Writer) *logBuffer {
+	return &logBuffer{w: bufio.NewWriterSize(w, 64<<10)}
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w.Write(p)
+}
+
+// Flush writes out the buffered lines.
+func (b *logBuffer) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w.Flush()
+}
+
+// run flushes b every logFlushEvery until ctx is done, then once more.
+func (b *logBuffer) run(ctx context.Context) {
+	t := time.NewTicker(logFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			b.Flush()
+			return
+		case <-t.C:
+			b.Flush()
+		}
+	}
 }
 
 // requestIDHandler adds the request id to every record logged with a

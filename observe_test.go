@@ -367,3 +367,23 @@ func TestInternalErrorLogCarriesRequestID(t *testing.T) {
 		t.Errorf("request line %v, want level ERROR, outcome INTERNAL_SERVER_ERROR", request)
 	}
 }
+
+// TestLogBuffer: buffered lines reach the output by the periodic flush,
+// while the server runs, and all of them once it stops.
+func TestLogBuffer(t *testing.T) {
+	var out syncBuffer
+	b := newLogBuffer(&out)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.run(ctx); close(done) }()
+	fmt.Fprintln(b, "first")
+	for !strings.Contains(out.String(), "first\n") {
+		time.Sleep(10 * time.Millisecond) // the periodic flush; no timing asserted
+	}
+	fmt.Fprintln(b, "last")
+	cancel()
+	<-done
+	if got := out.String(); got != "first\nlast\n" {
+		t.Errorf("written %q, want both lines once", got)
+	}
+}

@@ -194,7 +194,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	logOut, logFormat := stderr, cfg.LogFormat
+	if logFormat == "" && isTerminal(stderr) {
+		logFormat = "text" // a person is reading: each line at once
+	} else {
+		buf := newLogBuffer(stderr)
+		logCtx, stopLogging := context.WithCancel(context.WithoutCancel(ctx))
+		logDone := make(chan struct{})
+		go func() { buf.run(logCtx); close(logDone) }()
+		// Deferred first, so run last: every line of the shutdown is
+		// written.
+		defer func() { stopLogging(); <-logDone }()
+		logOut = buf
+	}
+	log := newLogger(logOut, logFormat, cfg.LogLevel)
 	m := newMetrics()
 	// Listening first gives the port, which PORT=0 leaves to the system,
 	// before the service is built with the example's origins.

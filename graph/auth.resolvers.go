@@ -15,20 +15,24 @@ import (
 
 // Register is the resolver for the register field.
 func (r *mutationResolver) Register(ctx context.Context, email string, password string) (*model.AuthPayload, error) {
-	return payload(r.Auth.Register(ctx, email, password))
+	g, err := r.Auth.Register(ctx, email, password)
+	return payload(ctx, g, err)
 }
 
 // Login is the resolver for the login field.
 func (r *mutationResolver) Login(ctx context.Context, email string, password string) (*model.AuthPayload, error) {
-	return payload(r.Auth.Login(ctx, email, password))
+	g, err := r.Auth.Login(ctx, email, password)
+	return payload(ctx, g, err)
 }
 
 // Refresh is the resolver for the refresh field.
 func (r *mutationResolver) Refresh(ctx context.Context, refreshToken *string) (*model.AuthPayload, error) {
 	if refreshToken == nil {
-		return payload(r.Auth.RefreshFromCookie(ctx))
+		g, err := r.Auth.RefreshFromCookie(ctx)
+		return payload(ctx, g, err)
 	}
-	return payload(r.Auth.Refresh(ctx, *refreshToken))
+	g, err := r.Auth.Refresh(ctx, *refreshToken)
+	return payload(ctx, g, err)
 }
 
 // Logout is the resolver for the logout field.

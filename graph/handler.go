@@ -151,9 +151,14 @@ func (notGraphQL) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphE
 }
 
 // payload turns a grant into the GraphQL AuthPayload.
-func payload(g *auth.Grant, err error) (*model.AuthPayload, error) {
+func payload(ctx context.Context, g *auth.Grant, err error) (*model.AuthPayload, error) {
 	if err != nil {
 		return nil, err
+	}
+	// The request carried no principal: its log line names the user it
+	// signed in.
+	if info := RequestInfoFrom(ctx); info != nil {
+		info.UserID = g.User.ID
 	}
 	return &model.AuthPayload{
 		AccessToken:  g.AccessToken,

@@ -10,7 +10,6 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/authql/authql/auth"
-	"github.com/authql/authql/graph/model"
 	"github.com/authql/authql/models"
 )
 
@@ -144,27 +143,10 @@ type observe struct{}
 var (
 	_ graphql.HandlerExtension    = observe{}
 	_ graphql.ResponseInterceptor = observe{}
-	_ graphql.FieldInterceptor    = observe{}
 )
 
 func (observe) ExtensionName() string                   { return "Observe" }
 func (observe) Validate(graphql.ExecutableSchema) error { return nil }
-
-// InterceptField notes the user that a mutation signed in (register,
-// login, refresh): such a request carries no principal, and its line is
-// the one an operator looks for. Mutation fields run one after the other,
-// so writing to the RequestInfo here does not race.
-func (observe) InterceptField(ctx context.Context, next graphql.Resolver) (any, error) {
-	res, err := next(ctx)
-	if p, ok := res.(*model.AuthPayload); ok && p != nil && p.User != nil {
-		if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Object == "Mutation" {
-			if info := RequestInfoFrom(ctx); info != nil {
-				info.UserID = p.User.ID
-			}
-		}
-	}
-	return res, err
-}
 
 func (observe) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 	resp := next(ctx)
