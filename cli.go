@@ -117,7 +117,7 @@ func prepareSchema(ctx context.Context, db *gorm.DB, autoMigrate bool, log *slog
 			log.Info("applied database migrations", "ids", st.Pending)
 		}
 	} else {
-		if st, err = models.Schema(ctx, db); err != nil {
+		if st, err = models.MigrationStatus(ctx, db); err != nil {
 			return err
 		}
 		if len(st.Pending) > 0 {

@@ -136,7 +136,7 @@ func TestCLINoAutoMigrate(t *testing.T) {
 		}
 		sqlDB, _ := db.DB()
 		defer sqlDB.Close()
-		if st, err := models.Schema(context.Background(), db); err != nil || len(st.Pending) != len(models.MigrationIDs()) {
+		if st, err := models.MigrationStatus(context.Background(), db); err != nil || len(st.Pending) != len(models.MigrationIDs()) {
 			t.Errorf("AUTH_AUTO_MIGRATE=false migrated: %+v, %v", st, err)
 		}
 
@@ -379,7 +379,7 @@ func TestRunConcurrentStarts(t *testing.T) {
 				t.Fatal("the servers did not all start")
 			}
 		}
-		if st, err := models.Schema(context.Background(), openTestDB(t, dsn)); err != nil || len(st.Pending)+len(st.Unknown) != 0 {
+		if st, err := models.MigrationStatus(context.Background(), openTestDB(t, dsn)); err != nil || len(st.Pending)+len(st.Unknown) != 0 {
 			t.Errorf("schema after the starts: %+v, %v; want at head", st, err)
 		}
 		for _, url := range urls {

@@ -19,7 +19,6 @@ import (
 	"github.com/authql/authql/models"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
-	"gorm.io/gorm"
 )
 
 // region    ***************************** api!.gotpl *****************************
@@ -37,7 +36,6 @@ type ResolverRoot interface {
 	Role() RoleResolver
 	Session() SessionResolver
 	User() UserResolver
-	__Schema() __SchemaResolver
 }
 
 type DirectiveRoot struct {
@@ -139,14 +137,6 @@ type SessionResolver interface {
 type UserResolver interface {
 	Roles(ctx context.Context, obj *models.User) ([]string, error)
 	Permissions(ctx context.Context, obj *models.User) ([]string, error)
-}
-type __SchemaResolver interface {
-	Description(ctx context.Context, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (*string, error)
-	Types(ctx context.Context, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) ([]*introspection.Type, error)
-	QueryType(ctx context.Context, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (*introspection.Type, error)
-	MutationType(ctx context.Context, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (*introspection.Type, error)
-	SubscriptionType(ctx context.Context, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (*introspection.Type, error)
-	Directives(ctx context.Context, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) ([]*introspection.Directive, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -2114,8 +2104,8 @@ func (ec *executionContext) _Query___schema(ctx context.Context, field graphql.C
 			return ec.IntrospectSchema()
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *context.Context) graphql.Marshaler {
-			return ec.marshalN__Schema2ᚖcontextᚐContext(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Schema) graphql.Marshaler {
+			return ec.marshalN__Schema2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐSchema(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3063,7 +3053,7 @@ func (ec *executionContext) fieldContext___InputValue_deprecationReason(_ contex
 	return graphql.NewScalarFieldContext("__InputValue", field, true, false, "String")
 }
 
-func (ec *executionContext) ___Schema_description(ctx context.Context, field graphql.CollectedField, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (ret graphql.Marshaler) {
+func (ec *executionContext) ___Schema_description(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3072,7 +3062,7 @@ func (ec *executionContext) ___Schema_description(ctx context.Context, field gra
 			return ec.fieldContext___Schema_description(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.__Schema().Description(ctx, obj)
+			return obj.Description(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -3083,10 +3073,10 @@ func (ec *executionContext) ___Schema_description(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext___Schema_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("__Schema", field, true, true, "String")
+	return graphql.NewScalarFieldContext("__Schema", field, true, false, "String")
 }
 
-func (ec *executionContext) ___Schema_types(ctx context.Context, field graphql.CollectedField, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (ret graphql.Marshaler) {
+func (ec *executionContext) ___Schema_types(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3095,11 +3085,11 @@ func (ec *executionContext) ___Schema_types(ctx context.Context, field graphql.C
 			return ec.fieldContext___Schema_types(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.__Schema().Types(ctx, obj)
+			return obj.Types(), nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*introspection.Type) graphql.Marshaler {
-			return ec.marshalN__Type2ᚕᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []introspection.Type) graphql.Marshaler {
+			return ec.marshalN__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3110,7 +3100,7 @@ func (ec *executionContext) fieldContext___Schema_types(_ context.Context, field
 		Object:     "__Schema",
 		Field:      field,
 		IsMethod:   true,
-		IsResolver: true,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Type(ctx, field)
 		},
@@ -3118,7 +3108,7 @@ func (ec *executionContext) fieldContext___Schema_types(_ context.Context, field
 	return fc, nil
 }
 
-func (ec *executionContext) ___Schema_queryType(ctx context.Context, field graphql.CollectedField, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (ret graphql.Marshaler) {
+func (ec *executionContext) ___Schema_queryType(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3127,7 +3117,7 @@ func (ec *executionContext) ___Schema_queryType(ctx context.Context, field graph
 			return ec.fieldContext___Schema_queryType(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.__Schema().QueryType(ctx, obj)
+			return obj.QueryType(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
@@ -3142,7 +3132,7 @@ func (ec *executionContext) fieldContext___Schema_queryType(_ context.Context, f
 		Object:     "__Schema",
 		Field:      field,
 		IsMethod:   true,
-		IsResolver: true,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Type(ctx, field)
 		},
@@ -3150,7 +3140,7 @@ func (ec *executionContext) fieldContext___Schema_queryType(_ context.Context, f
 	return fc, nil
 }
 
-func (ec *executionContext) ___Schema_mutationType(ctx context.Context, field graphql.CollectedField, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (ret graphql.Marshaler) {
+func (ec *executionContext) ___Schema_mutationType(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3159,7 +3149,7 @@ func (ec *executionContext) ___Schema_mutationType(ctx context.Context, field gr
 			return ec.fieldContext___Schema_mutationType(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.__Schema().MutationType(ctx, obj)
+			return obj.MutationType(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
@@ -3174,7 +3164,7 @@ func (ec *executionContext) fieldContext___Schema_mutationType(_ context.Context
 		Object:     "__Schema",
 		Field:      field,
 		IsMethod:   true,
-		IsResolver: true,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Type(ctx, field)
 		},
@@ -3182,7 +3172,7 @@ func (ec *executionContext) fieldContext___Schema_mutationType(_ context.Context
 	return fc, nil
 }
 
-func (ec *executionContext) ___Schema_subscriptionType(ctx context.Context, field graphql.CollectedField, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (ret graphql.Marshaler) {
+func (ec *executionContext) ___Schema_subscriptionType(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3191,7 +3181,7 @@ func (ec *executionContext) ___Schema_subscriptionType(ctx context.Context, fiel
 			return ec.fieldContext___Schema_subscriptionType(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.__Schema().SubscriptionType(ctx, obj)
+			return obj.SubscriptionType(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *introspection.Type) graphql.Marshaler {
@@ -3206,7 +3196,7 @@ func (ec *executionContext) fieldContext___Schema_subscriptionType(_ context.Con
 		Object:     "__Schema",
 		Field:      field,
 		IsMethod:   true,
-		IsResolver: true,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Type(ctx, field)
 		},
@@ -3214,7 +3204,7 @@ func (ec *executionContext) fieldContext___Schema_subscriptionType(_ context.Con
 	return fc, nil
 }
 
-func (ec *executionContext) ___Schema_directives(ctx context.Context, field graphql.CollectedField, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) (ret graphql.Marshaler) {
+func (ec *executionContext) ___Schema_directives(ctx context.Context, field graphql.CollectedField, obj *introspection.Schema) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3223,11 +3213,11 @@ func (ec *executionContext) ___Schema_directives(ctx context.Context, field grap
 			return ec.fieldContext___Schema_directives(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.__Schema().Directives(ctx, obj)
+			return obj.Directives(), nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*introspection.Directive) graphql.Marshaler {
-			return ec.marshalN__Directive2ᚕᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirectiveᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []introspection.Directive) graphql.Marshaler {
+			return ec.marshalN__Directive2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirectiveᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3238,7 +3228,7 @@ func (ec *executionContext) fieldContext___Schema_directives(_ context.Context, 
 		Object:     "__Schema",
 		Field:      field,
 		IsMethod:   true,
-		IsResolver: true,
+		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Directive(ctx, field)
 		},
@@ -4287,7 +4277,7 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 
 var __SchemaImplementors = []string{"__Schema"}
 
-func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet, obj *func(ctx context.Context, db *gorm.DB) (_ models.SchemaStatus, err error)) graphql.Marshaler {
+func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet, obj *introspection.Schema) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, __SchemaImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -4297,41 +4287,35 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("__Schema")
 		case "description":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec.___Schema_description(ctx, field, obj)
-				})
+			out.Values[i] = ec.___Schema_description(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "types":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec.___Schema_types(ctx, field, obj)
-				})
+			out.Values[i] = ec.___Schema_types(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "queryType":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec.___Schema_queryType(ctx, field, obj)
-				})
+			out.Values[i] = ec.___Schema_queryType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "mutationType":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec.___Schema_mutationType(ctx, field, obj)
-				})
+			out.Values[i] = ec.___Schema_mutationType(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "subscriptionType":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec.___Schema_subscriptionType(ctx, field, obj)
-				})
+			out.Values[i] = ec.___Schema_subscriptionType(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "directives":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec.___Schema_directives(ctx, field, obj)
-				})
+			out.Values[i] = ec.___Schema_directives(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -4705,11 +4689,15 @@ func (ec *executionContext) marshalNUser2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmod
 	return ec._User(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalN__Directive2ᚕᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirectiveᚄ(ctx context.Context, sel ast.SelectionSet, v []*introspection.Directive) graphql.Marshaler {
+func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
+	return ec.___Directive(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalN__Directive2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirectiveᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.Directive) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalN__Directive2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx, sel, v[i])
+		return ec.marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -4719,14 +4707,6 @@ func (ec *executionContext) marshalN__Directive2ᚕᚖgithubᚗcomᚋ99designs�
 	}
 
 	return ret
-}
-
-func (ec *executionContext) marshalN__Directive2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v *introspection.Directive) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "__Directive!")
-		return graphql.Null
-	}
-	return ec.___Directive(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalN__DirectiveLocation2string(ctx context.Context, v any) (string, error) {
@@ -4801,28 +4781,23 @@ func (ec *executionContext) marshalN__InputValue2ᚕgithubᚗcomᚋ99designsᚋg
 	return ret
 }
 
-func (ec *executionContext) marshalN__Schema2ᚖcontextᚐContext(ctx context.Context, sel ast.SelectionSet, v *context.Context) graphql.Marshaler {
+func (ec *executionContext) marshalN__Schema2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐSchema(ctx context.Context, sel ast.SelectionSet, v *introspection.Schema) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "__Schema!")
 		return graphql.Null
 	}
-	_ = sel
-	res := models.Schema(v)
-	if res == graphql.Null {
-		graphql.AddInvalidNullFromMarshaler(ctx, "__Schema!")
-	}
-	return res
+	return ec.___Schema(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalN__Type2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx context.Context, sel ast.SelectionSet, v introspection.Type) graphql.Marshaler {
 	return ec.___Type(ctx, sel, &v)
 }
 
-func (ec *executionContext) marshalN__Type2ᚕᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx context.Context, sel ast.SelectionSet, v []*introspection.Type) graphql.Marshaler {
+func (ec *executionContext) marshalN__Type2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐTypeᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.Type) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalN__Type2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, sel, v[i])
+		return ec.marshalN__Type2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐType(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {

@@ -156,11 +156,11 @@ type SchemaStatus struct {
 	Unknown []string
 }
 
-// Schema returns the status of db's schema. A database without the
+// MigrationStatus returns the status of db's schema. A database without the
 // migrations table (new, or made by a version before versioned migrations)
 // lacks every migration.
-func Schema(ctx context.Context, db *gorm.DB) (_ SchemaStatus, err error) {
-	defer Wrap(&err, "Schema")
+func MigrationStatus(ctx context.Context, db *gorm.DB) (_ SchemaStatus, err error) {
+	defer Wrap(&err, "MigrationStatus")
 	return schemaStatus(db.WithContext(ctx))
 }
 

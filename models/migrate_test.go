@@ -275,7 +275,7 @@ func TestMigrateUpgradesUnversionedDatabase(t *testing.T) {
 			}
 		}
 		before := dumpSchema(t, db)
-		st, err := models.Schema(ctx, db)
+		st, err := models.MigrationStatus(ctx, db)
 		if err != nil || !slices.Equal(st.Pending, models.MigrationIDs()) {
 			t.Fatalf("status of an unversioned database: %+v, %v; want every migration pending", st, err)
 		}
