@@ -168,17 +168,9 @@ func (s *Service) Close(ctx context.Context) error {
 // so that a reader sees everything recorded before the call. It returns
 // BadUserInput for first out of range or an invalid cursor.
 func (s *Service) AuditLog(ctx context.Context, first *int, after, userID *string, typ *models.AuditEventType) ([]*models.AuditEvent, error) {
-	n := models.DefaultPageSize
-	if first != nil {
-		n = *first
-	}
-	var c *models.Cursor
-	if after != nil {
-		parsed, err := models.ParseCursor(*after)
-		if err != nil {
-			return nil, err
-		}
-		c = &parsed
+	n, c, err := page(first, after)
+	if err != nil {
+		return nil, err
 	}
 	var f models.AuditFilter
 	if typ != nil {

@@ -545,19 +545,29 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err 
 // cursor after (from the first user when nil), oldest first. It returns
 // BadUserInput for first out of range or an invalid cursor.
 func (s *Service) Users(ctx context.Context, first *int, after *string) ([]*models.User, error) {
+	n, c, err := page(first, after)
+	if err != nil {
+		return nil, err
+	}
+	return models.Users(ctx, s.db, n, c)
+}
+
+// page reads a list's optional arguments: the page size (models'
+// DefaultPageSize when nil; models checks its range) and the cursor to
+// continue after, or BadUserInput for a cursor authql did not make.
+func page(first *int, after *string) (int, *models.Cursor, error) {
 	n := models.DefaultPageSize
 	if first != nil {
 		n = *first
 	}
-	var c *models.Cursor
-	if after != nil {
-		parsed, err := models.ParseCursor(*after)
-		if err != nil {
-			return nil, err
-		}
-		c = &parsed
+	if after == nil {
+		return n, nil, nil
 	}
-	return models.Users(ctx, s.db, n, c)
+	c, err := models.ParseCursor(*after)
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, &c, nil
 }
 
 // Permissions returns what u's roles grant, sorted and without duplicates.
