@@ -272,7 +272,15 @@ func newBrowser(t *testing.T, dir string) *browser {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	profile := t.TempDir() // before the allocator: removed after Chromium exits
+	// Not t.TempDir: Chromium's helper processes may still be writing to
+	// the profile for a moment after the browser is killed, and
+	// t.TempDir's cleanup fails the test when it cannot remove it all.
+	// Registered before the allocator, so this cleanup runs after it.
+	profile, err := os.MkdirTemp("", "authql-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeProfile(t, profile) })
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless,
@@ -328,6 +336,20 @@ func newBrowser(t *testing.T, dir string) *browser {
 		t.Fatalf("start Chromium: %v", err)
 	}
 	return b
+}
+
+// removeProfile removes a Chromium profile directory, retrying while the
+// browser's last processes finish writing to it; what cannot be removed is
+// only logged, as a leftover temporary directory is no failure of authql.
+func removeProfile(t *testing.T, dir string) {
+	var err error
+	for range 50 {
+		if err = os.RemoveAll(dir); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("could not remove the Chromium profile %s: %v", dir, err)
 }
 
 // run runs actions, failing the test with the page's state on error.
