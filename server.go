@@ -143,16 +143,9 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("unknown keys command %q (see authql keys --help)", args[0])
 	}
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	activateIn := fs.Duration("activate-in", 0, "")
-	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, keysUsage)
-		return nil
-	} else if err != nil {
-		return fmt.Errorf("keys rotate: %v (see authql keys --help)", err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("keys rotate: unexpected argument %q (see authql keys --help)", fs.Arg(0))
+	if done, err := parseFlags(fs, args[1:], keysUsage, stdout); done || err != nil {
+		return err
 	}
 	if *activateIn < 0 {
 		return fmt.Errorf("keys rotate: --activate-in %s is negative", *activateIn)

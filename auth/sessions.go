@@ -14,11 +14,6 @@ func (s *Service) Sessions(ctx context.Context, p *Principal) ([]*models.Session
 	return models.ActiveSessions(ctx, s.db, p.UserID, s.now())
 }
 
-// errSessionNotFound answers every id that is not one of the caller's
-// sessions, whether malformed, unknown or another user's: one answer, so
-// that it does not tell which session ids exist.
-var errSessionNotFound = models.Errorf(models.NotFound, "session not found")
-
 // RevokeSession ends the principal's session id as Logout ends one: its
 // refresh tokens stop working, and its access tokens are refused at once
 // here and, through the revocation's notification, on the other replicas.
@@ -30,8 +25,8 @@ func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) (r
 	parsed, perr := uuid.Parse(id)
 	if perr != nil {
 		// Not a session id at all; nothing of it is worth recording.
-		s.audit(ctx, event{typ: models.AuditSessionRevoked, err: errSessionNotFound, userID: p.UserID})
-		return false, errSessionNotFound
+		s.audit(ctx, event{typ: models.AuditSessionRevoked, err: models.ErrSessionNotFound, userID: p.UserID})
+		return false, models.ErrSessionNotFound
 	}
 	id = parsed.String()
 	now := s.now()
@@ -40,14 +35,15 @@ func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) (r
 		s.audit(ctx, event{typ: models.AuditSessionRevoked, err: err, userID: p.UserID, sessionID: id})
 		return false, err
 	}
-	if revoked {
-		s.revs.add(s.revokeUntil(now), id)
-		s.audit(ctx, event{typ: models.AuditSessionRevoked, userID: p.UserID, sessionID: id})
-	}
-	if id == p.SessionID {
+	if revoked || id == p.SessionID {
 		// As Logout: the caller's own session is refused here at once
 		// even if it had been revoked already elsewhere.
 		s.revs.add(s.revokeUntil(now), id)
+	}
+	if revoked {
+		s.audit(ctx, event{typ: models.AuditSessionRevoked, userID: p.UserID, sessionID: id})
+	}
+	if id == p.SessionID {
 		s.clearRefreshCookie(ctx)
 	}
 	return revoked, nil

@@ -21,10 +21,10 @@ func ActiveSessions(ctx context.Context, db *gorm.DB, userID string, now time.Ti
 	return ss, err
 }
 
-// errSessionNotFound is the one answer for a session id that is not the
+// ErrSessionNotFound is the one answer for a session id that is not the
 // caller's: unknown, malformed or another user's alike, so that the answer
 // does not tell which ids exist.
-var errSessionNotFound = Errorf(NotFound, "session not found")
+var ErrSessionNotFound = Errorf(NotFound, "session not found")
 
 // RevokeSession revokes the user's session sessionID as RevokeSessions
 // does, with a revocation until `until` published to the other replicas.
@@ -37,7 +37,7 @@ func RevokeSession(ctx context.Context, db *gorm.DB, userID, sessionID string, n
 		var s Session
 		err := tx.Where("id = ? AND user_id = ?", sessionID, userID).Take(&s).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return errSessionNotFound
+			return ErrSessionNotFound
 		} else if err != nil {
 			return err
 		}
