@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -92,7 +91,9 @@ var ErrEmailTaken = Errorf(BadUserInput, "an account with this email already exi
 // BadUserInput error) if the email is taken, and BadUserInput for an
 // unknown role.
 func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string) (err error) {
-	defer Wrap(&err, "CreateUser(%q)", u.Email)
+	// The id, never the email: the error may be logged, and what a user
+	// typed stays out of the log.
+	defer Wrap(&err, "CreateUser(%s)", u.ID)
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		rs, err := findRoles(tx, roles)
 		if err != nil {
@@ -490,7 +491,3 @@ func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore time.Time
 	p.RateLimits = res.RowsAffected
 	return p, nil
 }
-
-// NormalizeEmail trims and lower-cases an email, the form it is stored and
-// compared in.
-func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
