@@ -36,8 +36,9 @@ import (
 type failTiming struct {
 	mu      sync.Mutex
 	classes map[string]*classTimes
-	// sleep waits d or until ctx ends; tests replace it to record the pads.
-	sleep func(ctx context.Context, d time.Duration)
+	// wait sleeps until a failed login has taken total, of which spent
+	// has passed, or until ctx ends; tests replace it to read the pads.
+	wait func(ctx context.Context, total, spent time.Duration)
 }
 
 // maxHashClasses bounds the classes kept: a database holds a few parameter
@@ -49,16 +50,20 @@ const classSamples = 7
 
 type classTimes struct {
 	recent [classSamples]time.Duration
-	n      int // samples recorded, at most classSamples count
+	n      int // samples in recent
 	next   int
+	count  int // verifications recorded, for tests
 }
 
 func newFailTiming() *failTiming {
-	return &failTiming{classes: map[string]*classTimes{}, sleep: sleepCtx}
+	return &failTiming{classes: map[string]*classTimes{}, wait: sleepRest}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
+func sleepRest(ctx context.Context, total, spent time.Duration) {
+	if total <= spent {
+		return
+	}
+	t := time.NewTimer(total - spent)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -81,6 +86,7 @@ func (ft *failTiming) record(class string, d time.Duration) {
 	c.recent[c.next] = d
 	c.next = (c.next + 1) % classSamples
 	c.n = min(c.n+1, classSamples)
+	c.count++
 }
 
 // target is the time one verification of a failed login is padded to: the
@@ -102,9 +108,7 @@ func (ft *failTiming) target() time.Duration {
 // pad sleeps so that a failed login that did verifications hashes taking
 // spent in all takes verifications times the target.
 func (ft *failTiming) pad(ctx context.Context, verifications int, spent time.Duration) {
-	if d := time.Duration(verifications)*ft.target() - spent; d > 0 {
-		ft.sleep(ctx, d)
-	}
+	ft.wait(ctx, time.Duration(verifications)*ft.target(), spent)
 }
 
 // hashClass is the cost class of a stored hash: what a verification of it
