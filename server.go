@@ -262,6 +262,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer func() { stopListening(); <-l.Done() }()
 	}
 	go svc.RunPurge(ctx, purgeInterval)
+	// Failed logins are padded to the slowest stored hash's cost: learn
+	// those costs now rather than at each class's first failed login.
+	go func() {
+		if err := svc.MeasureHashClasses(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("measuring the costs of the stored password hashes failed; failed logins are padded to the costs seen so far", "err", err)
+		}
+	}()
 	// Rotations by other processes (authql keys rotate, another replica's
 	// start) reach this one within the interval; an unknown kid also
 	// triggers a reload.

@@ -2,10 +2,13 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/authql/authql/models"
 )
 
 // failTiming makes every failed login take as long as the slowest password
@@ -29,10 +32,11 @@ import (
 // sleeps after the hashing worker is given back: it holds no worker and no
 // core, only the request.
 //
-// A class counts from its first verification on, so the first failed login
-// against an account of a class the server has not yet verified takes that
-// class's own time; the dummy's class, the current parameters, is measured
-// at start.
+// A class counts from its first verification on. The dummy's class, the
+// current parameters, is measured when the service starts, and the classes
+// of the hashes in the database just after (MeasureHashClasses): only an
+// account of a class that appears later (a hash imported while the server
+// runs) takes its own time at its first failed login.
 type failTiming struct {
 	mu      sync.Mutex
 	classes map[string]*classTimes
@@ -111,20 +115,45 @@ func (ft *failTiming) pad(ctx context.Context, verifications int, spent time.Dur
 	ft.wait(ctx, time.Duration(verifications)*ft.target(), spent)
 }
 
-// hashClass is the cost class of a stored hash: what a verification of it
-// costs depends on this alone. Anything unparsable is one class; Verify
-// refuses it quickly.
-func hashClass(stored string) string {
+// hashClass is the cost class of a stored hash, which alone decides what
+// verifying it costs, and a prefix that every hash of the class starts with
+// (models.PasswordHashOutside finds the others with it). Anything
+// unparsable is its own prefix: Verify refuses it quickly.
+func hashClass(stored string) (class, prefix string) {
 	switch {
 	case strings.HasPrefix(stored, "$argon2id$"):
 		// "$argon2id$v=19$m=…,t=…,p=…$salt$key": the parameters.
 		parts := strings.SplitN(stored, "$", 5)
 		if len(parts) == 5 {
-			return "argon2id " + parts[3]
+			return "argon2id " + parts[2] + " " + parts[3], strings.Join(parts[:4], "$") + "$"
 		}
-	case len(stored) > 7 && strings.HasPrefix(stored, "$2"):
+	case len(stored) > 7 && strings.HasPrefix(stored, "$2") && stored[6] == '$':
 		// "$2b$10$…": the cost.
-		return "bcrypt " + stored[4:6]
+		return "bcrypt " + stored[4:6], stored[:7]
 	}
-	return "malformed"
+	return "malformed", stored
+}
+
+// MeasureHashClasses finds the cost classes of the password hashes in the
+// database and verifies one hash of each against a random password, so
+// that failed logins are padded to the slowest from the start, rather than
+// from the first failure against an account of that class (see
+// failTiming). serve runs it in the background at start; it costs a few
+// queries, the last reading the users table once, and one verification
+// per class.
+func (s *Service) MeasureHashClasses(ctx context.Context) error {
+	_, current := hashClass(s.hasher.dummy)
+	prefixes := []string{current}
+	for range 2 * maxHashClasses {
+		h, err := models.PasswordHashOutside(ctx, s.db, prefixes)
+		if err != nil || h == "" {
+			return err
+		}
+		_, p := hashClass(h)
+		prefixes = append(prefixes, p)
+		if err := s.pool.do(ctx, func() { s.verify(h, rand.Text()) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -2,8 +2,10 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +17,14 @@ import (
 	"github.com/authql/authql/models"
 )
 
-// newLoginService is a service on a new SQLite database hashing with p.
-func newLoginService(tb testing.TB, p Argon2Params) *Service {
+// newLoginService is a service on the database of dsn (a new SQLite one
+// when empty) hashing with p.
+func newLoginService(tb testing.TB, dsn string, p Argon2Params) *Service {
 	tb.Helper()
-	db := openDB(tb, testdb.SQLite(tb))
+	if dsn == "" {
+		dsn = testdb.SQLite(tb)
+	}
+	db := openDB(tb, dsn)
 	s, err := NewService(context.Background(), db, []byte(strings.Repeat("k", 32)), Config{
 		Issuer: "authql", Audience: "authql", AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
 		Signup: true, Argon2: p,
@@ -65,7 +71,7 @@ func TestFailTimingTarget(t *testing.T) {
 // alike, and pads to twice the target. Counts and computed targets only:
 // no wall-clock time is compared.
 func TestFailedLoginsPadToOneTarget(t *testing.T) {
-	s := newLoginService(t, cheapArgon2)
+	s := newLoginService(t, "", cheapArgon2)
 	older := mustHasher(t, Argon2Params{Memory: 128, Time: 1, Threads: 1})
 	addUserWithHash(t, s, "older@example.com", mustHash(t, older, testPassword))
 	imported, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
@@ -136,7 +142,7 @@ func TestFailedLoginsPadToOneTarget(t *testing.T) {
 // more verification only because the forms differ, and is replaced by a
 // hash of the NFC form.
 func TestLoginRehashesTypedForm(t *testing.T) {
-	s := newLoginService(t, cheapArgon2)
+	s := newLoginService(t, "", cheapArgon2)
 	const nfc, nfd = "caf\u00e9-au-lait", "cafe\u0301-au-lait"
 	addUserWithHash(t, s, "old@example.com", mustHash(t, mustHasher(t, cheapArgon2), nfd))
 	if _, err := s.Login(context.Background(), "old@example.com", nfd); err != nil {
@@ -178,5 +184,41 @@ func TestTruncateHeader(t *testing.T) {
 		if got := truncate(tc.in, tc.n); got != tc.want {
 			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestMeasureHashClasses: the classes of the stored hashes are measured
+// before any login, one verification each, the current one not again.
+func TestMeasureHashClasses(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) { testMeasureHashClasses(t, dsn) })
+}
+
+func testMeasureHashClasses(t *testing.T, dsn string) {
+	s := newLoginService(t, dsn, cheapArgon2)
+	older := mustHasher(t, Argon2Params{Memory: 128, Time: 1, Threads: 1})
+	for i := range 3 {
+		addUserWithHash(t, s, fmt.Sprintf("older%d@example.com", i), mustHash(t, older, testPassword))
+	}
+	imported, _ := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	addUserWithHash(t, s, "bcrypt@example.com", string(imported))
+	addUserWithHash(t, s, "broken@example.com", "not-a-hash")
+	if _, err := s.AddUser(context.Background(), "current@example.com", testPassword, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MeasureHashClasses(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for k, c := range s.timing.classes {
+		got[k] = c.count
+	}
+	want := map[string]int{
+		"argon2id v=19 m=64,t=1,p=1":  1, // measured at NewService only
+		"argon2id v=19 m=128,t=1,p=1": 1,
+		"bcrypt 04":                   1,
+		"malformed":                   1,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("verifications by class = %v, want %v", got, want)
 	}
 }
