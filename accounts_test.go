@@ -22,7 +22,6 @@ import (
 	"github.com/authql/authql/models"
 )
 
-
 // TestAdminBootstrapHijackRefused: whoever registers AUTH_ADMIN_EMAIL
 // before the admin is created (sign-up is open, the email no secret) does
 // not become the admin at the next start; the server refuses to start,
