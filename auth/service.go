@@ -339,7 +339,8 @@ func (s *Service) verifyLogin(ctx context.Context, email string, forms []string)
 	if models.ErrorCode(err) == models.NotFound {
 		if err := s.pool.do(ctx, func() {
 			for _, p := range forms {
-				spent += s.verify(s.hasher.dummy, p)
+				d, _, _, _ := s.verify(s.hasher.dummy, p)
+				spent += d
 			}
 		}); err != nil {
 			return nil, "", 0, err
@@ -351,11 +352,8 @@ func (s *Service) verifyLogin(ctx context.Context, email string, forms []string)
 	var ok, rehash bool
 	if perr := s.pool.do(ctx, func() {
 		for i, p := range forms {
-			start := time.Now()
-			ok, rehash, err = s.hasher.Verify(u.PasswordHash, p)
-			d := time.Since(start)
-			class, _ := hashClass(u.PasswordHash)
-			s.timing.record(class, d)
+			var d time.Duration
+			d, ok, rehash, err = s.verify(u.PasswordHash, p)
 			spent += d
 			if ok || err != nil {
 				rehash = rehash || i > 0 // a hash of the form typed, not NFC
@@ -378,15 +376,15 @@ func (s *Service) verifyLogin(ctx context.Context, email string, forms []string)
 	return u, newHash, 0, nil
 }
 
-// verify checks password against stored, on the caller's worker, and
-// records how long that took for failTiming, which it returns.
-func (s *Service) verify(stored, password string) time.Duration {
+// verify is Hasher.Verify, on the caller's worker, timed: how long it took
+// is recorded for failTiming and returned.
+func (s *Service) verify(stored, password string) (d time.Duration, ok, rehash bool, err error) {
 	start := time.Now()
-	s.hasher.Verify(stored, password)
-	d := time.Since(start)
+	ok, rehash, err = s.hasher.Verify(stored, password)
+	d = time.Since(start)
 	class, _ := hashClass(stored)
 	s.timing.record(class, d)
-	return d
+	return d, ok, rehash, err
 }
 
 // startSession creates a session for u and signs it in; login, when set,
