@@ -146,7 +146,7 @@ func TestAuditLog(t *testing.T) {
 		login("ua/wrong-password", "ada@example.com", "wrong-password").Code(t)
 		// People type passwords into the email field: what was typed
 		// must not be recorded (checked below).
-		login("ua/unknown-email", "hunter2-secret", "password1").Code(t)
+		login("ua/unknown-email", "hunter2-secret@example.com", "password1").Code(t)
 		s2 := tokensOf(login("ua/login", "ada@example.com", "password1").OK(t), "login")
 		as("", "ua/refresh", refreshDoc, map[string]any{"t": s2.Refresh}).OK(t)
 		ts.Clock.Advance(11 * time.Second) // past the reuse interval

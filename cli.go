@@ -253,7 +253,11 @@ func userRoles(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer closeDB()
-	u, err := models.UserByEmail(ctx, db, models.NormalizeEmail(*email))
+	key, err := models.NormalizeEmail(*email)
+	if err != nil {
+		return commandError("user roles", err)
+	}
+	u, err := models.UserByEmail(ctx, db, key)
 	if models.ErrorCode(err) == models.NotFound {
 		return fmt.Errorf("user roles: no user has the email %q", *email)
 	} else if err != nil {

@@ -107,7 +107,9 @@ const configHelp = `Configuration (environment variables):
   AUTH_REFRESH_REUSE_INTERVAL   grace for presenting a just-rotated refresh token again (default 10s)
   AUTH_ISSUER, AUTH_AUDIENCE    iss and aud of tokens (default authql, authql)
   AUTH_ADMIN_EMAIL,
-  AUTH_ADMIN_PASSWORD           ensure this admin exists at start (both or neither)
+  AUTH_ADMIN_PASSWORD           create this admin at start unless an account has the email
+                                (both or neither); start fails if that account is not an
+                                admin: it is never promoted (see authql user roles)
   AUTH_SIGNUP                   false disables register (default true)
   AUTH_ARGON2_MEMORY            argon2id memory in KiB (default 19456)
   AUTH_ARGON2_TIME              argon2id passes (default 2)

@@ -63,6 +63,7 @@ type testConfig struct {
 	Auth auth.Config
 	HTTP config
 	DB   models.Options
+	Log  io.Writer // the server's log (default: discarded)
 }
 
 // serverOpt adjusts the configuration of a test server.
@@ -116,7 +117,10 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	if err := models.Migrate(ctx, db); err != nil {
 		tb.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	log := slog.New(slog.NewTextHandler(cfg.Log, nil))
 	key := testKey
 	if cfg.Auth.JWTAlg != "" {
 		key = nil // withAlg: keys from the key store

@@ -238,7 +238,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}()
 	if cfg.AdminEmail != "" {
-		if err := svc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); err != nil {
+		if err := svc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); errors.Is(err, auth.ErrAdminEmailNotAdmin) {
+			// Never promoted at start: whoever registered the email first
+			// would become the admin (see EnsureAdmin).
+			return fmt.Errorf("AUTH_ADMIN_EMAIL: an account with this email exists and is not an admin, so authql will not make it one at start. "+
+				"Check who owns it; if it is the intended admin, grant the role with `authql user roles --email %s --set admin,user` and start again, "+
+				"otherwise set AUTH_ADMIN_EMAIL to another email", cfg.AdminEmail)
+		} else if err != nil {
 			return fmt.Errorf("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD: %s", models.ErrorMessage(err))
 		}
 	}
@@ -256,6 +262,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer func() { stopListening(); <-l.Done() }()
 	}
 	go svc.RunPurge(ctx, purgeInterval)
+	// Failed logins are padded to the slowest stored hash's cost: learn
+	// those costs now rather than at each class's first failed login.
+	go func() {
+		if err := svc.MeasureHashClasses(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("measuring the costs of the stored password hashes failed; failed logins are padded to the costs seen so far", "err", err)
+		}
+	}()
 	// Rotations by other processes (authql keys rotate, another replica's
 	// start) reach this one within the interval; an unknown kid also
 	// triggers a reload.

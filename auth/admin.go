@@ -14,9 +14,9 @@ import (
 // or an unknown role, and models.ErrEmailTaken (BadUserInput) for an email
 // that has an account.
 func (s *Service) AddUser(ctx context.Context, email, password string, roles []string) (*models.User, error) {
-	names := make([]string, len(roles))
-	for i, r := range roles {
-		names[i] = strings.ToLower(strings.TrimSpace(r))
+	names, err := roleNames(roles)
+	if err != nil {
+		return nil, err
 	}
 	u, err := s.createUser(ctx, email, password, names)
 	if err != nil {

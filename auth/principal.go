@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/authql/authql/models"
 )
@@ -113,11 +115,30 @@ func bearerToken(h string) (string, bool) {
 	return token, token != ""
 }
 
+// truncate returns a header's value as it may be stored or logged: valid
+// UTF-8 of at most n bytes, cut between characters, never inside one, with
+// bytes that are not UTF-8 and control characters (NUL among them) each
+// replaced by U+FFFD. A client chooses these bytes: PostgreSQL refuses
+// invalid UTF-8 and NUL in text, which failed the sign-in with an internal
+// error after its password had been checked.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+	if len(s) > 4*n {
+		s = s[:4*n] // bounds the work below; the cut tail goes anyway
 	}
-	return s
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return utf8.RuneError
+		}
+		return r // including the RuneError of each invalid byte
+	}, s)
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // revocations is the in-memory set of revoked session and token ids, each

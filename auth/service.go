@@ -6,9 +6,9 @@ package auth
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"errors"
 	"log/slog"
-	"net/mail"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"golang.org/x/text/unicode/norm"
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/models"
@@ -86,6 +87,7 @@ type Service struct {
 	signer *Signer
 	hasher *Hasher
 	pool   *hashPool
+	timing *failTiming // pads failed logins (see timing.go)
 	log    *slog.Logger
 
 	limiter Limiter
@@ -142,6 +144,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	if s.hasher, err = NewHasher(cfg.Argon2); err != nil {
 		return nil, err
 	}
+	// The dummy's class is measured before the first login: see failTiming.
+	s.timing = newFailTiming()
+	s.verify(s.hasher.dummy, rand.Text())
 	if err := s.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -233,11 +238,12 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 }
 
 func (s *Service) createUser(ctx context.Context, email, password string, roles []string) (*models.User, error) {
-	email, err := validEmail(email)
+	email, err := models.NormalizeEmail(email)
 	if err != nil {
 		return nil, err
 	}
-	if err := validPassword(password); err != nil {
+	password, err = newPassword(password)
+	if err != nil {
 		return nil, err
 	}
 	var hash string
@@ -255,16 +261,21 @@ func (s *Service) createUser(ctx context.Context, email, password string, roles 
 }
 
 // Login checks an email and password and starts a session. Every failure
-// returns the same Unauthenticated error, after about the same time, whether
-// or not the email has an account; a password over MaxPasswordBytes is
-// BadUserInput, refused before hashing. Past the failed-login limits of the
-// account and client, or when no hashing worker frees up in time, it
+// returns the same Unauthenticated error, after the same time (see
+// failTiming), whether or not the email has an account and whatever its
+// hash's cost. An email that NormalizeEmail refuses, and a password over
+// MaxPasswordBytes or with bytes no password has (see checkPasswordBytes),
+// are BadUserInput, refused before hashing. Past the failed-login limits of
+// the account and client, or when no hashing worker frees up in time, it
 // returns RateLimited without checking the password.
 func (s *Service) Login(ctx context.Context, email, password string) (*Grant, error) {
-	if len(password) > MaxPasswordBytes {
-		return nil, models.Errorf(models.BadUserInput, "password must be at most %d bytes", MaxPasswordBytes)
+	if err := checkPasswordBytes(password); err != nil {
+		return nil, err
 	}
-	email = models.NormalizeEmail(email)
+	email, err := models.NormalizeEmail(email)
+	if err != nil {
+		return nil, err
+	}
 	now, client := s.now(), ClientFrom(ctx).limitKey()
 	// The attempt is counted before the password is checked, so that
 	// concurrent requests cannot all slip under the limit, and refused
@@ -298,35 +309,82 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 
 // checkPassword returns the user with the email if password is theirs and,
 // when its stored hash is outdated, a new hash to store. Hashing runs on the
-// bounded pool. When the email has an account, the user comes with an
-// error too, for the audit log.
-func (s *Service) checkPassword(ctx context.Context, email, password string) (_ *models.User, newHash string, _ error) {
+// bounded pool, all of one login's on one worker. When the email has an
+// account, the user comes with an error too, for the audit log.
+//
+// Passwords are hashed in NFC (see newPassword), so that "é" typed as one
+// code point or as "e" and a combining accent is one password. A hash made
+// before that holds the form typed then: when the NFC form fails and the
+// typed form differs, the typed form is tried too and, if it matches, the
+// hash is replaced by one of the NFC form. A wrong password costs a second
+// verification only then, for unknown emails alike, and every failure is
+// padded to the same time (see failTiming).
+func (s *Service) checkPassword(ctx context.Context, email, typed string) (*models.User, string, error) {
+	password := norm.NFC.String(typed)
+	forms := []string{password}
+	if typed != password {
+		forms = append(forms, typed)
+	}
+	u, newHash, spent, err := s.verifyLogin(ctx, email, forms)
+	if err == errBadCredentials {
+		s.timing.pad(ctx, len(forms), spent)
+	}
+	return u, newHash, err
+}
+
+// verifyLogin is checkPassword but the padding; it also returns how long
+// its verifications took.
+func (s *Service) verifyLogin(ctx context.Context, email string, forms []string) (_ *models.User, newHash string, spent time.Duration, _ error) {
 	u, err := models.UserByEmail(ctx, s.db, email)
 	if models.ErrorCode(err) == models.NotFound {
-		if err := s.pool.do(ctx, func() { s.hasher.VerifyDummy(password) }); err != nil {
-			return nil, "", err
+		if err := s.pool.do(ctx, func() {
+			for _, p := range forms {
+				d, _, _, _ := s.verify(s.hasher.dummy, p)
+				spent += d
+			}
+		}); err != nil {
+			return nil, "", 0, err
 		}
-		return nil, "", errBadCredentials
+		return nil, "", spent, errBadCredentials
 	} else if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	var ok, rehash bool
 	if perr := s.pool.do(ctx, func() {
-		ok, rehash, err = s.hasher.Verify(u.PasswordHash, password)
+		for i, p := range forms {
+			var d time.Duration
+			d, ok, rehash, err = s.verify(u.PasswordHash, p)
+			spent += d
+			if ok || err != nil {
+				rehash = rehash || i > 0 // a hash of the form typed, not NFC
+				break
+			}
+		}
 		if ok && rehash && err == nil {
-			newHash, err = s.hasher.Hash(password)
+			newHash, err = s.hasher.Hash(forms[0])
 		}
 	}); perr != nil {
-		return u, "", perr
+		return u, "", 0, perr
 	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "password hash", "user", u.ID, "err", err)
-		return u, "", errBadCredentials
+		return u, "", spent, errBadCredentials
 	}
 	if !ok {
-		return u, "", errBadCredentials
+		return u, "", spent, errBadCredentials
 	}
-	return u, newHash, nil
+	return u, newHash, 0, nil
+}
+
+// verify is Hasher.Verify, on the caller's worker, timed: how long it took
+// is recorded for failTiming and returned.
+func (s *Service) verify(stored, password string) (d time.Duration, ok, rehash bool, err error) {
+	start := time.Now()
+	ok, rehash, err = s.hasher.Verify(stored, password)
+	d = time.Since(start)
+	class, _ := hashClass(stored)
+	s.timing.record(class, d)
+	return d, ok, rehash, err
 }
 
 // startSession creates a session for u and signs it in; login, when set,
@@ -500,9 +558,9 @@ func (s *Service) Me(ctx context.Context, p *Principal) (*models.User, error) {
 // user cache, dropped here); tokens' roles claim follows at their next
 // refresh.
 func (s *Service) SetUserRoles(ctx context.Context, userID string, roles []string) (u *models.User, err error) {
-	names := make([]string, len(roles))
-	for i, r := range roles {
-		names[i] = strings.ToLower(strings.TrimSpace(r))
+	names, err := roleNames(roles)
+	if err != nil {
+		return nil, err
 	}
 	defer func() { s.auditRoles(ctx, userID, names, u, err) }()
 	if _, err := uuid.Parse(userID); err != nil {
@@ -513,32 +571,60 @@ func (s *Service) SetUserRoles(ctx context.Context, userID string, roles []strin
 	return u, err
 }
 
-// EnsureAdmin makes sure a user with the email exists and has the admin
-// role. A new user gets the password and the roles admin and user; an
-// existing user keeps its password and other roles.
+// roleNames returns role names as stored (trimmed, lower case), or
+// BadUserInput for a name that is not valid UTF-8 or holds a NUL, which no
+// role has and PostgreSQL cannot even compare.
+func roleNames(roles []string) ([]string, error) {
+	names := make([]string, len(roles))
+	for i, r := range roles {
+		if !utf8.ValidString(r) || strings.IndexByte(r, 0) >= 0 {
+			return nil, models.Errorf(models.BadUserInput, "a role name is not valid UTF-8 or contains a NUL character")
+		}
+		names[i] = strings.ToLower(strings.TrimSpace(r))
+	}
+	return names, nil
+}
+
+// ErrAdminEmailNotAdmin is EnsureAdmin's refusal to make an existing
+// account an admin.
+var ErrAdminEmailNotAdmin = errors.New("an account with this email exists and is not an admin")
+
+// EnsureAdmin makes sure the admin of AUTH_ADMIN_EMAIL exists: when no
+// account has the email, it creates one with the password and the roles
+// admin and user; when one has and is an admin, it does nothing (the
+// password stays the account's own).
+//
+// When the account exists but is not an admin, it returns
+// ErrAdminEmailNotAdmin and changes nothing. Promoting it would give the
+// admin role to whoever registered that email first, an attacker included
+// (sign-up is open by default, and the configured email is no secret): the
+// operator checks who owns the account, and grants the role explicitly
+// (authql user roles) or configures another email.
 func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err error) {
 	defer models.Wrap(&err, "EnsureAdmin")
-	u, err := models.UserByEmail(ctx, s.db, models.NormalizeEmail(email))
+	key, err := models.NormalizeEmail(email)
+	if err != nil {
+		return err
+	}
+	u, err := models.UserByEmail(ctx, s.db, key)
 	if models.ErrorCode(err) == models.NotFound {
 		u, err = s.createUser(ctx, email, password, []string{models.RoleAdmin, models.RoleUser})
 		if errors.Is(err, models.ErrEmailTaken) {
-			return s.EnsureAdmin(ctx, email, password) // created concurrently by another replica
-		}
-		if err == nil {
+			// Created meanwhile: by another replica starting (then an
+			// admin) or by a registration (then refused below).
+			u, err = models.UserByEmail(ctx, s.db, key)
+		} else if err == nil {
 			s.audit(ctx, event{typ: models.AuditRegister, userID: u.ID, detail: strings.Join(u.RoleNames(), ",")})
+			return nil
 		}
-		return err
-	} else if err != nil {
+	}
+	if err != nil {
 		return err
 	}
-	if u.HasRole(models.RoleAdmin) {
-		return nil
+	if !u.HasRole(models.RoleAdmin) {
+		return ErrAdminEmailNotAdmin
 	}
-	roles := append(u.RoleNames(), models.RoleAdmin)
-	changed, err := models.SetUserRoles(ctx, s.db, u.ID, roles)
-	s.forgetUser(u.ID)
-	s.auditRoles(ctx, u.ID, roles, changed, err)
-	return err
+	return nil
 }
 
 // Users lists up to first users (models.DefaultPageSize when nil) after the
@@ -635,34 +721,34 @@ func runEvery(ctx context.Context, interval time.Duration, log *slog.Logger, wha
 	}
 }
 
-// validEmail returns the normalized email, or BadUserInput.
-func validEmail(email string) (string, error) {
-	email = models.NormalizeEmail(email)
-	bad := models.Errorf(models.BadUserInput, "invalid email address")
-	if len(email) > 254 {
-		return "", bad
-	}
-	// Only a bare address: mail.ParseAddress alone would also accept a
-	// display name ("Bob <bob@example.com>").
-	a, err := mail.ParseAddress(email)
-	if err != nil || a.Address != email {
-		return "", bad
-	}
-	_, domain, _ := strings.Cut(email, "@")
-	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
-		return "", bad
-	}
-	return email, nil
-}
-
-// validPassword returns BadUserInput unless the password is between
-// MinPasswordRunes characters and MaxPasswordBytes bytes.
-func validPassword(p string) error {
-	if len(p) > MaxPasswordBytes {
+// checkPasswordBytes returns BadUserInput for a password over
+// MaxPasswordBytes, or one that is not valid UTF-8 or holds a NUL: no one
+// types those, and the forms of such a password are not well defined (a
+// JSON decoder or a terminal may turn invalid bytes into U+FFFD, making
+// different passwords one). It is checked before any hashing.
+func checkPasswordBytes(p string) error {
+	switch {
+	case len(p) > MaxPasswordBytes:
 		return models.Errorf(models.BadUserInput, "password must be at most %d bytes", MaxPasswordBytes)
-	}
-	if utf8.RuneCountInString(p) < MinPasswordRunes {
-		return models.Errorf(models.BadUserInput, "password must be at least %d characters", MinPasswordRunes)
+	case !utf8.ValidString(p):
+		return models.Errorf(models.BadUserInput, "password is not valid UTF-8")
+	case strings.IndexByte(p, 0) >= 0:
+		return models.Errorf(models.BadUserInput, "password contains a NUL character")
 	}
 	return nil
+}
+
+// newPassword returns the form a new password is hashed in, NFC, or
+// BadUserInput unless it passes checkPasswordBytes and has at least
+// MinPasswordRunes characters. Every password set (register, user add, the
+// admin of AUTH_ADMIN_EMAIL, any later change) goes through it.
+func newPassword(p string) (string, error) {
+	if err := checkPasswordBytes(p); err != nil {
+		return "", err
+	}
+	p = norm.NFC.String(p)
+	if utf8.RuneCountInString(p) < MinPasswordRunes {
+		return "", models.Errorf(models.BadUserInput, "password must be at least %d characters", MinPasswordRunes)
+	}
+	return p, nil
 }

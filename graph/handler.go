@@ -49,10 +49,11 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 	srv := handler.New(NewExecutableSchema(cfg))
 	// POST only: a GET query could be triggered cross-site by a link or an
 	// image, and every operation here is either a mutation or private.
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(utf8Body{transport.POST{}})
 	srv.AddTransport(notGraphQL{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(observe{})
+	srv.Use(inputBytes{})
 	srv.Use(documentLimits{maxDepth: opts.MaxDepth, maxComplexity: opts.MaxComplexity, introspection: opts.Introspection})
 	if opts.Introspection {
 		srv.Use(extension.Introspection{})

@@ -33,6 +33,7 @@ import (
 var migrations = []*gormigrate.Migration{
 	{ID: "202611230001_initial", Migrate: migrateInitial},
 	{ID: "202611230002_audit_events", Migrate: migrateAuditEvents},
+	{ID: "202611290001_email_normalisation", Migrate: migrateEmailNormalisation},
 }
 
 // migrationsTable records the IDs of the applied migrations.
@@ -62,6 +63,59 @@ func migrateAuditEvents(tx *gorm.DB) error {
 		Detail    *string   `gorm:"size:1024"`
 	}
 	return tx.AutoMigrate(&AuditEvent{})
+}
+
+// migrateEmailNormalisation brings the stored emails to NormalizeEmail's
+// form. Before it, an email was stored trimmed and lower-cased only, so
+// rows can differ from the new form (another Unicode form, a Unicode
+// domain, a letter that lower-casing and case folding treat apart), and a
+// person could hold two accounts that are now one address.
+//
+// It calls the live NormalizeEmail, unlike the rule for migrations: what
+// it must produce is exactly what the running code looks emails up by.
+// Rows are read first and only the ones that change are updated, each
+// after checking that no other user has its new form: two accounts that
+// are one address once normalized make the migration fail, naming both
+// user ids (never the emails, which reach logs), for an operator to decide
+// which account the person keeps. A row the new rules refuse (a zero-width
+// character, mixed scripts, an IP-address domain) is left as it is: no
+// other form of it is that person's, and the lookalike it may be stays
+// unable to sign in, as new ones are.
+func migrateEmailNormalisation(tx *gorm.DB) error {
+	type change struct{ id, email string }
+	var changes []change
+	rows, err := tx.Table("users").Select("id, email").Order("id").Rows()
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id, email string
+		if err := rows.Scan(&id, &email); err != nil {
+			rows.Close()
+			return err
+		}
+		if norm, err := NormalizeEmail(email); err == nil && norm != email {
+			changes = append(changes, change{id, norm})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		var other []string
+		if err := tx.Table("users").Where("email = ? AND id <> ?", c.email, c.id).Pluck("id", &other).Error; err != nil {
+			return err
+		}
+		if len(other) > 0 {
+			return fmt.Errorf("users %s and %s have emails that are one address once normalized (Unicode form, case folding, IDNA domain): "+
+				"keep one account per person (delete the other, or change its email in the database) and start again", other[0], c.id)
+		}
+		if err := tx.Table("users").Where("id = ?", c.id).Update("email", c.email).Error; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrateInitial creates the schema of authql before versioned migrations:

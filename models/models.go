@@ -11,8 +11,8 @@ const (
 	RoleUser  = "user"
 )
 
-// User is an account. Email is stored trimmed and lower-cased, so the unique
-// index makes emails unique case-insensitively.
+// User is an account. Email is stored as NormalizeEmail returns it, so the
+// unique index makes one account per person's address, however typed.
 type User struct {
 	ID           string     `gorm:"primaryKey;size:36;index:idx_users_page,priority:2"`
 	Email        string     `gorm:"size:320;not null;uniqueIndex"`

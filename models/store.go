@@ -92,7 +92,9 @@ var ErrEmailTaken = Errorf(BadUserInput, "an account with this email already exi
 // BadUserInput error) if the email is taken, and BadUserInput for an
 // unknown role.
 func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string) (err error) {
-	defer Wrap(&err, "CreateUser(%q)", u.Email)
+	// The id, never the email: the error may be logged, and what a user
+	// typed stays out of the log.
+	defer Wrap(&err, "CreateUser(%s)", u.ID)
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		rs, err := findRoles(tx, roles)
 		if err != nil {
@@ -491,6 +493,24 @@ func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore time.Time
 	return p, nil
 }
 
-// NormalizeEmail trims and lower-cases an email, the form it is stored and
-// compared in.
-func NormalizeEmail(email string) string { return strings.ToLower(strings.TrimSpace(email)) }
+// PasswordHashOutside returns the password hash of some user whose hash
+// starts with none of prefixes, or "" when every hash starts with one of
+// them. The auth service finds the cost classes of the stored hashes with
+// it, a prefix per class (see auth.Service.MeasureHashClasses): each call
+// stops at the first row outside the classes known so far, and only the
+// last, which finds none, reads the whole table.
+func PasswordHashOutside(ctx context.Context, db *gorm.DB, prefixes []string) (_ string, err error) {
+	defer Wrap(&err, "PasswordHashOutside(%d)", len(prefixes))
+	q := db.WithContext(ctx).Table("users").Select("password_hash")
+	for _, p := range prefixes {
+		// The prefixes are made by authql from hashes' fixed fields: no
+		// LIKE wildcard is in them, but escape them all the same.
+		p = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(p)
+		q = q.Where(`password_hash NOT LIKE ? ESCAPE '\'`, p+"%")
+	}
+	var hashes []string
+	if err := q.Limit(1).Pluck("password_hash", &hashes).Error; err != nil || len(hashes) == 0 {
+		return "", err
+	}
+	return hashes[0], nil
+}
