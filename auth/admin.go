@@ -18,7 +18,7 @@ func (s *Service) AddUser(ctx context.Context, email, password string, roles []s
 	for i, r := range roles {
 		names[i] = strings.ToLower(strings.TrimSpace(r))
 	}
-	u, err := s.createUser(ctx, email, password, names)
+	u, err := s.createUser(ctx, email, password, names, nil)
 	if err != nil {
 		return nil, err
 	}
