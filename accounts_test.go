@@ -150,7 +150,7 @@ func TestPasswordsNormalizedToNFC(t *testing.T) {
 		}
 		old, _ := h.Hash(nfd)
 		u := &models.User{ID: uuid.NewString(), Email: "old@example.com", PasswordHash: old}
-		if err := models.CreateUser(context.Background(), ts.DB, u, []string{models.RoleUser}); err != nil {
+		if err := models.CreateUser(context.Background(), ts.DB, u, []string{models.RoleUser}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if code := ts.login(t, "old@example.com", "cafe-au-lait").Code(t); code != models.Unauthenticated {

@@ -43,6 +43,9 @@ type config struct {
 	HashWorkers    int           // 0: auth.DefaultHashWorkers
 	HashWait       time.Duration // how long a hash waits for a worker
 	UserCacheSize  int
+	// MaxSessions bounds each user's live sessions, and the length of
+	// mySessions (graph.Options.MaxSessions).
+	MaxSessions int
 
 	// DB sizes the database connection pool; zero fields take models'
 	// defaults for the dialect.
@@ -118,6 +121,10 @@ const configHelp = `Configuration (environment variables):
   AUTH_LOGIN_LIMIT_CLIENT       failed logins per client (default 100/15m)
   AUTH_REGISTER_LIMIT           registrations per client (default 20/1h)
   AUTH_REFRESH_LIMIT            refreshes per client (default 600/1m)
+  AUTH_FAILURE_LIMIT            failed revokeSession and setUserRoles calls per user
+                                (default 30/1m)
+  AUTH_MAX_SESSIONS             live sessions per user, 1 to 500; a sign-in past it ends
+                                the user's least recently used session (default 50)
   AUTH_TRUSTED_PROXIES          proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For
                                 names the client (default none: the connection's address)
   AUTH_HASH_WORKERS             concurrent password hashes, at most the cores
@@ -180,6 +187,7 @@ func defaultConfig() config {
 		Limits:        auth.DefaultLimits,
 		HashWait:      auth.DefaultHashWait,
 		UserCacheSize: auth.DefaultUserCacheSize,
+		MaxSessions:   auth.DefaultMaxSessions,
 		SyncTimeout:   auth.DefaultSyncTimeout,
 		Introspection: graph.DefaultOptions.Introspection,
 		Playground:    true,
@@ -349,6 +357,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	rate("AUTH_LOGIN_LIMIT_CLIENT", &c.Limits.LoginClient)
 	rate("AUTH_REGISTER_LIMIT", &c.Limits.Register)
 	rate("AUTH_REFRESH_LIMIT", &c.Limits.Refresh)
+	rate("AUTH_FAILURE_LIMIT", &c.Limits.Failures)
 	if v := getenv("AUTH_TRUSTED_PROXIES"); strings.TrimSpace(v) != "" {
 		p, err := auth.ParseTrustedProxies(v)
 		if err != nil {
@@ -397,6 +406,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.MaxBodyBytes = int64(body)
 	}
 	integer("AUTH_USER_CACHE_SIZE", &c.UserCacheSize, 1, 100_000_000)
+	// At most a page of users: mySessions lists them all in one answer.
+	integer("AUTH_MAX_SESSIONS", &c.MaxSessions, 1, models.MaxPageSize)
 	integer("AUTH_MAX_QUERY_DEPTH", &c.MaxDepth, 2, 1000)
 	integer("AUTH_MAX_COMPLEXITY", &c.MaxComplexity, 10, 1_000_000)
 	integer("AUTH_DB_MAX_CONNS", &c.DB.MaxConns, 1, 1000)

@@ -211,7 +211,8 @@ func TestReplicas(t *testing.T) {
 	})
 
 	t.Run("LogoutOfAllSessionsOnAIsRefusedOnBAndC", func(t *testing.T) {
-		c := newCluster(t, nil)
+		// 150 sessions of one user: past the default session limit.
+		c := newCluster(t, map[string]string{"AUTH_MAX_SESSIONS": "500"})
 		a, b, cc := c.start(t, nil), c.start(t, nil), c.start(t, nil)
 		registerAt(t, a, "ada@example.com", "password1")
 		// Enough sessions that their revocations take several

@@ -326,6 +326,7 @@ func authConfig(cfg config) auth.Config {
 		HashWorkers:    cfg.HashWorkers,
 		HashWait:       cfg.HashWait,
 		UserCacheSize:  cfg.UserCacheSize,
+		MaxSessions:    cfg.MaxSessions,
 		SyncTimeout:    cfg.SyncTimeout,
 		AuditRetention: cfg.AuditRetention,
 

@@ -44,7 +44,7 @@ func BenchmarkLoginTimingAcrossCosts(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			ts := newTestServer(b, testdb.SQLite(b), nil, func(c *testConfig) { c.Auth.Argon2 = bc.server })
 			u := &models.User{ID: uuid.NewString(), Email: "user@example.com", PasswordHash: bc.account(b)}
-			if err := models.CreateUser(context.Background(), ts.DB, u, []string{models.RoleUser}); err != nil {
+			if err := models.CreateUser(context.Background(), ts.DB, u, []string{models.RoleUser}, nil); err != nil {
 				b.Fatal(err)
 			}
 			ts.login(b, "user@example.com", "wrong-password")

@@ -32,7 +32,7 @@ func seedUsers(tb testing.TB, db *gorm.DB, n int, at func(i int) time.Time, role
 	out := make([]seeded, n)
 	for i := range n {
 		u := &models.User{ID: uuid.NewString(), Email: fmt.Sprintf("seed%d@example.com", i), PasswordHash: "x", CreatedAt: at(i)}
-		if err := models.CreateUser(ctx, db, u, roles(i)); err != nil {
+		if err := models.CreateUser(ctx, db, u, roles(i), nil); err != nil {
 			tb.Fatal(err)
 		}
 		out[i] = seeded{ID: u.ID, CreatedAt: u.CreatedAt, Roles: roles(i)}

@@ -18,7 +18,7 @@ func (s *Service) AddUser(ctx context.Context, email, password string, roles []s
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.createUser(ctx, email, password, names)
+	u, err := s.createUser(ctx, email, password, names, nil)
 	if err != nil {
 		return nil, err
 	}

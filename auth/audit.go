@@ -130,18 +130,25 @@ var errRefused = models.Errorf(models.RateLimited, "refused by a rate limit")
 // flood must not become a flood of audit rows: the refusals of one counter
 // are recorded as at most one RATE_LIMITED event per rateAuditEvery, whose
 // detail says how many it stands for (see rateAudits).
-func (s *Service) auditRateLimited(ctx context.Context, key string, now time.Time) {
+//
+// userID is the user a per-user limit counts ("" for the limits of
+// clients): the event names it.
+func (s *Service) auditRateLimited(ctx context.Context, key, userID string, now time.Time) {
 	s.cfg.Observer.AuthEvent(string(models.AuditRateLimited), string(models.AuditFailure))
-	if r, ok := s.rateAudits.refused(key, now, ClientFrom(ctx)); ok {
+	if r, ok := s.rateAudits.refused(key, now, ClientFrom(ctx), userID, ""); ok {
 		s.record(r.at, r.client, r.event())
 	}
 }
 
 // recordRateLimited queues the RATE_LIMITED events that are due (all of
-// them when all is set, at shutdown).
+// them when all is set, at shutdown), and logs the refused cookie origins
+// due (see warnOrigin).
 func (s *Service) recordRateLimited(now time.Time, all bool) {
 	for _, r := range s.rateAudits.sweep(now, all) {
 		s.record(r.at, r.client, r.event())
+	}
+	for _, r := range s.originWarnings.sweep(now, all) {
+		s.logOrigin(context.Background(), r)
 	}
 }
 
@@ -377,6 +384,9 @@ const maxRateAuditKeys = 10_000
 // or the next sweep (FlushAudit, Purge, Close), whichever comes first. An
 // event's detail is "<limit> (<n> refused)": the limit's name and how many
 // refusals it stands for, the last of them at the event's time.
+//
+// The warnings for refused cookie origins are coalesced by one too (see
+// warnOrigin), each a log line instead of an event.
 type rateAudits struct {
 	mu sync.Mutex
 	m  map[string]*rateAudit
@@ -389,6 +399,8 @@ type rateAudit struct {
 	pending  int       // refusals since then, not yet recorded
 	at       time.Time // the latest of them
 	client   Client    // the latest one's client
+	user     string    // the user a per-user limit counts
+	note     string    // what else the latest one said (a refused origin)
 }
 
 // rateEvent is a RATE_LIMITED event due for recording.
@@ -397,15 +409,18 @@ type rateEvent struct {
 	n      int
 	at     time.Time
 	client Client
+	user   string
+	note   string
 }
 
 func (r rateEvent) event() event {
-	return event{typ: models.AuditRateLimited, err: errRefused, detail: fmt.Sprintf("%s (%d refused)", r.limit, r.n)}
+	return event{typ: models.AuditRateLimited, err: errRefused, userID: r.user, detail: fmt.Sprintf("%s (%d refused)", r.limit, r.n)}
 }
 
-// refused counts one refusal under key at now by client, and returns the
-// event to record when one is due.
-func (ra *rateAudits) refused(key string, now time.Time, client Client) (rateEvent, bool) {
+// refused counts one refusal under key at now by client (of user, for a
+// per-user limit, with a note for the record), and returns the event to
+// record when one is due.
+func (ra *rateAudits) refused(key string, now time.Time, client Client, user, note string) (rateEvent, bool) {
 	limit, _, _ := strings.Cut(key, ":")
 	ra.mu.Lock()
 	defer ra.mu.Unlock()
@@ -414,7 +429,7 @@ func (ra *rateAudits) refused(key string, now time.Time, client Client) (rateEve
 	}
 	r := ra.m[key]
 	if r == nil && len(ra.m) >= maxRateAuditKeys {
-		key, client = limit+":*", Client{}
+		key, client, user = limit+":*", Client{}, ""
 		r = ra.m[key]
 	}
 	if r == nil {
@@ -422,13 +437,18 @@ func (ra *rateAudits) refused(key string, now time.Time, client Client) (rateEve
 		ra.m[key] = r
 	}
 	r.pending++
-	r.at, r.client = now, client
+	r.at, r.client, r.user, r.note = now, client, user, note
 	if !r.recorded.IsZero() && now.Sub(r.recorded) < rateAuditEvery {
 		return rateEvent{}, false
 	}
-	e := rateEvent{limit: limit, n: r.pending, at: now, client: client}
+	e := r.due()
 	r.recorded, r.pending = now, 0
 	return e, true
+}
+
+// due is the event of r's pending refusals.
+func (r *rateAudit) due() rateEvent {
+	return rateEvent{limit: r.limit, n: r.pending, at: r.at, client: r.client, user: r.user, note: r.note}
 }
 
 // sweep returns the events due at now (every pending one when all is set)
@@ -442,7 +462,7 @@ func (ra *rateAudits) sweep(now time.Time, all bool) []rateEvent {
 		due := now.Sub(r.recorded) >= rateAuditEvery
 		switch {
 		case r.pending > 0 && (due || all):
-			out = append(out, rateEvent{limit: r.limit, n: r.pending, at: r.at, client: r.client})
+			out = append(out, r.due())
 			r.recorded, r.pending = now, 0
 		case r.pending == 0 && due:
 			delete(ra.m, key)

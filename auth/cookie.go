@@ -144,10 +144,15 @@ func (s *Service) RefreshFromCookie(ctx context.Context) (*Grant, error) {
 		return nil, errNoCookie
 	}
 	if c.err != nil {
+		// Counted as a refresh before the Origin is looked at, as Refresh
+		// counts the others: a flood of forged or misdirected requests is
+		// bounded by the refresh limit too, and past it costs neither a
+		// log line nor more than the coalesced RATE_LIMITED event.
+		if _, err := s.take(ctx, s.now(), []string{limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
+			return nil, err
+		}
 		if models.ErrorCode(c.err) == models.Forbidden {
-			// A forged request, or a frontend missing from
-			// AUTH_CORS_ORIGINS: either way the operator should know.
-			s.log.WarnContext(ctx, "refresh by cookie refused for its Origin", "origin", truncate(c.origin, 256), "ip", ClientFrom(ctx).IP)
+			s.warnOrigin(ctx, c.origin)
 		}
 		return nil, c.err
 	}
@@ -157,4 +162,23 @@ func (s *Service) RefreshFromCookie(ctx context.Context) (*Grant, error) {
 		s.clearRefreshCookie(ctx)
 	}
 	return g, err
+}
+
+// warnOrigin logs a refresh by cookie refused for its Origin: a forged
+// request, or a frontend missing from AUTH_CORS_ORIGINS; either way the
+// operator should know, but a flood must not become a flood of log lines.
+// The refusals of one client are coalesced as the audit log coalesces
+// those of a rate limit (rateAudits, with its bound on the clients it
+// tracks): the first is logged at once, later ones as one line a minute
+// at most, with their count and the latest origin.
+func (s *Service) warnOrigin(ctx context.Context, origin string) {
+	c := ClientFrom(ctx)
+	if r, ok := s.originWarnings.refused(limitKey("cookie-origin", c.limitKey()), s.now(), c, "", truncate(origin, 256)); ok {
+		s.logOrigin(ctx, r)
+	}
+}
+
+// logOrigin writes the log line of refused cookie origins r stands for.
+func (s *Service) logOrigin(ctx context.Context, r rateEvent) {
+	s.log.WarnContext(ctx, "refresh by cookie refused for its Origin", "origin", r.note, "ip", r.client.IP, "refused", r.n)
 }

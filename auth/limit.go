@@ -67,6 +67,10 @@ type Limits struct {
 	LoginClient  Rate // failed logins per client, whatever the account
 	Register     Rate // registrations per client
 	Refresh      Rate // refreshes per client
+	// Failures counts the failed operations of each signed-in user that
+	// fail in bulk when scripted, and each failure of which would be an
+	// audit row: revokeSession and setUserRoles (see limitFailures).
+	Failures Rate
 }
 
 // DefaultLimits are the limits when nothing is configured.
@@ -83,6 +87,9 @@ var DefaultLimits = Limits{
 	// A frontend refreshes every few minutes per tab; this bounds a client
 	// that loops, not a busy NAT.
 	Refresh: Rate{N: 600, Per: time.Minute},
+	// Far more than a person fails at by hand; a script looping on wrong
+	// ids is slowed to one attempt every two seconds.
+	Failures: Rate{N: 30, Per: time.Minute},
 }
 
 // Limiter counts operations against rates. Take reserves one operation for
@@ -196,6 +203,12 @@ func errRateLimited(retryAfter time.Duration) error {
 // none: if one is exhausted, those already reserved are given back and a
 // RateLimited error is returned. give returns the reservations.
 func (s *Service) take(ctx context.Context, now time.Time, keys []string, rates []Rate) (give func(), err error) {
+	return s.takeFor(ctx, now, "", keys, rates)
+}
+
+// takeFor is take for limits that count a user's operations: the
+// RATE_LIMITED events of their refusals name userID.
+func (s *Service) takeFor(ctx context.Context, now time.Time, userID string, keys []string, rates []Rate) (give func(), err error) {
 	var taken []int
 	give = func() {
 		for _, i := range taken {
@@ -211,7 +224,7 @@ func (s *Service) take(ctx context.Context, now time.Time, keys []string, rates 
 		wait, err := s.limiter.Take(ctx, keys[i], r, now)
 		if err == nil && wait > 0 {
 			err = errRateLimited(wait)
-			s.auditRateLimited(ctx, keys[i], now)
+			s.auditRateLimited(ctx, keys[i], userID, now)
 		}
 		if err != nil {
 			give()
@@ -220,4 +233,28 @@ func (s *Service) take(ctx context.Context, now time.Time, keys []string, rates 
 		taken = append(taken, i)
 	}
 	return give, nil
+}
+
+// limitFailures counts one operation of userID against Limits.Failures
+// before it runs, and returns done, to be called with its outcome: a
+// success gives the count back, so that only failures are counted (as
+// Login counts only failed attempts). Past the limit it returns
+// RateLimited and the operation does not run: a script repeating a
+// failing call then costs no audit row per call, only the coalesced
+// RATE_LIMITED event (see auditRateLimited). Counted before rather than
+// after, so that concurrent calls cannot all slip under the limit.
+//
+// logout is not counted: with a valid token it fails only when the
+// database does. Nor are bad cursors of users and auditLog: they are
+// refused before any query, and write and log nothing.
+func (s *Service) limitFailures(ctx context.Context, userID string) (done func(error), err error) {
+	give, err := s.takeFor(ctx, s.now(), userID, []string{limitKey("user-failures", userID)}, []Rate{s.cfg.Limits.Failures})
+	if err != nil {
+		return nil, err
+	}
+	return func(err error) {
+		if err == nil {
+			give()
+		}
+	}, nil
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/authql/authql/models"
@@ -18,10 +19,31 @@ const DefaultHashWait = time.Second
 // the memory with it, and starve the requests that only check a token. With
 // at most one worker per core, and a short wait for one, a flood turns into
 // fast RATE_LIMITED answers instead.
+//
+// That alone would let one client take the whole pool: its flood fills the
+// queue, and everyone else's login waits behind it until refused. So each
+// client (by the address rate limits count, Client.limitKey) gets a share:
+// at most share() hashes waiting or running at once, and none waiting when
+// one is in flight already. Past it the client's hash is refused at once,
+// RATE_LIMITED, without queueing; the waiting line then holds at most one
+// hash per client, and a client with no hash in flight gets the next free
+// worker after at most one hash of each other client. Every hash counts,
+// a successful login's too: otherwise a flood of right passwords would be
+// a free way around it.
 type hashPool struct {
 	slots chan struct{}
 	wait  time.Duration
 	obs   Observer
+	// refused, when set, is told of each hash refused for its client's
+	// share (for the audit log).
+	refused func(ctx context.Context, client string)
+
+	mu sync.Mutex
+	// inFlight counts each client's hashes waiting or running. An entry
+	// lives only while it is not zero, so the map is never larger than the
+	// hashes in flight: at most the workers plus one waiter per client
+	// that has a request open.
+	inFlight map[string]int
 }
 
 // newHashPool returns a pool of workers (at most the number of usable
@@ -39,8 +61,13 @@ func newHashPool(workers int, wait time.Duration, obs Observer) *hashPool {
 	if obs == nil {
 		obs = nopObserver{}
 	}
-	return &hashPool{slots: make(chan struct{}, workers), wait: wait, obs: obs}
+	return &hashPool{slots: make(chan struct{}, workers), wait: wait, obs: obs, inFlight: map[string]int{}}
 }
+
+// share is how many hashes one client may have waiting or running: half
+// the workers, rounded up, so that a lone client on an idle pool still
+// leaves workers to the others.
+func (p *hashPool) share() int { return (p.workers() + 1) / 2 }
 
 // DefaultHashWorkers is one worker per core but one, and at least one.
 // The core left over keeps token checks fast while logins flood: measured
@@ -53,15 +80,37 @@ func DefaultHashWorkers() int { return max(1, runtime.GOMAXPROCS(0)-1) }
 // errHashBusy is returned when no worker frees up in time.
 var errHashBusy = models.RateLimitedf(time.Second, "the server is busy; try again shortly")
 
-// do runs f on a worker, or returns a RateLimited error when none frees up
-// within the pool's wait (or ctx ends first). Every wait is observed, the
-// zero ones and the refused ones too: the histogram is then the share of
-// logins that queued, and its top bucket the ones turned away.
+// errHashShare is returned when the client has its share of the pool in
+// flight already.
+var errHashShare = models.RateLimitedf(time.Second, "too many attempts at once from your address; try again shortly")
+
+// do runs f on a worker, or returns a RateLimited error when the client of
+// ctx has its share of the pool in flight already, or when no worker frees
+// up within the pool's wait (or ctx ends first). Every wait is observed,
+// the zero ones and the refused ones too: the histogram is then the share
+// of logins that queued, and its top bucket the ones turned away.
 func (p *hashPool) do(ctx context.Context, f func()) error {
+	client := ClientFrom(ctx).limitKey()
+	p.mu.Lock()
+	n := p.inFlight[client]
+	if n >= p.share() {
+		p.mu.Unlock()
+		p.refuse(ctx, client)
+		return errHashShare
+	}
+	p.inFlight[client] = n + 1
+	p.mu.Unlock()
+	defer p.done(client)
 	select {
 	case p.slots <- struct{}{}:
 		p.obs.HashWait(0)
 	default:
+		if n > 0 {
+			// The pool is busy and this client has a hash in flight: it
+			// waits for that one, not in the line ahead of others.
+			p.refuse(ctx, client)
+			return errHashShare
+		}
 		start := time.Now()
 		t := time.NewTimer(p.wait)
 		defer t.Stop()
@@ -79,6 +128,24 @@ func (p *hashPool) do(ctx context.Context, f func()) error {
 	defer func() { <-p.slots }()
 	f()
 	return nil
+}
+
+// refuse reports a hash refused for client's share. It observes no wait:
+// the hash never queued (the refusal is counted with the audit's
+// RATE_LIMITED events).
+func (p *hashPool) refuse(ctx context.Context, client string) {
+	if p.refused != nil {
+		p.refused(ctx, client)
+	}
+}
+
+// done ends one of client's hashes.
+func (p *hashPool) done(client string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inFlight[client]--; p.inFlight[client] <= 0 {
+		delete(p.inFlight, client)
+	}
 }
 
 // workers is the pool's size.

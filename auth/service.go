@@ -49,6 +49,10 @@ type Config struct {
 	// UserCacheSize bounds the users kept in memory (0:
 	// DefaultUserCacheSize).
 	UserCacheSize int
+	// MaxSessions bounds each user's live sessions (0:
+	// DefaultMaxSessions): a sign-in past it ends the user's least
+	// recently used session.
+	MaxSessions int
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (see Middleware); empty trusts none.
 	TrustedProxies []netip.Prefix
@@ -104,6 +108,9 @@ type Service struct {
 
 	audits     *auditWriter // see audit.go
 	rateAudits rateAudits
+	// originWarnings coalesces the log lines of refused cookie origins
+	// (see warnOrigin).
+	originWarnings rateAudits
 }
 
 // NewService returns a Service. key is an HS256 secret held outside the
@@ -123,6 +130,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	if cfg.AuditRetention <= 0 {
 		cfg.AuditRetention = DefaultAuditRetention
 	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,
 		revs:    revocations{ids: map[string]time.Time{}},
@@ -134,6 +144,11 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	}
 	for _, o := range cfg.AllowedOrigins {
 		s.origins[strings.ToLower(o)] = true
+	}
+	// A client's hashes refused for its share of the pool are audited as
+	// the refusals of a rate limit are: coalesced, not a row each.
+	s.pool.refused = func(ctx context.Context, client string) {
+		s.auditRateLimited(ctx, limitKey("hash-client", client), "", s.now())
 	}
 	s.sync.timeout = cfg.SyncTimeout
 	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey}, cfg.AccessTTL, s.now, log)
@@ -227,17 +242,26 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 	if _, err := s.take(ctx, s.now(), []string{limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
 		return nil, err
 	}
-	u, err := s.createUser(ctx, email, password, []string{models.RoleUser})
+	// The user, its roles and its first session commit together or not at
+	// all: a registration that fails after the account was inserted would
+	// leave an account its owner cannot sign in to, and its email taken.
+	ns, token := s.newSession(ctx, nil)
+	u, err := s.createUser(ctx, email, password, []string{models.RoleUser}, ns)
 	if err != nil {
-		s.audit(ctx, event{typ: models.AuditRegister, err: err})
+		if !errors.Is(err, errHashShare) { // audited as a RATE_LIMITED event
+			s.audit(ctx, event{typ: models.AuditRegister, err: err})
+		}
 		return nil, err
 	}
-	g, err := s.startSession(ctx, u, nil)
+	g, err := s.grant(ctx, u, ns.Session.ID, token)
 	s.audit(ctx, event{typ: models.AuditRegister, err: err, userID: u.ID, sessionID: g.sessionID()})
 	return g, err
 }
 
-func (s *Service) createUser(ctx context.Context, email, password string, roles []string) (*models.User, error) {
+// createUser checks the email and password, hashes the password and
+// inserts the user with roles and, when first is set, its first session in
+// the same transaction.
+func (s *Service) createUser(ctx context.Context, email, password string, roles []string, first *models.NewSession) (*models.User, error) {
 	email, err := models.NormalizeEmail(email)
 	if err != nil {
 		return nil, err
@@ -254,7 +278,7 @@ func (s *Service) createUser(ctx context.Context, email, password string, roles 
 		return nil, err
 	}
 	u := &models.User{ID: uuid.NewString(), Email: email, PasswordHash: hash}
-	if err := models.CreateUser(ctx, s.db, u, roles); err != nil {
+	if err := models.CreateUser(ctx, s.db, u, roles, first); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -292,6 +316,11 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	if err != nil {
 		if models.ErrorCode(err) == models.RateLimited {
 			giveBack() // the password was never checked
+		}
+		if errors.Is(err, errHashShare) {
+			// A flood from one client: its refusals are coalesced in one
+			// RATE_LIMITED event (see hashPool.refused), not a row each.
+			return nil, err
 		}
 		// The user when the email has an account; never the email typed,
 		// which is at times a password typed in the wrong field.
@@ -388,20 +417,45 @@ func (s *Service) verify(stored, password string) (d time.Duration, ok, rehash b
 }
 
 // startSession creates a session for u and signs it in; login, when set,
-// is stamped on the user in the same transaction.
+// is stamped on the user in the same transaction. Past Config.MaxSessions
+// the user's least recently used sessions end in that transaction too.
 func (s *Service) startSession(ctx context.Context, u *models.User, login *models.LoginStamp) (*Grant, error) {
+	ns, token := s.newSession(ctx, login)
+	ns.Session.UserID = u.ID
+	evicted, err := models.CreateSession(ctx, s.db, ns)
+	if err != nil {
+		return nil, err
+	}
+	s.sessionsEvicted(ctx, u.ID, ns.RevokeUntil, evicted)
+	return s.grant(ctx, u, ns.Session.ID, token)
+}
+
+// newSession returns the rows of a new session starting now for the
+// request's client (its UserID left for the caller) and its refresh token.
+func (s *Service) newSession(ctx context.Context, login *models.LoginStamp) (*models.NewSession, string) {
 	now, c := s.now(), ClientFrom(ctx)
 	token, hash := newRefreshToken()
 	sess := &models.Session{
-		ID: uuid.NewString(), UserID: u.ID,
+		ID:        uuid.NewString(),
 		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
 		UserAgent: c.UserAgent, IP: c.IP,
 	}
 	rt := &models.RefreshToken{ID: hash, SessionID: sess.ID, CreatedAt: now, ExpiresAt: sess.ExpiresAt}
-	if err := models.CreateSession(ctx, s.db, sess, rt, login); err != nil {
-		return nil, err
+	return &models.NewSession{Session: sess, Token: rt, Login: login, Max: s.cfg.MaxSessions, RevokeUntil: s.revokeUntil(now)}, token
+}
+
+// sessionsEvicted finishes what ending the user's sessions for the session
+// limit began in the database: their access tokens are refused here at
+// once (the other replicas learn of it from the revocations' events), and
+// each is audited, as revokeSession would, with the reason in the detail.
+func (s *Service) sessionsEvicted(ctx context.Context, userID string, until time.Time, ids []string) {
+	if len(ids) == 0 {
+		return
 	}
-	return s.grant(ctx, u, sess.ID, token)
+	s.revs.add(until, ids...)
+	for _, id := range ids {
+		s.audit(ctx, event{typ: models.AuditSessionRevoked, userID: userID, sessionID: id, detail: "session limit"})
+	}
 }
 
 // grant signs u's session in: a new access token with the refresh token,
@@ -562,6 +616,16 @@ func (s *Service) SetUserRoles(ctx context.Context, userID string, roles []strin
 	if err != nil {
 		return nil, err
 	}
+	if p, _ := PrincipalFrom(ctx); p != nil {
+		// An admin's script failing in a loop must not write an audit row
+		// per call (see limitFailures); operators at the CLI have no
+		// principal and are not counted.
+		done, lerr := s.limitFailures(ctx, p.UserID)
+		if lerr != nil {
+			return nil, lerr
+		}
+		defer func() { done(err) }()
+	}
 	defer func() { s.auditRoles(ctx, userID, names, u, err) }()
 	if _, err := uuid.Parse(userID); err != nil {
 		return nil, models.Errorf(models.NotFound, "user not found")
@@ -608,7 +672,7 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (err 
 	}
 	u, err := models.UserByEmail(ctx, s.db, key)
 	if models.ErrorCode(err) == models.NotFound {
-		u, err = s.createUser(ctx, email, password, []string{models.RoleAdmin, models.RoleUser})
+		u, err = s.createUser(ctx, email, password, []string{models.RoleAdmin, models.RoleUser}, nil)
 		if errors.Is(err, models.ErrEmailTaken) {
 			// Created meanwhile: by another replica starting (then an
 			// admin) or by a registration (then refused below).

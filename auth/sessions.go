@@ -8,10 +8,20 @@ import (
 	"github.com/authql/authql/models"
 )
 
+// DefaultMaxSessions is the bound on a user's live sessions when
+// Config.MaxSessions is zero.
+const DefaultMaxSessions = 50
+
+// MaxSessions is the bound on a user's live sessions, and on the sessions
+// Sessions returns.
+func (s *Service) MaxSessions() int { return s.cfg.MaxSessions }
+
 // Sessions returns the principal's active sessions (neither revoked nor
-// expired), most recently used first.
+// expired), most recently used first: at most MaxSessions, so that the
+// list's cost is bounded even for a user who held more before the bound
+// was lowered.
 func (s *Service) Sessions(ctx context.Context, p *Principal) ([]*models.Session, error) {
-	return models.ActiveSessions(ctx, s.db, p.UserID, s.now())
+	return models.ActiveSessions(ctx, s.db, p.UserID, s.now(), s.cfg.MaxSessions)
 }
 
 // RevokeSession ends the principal's session id as Logout ends one: its
@@ -22,6 +32,13 @@ func (s *Service) Sessions(ctx context.Context, p *Principal) ([]*models.Session
 // Revoking the session of the request itself is a logout: the refresh
 // cookie is cleared too.
 func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) (revoked bool, err error) {
+	// Every failure is an audit row: a script trying ids in a loop is
+	// limited per user, and its refusals coalesced (see limitFailures).
+	done, err := s.limitFailures(ctx, p.UserID)
+	if err != nil {
+		return false, err
+	}
+	defer func() { done(err) }()
 	parsed, perr := uuid.Parse(id)
 	if perr != nil {
 		// Not a session id at all; nothing of it is worth recording.

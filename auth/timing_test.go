@@ -41,7 +41,7 @@ func newLoginService(tb testing.TB, dsn string, p Argon2Params) *Service {
 func addUserWithHash(tb testing.TB, s *Service, email, hash string) {
 	tb.Helper()
 	u := &models.User{ID: uuid.NewString(), Email: email, PasswordHash: hash}
-	if err := models.CreateUser(context.Background(), s.db, u, []string{models.RoleUser}); err != nil {
+	if err := models.CreateUser(context.Background(), s.db, u, []string{models.RoleUser}, nil); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -9,15 +9,19 @@ import (
 )
 
 // ActiveSessions returns the user's sessions that are neither revoked nor
-// expired at now, most recently used first. A session's ExpiresAt is its
-// live refresh token's expiry: rotation moves both together.
-func ActiveSessions(ctx context.Context, db *gorm.DB, userID string, now time.Time) (_ []*Session, err error) {
+// expired at now, most recently used first, at most limit of them (0: no
+// limit). A session's ExpiresAt is its live refresh token's expiry:
+// rotation moves both together.
+func ActiveSessions(ctx context.Context, db *gorm.DB, userID string, now time.Time, limit int) (_ []*Session, err error) {
 	defer Wrap(&err, "ActiveSessions(%q)", userID)
 	var ss []*Session
-	err = db.WithContext(ctx).
+	q := db.WithContext(ctx).
 		Where("user_id = ? AND revoked_at IS NULL AND expires_at > ?", userID, now).
-		Order("last_used_at DESC, id").
-		Find(&ss).Error
+		Order("last_used_at DESC, id")
+	if limit > 0 {
+		q = q.Limit(limit)
+	}
+	err = q.Find(&ss).Error
 	return ss, err
 }
 

@@ -88,10 +88,13 @@ func SettingValue(ctx context.Context, db *gorm.DB, name string, gen func() (str
 // ErrEmailTaken is returned by CreateUser for an email that has an account.
 var ErrEmailTaken = Errorf(BadUserInput, "an account with this email already exists")
 
-// CreateUser inserts u with the given roles. It returns ErrEmailTaken (a
+// CreateUser inserts u with the given roles and, when first is set, u's
+// first session (first.Session.UserID is set to u.ID), all in one
+// transaction: a registration whose session cannot be created leaves no
+// account behind, and its email free. It returns ErrEmailTaken (a
 // BadUserInput error) if the email is taken, and BadUserInput for an
 // unknown role.
-func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string) (err error) {
+func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string, first *NewSession) (err error) {
 	// The id, never the email: the error may be logged, and what a user
 	// typed stays out of the log.
 	defer Wrap(&err, "CreateUser(%s)", u.ID)
@@ -113,7 +116,12 @@ func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string) (err 
 			}
 		}
 		u.Roles = rs
-		return nil
+		if first == nil {
+			return nil
+		}
+		first.Session.UserID = u.ID
+		_, err = createSession(tx, first)
+		return err
 	})
 }
 
@@ -235,30 +243,103 @@ func containsRole(rs []Role, name string) bool {
 	return false
 }
 
+// NewSession is a session to start: the session, its first refresh
+// token, what a login stamps on the user, and the bound on the user's live
+// sessions.
+type NewSession struct {
+	Session *Session
+	Token   *RefreshToken
+	// Login, when set, is stamped on the user in the same transaction.
+	Login *LoginStamp
+	// Max bounds the user's live sessions, this one included (0: no
+	// bound); RevokeUntil is how long the revocations of the sessions
+	// ended for it are kept.
+	Max         int
+	RevokeUntil time.Time
+}
+
 // CreateSession inserts a session and its first refresh token and, for a
 // login, stamps the user with it (publishing EventUserChanged), all in one
-// transaction: one commit per login.
-func CreateSession(ctx context.Context, db *gorm.DB, s *Session, rt *RefreshToken, login *LoginStamp) (err error) {
+// transaction: one commit per login. When the user would hold more than
+// ns.Max live sessions, its least recently used ones are revoked in the
+// same transaction, as a logout revokes them (revocation rows, published
+// to the other replicas); their ids are returned.
+func CreateSession(ctx context.Context, db *gorm.DB, ns *NewSession) (evicted []string, err error) {
 	defer Wrap(&err, "CreateSession")
-	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if login != nil {
-			updates := map[string]any{"last_login_at": login.At}
-			if login.NewHash != "" {
-				updates["password_hash"] = login.NewHash
-			}
-			if err := tx.Model(&User{}).Where("id = ?", s.UserID).Updates(updates).Error; err != nil {
-				return err
-			}
-			if err := Publish(tx, Event{Kind: EventUserChanged, ID: s.UserID}); err != nil {
-				return err
-			}
-		}
-		if err := tx.Omit(clause.Associations).Create(s).Error; err != nil {
-			return err
-		}
-		return tx.Omit(clause.Associations).Create(rt).Error
+	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		evicted, err = createSession(tx, ns)
+		return err
 	})
+	return evicted, err
 }
+
+// createSession is CreateSession inside tx.
+func createSession(tx *gorm.DB, ns *NewSession) (evicted []string, err error) {
+	s, login := ns.Session, ns.Login
+	if login != nil {
+		updates := map[string]any{"last_login_at": login.At}
+		if login.NewHash != "" {
+			updates["password_hash"] = login.NewHash
+		}
+		if err := tx.Model(&User{}).Where("id = ?", s.UserID).Updates(updates).Error; err != nil {
+			return nil, err
+		}
+		if err := Publish(tx, Event{Kind: EventUserChanged, ID: s.UserID}); err != nil {
+			return nil, err
+		}
+	}
+	if ns.Max > 0 {
+		if evicted, err = evictSessions(tx, s.UserID, s.CreatedAt, ns.Max-1, ns.RevokeUntil); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Omit(clause.Associations).Create(s).Error; err != nil {
+		return nil, err
+	}
+	if err := tx.Omit(clause.Associations).Create(ns.Token).Error; err != nil {
+		return nil, err
+	}
+	return evicted, nil
+}
+
+// evictSessions revokes the user's live sessions at now past its keep most
+// recently used ones, and returns their ids.
+//
+// Concurrent sign-ins of one user must not both count keep-1 sessions and
+// both add one: the count is taken under a lock that serializes them. On
+// PostgreSQL that is the user's row, locked FOR UPDATE until the
+// transaction ends (a login's stamp above has locked it already; a
+// registration's user is not visible to anyone else yet); under READ
+// COMMITTED the count that follows the lock sees every session committed
+// before it was granted. On SQLite every write transaction holds the
+// database's write lock from BEGIN (see immediateDriver), so sign-ins are
+// serialized anyway.
+func evictSessions(tx *gorm.DB, userID string, now time.Time, keep int, until time.Time) ([]string, error) {
+	if tx.Dialector.Name() == string(Postgres) {
+		if err := tx.Exec("SELECT 1 FROM users WHERE id = ? FOR UPDATE", userID).Error; err != nil {
+			return nil, err
+		}
+	}
+	var ids []string
+	// Most recently used first, ties by id as mySessions lists them: the
+	// sessions past the first keep are the least recently used.
+	if err := tx.Model(&Session{}).
+		Where("user_id = ? AND revoked_at IS NULL AND expires_at > ?", userID, now).
+		Order("last_used_at DESC, id").Offset(keep).Limit(maxEvict).
+		Pluck("id", &ids).Error; err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return revokeSessions(tx, tx.Where("id IN ?", ids), now, until)
+}
+
+// maxEvict bounds the sessions one sign-in ends. One over the bound is the
+// rule; more happen only after AUTH_MAX_SESSIONS was lowered, and then the
+// user's next sign-ins bring the count down this many at a time, so that
+// one sign-in stays one small transaction.
+const maxEvict = 1000
 
 // LoginStamp is what a login changes on its user: the time of the last
 // login and, when the stored hash was outdated, a new password hash.
