@@ -83,6 +83,14 @@ func TestRefreshLostAnswer(t *testing.T) {
 			if got := ts.mySessions(t, next.Access); len(got) != 1 || got[0].ID != sid(t, p.Access) {
 				t.Errorf("mySessions = %+v, want the one session", got)
 			}
+			if err := ts.Svc.FlushAudit(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			var retries int64
+			ts.DB.Model(&models.AuditEvent{}).Where("type = ? AND outcome = ? AND session_id = ? AND detail = ?", models.AuditRefresh, "SUCCESS", sid(t, p.Access), "retry").Count(&retries)
+			if retries != 1 {
+				t.Errorf("%d REFRESH events with detail retry, want 1", retries)
+			}
 		})
 		t.Run("SpentSuccessorRevokes", func(t *testing.T) {
 			p := signIn()
