@@ -22,7 +22,7 @@ type stmtCounter struct {
 }
 
 func (c *stmtCounter) Trace(context.Context, time.Time, func() (string, int64), error) { c.n.Add(1) }
-func (c *stmtCounter) LogMode(logger.LogLevel) logger.Interface                      { return c }
+func (c *stmtCounter) LogMode(logger.LogLevel) logger.Interface                        { return c }
 
 // TestRotateCommonCaseCost: the retry rule and the recorded access-token
 // expiry cost the common rotation nothing: on SQLite it stays three
