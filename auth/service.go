@@ -410,9 +410,10 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, e
 // revocation describes a revocation made now: it lasts until every access
 // token of the session has expired, clock skew included. The session
 // records the latest expiry it issued; the current lifetime (now +
-// AccessTTL) is only the least, for sessions that recorded none: a token
-// issued under a longer lifetime before a restart must stay refused as
-// long as it lives.
+// AccessTTL) is the least, for sessions that recorded none (made before
+// it was recorded, or by an older replica) and for a token issued by a
+// rotation racing the revocation; a token issued under a longer lifetime
+// before a restart must stay refused as long as it lives.
 func (s *Service) revocation(now time.Time) models.Revoke {
 	return models.Revoke{At: now, For: s.cfg.AccessTTL + MaxClockSkew, Skew: MaxClockSkew}
 }
