@@ -264,7 +264,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if c.SyncTimeout != 5*time.Second {
 		t.Errorf("sync timeout = %s, want 5s", c.SyncTimeout)
 	}
-	if c.Production || !c.Introspection || !c.Playground || c.MaxBodyBytes != 65536 || c.MaxDepth != 20 || c.MaxComplexity != 1000 {
+	if c.Production || !c.Introspection || !c.Playground || c.MaxBodyBytes != 65536 || c.MaxDepth != 20 || c.MaxComplexity != 6500 {
 		t.Errorf("request defaults = production %v introspection %v playground %v body %d depth %d complexity %d",
 			c.Production, c.Introspection, c.Playground, c.MaxBodyBytes, c.MaxDepth, c.MaxComplexity)
 	}
