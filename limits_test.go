@@ -56,6 +56,25 @@ func postRaw(t *testing.T, url string, body any) (int, gqlResponse, int) {
 	return resp.StatusCode, out, len(raw)
 }
 
+// manySpreads is a document spreading n fragments into one selection set,
+// every pair of them conflicting.
+func manySpreads(n int) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		fmt.Fprintf(&b, " ...F%d", i)
+	}
+	b.WriteString(" }")
+	for i := range n {
+		field := "me { id }"
+		if i%2 == 1 {
+			field = "roles { name }"
+		}
+		fmt.Fprintf(&b, " fragment F%d on Query { a: %s }", i, field)
+	}
+	return b.String()
+}
+
 func TestHostileDocumentsRefusedBeforeValidation(t *testing.T) {
 	ts := newTestServer(t, testdb.SQLite(t), nil)
 	limit := int(defaultConfig().MaxBodyBytes)
@@ -75,6 +94,12 @@ func TestHostileDocumentsRefusedBeforeValidation(t *testing.T) {
 		// 37 KB of conflicting aliases: 300 MB of errors before the fix.
 		{"ConflictingAliases37KB", fillTo("a: me { id } a: roles { name }", 37<<10), "GRAPHQL_PARSE_FAILED"},
 		{"ConflictingAliasesPastFields", repeated("a: me { id } a: roles { name }", graph.MaxFields/4+1), "COMPLEXITY_LIMIT_EXCEEDED"},
+		// Within the fields, but one response name too often, or too many
+		// fragments spread in one selection set: the numbers whose square
+		// validation costs.
+		{"OneNameTooOften", repeated("me { id }", graph.MaxRepeats+1), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"OneAliasTooOftenThroughInlineFragments", repeated("... on Query { a: me { id } }", graph.MaxRepeats+1), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"TooManySpreads", manySpreads(graph.MaxRepeats + 1), "COMPLEXITY_LIMIT_EXCEEDED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, r, size := postRaw(t, ts.URL, map[string]any{"query": tc.doc})
@@ -87,10 +112,14 @@ func TestHostileDocumentsRefusedBeforeValidation(t *testing.T) {
 		})
 	}
 
-	t.Run("ConflictingAliasesWithinFields", func(t *testing.T) {
-		// n conflicting aliases make n²/2 errors: 100 pairs within the
-		// field limit made 19,900 of them before the fix.
-		doc := repeated("a: me { id } a: roles { name }", graph.MaxFields/4)
+	t.Run("ConflictingAliasesWithinLimits", func(t *testing.T) {
+		// n conflicting aliases make n²/2 errors: five names, each 16
+		// times on me and 16 on roles, make 1,280 conflicts.
+		var units []string
+		for _, name := range []string{"a", "b", "c", "d", "e"} {
+			units = append(units, strings.Repeat(name+": me { id } "+name+": roles { name } ", graph.MaxRepeats/2))
+		}
+		doc := "{ " + strings.Join(units, "") + "}"
 		status, r, size := postRaw(t, ts.URL, map[string]any{"query": doc})
 		if status != http.StatusUnprocessableEntity || len(r.Errors) != graph.MaxErrors {
 			t.Fatalf("status %d, %d errors; want 422 with %d", status, len(r.Errors), graph.MaxErrors)

@@ -199,6 +199,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"BodyLimitTooSmall", map[string]string{"AUTH_MAX_BODY_BYTES": "10"}, []string{"AUTH_MAX_BODY_BYTES"}},
 		{"BadDepth", map[string]string{"AUTH_MAX_QUERY_DEPTH": "deep"}, []string{"AUTH_MAX_QUERY_DEPTH"}},
 		{"BadComplexity", map[string]string{"AUTH_MAX_COMPLEXITY": "0"}, []string{"AUTH_MAX_COMPLEXITY"}},
+		{"NegativeConnsPerClient", map[string]string{"AUTH_MAX_CONNS_PER_CLIENT": "-1"}, []string{"AUTH_MAX_CONNS_PER_CLIENT"}},
+		{"BadMetricsPublic", map[string]string{"AUTH_METRICS_PUBLIC": "yes please"}, []string{"AUTH_METRICS_PUBLIC"}},
 		{"DBNoConns", map[string]string{"AUTH_DB_MAX_CONNS": "0"}, []string{"AUTH_DB_MAX_CONNS", "from 1"}},
 		{"DBIdleOverMax", map[string]string{"AUTH_DB_MAX_CONNS": "4", "AUTH_DB_MAX_IDLE_CONNS": "5"}, []string{"AUTH_DB_MAX_IDLE_CONNS", "at most 4"}},
 		{"DBIdleOverDefaultMax", map[string]string{"AUTH_DB_MAX_IDLE_CONNS": "9"}, []string{"AUTH_DB_MAX_IDLE_CONNS", "at most 8"}},

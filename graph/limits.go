@@ -39,14 +39,22 @@ const (
 	// at the first one past it (GRAPHQL_PARSE_FAILED), so that parsing
 	// costs at most that many tokens whatever the body's size.
 	ParserTokenLimit = 4000
-	// MaxFields bounds the fields written in a document, aliased ones
-	// included, counted before validation (COMPLEXITY_LIMIT_EXCEEDED).
-	// gqlparser's validation compares fields that share a response name
-	// pairwise, so its cost grows with the square of the fields: 2,000
-	// repeats of `me { id }` took a second of CPU, a 64 KB document of them
-	// tens of seconds, and n conflicting aliases make n²/2 errors. At 400
-	// the worst document costs a few milliseconds (see BenchmarkHostileDocuments).
+	// MaxFields bounds the fields and fragment spreads written in a
+	// document, aliased fields included, counted before validation
+	// (COMPLEXITY_LIMIT_EXCEEDED). gqlparser's validation compares the
+	// fields that share a response name pairwise, and the fragments spread
+	// in one selection set pairwise, so its cost grows with the square of
+	// their number: 2,000 repeats of `me { id }` took a second of CPU, a
+	// 64 KB document of them tens of seconds, and n conflicting aliases
+	// make n²/2 errors.
 	MaxFields = 400
+	// MaxRepeats bounds how many times one selection set (with its inline
+	// fragments) selects one response name, and how many fragments it
+	// spreads: the numbers whose square validation costs. With both, the
+	// worst document within the limits costs about a millisecond (see
+	// BenchmarkHostileDocuments); a client repeats a field only by
+	// accident, and colocated fragments rarely number more than a dozen.
+	MaxRepeats = 32
 	// MaxErrors bounds the errors of one response: validation stops
 	// recording errors past it, and a response with more (from execution)
 	// carries the first MaxErrors.
@@ -113,10 +121,14 @@ func (g *documentGate) MutateOperationParameters(_ context.Context, params *grap
 		errcode.Set(gerr, errcode.ParseFailed)
 		return gerr
 	}
-	if n := countFields(doc); n > MaxFields {
-		err := gqlerror.Errorf("the document has more than %d fields (aliased ones included), the limit", MaxFields)
+	n, repeated := countFields(doc)
+	if n > MaxFields {
+		err := gqlerror.Errorf("the document has more than %d fields and fragment spreads (aliased fields included), the limit", MaxFields)
 		errcode.Set(err, codeComplexityLimit)
 		return err
+	}
+	if repeated != nil {
+		return repeated
 	}
 	// Every operation, not only the one named: validation costs them all.
 	w := g.walker(doc, nil)
@@ -234,32 +246,58 @@ func validationRules(suggestions bool) func() *rules.Rules {
 	}
 }
 
-// countFields returns the fields written in doc (in its operations and
-// fragment definitions, each counted once), stopping past MaxFields.
-func countFields(doc *ast.QueryDocument) int {
+// countFields returns the fields and fragment spreads written in doc (in
+// its operations and fragment definitions, each counted once), stopping
+// past MaxFields, and an error when one selection set (with the inline
+// fragments in it, as validation merges them) selects one response name or
+// spreads fragments more than MaxRepeats times.
+func countFields(doc *ast.QueryDocument) (int, *gqlerror.Error) {
 	n := 0
-	var count func(ast.SelectionSet)
-	count = func(set ast.SelectionSet) {
+	var repeated *gqlerror.Error
+	// set counts one selection set's response names and spreads, merged
+	// with those of its inline fragments; the fields' own selection sets
+	// are counted apart.
+	var count func(sel ast.SelectionSet, names map[string]int, spreads *int)
+	count = func(set ast.SelectionSet, names map[string]int, spreads *int) {
 		for _, sel := range set {
-			if n > MaxFields {
+			if n > MaxFields || repeated != nil {
 				return
 			}
 			switch s := sel.(type) {
 			case *ast.Field:
 				n++
-				count(s.SelectionSet)
+				name := s.Alias
+				if name == "" {
+					name = s.Name
+				}
+				if names[name]++; names[name] > MaxRepeats {
+					repeated = gqlerror.Errorf("one selection set selects %q more than %d times, the limit", name, MaxRepeats)
+					return
+				}
+				if len(s.SelectionSet) > 0 {
+					count(s.SelectionSet, map[string]int{}, new(int))
+				}
 			case *ast.InlineFragment:
-				count(s.SelectionSet)
+				count(s.SelectionSet, names, spreads)
+			case *ast.FragmentSpread:
+				n++
+				if *spreads++; *spreads > MaxRepeats {
+					repeated = gqlerror.Errorf("one selection set spreads more than %d fragments, the limit", MaxRepeats)
+					return
+				}
 			}
 		}
 	}
 	for _, op := range doc.Operations {
-		count(op.SelectionSet)
+		count(op.SelectionSet, map[string]int{}, new(int))
 	}
 	for _, f := range doc.Fragments {
-		count(f.SelectionSet)
+		count(f.SelectionSet, map[string]int{}, new(int))
 	}
-	return n
+	if repeated != nil {
+		errcode.Set(repeated, codeComplexityLimit)
+	}
+	return n, repeated
 }
 
 // documentBytes estimates the memory that the parsed document of query
