@@ -113,8 +113,9 @@ func TestHostileDocumentsRefusedBeforeValidation(t *testing.T) {
 	}
 
 	t.Run("ConflictingAliasesWithinLimits", func(t *testing.T) {
-		// n conflicting aliases make n²/2 errors: five names, each 16
-		// times on me and 16 on roles, make 1,280 conflicts.
+		// n conflicting aliases make n²/2 errors: five names, each
+		// MaxRepeats/2 times on me and as many on roles, make 320
+		// conflicts.
 		var units []string
 		for _, name := range []string{"a", "b", "c", "d", "e"} {
 			units = append(units, strings.Repeat(name+": me { id } "+name+": roles { name } ", graph.MaxRepeats/2))

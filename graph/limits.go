@@ -51,10 +51,10 @@ const (
 	// MaxRepeats bounds how many times one selection set (with its inline
 	// fragments) selects one response name, and how many fragments it
 	// spreads: the numbers whose square validation costs. With both, the
-	// worst document within the limits costs about a millisecond (see
-	// BenchmarkHostileDocuments); a client repeats a field only by
+	// worst document within the limits costs a few milliseconds of CPU
+	// (see BenchmarkHostileDocuments); a client repeats a field only by
 	// accident, and colocated fragments rarely number more than a dozen.
-	MaxRepeats = 32
+	MaxRepeats = 16
 	// MaxErrors bounds the errors of one response: validation stops
 	// recording errors past it, and a response with more (from execution)
 	// carries the first MaxErrors.
@@ -316,8 +316,7 @@ func documentBytes(query string, doc *ast.QueryDocument) int64 {
 			walkValue(c.Value)
 		}
 	}
-	var walkDirectives func(ast.DirectiveList)
-	walkDirectives = func(ds ast.DirectiveList) {
+	walkDirectives := func(ds ast.DirectiveList) {
 		for _, d := range ds {
 			nodes++
 			for _, a := range d.Arguments {
