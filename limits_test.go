@@ -385,6 +385,28 @@ func TestRetryAfterHeader(t *testing.T) {
 	})
 }
 
+// TestRetryAfterHeaderServiceUnavailable cuts a replica off from the others
+// (as TestReplicas does) until it refuses tokens with SERVICE_UNAVAILABLE:
+// the answer carries Retry-After too.
+func TestRetryAfterHeaderServiceUnavailable(t *testing.T) {
+	c := newCluster(t, nil)
+	b := c.start(t, map[string]string{"AUTH_SYNC_TIMEOUT": "500ms"})
+	u := registerAt(t, b, "ada@example.com", "password1")
+	restore := c.cutOff(t, b)
+	defer restore()
+	var r gqlResponse
+	waitFor(t, "B to refuse tokens", func() bool {
+		r = gql(t, b, u.Access, `{ me { id } }`)
+		return len(r.Errors) > 0
+	})
+	if r.Code(t) != models.ServiceUnavailable {
+		t.Fatalf("me at B cut off: %+v, want SERVICE_UNAVAILABLE", r.Errors)
+	}
+	if got, want := r.Header.Get("Retry-After"), fmt.Sprint(r.Errors[0].Extensions["retryAfter"]); got == "" || got != want {
+		t.Errorf("Retry-After = %q, want %s (the error's retryAfter)", got, want)
+	}
+}
+
 func TestMetricsInProduction(t *testing.T) {
 	dir := t.TempDir()
 	get := func(t *testing.T, url string) int {
