@@ -74,12 +74,18 @@ type config struct {
 	CORSOrigins    []string // exact, lower-case, as browsers send Origin
 
 	// Operations: logs, metrics, shutdown (see observe.go, metrics.go).
-	LogFormat       string // "json", "text", or "": JSON unless stderr is a terminal
-	LogLevel        slog.Level
-	Metrics         bool   // serve /metrics
-	MetricsAddr     string // "": on PORT; else a listener of its own
-	ShutdownTimeout time.Duration
-	ShutdownDelay   time.Duration // not ready, still serving, before the listener closes
+	LogFormat   string // "json", "text", or "": JSON unless stderr is a terminal
+	LogLevel    slog.Level
+	Metrics     bool   // serve /metrics
+	MetricsAddr string // "": on PORT; else a listener of its own
+	// MetricsPublic serves /metrics on PORT in production too
+	// (AUTH_METRICS_PUBLIC).
+	MetricsPublic bool
+	// MaxConnsPerClient bounds the open connections of one client address
+	// (0: no bound; see limitConns).
+	MaxConnsPerClient int
+	ShutdownTimeout   time.Duration
+	ShutdownDelay     time.Duration // not ready, still serving, before the listener closes
 	// ExampleUI serves examples/web at /example/ (see exampleOrigins).
 	ExampleUI bool
 }
@@ -142,7 +148,9 @@ const configHelp = `Configuration (environment variables):
   AUTH_PLAYGROUND               serve the playground at / (default true, false in production)
   AUTH_MAX_BODY_BYTES           largest request body; larger gets HTTP 413 (default 65536)
   AUTH_MAX_QUERY_DEPTH          deepest field nesting of a document (default 20)
-  AUTH_MAX_COMPLEXITY           largest complexity of an operation (default 1000)
+  AUTH_MAX_COMPLEXITY           largest complexity of an operation: each field counts one plus
+                                its selection times the rows it may return (a list's page
+                                size) (default 6500: auditLog(first: 500) with every field)
   AUTH_USER_CACHE_SIZE          users kept in memory for me and role checks (default 100000)
   AUTH_REFRESH_COOKIE           true also keeps the refresh token in an HttpOnly cookie
                                 for browsers; needs AUTH_CORS_ORIGINS (default false)
@@ -158,6 +166,11 @@ const configHelp = `Configuration (environment variables):
   AUTH_METRICS_ADDR             serve /metrics on this address (such as 127.0.0.1:9090)
                                 instead of on PORT: they are not for the public, so
                                 either use this or block /metrics at the proxy
+  AUTH_METRICS_PUBLIC           true serves /metrics on PORT with AUTH_ENV=production too
+                                (default false: in production only AUTH_METRICS_ADDR serves them)
+  AUTH_MAX_CONNS_PER_CLIENT     open connections of one client address (an IPv6 /64) at once;
+                                past it a new connection is closed at once; addresses in
+                                AUTH_TRUSTED_PROXIES are exempt; 0 disables (default 256)
   AUTH_SHUTDOWN_DELAY           on SIGTERM or SIGINT, how long to keep serving with /readyz
                                 answering 503 before closing the listener, so that load
                                 balancers stop sending first (default 0s)
@@ -195,9 +208,10 @@ func defaultConfig() config {
 		MaxDepth:      graph.DefaultOptions.MaxDepth,
 		MaxComplexity: graph.DefaultOptions.MaxComplexity,
 
-		AuditRetention:  auth.DefaultAuditRetention,
-		Metrics:         true,
-		ShutdownTimeout: 10 * time.Second,
+		AuditRetention:    auth.DefaultAuditRetention,
+		Metrics:           true,
+		MaxConnsPerClient: defaultMaxConnsPerClient,
+		ShutdownTimeout:   10 * time.Second,
 	}
 }
 
@@ -444,6 +458,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	boolean("AUTH_METRICS", &c.Metrics)
 	str("AUTH_METRICS_ADDR", &c.MetricsAddr)
+	boolean("AUTH_METRICS_PUBLIC", &c.MetricsPublic)
+	integer("AUTH_MAX_CONNS_PER_CLIENT", &c.MaxConnsPerClient, 0, 1_000_000)
 	if a := c.MetricsAddr; a != "" {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			bad("AUTH_METRICS_ADDR", "%q is not host:port; use such as 127.0.0.1:9090 or :9090", a)

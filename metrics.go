@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/graph"
 )
 
 // metrics are the Prometheus metrics of one server. They live in a registry
@@ -25,6 +26,9 @@ type metrics struct {
 	duration   *prometheus.HistogramVec
 	authEvents *prometheus.CounterVec
 	hashWait   prometheus.Histogram
+	// connsRefused counts connections closed by the per-client cap
+	// (AUTH_MAX_CONNS_PER_CLIENT).
+	connsRefused prometheus.Counter
 }
 
 // requestBuckets run from half a millisecond (a me answered from memory)
@@ -58,9 +62,13 @@ func newMetrics() *metrics {
 			Help:    "Time a password hash waited for a worker, including waits that ended in RATE_LIMITED (AUTH_HASH_WAIT).",
 			Buckets: hashWaitBuckets,
 		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "authql_connections_refused_total",
+			Help: "Connections closed at once because their client address had AUTH_MAX_CONNS_PER_CLIENT open already.",
+		}),
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.authEvents, m.hashWait,
+		m.requests, m.duration, m.authEvents, m.hashWait, m.connsRefused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -87,6 +95,20 @@ func (m *metrics) watch(db *sql.DB, svc *auth.Service) {
 			Name: "authql_revoked_sessions",
 			Help: "Revoked session and token ids held in memory until the access tokens they match expire.",
 		}, func() float64 { return float64(svc.RevokedCount()) }),
+	)
+}
+
+// watchDocuments adds the size of the GraphQL handler's document cache.
+func (m *metrics) watchDocuments(docs *graph.DocumentCache) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_graphql_document_cache_entries",
+			Help: "Parsed and validated GraphQL documents kept for reuse.",
+		}, func() float64 { return float64(docs.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_graphql_document_cache_bytes",
+			Help: "Estimated memory held by the GraphQL documents kept, at most a fixed budget.",
+		}, func() float64 { return float64(docs.Bytes()) }),
 	)
 }
 

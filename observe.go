@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -145,7 +146,7 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 		start := time.Now()
 		info := &graph.RequestInfo{ID: requestID(r.Header)}
 		w.Header().Set(requestIDHeader, info.ID)
-		rec := &recorder{ResponseWriter: w}
+		rec := &recorder{ResponseWriter: w, info: info}
 		ctx := graph.WithRequestInfo(r.Context(), info)
 		next.ServeHTTP(rec, r.WithContext(ctx))
 		d := time.Since(start)
@@ -202,14 +203,27 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 }
 
 // recorder is a ResponseWriter that notes the status and size of the
-// answer.
+// answer, and adds the headers that depend on the GraphQL response before
+// the status is written (see header).
 type recorder struct {
 	http.ResponseWriter
+	info   *graph.RequestInfo
 	status int
 	bytes  int64
 }
 
+// header adds Retry-After to an answer whose errors say when to try again
+// (RATE_LIMITED, SERVICE_UNAVAILABLE with retryAfter): the GraphQL handler
+// fills info before gqlgen writes the response through rec, so it is known
+// here, at the last moment headers can still be set.
+func (rec *recorder) header() {
+	if rec.status == 0 && rec.info != nil && rec.info.RetryAfter > 0 {
+		rec.Header().Set("Retry-After", strconv.Itoa(rec.info.RetryAfter))
+	}
+}
+
 func (rec *recorder) WriteHeader(code int) {
+	rec.header()
 	if rec.status == 0 && code >= 200 {
 		rec.status = code
 	}
@@ -218,6 +232,7 @@ func (rec *recorder) WriteHeader(code int) {
 
 func (rec *recorder) Write(b []byte) (int, error) {
 	if rec.status == 0 {
+		rec.header()
 		rec.status = http.StatusOK
 	}
 	n, err := rec.ResponseWriter.Write(b)

@@ -208,6 +208,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	if cfg.MaxConnsPerClient > 0 {
+		ln = limitConns(ln, cfg.MaxConnsPerClient, cfg.TrustedProxies, m.connsRefused)
+	}
 	defer ln.Close()
 	if cfg.ExampleUI {
 		cfg.CORSOrigins = append(cfg.CORSOrigins, exampleOrigins(ln.Addr())...)
@@ -286,6 +289,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	servers := []*http.Server{srv}
+	if cfg.Metrics && cfg.MetricsAddr == "" && !metricsOnPort(cfg) {
+		log.Warn("metrics are not served: with AUTH_ENV=production, /metrics is served only on AUTH_METRICS_ADDR, or on PORT with AUTH_METRICS_PUBLIC=true")
+	}
 	if cfg.Metrics && cfg.MetricsAddr != "" {
 		msrv, err := m.serve(cfg.MetricsAddr, srv.ErrorLog, stdout)
 		if err != nil {
@@ -346,10 +352,17 @@ func newServer(cfg config, svc *auth.Service, log *slog.Logger, m *metrics, read
 
 // addRoutes lists every route.
 func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logger, m *metrics, ready *readiness) {
+	docs := graph.NewDocumentCache(graph.DefaultDocumentCacheBytes)
+	if m != nil {
+		m.watchDocuments(docs)
+	}
 	gql := graph.NewHandler(svc, log, graph.Options{
 		Introspection: cfg.Introspection,
 		MaxDepth:      cfg.MaxDepth,
 		MaxComplexity: cfg.MaxComplexity,
+		NoSuggestions: cfg.Production,
+		MaxSessions:   cfg.MaxSessions,
+		DocumentCache: docs,
 	})
 	mux.Handle("POST /query", cors(svc.OriginAllowed, noStore(limitBody(cfg.MaxBodyBytes, svc.Middleware(gql)))))
 	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
@@ -374,10 +387,18 @@ func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logg
 		io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET /readyz", ready)
-	if cfg.Metrics && cfg.MetricsAddr == "" {
+	if metricsOnPort(cfg) {
 		// Not for the public (see AUTH_METRICS_ADDR): block it at the proxy.
 		mux.Handle("GET /metrics", m.handler())
 	}
+}
+
+// metricsOnPort reports whether /metrics is served on the API's port. In
+// production only with AUTH_METRICS_PUBLIC=true: the metrics tell anyone
+// who can reach the API its traffic, its error rates and its database
+// pool's state, and "block it at the proxy" is too easily forgotten.
+func metricsOnPort(cfg config) bool {
+	return cfg.Metrics && cfg.MetricsAddr == "" && (!cfg.Production || cfg.MetricsPublic)
 }
 
 // noStore keeps tokens in responses out of every cache.

@@ -199,6 +199,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"BodyLimitTooSmall", map[string]string{"AUTH_MAX_BODY_BYTES": "10"}, []string{"AUTH_MAX_BODY_BYTES"}},
 		{"BadDepth", map[string]string{"AUTH_MAX_QUERY_DEPTH": "deep"}, []string{"AUTH_MAX_QUERY_DEPTH"}},
 		{"BadComplexity", map[string]string{"AUTH_MAX_COMPLEXITY": "0"}, []string{"AUTH_MAX_COMPLEXITY"}},
+		{"NegativeConnsPerClient", map[string]string{"AUTH_MAX_CONNS_PER_CLIENT": "-1"}, []string{"AUTH_MAX_CONNS_PER_CLIENT"}},
+		{"BadMetricsPublic", map[string]string{"AUTH_METRICS_PUBLIC": "yes please"}, []string{"AUTH_METRICS_PUBLIC"}},
 		{"DBNoConns", map[string]string{"AUTH_DB_MAX_CONNS": "0"}, []string{"AUTH_DB_MAX_CONNS", "from 1"}},
 		{"DBIdleOverMax", map[string]string{"AUTH_DB_MAX_CONNS": "4", "AUTH_DB_MAX_IDLE_CONNS": "5"}, []string{"AUTH_DB_MAX_IDLE_CONNS", "at most 4"}},
 		{"DBIdleOverDefaultMax", map[string]string{"AUTH_DB_MAX_IDLE_CONNS": "9"}, []string{"AUTH_DB_MAX_IDLE_CONNS", "at most 8"}},
@@ -264,7 +266,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if c.SyncTimeout != 5*time.Second {
 		t.Errorf("sync timeout = %s, want 5s", c.SyncTimeout)
 	}
-	if c.Production || !c.Introspection || !c.Playground || c.MaxBodyBytes != 65536 || c.MaxDepth != 20 || c.MaxComplexity != 1000 {
+	if c.Production || !c.Introspection || !c.Playground || c.MaxBodyBytes != 65536 || c.MaxDepth != 20 || c.MaxComplexity != 6500 {
 		t.Errorf("request defaults = production %v introspection %v playground %v body %d depth %d complexity %d",
 			c.Production, c.Introspection, c.Playground, c.MaxBodyBytes, c.MaxDepth, c.MaxComplexity)
 	}

@@ -12,9 +12,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/authql/authql/auth"
@@ -29,16 +27,36 @@ type Options struct {
 	// MaxDepth bounds how deeply fields nest (0: no limit).
 	MaxDepth int
 	// MaxComplexity bounds the complexity of an operation: each field
-	// counts one plus its selections, each fragment spread in full
-	// (0: no limit).
+	// counts one plus its selections' complexity times the rows it may
+	// return (a list's page size: users(first: 500) counts 500 times its
+	// selection), each fragment spread in full (0: no limit).
 	MaxComplexity int
+	// MaxSessions is the most sessions a user holds (AUTH_MAX_SESSIONS),
+	// hence the rows mySessions may return (0: DefaultMaxSessions).
+	MaxSessions int
+	// NoSuggestions leaves "Did you mean ...?" out of validation errors
+	// (AUTH_ENV=production): they name fields and types of the schema that
+	// disabled introspection hides.
+	NoSuggestions bool
+	// DocumentCache keeps the documents that passed every limit (nil: one
+	// of DefaultDocumentCacheBytes).
+	DocumentCache *DocumentCache
 }
 
 // DefaultOptions allow every document this schema's clients need with room
 // to spare: its own operations nest 3 deep; the playground's introspection
 // query nests 15 deep (with graphql-js's deepest type references) and has
 // complexity 230.
-var DefaultOptions = Options{Introspection: true, MaxDepth: 20, MaxComplexity: 1000}
+//
+// The complexity limit is set by the largest page the contract allows with
+// every scalar field of its rows: auditLog(first: 500) with the 12 scalars
+// of AuditEvent is 1 + 500 × 12 = 6,001 (an admin's users(first: 500) with
+// the 7 of User is 3,501; mySessions with the 7 of Session, 1 + 50 × 7 =
+// 351). 6,500 lets the largest through with room for a few more fields,
+// and refuses a few dozen aliased lists: 24 aliased users(first: 500)
+// { id } are 24 × 501 = 12,024, 24 default pages of auditLog with every
+// scalar 24 × 601 = 14,424.
+var DefaultOptions = Options{Introspection: true, MaxDepth: 20, MaxComplexity: 6500}
 
 // NewHandler returns the GraphQL HTTP handler (POST only) over svc.
 // Requests must pass through svc.Middleware first. It fills the
@@ -46,19 +64,47 @@ var DefaultOptions = Options{Introspection: true, MaxDepth: 20, MaxComplexity: 1
 func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Server {
 	cfg := Config{Resolvers: &Resolver{Auth: svc}}
 	cfg.Directives.Auth = authDirective(svc)
-	srv := handler.New(NewExecutableSchema(cfg))
+	es := NewExecutableSchema(cfg)
+	srv := handler.New(es)
 	// POST only: a GET query could be triggered cross-site by a link or an
 	// image, and every operation here is either a mutation or private.
 	srv.AddTransport(utf8Body{transport.POST{}})
 	srv.AddTransport(notGraphQL{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	docs := opts.DocumentCache
+	if docs == nil {
+		docs = NewDocumentCache(DefaultDocumentCacheBytes)
+	}
+	maxSessions := opts.MaxSessions
+	if maxSessions <= 0 {
+		maxSessions = DefaultMaxSessions
+	}
+	gate := &documentGate{
+		schema:        es.Schema(),
+		maxDepth:      opts.MaxDepth,
+		maxComplexity: opts.MaxComplexity,
+		maxSessions:   maxSessions,
+		introspection: opts.Introspection,
+		docs:          docs,
+		apq:           &persistedQueries{lru: newSizedLRU[string](persistedQueriesBytes)},
+	}
+	srv.SetQueryCache(docs)
+	srv.SetParserTokenLimit(ParserTokenLimit)
+	srv.SetDisableSuggestion(opts.NoSuggestions)
+	srv.SetValidationRulesFn(validationRules(!opts.NoSuggestions))
+	// The order matters: extensions' hooks run in the order they are
+	// added. observe sees the response as sent (after the gate has capped
+	// its errors); the persisted-query extension puts the document of a
+	// hash in the request before the gate measures it; the gate's check
+	// after validation comes last, so that a document it keeps has passed
+	// every other.
 	srv.Use(observe{})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: gate.apq})
+	// Before the gate: a document refused for its bytes is not kept.
 	srv.Use(inputBytes{})
-	srv.Use(documentLimits{maxDepth: opts.MaxDepth, maxComplexity: opts.MaxComplexity, introspection: opts.Introspection})
 	if opts.Introspection {
 		srv.Use(extension.Introspection{})
 	}
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	srv.Use(gate)
 	srv.SetErrorPresenter(errorPresenter(log))
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
 		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))

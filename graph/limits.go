@@ -6,8 +6,16 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
+	"github.com/vektah/gqlparser/v2/validator/core"
+	"github.com/vektah/gqlparser/v2/validator/rules"
+
+	"github.com/authql/authql/auth"
+
+	"github.com/authql/authql/models"
 )
 
 // Error codes of the document limits.
@@ -23,53 +31,352 @@ func init() {
 	errcode.RegisterErrorType(codeComplexityLimit, errcode.KindProtocol)
 }
 
-// documentLimits refuses, before execution, a document nested deeper than
-// maxDepth, one more complex than maxComplexity, and one that asks for
-// introspection (__schema or __type) when introspection is off. Deep
-// documents cost work at every level even where each field is cheap;
-// complexity bounds the number of fields, aliases included.
+// The fixed bounds of every document. They are not configurable because
+// they bound the work done before any configurable limit can apply, and
+// they are far above what any client of this schema sends: the playground's
+// introspection query, the largest document there is, has 190 tokens and
+// 73 fields.
+const (
+	// ParserTokenLimit bounds the tokens of a document: the parser stops
+	// at the first one past it (GRAPHQL_PARSE_FAILED), so that parsing
+	// costs at most that many tokens whatever the body's size.
+	ParserTokenLimit = 4000
+	// MaxFields bounds the fields and fragment spreads written in a
+	// document, aliased fields included, counted before validation
+	// (COMPLEXITY_LIMIT_EXCEEDED). gqlparser's validation compares the
+	// fields that share a response name pairwise, and the fragments spread
+	// in one selection set pairwise, so its cost grows with the square of
+	// their number: 2,000 repeats of `me { id }` took a second of CPU, a
+	// 64 KB document of them tens of seconds, and n conflicting aliases
+	// make n²/2 errors.
+	MaxFields = 400
+	// MaxRepeats bounds how many times one selection set (with its inline
+	// fragments) selects one response name, and how many fragments it
+	// spreads: the numbers whose square validation costs. With both, the
+	// worst document within the limits costs a few milliseconds of CPU
+	// (see BenchmarkHostileDocuments); a client repeats a field only by
+	// accident, and colocated fragments rarely number more than a dozen.
+	MaxRepeats = 16
+	// MaxErrors bounds the errors of one response: validation stops
+	// recording errors past it, and a response with more (from execution)
+	// carries the first MaxErrors.
+	MaxErrors = 50
+	// DefaultMaxSessions is Options.MaxSessions when 0: the most sessions
+	// mySessions can list (AUTH_MAX_SESSIONS).
+	DefaultMaxSessions = auth.DefaultMaxSessions
+)
+
+// documentGate bounds what a document costs, from its text to its
+// execution:
 //
-// It replaces gqlgen's complexity extension, whose walk expands every
-// fragment spread anew: forty fragments that each spread the next twice
-// (a few hundred bytes) kept it busy for minutes, before any limit applied.
-type documentLimits struct {
+//   - before gqlgen parses and validates a document it has not seen, the
+//     gate parses it itself with the token limit and counts its fields,
+//     depth and complexity (pages counted as the least they can be, since
+//     the variables are not known yet), refusing it before validation, the
+//     step whose cost grows with the square of the fields;
+//   - gqlgen's validation records at most MaxErrors errors (validationRules);
+//   - once gqlgen has parsed, validated and coerced the variables, the gate
+//     measures the operation again, pages counted with the variables'
+//     values, and refuses introspection when it is off;
+//   - a document that passed everything is kept in the DocumentCache (and its
+//     hash in the persisted queries), so that the next request with the same
+//     text skips the parser, the count and the validation alike.
+//
+// The measuring walk replaces gqlgen's complexity extension, whose walk
+// expands every fragment spread anew: forty fragments that each spread the
+// next twice (a few hundred bytes) kept it busy for minutes, before any
+// limit applied.
+type documentGate struct {
+	schema        *ast.Schema
 	maxDepth      int
 	maxComplexity int
+	maxSessions   int
 	introspection bool
+	docs          *DocumentCache
+	apq           *persistedQueries
 }
 
 var _ interface {
-	graphql.OperationContextMutator
 	graphql.HandlerExtension
-} = documentLimits{}
+	graphql.OperationParameterMutator
+	graphql.OperationContextMutator
+	graphql.ResponseInterceptor
+} = (*documentGate)(nil)
 
-func (documentLimits) ExtensionName() string                   { return "DocumentLimits" }
-func (documentLimits) Validate(graphql.ExecutableSchema) error { return nil }
+func (*documentGate) ExtensionName() string                   { return "DocumentGate" }
+func (*documentGate) Validate(graphql.ExecutableSchema) error { return nil }
 
-func (l documentLimits) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
-	w := walker{fragments: map[string]cost{}, doc: oc.Doc}
-	c := w.walk(oc.Operation.SelectionSet)
-	if w.introspects && !l.introspection {
+// MutateOperationParameters runs before gqlgen parses the document (and
+// after the persisted-query extension has put the document of a hash in
+// params). A document in the cache has passed already; any other is parsed
+// and measured here, without the variables.
+func (g *documentGate) MutateOperationParameters(_ context.Context, params *graphql.RawParams) *gqlerror.Error {
+	if params.Query == "" || g.docs.lru.has(params.Query) {
+		return nil // gqlgen says what is missing; or known good
+	}
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: params.Query}, ParserTokenLimit)
+	if err != nil {
+		gerr, ok := err.(*gqlerror.Error)
+		if !ok {
+			gerr = gqlerror.Errorf("the document does not parse")
+		}
+		errcode.Set(gerr, errcode.ParseFailed)
+		return gerr
+	}
+	n, repeated := countFields(doc)
+	if n > MaxFields {
+		err := gqlerror.Errorf("the document has more than %d fields and fragment spreads (aliased fields included), the limit", MaxFields)
+		errcode.Set(err, codeComplexityLimit)
+		return err
+	}
+	if repeated != nil {
+		return repeated
+	}
+	// Every operation, not only the one named: validation costs them all.
+	w := g.walker(doc, nil)
+	for _, op := range doc.Operations {
+		if err := g.check(w.walk(g.rootType(op), op.SelectionSet)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MutateOperationContext runs once the document has parsed and validated
+// and the variables are coerced. It is the last of the handler's
+// operation-context mutators, so a document it passes has passed every
+// limit: it is kept then.
+func (g *documentGate) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+	w := g.walker(oc.Doc, oc.Variables)
+	c := w.walk(g.rootType(oc.Operation), oc.Operation.SelectionSet)
+	if w.introspects && !g.introspection {
 		err := gqlerror.Errorf("introspection is disabled on this server")
 		errcode.Set(err, errcode.ValidationFailed)
 		return err
 	}
-	if l.maxDepth > 0 && c.depth > l.maxDepth {
-		err := gqlerror.Errorf("the document is nested %d levels deep, more than the limit of %d", c.depth, l.maxDepth)
+	if err := g.check(c); err != nil {
+		return err
+	}
+	if !g.docs.lru.has(oc.RawQuery) {
+		g.docs.lru.add(oc.RawQuery, oc.Doc, documentBytes(oc.RawQuery, oc.Doc))
+	}
+	if s := extension.GetApqStats(ctx); s != nil && s.SentQuery {
+		g.apq.lru.add(s.Hash, oc.RawQuery, int64(len(oc.RawQuery)))
+	}
+	return nil
+}
+
+// InterceptResponse keeps at most MaxErrors errors in a response: the
+// complexity limit bounds how many fields can fail, not how many errors
+// that makes in one answer.
+func (g *documentGate) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	resp := next(ctx)
+	if resp != nil && len(resp.Errors) > MaxErrors {
+		resp.Errors = resp.Errors[:MaxErrors]
+	}
+	return resp
+}
+
+func (g *documentGate) check(c cost) *gqlerror.Error {
+	if g.maxDepth > 0 && c.depth > g.maxDepth {
+		err := gqlerror.Errorf("the document is nested %d levels deep, more than the limit of %d", c.depth, g.maxDepth)
 		errcode.Set(err, codeDepthLimit)
 		return err
 	}
-	if l.maxComplexity > 0 && c.complexity > l.maxComplexity {
-		err := gqlerror.Errorf("the operation has complexity %s, more than the limit of %d", c.String(), l.maxComplexity)
+	if g.maxComplexity > 0 && c.complexity > g.maxComplexity {
+		err := gqlerror.Errorf("the operation has complexity %s, more than the limit of %d", c.String(), g.maxComplexity)
 		errcode.Set(err, codeComplexityLimit)
 		return err
 	}
 	return nil
 }
 
+func (g *documentGate) walker(doc *ast.QueryDocument, vars map[string]any) *walker {
+	return &walker{schema: g.schema, doc: doc, vars: vars, known: vars != nil, maxSessions: g.maxSessions, fragments: map[string]cost{}}
+}
+
+func (g *documentGate) rootType(op *ast.OperationDefinition) *ast.Definition {
+	switch op.Operation {
+	case ast.Mutation:
+		return g.schema.Mutation
+	case ast.Subscription:
+		return g.schema.Subscription
+	}
+	return g.schema.Query
+}
+
+// validationRules returns gqlparser's rules, each reporting through a
+// counter that drops every error past MaxErrors: n conflicting aliases
+// make n²/2 errors (a 37 KB document made a 300 MB answer), and building
+// them is most of their cost. Without suggestions, the rules that suggest
+// names ("Did you mean ...?") are replaced by their variants that do not:
+// the suggestions would reveal the schema that production's introspection
+// setting hides. (gqlgen swaps two of them itself, by name; the others are
+// left to this function.)
+func validationRules(suggestions bool) func() *rules.Rules {
+	return func() *rules.Rules {
+		r := rules.NewDefaultRules()
+		if !suggestions {
+			for _, swap := range []struct {
+				with    core.Rule
+				replace string
+			}{
+				{rules.FieldsOnCorrectTypeRuleWithoutSuggestions, rules.FieldsOnCorrectTypeRule.Name},
+				{rules.ScalarLeafsRuleWithoutSuggestions, rules.ScalarLeafsRule.Name},
+				{rules.KnownArgumentNamesRuleWithoutSuggestions, rules.KnownArgumentNamesRule.Name},
+				{rules.KnownTypeNamesRuleWithoutSuggestions, rules.KnownTypeNamesRule.Name},
+				{rules.ValuesOfCorrectTypeRuleWithoutSuggestions, rules.ValuesOfCorrectTypeRule.Name},
+			} {
+				r.RemoveRule(swap.replace)
+				r.AddRule(swap.with.Name, swap.with.RuleFunc)
+			}
+		}
+		// One validation walks the document on one goroutine: the count
+		// needs no lock.
+		errors := 0
+		capped := rules.NewRules()
+		for name, f := range r.GetInner() {
+			capped.AddRule(name, func(observers *core.Events, addError core.AddErrFunc) {
+				f(observers, func(options ...core.ErrorOption) {
+					if errors++; errors <= MaxErrors {
+						addError(options...)
+					}
+				})
+			})
+		}
+		return capped
+	}
+}
+
+// countFields returns the fields and fragment spreads written in doc (in
+// its operations and fragment definitions, each counted once), stopping
+// past MaxFields, and an error when one selection set (with the inline
+// fragments in it, as validation merges them) selects one response name or
+// spreads fragments more than MaxRepeats times.
+func countFields(doc *ast.QueryDocument) (int, *gqlerror.Error) {
+	n := 0
+	var repeated *gqlerror.Error
+	// set counts one selection set's response names and spreads, merged
+	// with those of its inline fragments; the fields' own selection sets
+	// are counted apart.
+	var count func(sel ast.SelectionSet, names map[string]int, spreads *int)
+	count = func(set ast.SelectionSet, names map[string]int, spreads *int) {
+		for _, sel := range set {
+			if n > MaxFields || repeated != nil {
+				return
+			}
+			switch s := sel.(type) {
+			case *ast.Field:
+				n++
+				name := s.Alias
+				if name == "" {
+					name = s.Name
+				}
+				if names[name]++; names[name] > MaxRepeats {
+					repeated = gqlerror.Errorf("one selection set selects %q more than %d times, the limit", name, MaxRepeats)
+					return
+				}
+				if len(s.SelectionSet) > 0 {
+					count(s.SelectionSet, map[string]int{}, new(int))
+				}
+			case *ast.InlineFragment:
+				count(s.SelectionSet, names, spreads)
+			case *ast.FragmentSpread:
+				n++
+				if *spreads++; *spreads > MaxRepeats {
+					repeated = gqlerror.Errorf("one selection set spreads more than %d fragments, the limit", MaxRepeats)
+					return
+				}
+			}
+		}
+	}
+	for _, op := range doc.Operations {
+		count(op.SelectionSet, map[string]int{}, new(int))
+	}
+	for _, f := range doc.Fragments {
+		count(f.SelectionSet, map[string]int{}, new(int))
+	}
+	if repeated != nil {
+		errcode.Set(repeated, codeComplexityLimit)
+	}
+	return n, repeated
+}
+
+// documentBytes estimates the memory that the parsed document of query
+// holds: the text (the AST's names point into it), and per node of the
+// AST what TestDocumentBytesCoversTheAST measures a node to take at most.
+func documentBytes(query string, doc *ast.QueryDocument) int64 {
+	nodes := 0
+	var walkValue func(*ast.Value)
+	walkValue = func(v *ast.Value) {
+		if v == nil {
+			return
+		}
+		nodes++
+		for _, c := range v.Children {
+			nodes++
+			walkValue(c.Value)
+		}
+	}
+	walkDirectives := func(ds ast.DirectiveList) {
+		for _, d := range ds {
+			nodes++
+			for _, a := range d.Arguments {
+				nodes++
+				walkValue(a.Value)
+			}
+		}
+	}
+	var walkSet func(ast.SelectionSet)
+	walkSet = func(set ast.SelectionSet) {
+		for _, sel := range set {
+			nodes++
+			switch s := sel.(type) {
+			case *ast.Field:
+				for _, a := range s.Arguments {
+					nodes++
+					walkValue(a.Value)
+				}
+				walkDirectives(s.Directives)
+				walkSet(s.SelectionSet)
+			case *ast.InlineFragment:
+				walkDirectives(s.Directives)
+				walkSet(s.SelectionSet)
+			case *ast.FragmentSpread:
+				walkDirectives(s.Directives)
+			}
+		}
+	}
+	for _, op := range doc.Operations {
+		nodes++
+		for _, v := range op.VariableDefinitions {
+			nodes += 2
+			walkValue(v.DefaultValue)
+			walkDirectives(v.Directives)
+		}
+		walkDirectives(op.Directives)
+		walkSet(op.SelectionSet)
+	}
+	for _, f := range doc.Fragments {
+		nodes++
+		walkDirectives(f.Directives)
+		walkSet(f.SelectionSet)
+	}
+	return documentBaseBytes + int64(len(query)) + int64(nodes)*bytesPerNode
+}
+
+// What a parsed document takes at most, as TestDocumentBytesCoversTheAST
+// measures it: the document itself, and per AST node (with its position,
+// slices and maps).
+const (
+	documentBaseBytes = 1024
+	bytesPerNode      = 300
+)
+
 // cost is what a selection set asks for: how deeply its fields nest, and
-// how many fields it selects, each counting one plus its own selections
-// (saturating at maxCost, so that it cannot overflow).
+// its complexity: each field counts one plus its selections' complexity
+// times the rows it returns (its page size, for a list). It saturates at
+// maxCost, so that it cannot overflow.
 type cost struct{ depth, complexity int }
 
 const maxCost = 1 << 40
@@ -81,17 +388,23 @@ func (c cost) String() string {
 	return strconv.Itoa(c.complexity)
 }
 
-// walker measures a document. The cost of each fragment is computed once
+// walker measures an operation. The cost of each fragment is computed once
 // and reused at every spread, so the walk is linear in the document's size
-// whatever the spreads multiply to. Validation has already refused fragment
-// cycles.
+// whatever the spreads multiply to. It runs on documents that have not
+// been validated yet too: a field the schema lacks counts one, and a
+// fragment that spreads itself counts nothing the second time (validation
+// refuses the cycle).
 type walker struct {
+	schema      *ast.Schema
 	doc         *ast.QueryDocument
+	vars        map[string]any
+	known       bool // vars are known: false before gqlgen coerces them
+	maxSessions int
 	fragments   map[string]cost
 	introspects bool
 }
 
-func (w *walker) walk(set ast.SelectionSet) cost {
+func (w *walker) walk(typ *ast.Definition, set ast.SelectionSet) cost {
 	var total cost
 	for _, sel := range set {
 		var c cost
@@ -100,16 +413,33 @@ func (w *walker) walk(set ast.SelectionSet) cost {
 			if s.Name == "__schema" || s.Name == "__type" {
 				w.introspects = true
 			}
-			c = w.walk(s.SelectionSet)
+			var def *ast.FieldDefinition
+			var child *ast.Definition
+			if typ != nil {
+				if def = typ.Fields.ForName(s.Name); def != nil {
+					child = w.schema.Types[def.Type.Name()]
+				}
+			}
+			c = w.walk(child, s.SelectionSet)
 			c.depth++
-			c.complexity = min(c.complexity+1, maxCost)
+			rows := w.rows(typ, def, s)
+			if c.complexity > (maxCost-1)/rows {
+				c.complexity = maxCost
+			} else {
+				c.complexity = min(1+rows*c.complexity, maxCost)
+			}
 		case *ast.InlineFragment:
-			c = w.walk(s.SelectionSet)
+			t := typ
+			if s.TypeCondition != "" {
+				t = w.schema.Types[s.TypeCondition]
+			}
+			c = w.walk(t, s.SelectionSet)
 		case *ast.FragmentSpread:
 			var ok bool
 			if c, ok = w.fragments[s.Name]; !ok {
+				w.fragments[s.Name] = cost{} // while it is walked: a cycle adds nothing
 				if f := w.doc.Fragments.ForName(s.Name); f != nil {
-					c = w.walk(f.SelectionSet)
+					c = w.walk(w.schema.Types[f.TypeCondition], f.SelectionSet)
 				}
 				w.fragments[s.Name] = c
 			}
@@ -118,4 +448,73 @@ func (w *walker) walk(set ast.SelectionSet) cost {
 		total.complexity = min(total.complexity+c.complexity, maxCost)
 	}
 	return total
+}
+
+// rows is how many rows field f of typ (defined by def, nil when the schema
+// lacks it) may return: a list with a page size argument `first` returns
+// that many, its default when absent or null, and at most
+// models.MaxPageSize (a larger first is refused by the resolver, and loads
+// nothing); mySessions returns at most maxSessions; any other field counts
+// one. Before the variables are known, a page given by a variable counts
+// one, the least it can be, so that the count before validation never
+// refuses what the count after it would let through.
+func (w *walker) rows(typ *ast.Definition, def *ast.FieldDefinition, f *ast.Field) int {
+	if def == nil || def.Type.Elem == nil {
+		return 1
+	}
+	if typ == w.schema.Query && def.Name == "mySessions" {
+		return w.maxSessions
+	}
+	argDef := def.Arguments.ForName("first")
+	if argDef == nil {
+		return 1
+	}
+	n, set := 0, false
+	if arg := f.Arguments.ForName("first"); arg != nil {
+		v := arg.Value
+		if v.Kind == ast.Variable {
+			if !w.known {
+				return 1
+			}
+			var val any
+			if val, set = w.vars[v.Raw]; set {
+				n, set = toInt(val)
+			}
+		} else if v.Kind == ast.IntValue {
+			n, set = toInt(v.Raw)
+		} else if v.Kind == ast.NullValue {
+			n, set = models.DefaultPageSize, true
+		} else {
+			return 1 // not an Int: validation refuses it
+		}
+	}
+	if !set {
+		n = models.DefaultPageSize
+		if argDef.DefaultValue != nil {
+			if d, ok := toInt(argDef.DefaultValue.Raw); ok {
+				n = d
+			}
+		}
+	}
+	return min(max(n, 1), models.MaxPageSize)
+}
+
+// toInt reads a page size from a coerced variable or a literal; null
+// (nil) is not a size.
+func toInt(v any) (int, bool) {
+	switch v := v.(type) {
+	case int:
+		return v, true
+	case int64:
+		return int(max(min(v, maxCost), -1)), true
+	case float64:
+		return int(max(min(v, maxCost), -1)), true
+	case interface{ Int64() (int64, error) }: // json.Number
+		n, err := v.Int64()
+		return int(max(min(n, maxCost), -1)), err == nil
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		return int(max(min(n, maxCost), -1)), err == nil
+	}
+	return 0, false
 }

@@ -32,6 +32,11 @@ type RequestInfo struct {
 	// Outcome is "ok" or the code of the response's first error (see
 	// Outcome).
 	Outcome string
+	// RetryAfter is the largest retryAfter, in seconds, of the response's
+	// RATE_LIMITED and SERVICE_UNAVAILABLE errors (0: none), for the HTTP
+	// layer's Retry-After header. It is set before the response is
+	// written.
+	RetryAfter int
 }
 
 type requestInfoKey struct{}
@@ -134,6 +139,31 @@ func Outcome(resp *graphql.Response) string {
 	return "error"
 }
 
+// RetryAfter returns the largest extensions.retryAfter (whole seconds) of
+// the RATE_LIMITED and SERVICE_UNAVAILABLE errors of resp, or 0: when the
+// client may try again, which HTTP clients and proxies read from the
+// Retry-After header without parsing GraphQL errors.
+func RetryAfter(resp *graphql.Response) int {
+	if resp == nil {
+		return 0
+	}
+	most := 0
+	for _, e := range resp.Errors {
+		if code, _ := e.Extensions["code"].(string); code != models.RateLimited && code != models.ServiceUnavailable {
+			continue
+		}
+		switch s := e.Extensions["retryAfter"].(type) {
+		case int:
+			most = max(most, s)
+		case int64:
+			most = max(most, int(min(s, 1<<31)))
+		case float64:
+			most = max(most, int(min(s, 1<<31)))
+		}
+	}
+	return most
+}
+
 // observe is the extension that fills the request's RequestInfo. It sees
 // every response, refusals included: the executor passes the responses to
 // its own errors (parse, validation, limits, a body that is not a GraphQL
@@ -165,6 +195,7 @@ func (observe) InterceptResponse(ctx context.Context, next graphql.ResponseHandl
 		info.Name = opCtx.Operation.Name[:min(len(opCtx.Operation.Name), maxNameLen)]
 	}
 	info.Outcome = Outcome(resp)
+	info.RetryAfter = RetryAfter(resp)
 	if p, err := auth.PrincipalFrom(ctx); err == nil && p != nil && info.UserID == "" {
 		info.UserID = p.UserID
 	}
