@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -222,6 +224,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	if err := warnLooseFiles(ctx, db, log); err != nil {
+		return err
+	}
 	acfg := authConfig(cfg)
 	acfg.Observer = m
 	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, acfg, log)
@@ -256,6 +261,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer func() { stopListening(); <-l.Done() }()
 	}
 	go svc.RunPurge(ctx, purgeInterval)
+	if dialect == models.SQLite {
+		go boundWAL(ctx, db, log)
+	}
 	// Rotations by other processes (authql keys rotate, another replica's
 	// start) reach this one within the interval; an unknown kid also
 	// triggers a reload.
@@ -293,6 +301,42 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case <-ctx.Done():
 	}
 	return shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, log)
+}
+
+// warnLooseFiles logs a warning for each SQLite file (the database, its
+// -wal and -shm) that others than its owner may read: it holds password
+// hashes, and signing keys unless AUTH_ENCRYPTION_KEY encrypts them.
+// authql creates them private (0600); older versions and copies may not
+// have.
+func warnLooseFiles(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
+	files, err := models.DatabaseFiles(ctx, db)
+	if err != nil {
+		return err
+	}
+	for _, path := range slices.Sorted(maps.Keys(files)) {
+		if mode := files[path]; mode&0o077 != 0 {
+			log.WarnContext(ctx, "a database file is readable by others than its owner: it holds password hashes and keys; make it private with chmod 600",
+				"file", path, "mode", mode.String())
+		}
+	}
+	return nil
+}
+
+// boundWAL keeps SQLite's write-ahead log from growing without bound under
+// load (see models.CheckpointWAL) until ctx is done.
+func boundWAL(ctx context.Context, db *gorm.DB, log *slog.Logger) {
+	t := time.NewTicker(models.WALCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := models.CheckpointWAL(ctx, db); err != nil && ctx.Err() == nil {
+				log.WarnContext(ctx, "checkpoint of the SQLite write-ahead log failed; trying again in a second", "err", err)
+			}
+		}
+	}
 }
 
 // authConfig is the auth service's configuration, for serve and for the
