@@ -333,7 +333,7 @@ func boundWAL(ctx context.Context, db *gorm.DB, log *slog.Logger) {
 			return
 		case <-t.C:
 			if _, err := models.CheckpointWAL(ctx, db); err != nil && ctx.Err() == nil {
-				log.WarnContext(ctx, "checkpoint of the SQLite write-ahead log failed; trying again in a second", "err", err)
+				log.WarnContext(ctx, "checkpoint of the SQLite write-ahead log failed; trying again shortly", "err", err)
 			}
 		}
 	}
