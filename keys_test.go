@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -586,4 +587,48 @@ func TestRunHelp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestES256HighSRefused: an ECDSA signature (r, s) verifies as well as
+// (r, n-s), so anyone could respell a real ES256 token. authql issues only
+// the low-S form and refuses the high one: each of many tokens it issues
+// is low-S and accepted, and its high-S twin is UNAUTHENTICATED.
+func TestES256HighSRefused(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ts := newTestServer(t, dsn, nil, withAlg(auth.AlgES256))
+		user := ts.register(t, "a@example.com", "password1")
+		n := elliptic.P256().Params().N
+		half := new(big.Int).Rsh(n, 1)
+		// Go's signer gives the high form about half the time: 24 tokens
+		// without one would happen once in 16 million runs.
+		refresh := user.Refresh
+		for i := range 24 {
+			pair := tokensOf(ts.refresh(t, refresh).OK(t), "refresh")
+			refresh = pair.Refresh
+			parts := strings.Split(pair.Access, ".")
+			sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+			if err != nil || len(sig) != 64 {
+				t.Fatalf("signature %q: %v", parts[2], err)
+			}
+			s := new(big.Int).SetBytes(sig[32:])
+			if s.Cmp(half) > 0 {
+				t.Errorf("token %d was issued with a high-S signature", i)
+			}
+			ts.me(t, pair.Access).OK(t)
+
+			twin := append([]byte(nil), sig...)
+			new(big.Int).Sub(n, s).FillBytes(twin[32:])
+			// The twin is a valid ECDSA signature: only the rule refuses it.
+			jwk := getJWKS(t, ts.URL).key(kid(t, pair.Access))
+			if !ecdsa.Verify(publicKey(t, jwk).(*ecdsa.PublicKey), sha256Of(parts[0]+"."+parts[1]), new(big.Int).SetBytes(twin[:32]), new(big.Int).SetBytes(twin[32:])) {
+				t.Fatal("the high-S twin does not verify as ECDSA; the test proves nothing")
+			}
+			ts.wantUnauthenticated(t, parts[0]+"."+parts[1]+"."+base64.RawURLEncoding.EncodeToString(twin), "high-S twin of a real token")
+		}
+	})
+}
+
+func sha256Of(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,7 @@ var (
 	errNoIssuedAt     = errors.New("token has no iat")
 	errNoSigningKey   = errors.New("no signing key usable by this process")
 	errExternalRotate = errors.New("the signing key is configured outside the database")
+	errHighS          = errors.New("ES256 signature in the high-S form")
 )
 
 // KeyConfig says which key this process signs with.
@@ -629,9 +631,40 @@ func jwtMethod(alg string) (jwt.SigningMethod, error) {
 	case AlgEdDSA:
 		return jwt.SigningMethodEdDSA, nil
 	case AlgES256:
-		return jwt.SigningMethodES256, nil
+		return es256LowS{jwt.SigningMethodES256}, nil
 	}
 	return nil, fmt.Errorf("unsupported signing algorithm %q", alg)
+}
+
+// p256HalfOrder is n/2 for P-256's group order n. An ECDSA signature (r, s)
+// verifies just as well as (r, n-s); of the two, authql issues and accepts
+// only the one with s <= n/2 ("low S"), so that every ES256 token has one
+// spelling, as EdDSA's and HS256's do.
+var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+
+// es256LowS signs ES256 in the low-S form. Go's ECDSA signer returns either
+// form at random, and Verify refuses the high one.
+type es256LowS struct{ *jwt.SigningMethodECDSA }
+
+func (m es256LowS) Sign(signingString string, key any) ([]byte, error) {
+	sig, err := m.SigningMethodECDSA.Sign(signingString, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(sig) != 64 {
+		return nil, fmt.Errorf("ES256 signature of %d bytes", len(sig))
+	}
+	if s := new(big.Int).SetBytes(sig[32:]); s.Cmp(p256HalfOrder) > 0 {
+		s.Sub(elliptic.P256().Params().N, s)
+		s.FillBytes(sig[32:])
+	}
+	return sig, nil
+}
+
+// highS reports whether an ES256 signature (r || s, 32 bytes each) is in
+// the high-S form authql never issues.
+func highS(sig []byte) bool {
+	return len(sig) == 64 && new(big.Int).SetBytes(sig[32:]).Cmp(p256HalfOrder) > 0
 }
 
 // hsKeyID names an HS256 key without revealing it: a truncated hash of it.
