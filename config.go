@@ -24,7 +24,7 @@ type config struct {
 	Port        string
 	DatabaseURL string
 	JWTSecret   []byte // nil: generate one and persist it in the database
-	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256
+	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256; "": keep the database's
 	// JWTPrivateKeyFile names the signing key file; JWTPrivateKey is its key.
 	JWTPrivateKeyFile string
 	JWTPrivateKey     crypto.Signer
@@ -97,8 +97,9 @@ const configHelp = `Configuration (environment variables):
   AUTH_JWT_SECRET               HS256 secret, at least 32 bytes (default: generated
                                 on first start and kept in the database)
   AUTH_JWT_ALG                  access token algorithm: HS256, EdDSA (Ed25519) or
-                                ES256 (P-256) (default HS256); EdDSA and ES256 keys
-                                are generated on first start and kept in the database
+                                ES256 (P-256); serve switches to it at start (default:
+                                keep the database's, HS256 for a new one); keys are
+                                generated and kept in the database
   AUTH_JWT_PRIVATE_KEY_FILE     PEM private key (PKCS#8; SEC 1 also for ES256) to sign
                                 with instead of a generated one; needs AUTH_JWT_ALG
                                 EdDSA or ES256 matching the key
@@ -173,7 +174,6 @@ func defaultConfig() config {
 		Issuer:        "authql",
 		Audience:      "authql",
 		Signup:        true,
-		JWTAlg:        auth.AlgHS256,
 		Argon2:        auth.DefaultArgon2,
 		Limits:        auth.DefaultLimits,
 		HashWait:      auth.DefaultHashWait,
@@ -251,12 +251,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 			bad("AUTH_JWT_ALG", "%q is not supported; use HS256, EdDSA or ES256", v)
 		}
 	}
-	if c.JWTSecret != nil && c.JWTAlg != auth.AlgHS256 {
+	if c.JWTSecret != nil && c.JWTAlg != "" && c.JWTAlg != auth.AlgHS256 {
 		bad("AUTH_JWT_SECRET", "is an HS256 secret, but AUTH_JWT_ALG is %s; unset AUTH_JWT_SECRET (or set AUTH_JWT_ALG=HS256)", c.JWTAlg)
 	}
 	str("AUTH_JWT_PRIVATE_KEY_FILE", &c.JWTPrivateKeyFile)
 	if f := c.JWTPrivateKeyFile; f != "" {
-		if c.JWTAlg == auth.AlgHS256 {
+		if c.JWTAlg == "" || c.JWTAlg == auth.AlgHS256 {
 			bad("AUTH_JWT_PRIVATE_KEY_FILE", "needs AUTH_JWT_ALG=EdDSA or ES256 (for HS256 set AUTH_JWT_SECRET instead)")
 		} else if data, err := os.ReadFile(f); err != nil {
 			bad("AUTH_JWT_PRIVATE_KEY_FILE", "cannot read the key: %v", err)

@@ -128,7 +128,8 @@ func storedKey(tb testing.TB, ts *testServer, kid string) (jwt.SigningMethod, an
 }
 
 // forge signs the claims of a real token, changed by mutate, with key under
-// header kid (none when "").
+// header kid (none when ""). ES256 signatures are made low-S, as authql's
+// are, so that only what the test changes can make them fail.
 func forge(tb testing.TB, real string, method jwt.SigningMethod, key any, kid string, mutate func(jwt.MapClaims)) string {
 	tb.Helper()
 	mc := jwt.MapClaims{}
@@ -146,6 +147,15 @@ func forge(tb testing.TB, real string, method jwt.SigningMethod, key any, kid st
 	s, err := t.SignedString(key)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if method.Alg() == auth.AlgES256 {
+		head, sig, _ := strings.Cut(s[strings.Index(s, ".")+1:], ".")
+		raw, _ := base64.RawURLEncoding.DecodeString(sig)
+		n := elliptic.P256().Params().N
+		if sv := new(big.Int).SetBytes(raw[32:]); sv.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+			new(big.Int).Sub(n, sv).FillBytes(raw[32:])
+		}
+		s = s[:strings.Index(s, ".")+1] + head + "." + base64.RawURLEncoding.EncodeToString(raw)
 	}
 	return s
 }
@@ -631,4 +641,88 @@ func TestES256HighSRefused(t *testing.T) {
 func sha256Of(s string) []byte {
 	sum := sha256.Sum256([]byte(s))
 	return sum[:]
+}
+
+// keyRows returns the signing keys stored in the database of dsn.
+func keyRows(tb testing.TB, dsn string) []models.SigningKey {
+	tb.Helper()
+	db, _, err := models.Open(dsn, models.Options{MaxConns: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	rows, err := models.SigningKeys(context.Background(), db)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rows
+}
+
+// TestCommandsKeepTheAlgorithm: a running EdDSA deployment, and an operator
+// running the commands from a shell without AUTH_JWT_ALG. user add, user
+// roles and migrate leave the keys as they are; keys rotate without --alg
+// adds a key of the current algorithm; a server started without
+// AUTH_JWT_ALG keeps it; only keys rotate --alg changes it.
+func TestCommandsKeepTheAlgorithm(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		serverEnv := map[string]string{"DATABASE_URL": dsn, "AUTH_JWT_ALG": "EdDSA"}
+		url, stop := startRun(t, serverEnv)
+		first := gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).OK(t).Str("register", "accessToken")
+		before := keyRows(t, dsn)
+		if len(before) != 1 || before[0].Alg != auth.AlgEdDSA {
+			t.Fatalf("keys at start: %+v, want one EdDSA key", before)
+		}
+
+		shell := map[string]string{"DATABASE_URL": dsn, "AUTH_ARGON2_MEMORY": "64", "AUTH_ARGON2_TIME": "1"}
+		command := func(stdin string, args ...string) string {
+			t.Helper()
+			var out, errOut bytes.Buffer
+			if err := run(context.Background(), args, func(k string) string { return shell[k] }, strings.NewReader(stdin), &out, &errOut); err != nil {
+				t.Fatalf("authql %s: %v (stderr %s)", strings.Join(args, " "), err, errOut.String())
+			}
+			return strings.TrimSpace(out.String())
+		}
+		command("password2\n", "user", "add", "--email", "b@example.com", "--password-stdin")
+		command("", "user", "roles", "--email", "b@example.com", "--set", "admin,user")
+		command("", "migrate")
+		after := keyRows(t, dsn)
+		if len(after) != 1 || after[0].KID != before[0].KID || after[0].RetiredAt != nil {
+			t.Fatalf("keys after user add, user roles and migrate: %+v, want the EdDSA key alone and current", after)
+		}
+		// The running server still signs, and its tokens verify.
+		gql(t, url, "", `mutation { login(email: "b@example.com", password: "password2") { accessToken } }`).OK(t)
+		gql(t, url, first, `{ me { email } }`).OK(t)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+
+		rotated := command("", "keys", "rotate")
+		rows := keyRows(t, dsn)
+		if last := rows[len(rows)-1]; last.KID != rotated || last.Alg != auth.AlgEdDSA {
+			t.Fatalf("keys rotate without --alg added %s %s, want an EdDSA key %s", last.Alg, last.KID, rotated)
+		}
+
+		// A server started from the shell without AUTH_JWT_ALG keeps it.
+		url, stop = startRun(t, shell)
+		tok := gql(t, url, "", `mutation { login(email: "a@example.com", password: "password1") { accessToken } }`).OK(t).Str("login", "accessToken")
+		if h := header(t, tok); h["alg"] != auth.AlgEdDSA || h["kid"] != rotated {
+			t.Errorf("a server without AUTH_JWT_ALG signs with %v %v, want EdDSA %s", h["alg"], h["kid"], rotated)
+		}
+		if getJWKS(t, url).key(rotated) == nil {
+			t.Error("the current key is missing from the JWKS")
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(keyRows(t, dsn)); n != 2 {
+			t.Errorf("%d keys after a start without AUTH_JWT_ALG, want 2", n)
+		}
+
+		es := command("", "keys", "rotate", "--alg", "es256")
+		rows = keyRows(t, dsn)
+		if last := rows[len(rows)-1]; last.KID != es || last.Alg != auth.AlgES256 {
+			t.Errorf("keys rotate --alg es256 added %s %s, want ES256", last.Alg, last.KID)
+		}
+	})
 }

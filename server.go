@@ -61,18 +61,25 @@ Each command takes --help. All read the configuration below.
 ` + configHelp
 
 // keysUsage is the help of authql keys --help.
-const keysUsage = `Usage: authql keys rotate [--activate-in DURATION]
+const keysUsage = `Usage: authql keys rotate [--alg ALG] [--activate-in DURATION]
 
-Adds a new signing key of AUTH_JWT_ALG to the database of DATABASE_URL and
-prints its kid. From its activation on (at once by default) every server
-signs with it, learning of it at once on PostgreSQL (within 30 s on SQLite);
-the previous key is retired then and keeps verifying the tokens it signed
-until they have expired.
+Adds a new signing key to the database of DATABASE_URL and prints its kid.
+From its activation on (at once by default) every server signs with it,
+learning of it at once on PostgreSQL (within 30 s on SQLite); the previous
+key is retired then and keeps verifying the tokens it signed until they
+have expired.
 
+  --alg ALG               the new key's algorithm: HS256, EdDSA or ES256
+                          (default: the current key's; AUTH_JWT_ALG is not
+                          read, so a shell without it changes nothing)
   --activate-in DURATION  publish the key in the JWKS now but sign with it
                           only after DURATION (e.g. 10m), so that relying
                           parties caching the JWKS (up to 5 minutes) have it
                           before the first token it signs
+
+A server started with AUTH_JWT_ALG set to another algorithm than the
+current key's replaces that key at start: after a rotation with --alg, set
+AUTH_JWT_ALG to that algorithm too, or leave it unset.
 
 Keys configured outside the database are not rotated here: with
 AUTH_JWT_PRIVATE_KEY_FILE replace the file and restart, with AUTH_JWT_SECRET
@@ -146,8 +153,16 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 	}
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	activateIn := fs.Duration("activate-in", 0, "")
+	algFlag := fs.String("alg", "", "")
 	if done, err := parseFlags(fs, args[1:], keysUsage, stdout); done || err != nil {
 		return err
+	}
+	alg := ""
+	if *algFlag != "" {
+		var ok bool
+		if alg, ok = auth.ParseAlg(*algFlag); !ok {
+			return fmt.Errorf("keys rotate: --alg %q is not supported; use HS256, EdDSA or ES256", *algFlag)
+		}
 	}
 	if *activateIn < 0 {
 		return fmt.Errorf("keys rotate: --activate-in %s is negative", *activateIn)
@@ -168,7 +183,7 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	defer closeDB()
-	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: cfg.JWTAlg}, *activateIn, time.Now, log)
+	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: alg}, *activateIn, time.Now, log)
 	if err != nil {
 		return fmt.Errorf("keys rotate: %w", err)
 	}

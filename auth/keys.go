@@ -87,7 +87,11 @@ var (
 
 // KeyConfig says which key this process signs with.
 type KeyConfig struct {
-	// Alg is AlgHS256 (default), AlgEdDSA or AlgES256.
+	// Alg is AlgHS256, AlgEdDSA or AlgES256: the algorithm the operator
+	// asked for (AUTH_JWT_ALG). "" keeps the algorithm of the key store's
+	// current key, and is HS256 only for a new store: a process started
+	// without the variable (a command run from another shell) must never
+	// switch a running deployment to another algorithm.
 	Alg string
 	// Secret is an HS256 secret held outside the database
 	// (AUTH_JWT_SECRET); nil means one generated and stored there.
@@ -95,6 +99,10 @@ type KeyConfig struct {
 	// PrivateKey is an Ed25519 or P-256 key held outside the database
 	// (AUTH_JWT_PRIVATE_KEY_FILE); nil means one generated and stored there.
 	PrivateKey crypto.Signer
+	// ReadOnly opens the set without adding, replacing or retiring any key
+	// and without loading one: for the commands (user, migrate), which sign
+	// and verify nothing and must leave the keys as the servers use them.
+	ReadOnly bool
 }
 
 // signingKey is one loaded key.
@@ -188,6 +196,9 @@ func OpenKeySet(ctx context.Context, db *gorm.DB, cfg KeyConfig, ttl time.Durati
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ReadOnly {
+		return ks, nil
+	}
 	if err := ks.ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -201,11 +212,16 @@ func OpenKeySet(ctx context.Context, db *gorm.DB, cfg KeyConfig, ttl time.Durati
 }
 
 func newKeySet(db *gorm.DB, cfg KeyConfig, ttl time.Duration, now func() time.Time, log *slog.Logger) (*KeySet, error) {
-	alg, ok := ParseAlg(cfg.Alg)
-	if !ok {
-		return nil, fmt.Errorf("unsupported signing algorithm %q", cfg.Alg)
+	if cfg.Alg != "" {
+		alg, ok := ParseAlg(cfg.Alg)
+		if !ok {
+			return nil, fmt.Errorf("unsupported signing algorithm %q", cfg.Alg)
+		}
+		cfg.Alg = alg
+	} else if cfg.Secret != nil {
+		cfg.Alg = AlgHS256 // the operator's secret says it
 	}
-	cfg.Alg = alg
+	alg := cfg.Alg
 	if now == nil {
 		now = time.Now
 	}
@@ -223,6 +239,9 @@ func newKeySet(db *gorm.DB, cfg KeyConfig, ttl time.Duration, now func() time.Ti
 		}
 		ks.external, err = newKey(AlgHS256, cfg.Secret)
 	case cfg.PrivateKey != nil:
+		if alg == "" {
+			return nil, errors.New("a private key is configured without its algorithm")
+		}
 		ks.external, err = newKey(alg, cfg.PrivateKey)
 	}
 	return ks, err
@@ -280,12 +299,27 @@ func (ks *KeySet) ensure(ctx context.Context) error {
 }
 
 // acceptable reports whether this configuration signs with the current key
-// cur as it is.
+// cur as it is. Without an algorithm configured, any key of the store that
+// this process can sign with is.
 func (ks *KeySet) acceptable(cur *models.SigningKey) bool {
 	if ks.external != nil {
 		return cur.KID == ks.external.kid
 	}
-	return cur.Alg == ks.cfg.Alg && cur.PrivateKey != ""
+	return (ks.cfg.Alg == "" || cur.Alg == ks.cfg.Alg) && cur.PrivateKey != ""
+}
+
+// newAlg is the algorithm of a key generated for this configuration given
+// the store's rows: the configured one, else the newest key's (a key
+// configured elsewhere, say, that this process cannot sign with), else
+// HS256 for a new store.
+func (ks *KeySet) newAlg(rows []models.SigningKey) string {
+	switch {
+	case ks.cfg.Alg != "":
+		return ks.cfg.Alg
+	case len(rows) > 0:
+		return rows[len(rows)-1].Alg
+	}
+	return AlgHS256
 }
 
 // candidate is the key to add when the current one is not acceptable.
@@ -295,7 +329,8 @@ func (ks *KeySet) candidate(ctx context.Context, rows []models.SigningKey) (mode
 		// the secret, which stays where the operator put it.
 		return keyRow(ks.external, false)
 	}
-	if ks.cfg.Alg == AlgHS256 && len(rows) == 0 {
+	alg := ks.newAlg(rows)
+	if alg == AlgHS256 && len(rows) == 0 {
 		// The HS256 secret that authql generated before it had a key store:
 		// taking it over keeps the tokens issued before the upgrade valid,
 		// and replicas still running the old version agree on it.
@@ -315,17 +350,18 @@ func (ks *KeySet) candidate(ctx context.Context, rows []models.SigningKey) (mode
 		}
 		return keyRow(k, true)
 	}
-	k, err := generateKey(ks.cfg.Alg)
+	k, err := generateKey(alg)
 	if err != nil {
 		return models.SigningKey{}, err
 	}
 	return keyRow(k, true)
 }
 
-// RotateKey adds a new generated signing key of cfg.Alg that signs from
-// now+activateIn on, when every earlier key is retired; it returns the new
-// kid. Keys configured outside the database (cfg.Secret, cfg.PrivateKey)
-// cannot be rotated here: the operator replaces them and restarts.
+// RotateKey adds a new generated signing key of cfg.Alg (when "", of the
+// current key's algorithm) that signs from now+activateIn on, when every
+// earlier key is retired; it returns the new kid. Keys configured outside
+// the database (cfg.Secret, cfg.PrivateKey) cannot be rotated here: the
+// operator replaces them and restarts.
 func RotateKey(ctx context.Context, db *gorm.DB, cfg KeyConfig, activateIn time.Duration, now func() time.Time, log *slog.Logger) (string, error) {
 	if cfg.Secret != nil || cfg.PrivateKey != nil {
 		return "", errExternalRotate
@@ -337,12 +373,31 @@ func RotateKey(ctx context.Context, db *gorm.DB, cfg KeyConfig, activateIn time.
 	if err != nil {
 		return "", err
 	}
-	// Rotating an empty store would leave nothing to sign with until the
-	// new key activates: start from a current key.
-	if err := ks.ensure(ctx); err != nil {
+	rows, err := models.SigningKeys(ctx, db)
+	if err != nil {
 		return "", err
 	}
-	k, err := generateKey(ks.cfg.Alg)
+	if currentRow(rows, ks.now()) == nil {
+		// Rotating a store with no current key would leave nothing to
+		// sign with until the new key activates: start from one. With a
+		// current key, whatever its algorithm, the new key alone changes
+		// anything, and only from its activation.
+		if err := ks.ensure(ctx); err != nil {
+			return "", err
+		}
+		if rows, err = models.SigningKeys(ctx, db); err != nil {
+			return "", err
+		}
+	}
+	alg := ks.cfg.Alg
+	if alg == "" {
+		if cur := currentRow(rows, ks.now()); cur != nil {
+			alg = cur.Alg
+		} else {
+			alg = ks.newAlg(rows)
+		}
+	}
+	k, err := generateKey(alg)
 	if err != nil {
 		return "", err
 	}

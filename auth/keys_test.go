@@ -446,7 +446,11 @@ func TestOpenKeySetAlgorithmChange(t *testing.T) {
 		if got := kidOf(t, e.issue(t)); got != kidOf(t, esToken) {
 			t.Errorf("restart changed the key: %s, want %s", got, kidOf(t, esToken))
 		}
-		e.open(t, KeyConfig{}) // back to HS256
+		e.open(t, KeyConfig{}) // no algorithm configured: keep the store's
+		if got := kidOf(t, e.issue(t)); got != kidOf(t, esToken) {
+			t.Errorf("a start without an algorithm changed the key: %s, want %s", got, kidOf(t, esToken))
+		}
+		e.open(t, KeyConfig{Alg: AlgHS256}) // back to HS256
 		if jwks := string(e.ks.JWKS()); strings.Contains(jwks, `"alg":"HS256"`) || strings.Contains(jwks, e.ks.CurrentKID()) {
 			t.Errorf("HS256 key published: %s", jwks)
 		}

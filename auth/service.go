@@ -51,9 +51,13 @@ type Config struct {
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (see Middleware); empty trusts none.
 	TrustedProxies []netip.Prefix
-	// JWTAlg is the algorithm of the keys authql generates: AlgHS256
-	// (default), AlgEdDSA or AlgES256.
+	// JWTAlg is the algorithm of the keys authql generates: AlgHS256,
+	// AlgEdDSA or AlgES256; "" keeps the key store's (see KeyConfig.Alg).
 	JWTAlg string
+	// ReadOnlyKeys leaves the signing keys as they are (no key created,
+	// replaced or retired) and loads none: for the commands, which sign
+	// nothing (see KeyConfig.ReadOnly).
+	ReadOnlyKeys bool
 	// JWTPrivateKey, when set, is the signing key (AUTH_JWT_PRIVATE_KEY_FILE)
 	// instead of a generated one; it must be of JWTAlg.
 	JWTPrivateKey crypto.Signer
@@ -134,7 +138,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		s.origins[strings.ToLower(o)] = true
 	}
 	s.sync.timeout = cfg.SyncTimeout
-	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey}, cfg.AccessTTL, s.now, log)
+	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey, ReadOnly: cfg.ReadOnlyKeys}, cfg.AccessTTL, s.now, log)
 	if err != nil {
 		return nil, err
 	}
