@@ -183,7 +183,7 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	defer closeDB()
-	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: alg}, *activateIn, time.Now, log)
+	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: alg, Encryption: cfg.Encryption}, *activateIn, time.Now, log)
 	if err != nil {
 		return fmt.Errorf("keys rotate: %w", err)
 	}
@@ -241,6 +241,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if err := warnLooseFiles(ctx, db, log); err != nil {
 		return err
+	}
+	if cfg.Encryption.Current == nil {
+		log.WarnContext(ctx, "AUTH_ENCRYPTION_KEY is not set: the signing keys and secrets kept in the database are stored unencrypted")
 	}
 	acfg := authConfig(cfg)
 	acfg.Observer = m
@@ -367,6 +370,7 @@ func authConfig(cfg config) auth.Config {
 		Argon2:         cfg.Argon2,
 		JWTAlg:         cfg.JWTAlg,
 		JWTPrivateKey:  cfg.JWTPrivateKey,
+		Encryption:     cfg.Encryption,
 		Limits:         cfg.Limits,
 		TrustedProxies: cfg.TrustedProxies,
 		HashWorkers:    cfg.HashWorkers,

@@ -99,6 +99,8 @@ type KeyConfig struct {
 	// PrivateKey is an Ed25519 or P-256 key held outside the database
 	// (AUTH_JWT_PRIVATE_KEY_FILE); nil means one generated and stored there.
 	PrivateKey crypto.Signer
+	// Encryption encrypts the private material stored in the database.
+	Encryption EncryptionKeys
 	// ReadOnly opens the set without adding, replacing or retiring any key
 	// and without loading one: for the commands (user, migrate), which sign
 	// and verify nothing and must leave the keys as the servers use them.
@@ -168,6 +170,7 @@ type KeySet struct {
 	ttl      time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	seal     *sealer
 
 	mu    sync.RWMutex
 	byKID map[string]*signingKey
@@ -202,6 +205,9 @@ func OpenKeySet(ctx context.Context, db *gorm.DB, cfg KeyConfig, ttl time.Durati
 	if err := ks.ensure(ctx); err != nil {
 		return nil, err
 	}
+	if err := ks.reseal(ctx); err != nil {
+		return nil, err
+	}
 	if err := ks.Reload(ctx); err != nil {
 		return nil, err
 	}
@@ -228,8 +234,11 @@ func newKeySet(db *gorm.DB, cfg KeyConfig, ttl time.Duration, now func() time.Ti
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ks := &KeySet{db: db, cfg: cfg, ttl: ttl, now: func() time.Time { return now().UTC() }, log: log, byKID: map[string]*signingKey{}}
-	var err error
+	seal, err := newSealer(cfg.Encryption)
+	if err != nil {
+		return nil, err
+	}
+	ks := &KeySet{db: db, cfg: cfg, ttl: ttl, now: func() time.Time { return now().UTC() }, log: log, seal: seal, byKID: map[string]*signingKey{}}
 	switch {
 	case cfg.Secret != nil && cfg.PrivateKey != nil:
 		return nil, errors.New("both an HS256 secret and a private key are configured")
@@ -262,7 +271,7 @@ func (ks *KeySet) ensure(ctx context.Context) error {
 		if cur != nil && ks.acceptable(cur) {
 			return nil
 		}
-		row, err := ks.candidate(ctx, rows)
+		row, legacy, err := ks.candidate(ctx, rows)
 		if err != nil {
 			return err
 		}
@@ -282,9 +291,19 @@ func (ks *KeySet) ensure(ctx context.Context) error {
 			// its signing window has no known start.
 			row.NotBefore = time.Unix(0, 0).UTC()
 		}
+		if row.PrivateKey, err = ks.seal.seal(signingKeyAAD(row.KID), row.PrivateKey); err != nil {
+			return err
+		}
 		added, err := models.AddSigningKey(ctx, ks.db, &row)
 		if err != nil {
 			return err
+		}
+		if legacy {
+			// Taken over, by this process or by the one that won: the key
+			// store is the secret's one place from now on.
+			if err := models.DeleteSetting(ctx, ks.db, models.LegacyHS256Setting); err != nil {
+				return err
+			}
 		}
 		if added {
 			if cur != nil {
@@ -322,39 +341,86 @@ func (ks *KeySet) newAlg(rows []models.SigningKey) string {
 	return AlgHS256
 }
 
-// candidate is the key to add when the current one is not acceptable.
-func (ks *KeySet) candidate(ctx context.Context, rows []models.SigningKey) (models.SigningKey, error) {
+// candidate is the key to add when the current one is not acceptable, and
+// whether it is the secret of models.LegacyHS256Setting.
+func (ks *KeySet) candidate(ctx context.Context, rows []models.SigningKey) (models.SigningKey, bool, error) {
 	if ks.external != nil {
 		// Only the public key is recorded: verification of HS256 needs
 		// the secret, which stays where the operator put it.
-		return keyRow(ks.external, false)
+		r, err := keyRow(ks.external, false)
+		return r, false, err
 	}
 	alg := ks.newAlg(rows)
 	if alg == AlgHS256 && len(rows) == 0 {
 		// The HS256 secret that authql generated before it had a key store:
 		// taking it over keeps the tokens issued before the upgrade valid,
 		// and replicas still running the old version agree on it.
-		s, err := models.SettingValue(ctx, ks.db, "jwt_hs256_secret", func() (string, error) {
+		s, err := models.SettingValue(ctx, ks.db, models.LegacyHS256Setting, func() (string, error) {
 			return base64.RawStdEncoding.EncodeToString(randomSecret()), nil
 		})
 		if err != nil {
-			return models.SigningKey{}, err
+			return models.SigningKey{}, false, err
 		}
 		secret, err := base64.RawStdEncoding.DecodeString(s)
 		if err != nil {
-			return models.SigningKey{}, fmt.Errorf("stored signing key is corrupt: %w", err)
+			return models.SigningKey{}, false, fmt.Errorf("stored signing key is corrupt: %w", err)
 		}
 		k, err := newKey(AlgHS256, secret)
 		if err != nil {
-			return models.SigningKey{}, err
+			return models.SigningKey{}, false, err
 		}
-		return keyRow(k, true)
+		r, err := keyRow(k, true)
+		return r, true, err
 	}
 	k, err := generateKey(alg)
 	if err != nil {
-		return models.SigningKey{}, err
+		return models.SigningKey{}, false, err
 	}
-	return keyRow(k, true)
+	r, err := keyRow(k, true)
+	return r, false, err
+}
+
+// reseal makes every private key stored in the database encrypted under
+// the current encryption key: those stored in plaintext (before
+// AUTH_ENCRYPTION_KEY was set) and those of a previous key. A key that
+// does not decrypt stops the start, with a message naming the variable: a
+// server that went on would sign with a key the others do not have, or
+// with none.
+func (ks *KeySet) reseal(ctx context.Context) error {
+	rows, err := models.SigningKeys(ctx, ks.db)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range rows {
+		if r.PrivateKey == "" {
+			continue
+		}
+		plain, stale, err := ks.seal.open(signingKeyAAD(r.KID), r.PrivateKey)
+		if err != nil {
+			return fmt.Errorf("signing key %s: %w", r.KID, err)
+		}
+		if !stale {
+			continue
+		}
+		sealed, err := ks.seal.seal(signingKeyAAD(r.KID), plain)
+		if err != nil {
+			return err
+		}
+		// Only if unchanged: a concurrent start may have sealed it first,
+		// under the same key (a nonce of its own, so another value).
+		done, err := models.ReplaceSigningKeyPrivate(ctx, ks.db, r.KID, r.PrivateKey, sealed)
+		if err != nil {
+			return err
+		}
+		if done {
+			n++
+		}
+	}
+	if n > 0 {
+		ks.log.InfoContext(ctx, "signing keys encrypted under AUTH_ENCRYPTION_KEY", "keys", n, "fingerprint", ks.seal.currentFP())
+	}
+	return nil
 }
 
 // RotateKey adds a new generated signing key of cfg.Alg (when "", of the
@@ -371,6 +437,12 @@ func RotateKey(ctx context.Context, db *gorm.DB, cfg KeyConfig, activateIn time.
 	}
 	ks, err := newKeySet(db, cfg, 0, now, log)
 	if err != nil {
+		return "", err
+	}
+	// A key that does not decrypt here stops the rotation, as it stops a
+	// start: run without AUTH_ENCRYPTION_KEY, the new key would be stored
+	// in plaintext beside encrypted ones.
+	if err := ks.reseal(ctx); err != nil {
 		return "", err
 	}
 	rows, err := models.SigningKeys(ctx, db)
@@ -403,6 +475,9 @@ func RotateKey(ctx context.Context, db *gorm.DB, cfg KeyConfig, activateIn time.
 	}
 	row, err := keyRow(k, true)
 	if err != nil {
+		return "", err
+	}
+	if row.PrivateKey, err = ks.seal.seal(signingKeyAAD(row.KID), row.PrivateKey); err != nil {
 		return "", err
 	}
 	for range 5 {
@@ -480,17 +555,22 @@ func (ks *KeySet) version() uint64 { return ks.ver.Load() }
 // keys held outside the database from the configuration.
 func (ks *KeySet) loadRow(r *models.SigningKey) (*signingKey, error) {
 	var k *signingKey
-	var err error
 	switch {
 	case ks.external != nil && r.KID == ks.external.kid:
 		c := *ks.external
 		k = &c
 	case r.PrivateKey != "":
-		var material any
-		if material, err = decodePrivate(r.Alg, r.PrivateKey); err != nil {
+		plain, _, err := ks.seal.open(signingKeyAAD(r.KID), r.PrivateKey)
+		if err != nil {
 			return nil, err
 		}
-		k, err = newKey(r.Alg, material)
+		material, err := decodePrivate(r.Alg, plain)
+		if err != nil {
+			return nil, err
+		}
+		if k, err = newKey(r.Alg, material); err != nil {
+			return nil, err
+		}
 	case r.Alg == AlgHS256:
 		// Another process's AUTH_JWT_SECRET, or a key past its window:
 		// nothing here can verify it.
@@ -504,9 +584,6 @@ func (ks *KeySet) loadRow(r *models.SigningKey) (*signingKey, error) {
 		if k, err = newKey(r.Alg, pub); err != nil {
 			return nil, err
 		}
-	}
-	if err != nil {
-		return nil, err
 	}
 	if k.alg != r.Alg || k.kid != r.KID {
 		return nil, fmt.Errorf("stored as %s kid %s, but the material is %s kid %s", r.Alg, r.KID, k.alg, k.kid)

@@ -58,6 +58,9 @@ type Config struct {
 	// replaced or retired) and loads none: for the commands, which sign
 	// nothing (see KeyConfig.ReadOnly).
 	ReadOnlyKeys bool
+	// Encryption encrypts the secrets stored in the database: private
+	// signing keys, generated HS256 secrets, the rate-limit key.
+	Encryption EncryptionKeys
 	// JWTPrivateKey, when set, is the signing key (AUTH_JWT_PRIVATE_KEY_FILE)
 	// instead of a generated one; it must be of JWTAlg.
 	JWTPrivateKey crypto.Signer
@@ -93,7 +96,9 @@ type Service struct {
 	log    *slog.Logger
 
 	limiter Limiter
-	users   *userCache
+	// limitSecret keys the names of rate-limit counters (see limitKey).
+	limitSecret []byte
+	users       *userCache
 	tokens  *tokenCache
 	revs    revocations
 	// origins is Config.AllowedOrigins, lower-cased.
@@ -138,8 +143,15 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		s.origins[strings.ToLower(o)] = true
 	}
 	s.sync.timeout = cfg.SyncTimeout
-	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey, ReadOnly: cfg.ReadOnlyKeys}, cfg.AccessTTL, s.now, log)
+	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey, ReadOnly: cfg.ReadOnlyKeys, Encryption: cfg.Encryption}, cfg.AccessTTL, s.now, log)
 	if err != nil {
+		return nil, err
+	}
+	if cfg.ReadOnlyKeys {
+		// The commands take no rate limits: a key of their own, rather
+		// than one read (and perhaps not decryptable) or written.
+		s.limitSecret = randomSecret()
+	} else if s.limitSecret, err = storedSecret(ctx, db, keys.seal, rateLimitSetting, log); err != nil {
 		return nil, err
 	}
 	s.signer = newSigner(keys, cfg.Issuer, cfg.Audience, s.now)
@@ -223,7 +235,7 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 		return nil, models.Errorf(models.Forbidden, "sign-up is disabled")
 	}
 	client := ClientFrom(ctx).limitKey()
-	if _, err := s.take(ctx, s.now(), []string{limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
+	if _, err := s.take(ctx, s.now(), []string{s.limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
 		return nil, err
 	}
 	u, err := s.createUser(ctx, email, password, []string{models.RoleUser})
@@ -276,7 +288,7 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	// fails like a wrong one. The account key is the email as typed, known
 	// or not, so the answer does not reveal whether an account exists.
 	giveBack, err := s.take(ctx, now,
-		[]string{limitKey("login-account", email, client), limitKey("login-client", client)},
+		[]string{s.limitKey("login-account", email, client), s.limitKey("login-client", client)},
 		[]Rate{s.cfg.Limits.LoginAccount, s.cfg.Limits.LoginClient})
 	if err != nil {
 		return nil, err
@@ -368,7 +380,7 @@ func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshT
 // Unauthenticated.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, err error) {
 	now := s.now()
-	if _, err := s.take(ctx, now, []string{limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
+	if _, err := s.take(ctx, now, []string{s.limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
 		return nil, err
 	}
 	var rot models.Rotation
