@@ -29,9 +29,6 @@ type config struct {
 	// JWTPrivateKeyFile names the signing key file; JWTPrivateKey is its key.
 	JWTPrivateKeyFile string
 	JWTPrivateKey     crypto.Signer
-	// Encryption encrypts the secrets kept in the database
-	// (AUTH_ENCRYPTION_KEY, AUTH_ENCRYPTION_KEY_PREVIOUS).
-	Encryption auth.EncryptionKeys
 	AccessTTL         time.Duration
 	RefreshTTL        time.Duration
 	ReuseInterval     time.Duration
@@ -54,6 +51,10 @@ type config struct {
 	// AutoMigrate applies pending migrations at start; false only checks
 	// that there are none (AUTH_AUTO_MIGRATE).
 	AutoMigrate bool
+
+	// Encryption encrypts the secrets kept in the database
+	// (AUTH_ENCRYPTION_KEY, AUTH_ENCRYPTION_KEY_PREVIOUS).
+	Encryption auth.EncryptionKeys
 
 	// SyncTimeout is how long a replica that lost its listening connection
 	// to PostgreSQL keeps accepting access tokens (see auth.Listener).

@@ -96,9 +96,7 @@ type Service struct {
 	log    *slog.Logger
 
 	limiter Limiter
-	// limitSecret keys the names of rate-limit counters (see limitKey).
-	limitSecret []byte
-	users       *userCache
+	users   *userCache
 	tokens  *tokenCache
 	revs    revocations
 	// origins is Config.AllowedOrigins, lower-cased.
@@ -108,6 +106,9 @@ type Service struct {
 	grants map[string][]string // role -> permissions
 
 	sync syncState // whether changes by other replicas may have been missed
+
+	// limitSecret keys the names of rate-limit counters (see limitKey).
+	limitSecret []byte
 
 	audits     *auditWriter // see audit.go
 	rateAudits rateAudits
