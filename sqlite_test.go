@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,5 +109,78 @@ func BenchmarkRefreshWAL(b *testing.B) {
 	b.ReportMetric(float64(s.Stop()), "wal-peak-bytes")
 	if err := stop(); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// TestSQLiteFilesPrivate: the database, its -wal and its -shm are created
+// readable by their owner only, whatever the umask lets through; a file
+// that others can read, left by an older version or a copy, is warned
+// about at start.
+func TestSQLiteFilesPrivate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "private.db")
+	url, stop := startRun(t, map[string]string{"DATABASE_URL": path})
+	gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).OK(t)
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mode := fi.Mode().Perm(); mode != 0o600 {
+			t.Errorf("%s has mode %v, want -rw-------", filepath.Base(p), mode)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	loose := filepath.Join(dir, "loose.db")
+	if err := os.WriteFile(loose, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(loose, 0o644) // whatever the umask
+	var log strings.Builder
+	_, stop = startRunLogging(t, map[string]string{"DATABASE_URL": loose}, &syncWriter{w: &log})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "readable by others") || !strings.Contains(log.String(), loose) {
+		t.Errorf("no warning for a database file others can read; log:\n%s", log.String())
+	}
+	if strings.Contains(log.String(), path) {
+		t.Error("a warning for the private database")
+	}
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// TestDatabaseInMissingDirectory: a DATABASE_URL whose directory does not
+// exist stops serve and migrate with a message naming the variable and the
+// directory, not SQLite's "out of memory (14)".
+func TestDatabaseInMissingDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "no", "such", "dir")
+	for _, dsn := range []string{filepath.Join(dir, "authql.db"), "sqlite://" + filepath.Join(dir, "authql.db")} {
+		env := map[string]string{"DATABASE_URL": dsn, "PORT": "0"}
+		for _, args := range [][]string{nil, {"migrate"}, {"user", "roles", "--email", "a@example.com", "--set", "user"}} {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := run(ctx, args, func(k string) string { return env[k] }, nil, io.Discard, io.Discard)
+			cancel()
+			if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") || !strings.Contains(err.Error(), dir) || strings.Contains(err.Error(), "out of memory") {
+				t.Errorf("authql %v with DATABASE_URL=%s: %v, want a message naming DATABASE_URL and %s", args, dsn, err, dir)
+			}
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("the missing directory was created")
+		}
 	}
 }
