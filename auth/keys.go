@@ -529,8 +529,23 @@ func (ks *KeySet) Reload(ctx context.Context) error {
 	}
 	byKID := make(map[string]*signingKey, len(rows))
 	keys := make([]*signingKey, 0, len(rows))
+	ks.mu.RLock()
+	loaded := ks.byKID
+	ks.mu.RUnlock()
 	for i := len(rows) - 1; i >= 0; i-- {
 		k, err := ks.loadRow(&rows[i])
+		if old := loaded[rows[i].KID]; err != nil && old != nil && old.signKey != nil {
+			// Encrypted again by a server started with a newer
+			// AUTH_ENCRYPTION_KEY than this one's: a kid names its
+			// material, which this process holds already. Only the
+			// times may have changed.
+			c := *old
+			c.notBefore, c.retiredAt = rows[i].NotBefore.UTC(), time.Time{}
+			if rows[i].RetiredAt != nil {
+				c.retiredAt = rows[i].RetiredAt.UTC()
+			}
+			k, err = &c, nil
+		}
 		if err != nil {
 			ks.log.ErrorContext(ctx, "signing key unusable", "kid", rows[i].KID, "err", err)
 			continue

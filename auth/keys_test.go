@@ -638,3 +638,38 @@ func TestPurgeWipesRetiredPrivateKeys(t *testing.T) {
 		}
 	})
 }
+
+// TestReloadKeepsKeysEncryptedAgain: during a rotation of the encryption
+// key, a server started with the new one encrypts every key again; a
+// server still running with the old one keeps signing and verifying with
+// the keys it holds when it next reloads, instead of dropping them as
+// undecryptable.
+func TestReloadKeepsKeysEncryptedAgain(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		k1, k2 := randomSecret(), randomSecret()
+		old := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA, Encryption: EncryptionKeys{Current: k1}})
+		token := old.issue(t)
+		kid := old.ks.CurrentKID()
+
+		restarted := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA, Encryption: EncryptionKeys{Current: k2, Previous: [][]byte{k1}}})
+		if restarted.ks.CurrentKID() != kid {
+			t.Fatalf("the restarted server signs with %s, want %s", restarted.ks.CurrentKID(), kid)
+		}
+		rows, err := models.SigningKeys(context.Background(), old.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(rows[0].PrivateKey, sealedPrefix+EncryptionKeyFingerprint(k2)+":") {
+			t.Fatalf("the key was not encrypted again under the new key: %.20s…", rows[0].PrivateKey)
+		}
+
+		if err := old.ks.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if old.ks.CurrentKID() != kid {
+			t.Fatalf("after reloading, the old server signs with %q, want %s", old.ks.CurrentKID(), kid)
+		}
+		mustVerify(t, old.signer, token)
+		mustVerify(t, old.signer, old.issue(t))
+	})
+}
