@@ -83,7 +83,17 @@ func TestWALStaysBounded(t *testing.T) {
 		t.Skip("a few thousand refreshes")
 	}
 	path := filepath.Join(t.TempDir(), "wal.db")
-	url, stop := startRun(t, map[string]string{"DATABASE_URL": path, "AUTH_REFRESH_LIMIT": "off"})
+	var log strings.Builder
+	url, stop := startRunLogging(t, map[string]string{"DATABASE_URL": path, "AUTH_REFRESH_LIMIT": "off"}, &syncWriter{w: &log})
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, l := range strings.Split(log.String(), "\n") {
+				if strings.Contains(l, "ERROR") || strings.Contains(l, "WARN") || strings.Contains(l, "error") {
+					t.Log(l)
+				}
+			}
+		}
+	})
 	s := sampleWAL(path)
 	refreshLoad(t, url, 8, 600)
 	peak := s.Stop()

@@ -311,6 +311,12 @@ func CheckpointWAL(ctx context.Context, db *gorm.DB) (walBytes int64, err error)
 	if fi.Size() <= WALSizeLimit {
 		return fi.Size(), nil
 	}
+	// A passive checkpoint first copies what it can without blocking
+	// anyone; the TRUNCATE checkpoint holds the write lock while it copies,
+	// so it is left only the little written since.
+	if err := db.WithContext(ctx).Exec("PRAGMA wal_checkpoint(PASSIVE)").Error; err != nil {
+		return fi.Size(), err
+	}
 	// SQLite answers busy at once, without waiting, while another
 	// connection runs an automatic checkpoint; those are short.
 	for range 20 {
