@@ -551,6 +551,11 @@ func TestRunRejectsBadKeyConfiguration(t *testing.T) {
 		{"RotateBadDuration", []string{"keys", "rotate", "--activate-in", "soon"}, map[string]string{}, []string{"activate-in"}},
 		{"RotateNegative", []string{"keys", "rotate", "--activate-in=-1m"}, map[string]string{}, []string{"negative"}},
 		{"RotateExtraArgument", []string{"keys", "rotate", "now"}, map[string]string{}, []string{"now"}},
+		{"RotateUnknownAlg", []string{"keys", "rotate", "--alg", "RS256"}, map[string]string{}, []string{"--alg", "RS256"}},
+		{"EncryptionKeyNotBase64", nil, map[string]string{"AUTH_ENCRYPTION_KEY": "not base64!"}, []string{"AUTH_ENCRYPTION_KEY", "openssl rand -base64 32"}},
+		{"EncryptionKeyShort", nil, map[string]string{"AUTH_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(make([]byte, 16))}, []string{"AUTH_ENCRYPTION_KEY", "32 bytes"}},
+		{"EncryptionKeyPreviousAlone", nil, map[string]string{"AUTH_ENCRYPTION_KEY_PREVIOUS": base64.StdEncoding.EncodeToString(make([]byte, 32))}, []string{"AUTH_ENCRYPTION_KEY_PREVIOUS", "without AUTH_ENCRYPTION_KEY"}},
+		{"EncryptionKeyPreviousBad", nil, map[string]string{"AUTH_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32)), "AUTH_ENCRYPTION_KEY_PREVIOUS": "short"}, []string{"AUTH_ENCRYPTION_KEY_PREVIOUS", "32 bytes"}},
 		{"UnknownKeysCommand", []string{"keys", "delete"}, map[string]string{}, []string{"delete"}},
 		{"UnknownCommand", []string{"frobnicate"}, map[string]string{}, []string{"frobnicate"}},
 	}
@@ -578,10 +583,10 @@ func TestRunHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--help"}, []string{"keys rotate", "jwks.json", "AUTH_JWT_ALG", "AUTH_JWT_PRIVATE_KEY_FILE"}},
+		{[]string{"--help"}, []string{"keys rotate", "jwks.json", "AUTH_JWT_ALG", "AUTH_JWT_PRIVATE_KEY_FILE", "AUTH_ENCRYPTION_KEY", "AUTH_ENCRYPTION_KEY_PREVIOUS"}},
 		{[]string{"serve", "-h"}, []string{"keys rotate", "AUTH_JWT_ALG"}},
 		{[]string{"help"}, []string{"keys rotate"}},
-		{[]string{"keys", "--help"}, []string{"--activate-in", "replace the file"}},
+		{[]string{"keys", "--help"}, []string{"--activate-in", "--alg", "replace the file"}},
 		{[]string{"keys"}, []string{"--activate-in"}},
 		{[]string{"keys", "rotate", "-h"}, []string{"--activate-in"}},
 	} {
