@@ -304,7 +304,11 @@ func openService(ctx context.Context, getenv func(string) string, stderr io.Writ
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, authConfig(cfg), log)
+	acfg := authConfig(cfg)
+	// The commands sign nothing, and are run from shells that may lack the
+	// servers' key variables: they never touch the signing keys.
+	acfg.ReadOnlyKeys = true
+	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, acfg, log)
 	if err != nil {
 		closeDB()
 		return nil, nil, nil, err

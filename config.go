@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,7 +25,7 @@ type config struct {
 	Port        string
 	DatabaseURL string
 	JWTSecret   []byte // nil: generate one and persist it in the database
-	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256
+	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256; "": keep the database's
 	// JWTPrivateKeyFile names the signing key file; JWTPrivateKey is its key.
 	JWTPrivateKeyFile string
 	JWTPrivateKey     crypto.Signer
@@ -53,6 +54,10 @@ type config struct {
 	// AutoMigrate applies pending migrations at start; false only checks
 	// that there are none (AUTH_AUTO_MIGRATE).
 	AutoMigrate bool
+
+	// Encryption encrypts the secrets kept in the database
+	// (AUTH_ENCRYPTION_KEY, AUTH_ENCRYPTION_KEY_PREVIOUS).
+	Encryption auth.EncryptionKeys
 
 	// SyncTimeout is how long a replica that lost its listening connection
 	// to PostgreSQL keeps accepting access tokens (see auth.Listener).
@@ -106,11 +111,19 @@ const configHelp = `Configuration (environment variables):
   AUTH_JWT_SECRET               HS256 secret, at least 32 bytes (default: generated
                                 on first start and kept in the database)
   AUTH_JWT_ALG                  access token algorithm: HS256, EdDSA (Ed25519) or
-                                ES256 (P-256) (default HS256); EdDSA and ES256 keys
-                                are generated on first start and kept in the database
+                                ES256 (P-256); serve switches to it at start (default:
+                                keep the database's, HS256 for a new one); keys are
+                                generated and kept in the database
   AUTH_JWT_PRIVATE_KEY_FILE     PEM private key (PKCS#8; SEC 1 also for ES256) to sign
                                 with instead of a generated one; needs AUTH_JWT_ALG
                                 EdDSA or ES256 matching the key
+  AUTH_ENCRYPTION_KEY           32 random bytes in base64 (openssl rand -base64 32) that
+                                encrypt, with AES-256-GCM, the private signing keys and
+                                secrets authql keeps in the database; those stored before
+                                are encrypted at the next start (default: stored unencrypted)
+  AUTH_ENCRYPTION_KEY_PREVIOUS  comma-separated earlier AUTH_ENCRYPTION_KEYs, to rotate it:
+                                what they encrypted is encrypted again under the new key
+                                at start; remove them once every server has started
   AUTH_ACCESS_TTL               access token lifetime (default 15m)
   AUTH_REFRESH_TTL              refresh token and session lifetime (default 720h)
   AUTH_REFRESH_REUSE_INTERVAL   grace for presenting a just-rotated refresh token again (default 10s)
@@ -195,7 +208,6 @@ func defaultConfig() config {
 		Issuer:        "authql",
 		Audience:      "authql",
 		Signup:        true,
-		JWTAlg:        auth.AlgHS256,
 		Argon2:        auth.DefaultArgon2,
 		Limits:        auth.DefaultLimits,
 		HashWait:      auth.DefaultHashWait,
@@ -275,18 +287,39 @@ func loadConfig(getenv func(string) string) (config, error) {
 			bad("AUTH_JWT_ALG", "%q is not supported; use HS256, EdDSA or ES256", v)
 		}
 	}
-	if c.JWTSecret != nil && c.JWTAlg != auth.AlgHS256 {
+	if c.JWTSecret != nil && c.JWTAlg != "" && c.JWTAlg != auth.AlgHS256 {
 		bad("AUTH_JWT_SECRET", "is an HS256 secret, but AUTH_JWT_ALG is %s; unset AUTH_JWT_SECRET (or set AUTH_JWT_ALG=HS256)", c.JWTAlg)
 	}
 	str("AUTH_JWT_PRIVATE_KEY_FILE", &c.JWTPrivateKeyFile)
 	if f := c.JWTPrivateKeyFile; f != "" {
-		if c.JWTAlg == auth.AlgHS256 {
+		if c.JWTAlg == "" || c.JWTAlg == auth.AlgHS256 {
 			bad("AUTH_JWT_PRIVATE_KEY_FILE", "needs AUTH_JWT_ALG=EdDSA or ES256 (for HS256 set AUTH_JWT_SECRET instead)")
 		} else if data, err := os.ReadFile(f); err != nil {
 			bad("AUTH_JWT_PRIVATE_KEY_FILE", "cannot read the key: %v", err)
 		} else if c.JWTPrivateKey, err = auth.ParsePrivateKeyPEM(data, c.JWTAlg); err != nil {
 			bad("AUTH_JWT_PRIVATE_KEY_FILE", "%s: %v (AUTH_JWT_ALG is %s)", f, err, c.JWTAlg)
 		}
+	}
+	encryptionKey := func(name, v string) []byte {
+		v = strings.TrimSpace(v)
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+			if b, err := enc.Strict().DecodeString(v); err == nil && len(b) == auth.EncryptionKeySize {
+				return b
+			}
+		}
+		bad(name, "is not %d bytes in base64; generate one with: openssl rand -base64 32", auth.EncryptionKeySize)
+		return nil
+	}
+	if v := getenv("AUTH_ENCRYPTION_KEY"); strings.TrimSpace(v) != "" {
+		c.Encryption.Current = encryptionKey("AUTH_ENCRYPTION_KEY", v)
+	}
+	for _, v := range strings.Split(getenv("AUTH_ENCRYPTION_KEY_PREVIOUS"), ",") {
+		if strings.TrimSpace(v) != "" {
+			c.Encryption.Previous = append(c.Encryption.Previous, encryptionKey("AUTH_ENCRYPTION_KEY_PREVIOUS", v))
+		}
+	}
+	if len(c.Encryption.Previous) > 0 && strings.TrimSpace(getenv("AUTH_ENCRYPTION_KEY")) == "" {
+		bad("AUTH_ENCRYPTION_KEY_PREVIOUS", "is set without AUTH_ENCRYPTION_KEY: it only decrypts during a rotation to the key in AUTH_ENCRYPTION_KEY")
 	}
 	duration("AUTH_ACCESS_TTL", &c.AccessTTL, time.Second)
 	duration("AUTH_REFRESH_TTL", &c.RefreshTTL, time.Second)

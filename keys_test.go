@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -127,7 +128,8 @@ func storedKey(tb testing.TB, ts *testServer, kid string) (jwt.SigningMethod, an
 }
 
 // forge signs the claims of a real token, changed by mutate, with key under
-// header kid (none when "").
+// header kid (none when ""). ES256 signatures are made low-S, as authql's
+// are, so that only what the test changes can make them fail.
 func forge(tb testing.TB, real string, method jwt.SigningMethod, key any, kid string, mutate func(jwt.MapClaims)) string {
 	tb.Helper()
 	mc := jwt.MapClaims{}
@@ -145,6 +147,15 @@ func forge(tb testing.TB, real string, method jwt.SigningMethod, key any, kid st
 	s, err := t.SignedString(key)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if method.Alg() == auth.AlgES256 {
+		head, sig, _ := strings.Cut(s[strings.Index(s, ".")+1:], ".")
+		raw, _ := base64.RawURLEncoding.DecodeString(sig)
+		n := elliptic.P256().Params().N
+		if sv := new(big.Int).SetBytes(raw[32:]); sv.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+			new(big.Int).Sub(n, sv).FillBytes(raw[32:])
+		}
+		s = s[:strings.Index(s, ".")+1] + head + "." + base64.RawURLEncoding.EncodeToString(raw)
 	}
 	return s
 }
@@ -540,6 +551,11 @@ func TestRunRejectsBadKeyConfiguration(t *testing.T) {
 		{"RotateBadDuration", []string{"keys", "rotate", "--activate-in", "soon"}, map[string]string{}, []string{"activate-in"}},
 		{"RotateNegative", []string{"keys", "rotate", "--activate-in=-1m"}, map[string]string{}, []string{"negative"}},
 		{"RotateExtraArgument", []string{"keys", "rotate", "now"}, map[string]string{}, []string{"now"}},
+		{"RotateUnknownAlg", []string{"keys", "rotate", "--alg", "RS256"}, map[string]string{}, []string{"--alg", "RS256"}},
+		{"EncryptionKeyNotBase64", nil, map[string]string{"AUTH_ENCRYPTION_KEY": "not base64!"}, []string{"AUTH_ENCRYPTION_KEY", "openssl rand -base64 32"}},
+		{"EncryptionKeyShort", nil, map[string]string{"AUTH_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(make([]byte, 16))}, []string{"AUTH_ENCRYPTION_KEY", "32 bytes"}},
+		{"EncryptionKeyPreviousAlone", nil, map[string]string{"AUTH_ENCRYPTION_KEY_PREVIOUS": base64.StdEncoding.EncodeToString(make([]byte, 32))}, []string{"AUTH_ENCRYPTION_KEY_PREVIOUS", "without AUTH_ENCRYPTION_KEY"}},
+		{"EncryptionKeyPreviousBad", nil, map[string]string{"AUTH_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32)), "AUTH_ENCRYPTION_KEY_PREVIOUS": "short"}, []string{"AUTH_ENCRYPTION_KEY_PREVIOUS", "32 bytes"}},
 		{"UnknownKeysCommand", []string{"keys", "delete"}, map[string]string{}, []string{"delete"}},
 		{"UnknownCommand", []string{"frobnicate"}, map[string]string{}, []string{"frobnicate"}},
 	}
@@ -567,10 +583,10 @@ func TestRunHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--help"}, []string{"keys rotate", "jwks.json", "AUTH_JWT_ALG", "AUTH_JWT_PRIVATE_KEY_FILE"}},
+		{[]string{"--help"}, []string{"keys rotate", "jwks.json", "AUTH_JWT_ALG", "AUTH_JWT_PRIVATE_KEY_FILE", "AUTH_ENCRYPTION_KEY", "AUTH_ENCRYPTION_KEY_PREVIOUS"}},
 		{[]string{"serve", "-h"}, []string{"keys rotate", "AUTH_JWT_ALG"}},
 		{[]string{"help"}, []string{"keys rotate"}},
-		{[]string{"keys", "--help"}, []string{"--activate-in", "replace the file"}},
+		{[]string{"keys", "--help"}, []string{"--activate-in", "--alg", "replace the file"}},
 		{[]string{"keys"}, []string{"--activate-in"}},
 		{[]string{"keys", "rotate", "-h"}, []string{"--activate-in"}},
 	} {
@@ -586,4 +602,132 @@ func TestRunHelp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestES256HighSRefused: an ECDSA signature (r, s) verifies as well as
+// (r, n-s), so anyone could respell a real ES256 token. authql issues only
+// the low-S form and refuses the high one: each of many tokens it issues
+// is low-S and accepted, and its high-S twin is UNAUTHENTICATED.
+func TestES256HighSRefused(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ts := newTestServer(t, dsn, nil, withAlg(auth.AlgES256))
+		user := ts.register(t, "a@example.com", "password1")
+		n := elliptic.P256().Params().N
+		half := new(big.Int).Rsh(n, 1)
+		// Go's signer gives the high form about half the time: 24 tokens
+		// without one would happen once in 16 million runs.
+		refresh := user.Refresh
+		for i := range 24 {
+			pair := tokensOf(ts.refresh(t, refresh).OK(t), "refresh")
+			refresh = pair.Refresh
+			parts := strings.Split(pair.Access, ".")
+			sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+			if err != nil || len(sig) != 64 {
+				t.Fatalf("signature %q: %v", parts[2], err)
+			}
+			s := new(big.Int).SetBytes(sig[32:])
+			if s.Cmp(half) > 0 {
+				t.Errorf("token %d was issued with a high-S signature", i)
+			}
+			ts.me(t, pair.Access).OK(t)
+
+			twin := append([]byte(nil), sig...)
+			new(big.Int).Sub(n, s).FillBytes(twin[32:])
+			// The twin is a valid ECDSA signature: only the rule refuses it.
+			jwk := getJWKS(t, ts.URL).key(kid(t, pair.Access))
+			if !ecdsa.Verify(publicKey(t, jwk).(*ecdsa.PublicKey), sha256Of(parts[0]+"."+parts[1]), new(big.Int).SetBytes(twin[:32]), new(big.Int).SetBytes(twin[32:])) {
+				t.Fatal("the high-S twin does not verify as ECDSA; the test proves nothing")
+			}
+			ts.wantUnauthenticated(t, parts[0]+"."+parts[1]+"."+base64.RawURLEncoding.EncodeToString(twin), "high-S twin of a real token")
+		}
+	})
+}
+
+func sha256Of(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+// keyRows returns the signing keys stored in the database of dsn.
+func keyRows(tb testing.TB, dsn string) []models.SigningKey {
+	tb.Helper()
+	db, _, err := models.Open(dsn, models.Options{MaxConns: 1})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	rows, err := models.SigningKeys(context.Background(), db)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rows
+}
+
+// TestCommandsKeepTheAlgorithm: a running EdDSA deployment, and an operator
+// running the commands from a shell without AUTH_JWT_ALG. user add, user
+// roles and migrate leave the keys as they are; keys rotate without --alg
+// adds a key of the current algorithm; a server started without
+// AUTH_JWT_ALG keeps it; only keys rotate --alg changes it.
+func TestCommandsKeepTheAlgorithm(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		serverEnv := map[string]string{"DATABASE_URL": dsn, "AUTH_JWT_ALG": "EdDSA"}
+		url, stop := startRun(t, serverEnv)
+		first := gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).OK(t).Str("register", "accessToken")
+		before := keyRows(t, dsn)
+		if len(before) != 1 || before[0].Alg != auth.AlgEdDSA {
+			t.Fatalf("keys at start: %+v, want one EdDSA key", before)
+		}
+
+		shell := map[string]string{"DATABASE_URL": dsn, "AUTH_ARGON2_MEMORY": "64", "AUTH_ARGON2_TIME": "1"}
+		command := func(stdin string, args ...string) string {
+			t.Helper()
+			var out, errOut bytes.Buffer
+			if err := run(context.Background(), args, func(k string) string { return shell[k] }, strings.NewReader(stdin), &out, &errOut); err != nil {
+				t.Fatalf("authql %s: %v (stderr %s)", strings.Join(args, " "), err, errOut.String())
+			}
+			return strings.TrimSpace(out.String())
+		}
+		command("password2\n", "user", "add", "--email", "b@example.com", "--password-stdin")
+		command("", "user", "roles", "--email", "b@example.com", "--set", "admin,user")
+		command("", "migrate")
+		after := keyRows(t, dsn)
+		if len(after) != 1 || after[0].KID != before[0].KID || after[0].RetiredAt != nil {
+			t.Fatalf("keys after user add, user roles and migrate: %+v, want the EdDSA key alone and current", after)
+		}
+		// The running server still signs, and its tokens verify.
+		gql(t, url, "", `mutation { login(email: "b@example.com", password: "password2") { accessToken } }`).OK(t)
+		gql(t, url, first, `{ me { email } }`).OK(t)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+
+		rotated := command("", "keys", "rotate")
+		rows := keyRows(t, dsn)
+		if last := rows[len(rows)-1]; last.KID != rotated || last.Alg != auth.AlgEdDSA {
+			t.Fatalf("keys rotate without --alg added %s %s, want an EdDSA key %s", last.Alg, last.KID, rotated)
+		}
+
+		// A server started from the shell without AUTH_JWT_ALG keeps it.
+		url, stop = startRun(t, shell)
+		tok := gql(t, url, "", `mutation { login(email: "a@example.com", password: "password1") { accessToken } }`).OK(t).Str("login", "accessToken")
+		if h := header(t, tok); h["alg"] != auth.AlgEdDSA || h["kid"] != rotated {
+			t.Errorf("a server without AUTH_JWT_ALG signs with %v %v, want EdDSA %s", h["alg"], h["kid"], rotated)
+		}
+		if getJWKS(t, url).key(rotated) == nil {
+			t.Error("the current key is missing from the JWKS")
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(keyRows(t, dsn)); n != 2 {
+			t.Errorf("%d keys after a start without AUTH_JWT_ALG, want 2", n)
+		}
+
+		es := command("", "keys", "rotate", "--alg", "es256")
+		rows = keyRows(t, dsn)
+		if last := rows[len(rows)-1]; last.KID != es || last.Alg != auth.AlgES256 {
+			t.Errorf("keys rotate --alg es256 added %s %s, want ES256", last.Alg, last.KID)
+		}
+	})
 }

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -59,18 +61,25 @@ Each command takes --help. All read the configuration below.
 ` + configHelp
 
 // keysUsage is the help of authql keys --help.
-const keysUsage = `Usage: authql keys rotate [--activate-in DURATION]
+const keysUsage = `Usage: authql keys rotate [--alg ALG] [--activate-in DURATION]
 
-Adds a new signing key of AUTH_JWT_ALG to the database of DATABASE_URL and
-prints its kid. From its activation on (at once by default) every server
-signs with it, learning of it at once on PostgreSQL (within 30 s on SQLite);
-the previous key is retired then and keeps verifying the tokens it signed
-until they have expired.
+Adds a new signing key to the database of DATABASE_URL and prints its kid.
+From its activation on (at once by default) every server signs with it,
+learning of it at once on PostgreSQL (within 30 s on SQLite); the previous
+key is retired then and keeps verifying the tokens it signed until they
+have expired.
 
+  --alg ALG               the new key's algorithm: HS256, EdDSA or ES256
+                          (default: the current key's; AUTH_JWT_ALG is not
+                          read, so a shell without it changes nothing)
   --activate-in DURATION  publish the key in the JWKS now but sign with it
                           only after DURATION (e.g. 10m), so that relying
                           parties caching the JWKS (up to 5 minutes) have it
                           before the first token it signs
+
+A server started with AUTH_JWT_ALG set to another algorithm than the
+current key's replaces that key at start: after a rotation with --alg, set
+AUTH_JWT_ALG to that algorithm too, or leave it unset.
 
 Keys configured outside the database are not rotated here: with
 AUTH_JWT_PRIVATE_KEY_FILE replace the file and restart, with AUTH_JWT_SECRET
@@ -144,8 +153,16 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 	}
 	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
 	activateIn := fs.Duration("activate-in", 0, "")
+	algFlag := fs.String("alg", "", "")
 	if done, err := parseFlags(fs, args[1:], keysUsage, stdout); done || err != nil {
 		return err
+	}
+	alg := ""
+	if *algFlag != "" {
+		var ok bool
+		if alg, ok = auth.ParseAlg(*algFlag); !ok {
+			return fmt.Errorf("keys rotate: --alg %q is not supported; use HS256, EdDSA or ES256", *algFlag)
+		}
 	}
 	if *activateIn < 0 {
 		return fmt.Errorf("keys rotate: --activate-in %s is negative", *activateIn)
@@ -166,7 +183,7 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	defer closeDB()
-	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: cfg.JWTAlg}, *activateIn, time.Now, log)
+	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: alg, Encryption: cfg.Encryption}, *activateIn, time.Now, log)
 	if err != nil {
 		return fmt.Errorf("keys rotate: %w", err)
 	}
@@ -225,6 +242,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	if err := warnLooseFiles(ctx, db, log); err != nil {
+		return err
+	}
+	if cfg.Encryption.Current == nil {
+		log.WarnContext(ctx, "AUTH_ENCRYPTION_KEY is not set: the signing keys and secrets kept in the database are stored unencrypted")
+	}
 	acfg := authConfig(cfg)
 	acfg.Observer = m
 	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, acfg, log)
@@ -272,6 +295,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			log.Warn("measuring the costs of the stored password hashes failed; failed logins are padded to the costs seen so far", "err", err)
 		}
 	}()
+	if dialect == models.SQLite {
+		go boundWAL(ctx, db, log)
+	}
 	// Rotations by other processes (authql keys rotate, another replica's
 	// start) reach this one within the interval; an unknown kid also
 	// triggers a reload.
@@ -314,6 +340,42 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, log)
 }
 
+// warnLooseFiles logs a warning for each SQLite file (the database, its
+// -wal and -shm) that others than its owner may read: it holds password
+// hashes, and signing keys unless AUTH_ENCRYPTION_KEY encrypts them.
+// authql creates them private (0600); older versions and copies may not
+// have.
+func warnLooseFiles(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
+	files, err := models.DatabaseFiles(ctx, db)
+	if err != nil {
+		return err
+	}
+	for _, path := range slices.Sorted(maps.Keys(files)) {
+		if mode := files[path]; mode&0o077 != 0 {
+			log.WarnContext(ctx, "a database file is readable by others than its owner: it holds password hashes and keys; make it private with chmod 600",
+				"file", path, "mode", mode.String())
+		}
+	}
+	return nil
+}
+
+// boundWAL keeps SQLite's write-ahead log from growing without bound under
+// load (see models.CheckpointWAL) until ctx is done.
+func boundWAL(ctx context.Context, db *gorm.DB, log *slog.Logger) {
+	t := time.NewTicker(models.WALCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := models.CheckpointWAL(ctx, db); err != nil && ctx.Err() == nil {
+				log.WarnContext(ctx, "checkpoint of the SQLite write-ahead log failed; trying again shortly", "err", err)
+			}
+		}
+	}
+}
+
 // authConfig is the auth service's configuration, for serve and for the
 // commands that act through the service.
 func authConfig(cfg config) auth.Config {
@@ -327,6 +389,7 @@ func authConfig(cfg config) auth.Config {
 		Argon2:         cfg.Argon2,
 		JWTAlg:         cfg.JWTAlg,
 		JWTPrivateKey:  cfg.JWTPrivateKey,
+		Encryption:     cfg.Encryption,
 		Limits:         cfg.Limits,
 		TrustedProxies: cfg.TrustedProxies,
 		HashWorkers:    cfg.HashWorkers,

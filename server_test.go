@@ -41,14 +41,14 @@ func (w *addrWriter) Write(p []byte) (int, error) {
 // startRun runs the whole program in-process with env (PORT=0 unless set)
 // and returns its base URL and a function that stops it and returns run's
 // error.
-func startRun(t *testing.T, env map[string]string) (string, func() error) {
+func startRun(t testing.TB, env map[string]string) (string, func() error) {
 	t.Helper()
 	return startRunLogging(t, env, io.Discard)
 }
 
 // startRunLogging is startRun with the program's stderr (its log) going
 // to stderr.
-func startRunLogging(t *testing.T, env map[string]string, stderr io.Writer) (string, func() error) {
+func startRunLogging(t testing.TB, env map[string]string, stderr io.Writer) (string, func() error) {
 	t.Helper()
 	if env["PORT"] == "" {
 		env["PORT"] = "0"

@@ -120,7 +120,7 @@ func TestRateAuditsCoalesce(t *testing.T) {
 	var ra rateAudits
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	c1 := Client{IP: "192.0.2.1", UserAgent: "a"}
-	key := limitKey("login-client", "192.0.2.1")
+	key := keyedLimitKey(nil, "login-client", "192.0.2.1")
 
 	// The first refusal is recorded at once.
 	e, ok := ra.refused(key, t0, c1, "", "")
@@ -175,7 +175,7 @@ func TestRateAuditsBounded(t *testing.T) {
 	recorded := 0
 	for i := range maxRateAuditKeys + 500 {
 		ip := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-		if _, ok := ra.refused(limitKey("refresh", ip), t0, Client{IP: ip}, "", ""); ok {
+		if _, ok := ra.refused(keyedLimitKey(nil, "refresh", ip), t0, Client{IP: ip}, "", ""); ok {
 			recorded++
 		}
 	}

@@ -148,7 +148,7 @@ func (s *Service) RefreshFromCookie(ctx context.Context) (*Grant, error) {
 		// counts the others: a flood of forged or misdirected requests is
 		// bounded by the refresh limit too, and past it costs neither a
 		// log line nor more than the coalesced RATE_LIMITED event.
-		if _, err := s.take(ctx, s.now(), []string{limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
+		if _, err := s.take(ctx, s.now(), []string{s.limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
 			return nil, err
 		}
 		if models.ErrorCode(c.err) == models.Forbidden {
@@ -173,7 +173,7 @@ func (s *Service) RefreshFromCookie(ctx context.Context) (*Grant, error) {
 // at most, with their count and the latest origin.
 func (s *Service) warnOrigin(ctx context.Context, origin string) {
 	c := ClientFrom(ctx)
-	if r, ok := s.originWarnings.refused(limitKey("cookie-origin", c.limitKey()), s.now(), c, "", truncate(origin, 256)); ok {
+	if r, ok := s.originWarnings.refused(s.limitKey("cookie-origin", c.limitKey()), s.now(), c, "", truncate(origin, 256)); ok {
 		s.logOrigin(ctx, r)
 	}
 }

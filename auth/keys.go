@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,11 +82,16 @@ var (
 	errNoIssuedAt     = errors.New("token has no iat")
 	errNoSigningKey   = errors.New("no signing key usable by this process")
 	errExternalRotate = errors.New("the signing key is configured outside the database")
+	errHighS          = errors.New("ES256 signature in the high-S form")
 )
 
 // KeyConfig says which key this process signs with.
 type KeyConfig struct {
-	// Alg is AlgHS256 (default), AlgEdDSA or AlgES256.
+	// Alg is AlgHS256, AlgEdDSA or AlgES256: the algorithm the operator
+	// asked for (AUTH_JWT_ALG). "" keeps the algorithm of the key store's
+	// current key, and is HS256 only for a new store: a process started
+	// without the variable (a command run from another shell) must never
+	// switch a running deployment to another algorithm.
 	Alg string
 	// Secret is an HS256 secret held outside the database
 	// (AUTH_JWT_SECRET); nil means one generated and stored there.
@@ -93,6 +99,12 @@ type KeyConfig struct {
 	// PrivateKey is an Ed25519 or P-256 key held outside the database
 	// (AUTH_JWT_PRIVATE_KEY_FILE); nil means one generated and stored there.
 	PrivateKey crypto.Signer
+	// Encryption encrypts the private material stored in the database.
+	Encryption EncryptionKeys
+	// ReadOnly opens the set without adding, replacing or retiring any key
+	// and without loading one: for the commands (user, migrate), which sign
+	// and verify nothing and must leave the keys as the servers use them.
+	ReadOnly bool
 }
 
 // signingKey is one loaded key.
@@ -158,6 +170,7 @@ type KeySet struct {
 	ttl      time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	seal     *sealer
 
 	mu    sync.RWMutex
 	byKID map[string]*signingKey
@@ -186,7 +199,13 @@ func OpenKeySet(ctx context.Context, db *gorm.DB, cfg KeyConfig, ttl time.Durati
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ReadOnly {
+		return ks, nil
+	}
 	if err := ks.ensure(ctx); err != nil {
+		return nil, err
+	}
+	if err := ks.reseal(ctx); err != nil {
 		return nil, err
 	}
 	if err := ks.Reload(ctx); err != nil {
@@ -199,19 +218,27 @@ func OpenKeySet(ctx context.Context, db *gorm.DB, cfg KeyConfig, ttl time.Durati
 }
 
 func newKeySet(db *gorm.DB, cfg KeyConfig, ttl time.Duration, now func() time.Time, log *slog.Logger) (*KeySet, error) {
-	alg, ok := ParseAlg(cfg.Alg)
-	if !ok {
-		return nil, fmt.Errorf("unsupported signing algorithm %q", cfg.Alg)
+	if cfg.Alg != "" {
+		alg, ok := ParseAlg(cfg.Alg)
+		if !ok {
+			return nil, fmt.Errorf("unsupported signing algorithm %q", cfg.Alg)
+		}
+		cfg.Alg = alg
+	} else if cfg.Secret != nil {
+		cfg.Alg = AlgHS256 // the operator's secret says it
 	}
-	cfg.Alg = alg
+	alg := cfg.Alg
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ks := &KeySet{db: db, cfg: cfg, ttl: ttl, now: func() time.Time { return now().UTC() }, log: log, byKID: map[string]*signingKey{}}
-	var err error
+	seal, err := newSealer(cfg.Encryption)
+	if err != nil {
+		return nil, err
+	}
+	ks := &KeySet{db: db, cfg: cfg, ttl: ttl, now: func() time.Time { return now().UTC() }, log: log, seal: seal, byKID: map[string]*signingKey{}}
 	switch {
 	case cfg.Secret != nil && cfg.PrivateKey != nil:
 		return nil, errors.New("both an HS256 secret and a private key are configured")
@@ -221,6 +248,9 @@ func newKeySet(db *gorm.DB, cfg KeyConfig, ttl time.Duration, now func() time.Ti
 		}
 		ks.external, err = newKey(AlgHS256, cfg.Secret)
 	case cfg.PrivateKey != nil:
+		if alg == "" {
+			return nil, errors.New("a private key is configured without its algorithm")
+		}
 		ks.external, err = newKey(alg, cfg.PrivateKey)
 	}
 	return ks, err
@@ -241,7 +271,7 @@ func (ks *KeySet) ensure(ctx context.Context) error {
 		if cur != nil && ks.acceptable(cur) {
 			return nil
 		}
-		row, err := ks.candidate(ctx, rows)
+		row, legacy, err := ks.candidate(ctx, rows)
 		if err != nil {
 			return err
 		}
@@ -261,9 +291,19 @@ func (ks *KeySet) ensure(ctx context.Context) error {
 			// its signing window has no known start.
 			row.NotBefore = time.Unix(0, 0).UTC()
 		}
+		if row.PrivateKey, err = ks.seal.seal(signingKeyAAD(row.KID), row.PrivateKey); err != nil {
+			return err
+		}
 		added, err := models.AddSigningKey(ctx, ks.db, &row)
 		if err != nil {
 			return err
+		}
+		if legacy {
+			// Taken over, by this process or by the one that won: the key
+			// store is the secret's one place from now on.
+			if err := models.DeleteSetting(ctx, ks.db, models.LegacyHS256Setting); err != nil {
+				return err
+			}
 		}
 		if added {
 			if cur != nil {
@@ -278,52 +318,116 @@ func (ks *KeySet) ensure(ctx context.Context) error {
 }
 
 // acceptable reports whether this configuration signs with the current key
-// cur as it is.
+// cur as it is. Without an algorithm configured, any key of the store that
+// this process can sign with is.
 func (ks *KeySet) acceptable(cur *models.SigningKey) bool {
 	if ks.external != nil {
 		return cur.KID == ks.external.kid
 	}
-	return cur.Alg == ks.cfg.Alg && cur.PrivateKey != ""
+	return (ks.cfg.Alg == "" || cur.Alg == ks.cfg.Alg) && cur.PrivateKey != ""
 }
 
-// candidate is the key to add when the current one is not acceptable.
-func (ks *KeySet) candidate(ctx context.Context, rows []models.SigningKey) (models.SigningKey, error) {
+// newAlg is the algorithm of a key generated for this configuration given
+// the store's rows: the configured one, else the newest key's (a key
+// configured elsewhere, say, that this process cannot sign with), else
+// HS256 for a new store.
+func (ks *KeySet) newAlg(rows []models.SigningKey) string {
+	switch {
+	case ks.cfg.Alg != "":
+		return ks.cfg.Alg
+	case len(rows) > 0:
+		return rows[len(rows)-1].Alg
+	}
+	return AlgHS256
+}
+
+// candidate is the key to add when the current one is not acceptable, and
+// whether it is the secret of models.LegacyHS256Setting.
+func (ks *KeySet) candidate(ctx context.Context, rows []models.SigningKey) (models.SigningKey, bool, error) {
 	if ks.external != nil {
 		// Only the public key is recorded: verification of HS256 needs
 		// the secret, which stays where the operator put it.
-		return keyRow(ks.external, false)
+		r, err := keyRow(ks.external, false)
+		return r, false, err
 	}
-	if ks.cfg.Alg == AlgHS256 && len(rows) == 0 {
+	alg := ks.newAlg(rows)
+	if alg == AlgHS256 && len(rows) == 0 {
 		// The HS256 secret that authql generated before it had a key store:
 		// taking it over keeps the tokens issued before the upgrade valid,
 		// and replicas still running the old version agree on it.
-		s, err := models.SettingValue(ctx, ks.db, "jwt_hs256_secret", func() (string, error) {
+		s, err := models.SettingValue(ctx, ks.db, models.LegacyHS256Setting, func() (string, error) {
 			return base64.RawStdEncoding.EncodeToString(randomSecret()), nil
 		})
 		if err != nil {
-			return models.SigningKey{}, err
+			return models.SigningKey{}, false, err
 		}
 		secret, err := base64.RawStdEncoding.DecodeString(s)
 		if err != nil {
-			return models.SigningKey{}, fmt.Errorf("stored signing key is corrupt: %w", err)
+			return models.SigningKey{}, false, fmt.Errorf("stored signing key is corrupt: %w", err)
 		}
 		k, err := newKey(AlgHS256, secret)
 		if err != nil {
-			return models.SigningKey{}, err
+			return models.SigningKey{}, false, err
 		}
-		return keyRow(k, true)
+		r, err := keyRow(k, true)
+		return r, true, err
 	}
-	k, err := generateKey(ks.cfg.Alg)
+	k, err := generateKey(alg)
 	if err != nil {
-		return models.SigningKey{}, err
+		return models.SigningKey{}, false, err
 	}
-	return keyRow(k, true)
+	r, err := keyRow(k, true)
+	return r, false, err
 }
 
-// RotateKey adds a new generated signing key of cfg.Alg that signs from
-// now+activateIn on, when every earlier key is retired; it returns the new
-// kid. Keys configured outside the database (cfg.Secret, cfg.PrivateKey)
-// cannot be rotated here: the operator replaces them and restarts.
+// reseal makes every private key stored in the database encrypted under
+// the current encryption key: those stored in plaintext (before
+// AUTH_ENCRYPTION_KEY was set) and those of a previous key. A key that
+// does not decrypt stops the start, with a message naming the variable: a
+// server that went on would sign with a key the others do not have, or
+// with none.
+func (ks *KeySet) reseal(ctx context.Context) error {
+	rows, err := models.SigningKeys(ctx, ks.db)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range rows {
+		if r.PrivateKey == "" {
+			continue
+		}
+		plain, stale, err := ks.seal.open(signingKeyAAD(r.KID), r.PrivateKey)
+		if err != nil {
+			return fmt.Errorf("signing key %s: %w", r.KID, err)
+		}
+		if !stale {
+			continue
+		}
+		sealed, err := ks.seal.seal(signingKeyAAD(r.KID), plain)
+		if err != nil {
+			return err
+		}
+		// Only if unchanged: a concurrent start may have sealed it first,
+		// under the same key (a nonce of its own, so another value).
+		done, err := models.ReplaceSigningKeyPrivate(ctx, ks.db, r.KID, r.PrivateKey, sealed)
+		if err != nil {
+			return err
+		}
+		if done {
+			n++
+		}
+	}
+	if n > 0 {
+		ks.log.InfoContext(ctx, "signing keys encrypted under AUTH_ENCRYPTION_KEY", "keys", n, "fingerprint", ks.seal.currentFP())
+	}
+	return nil
+}
+
+// RotateKey adds a new generated signing key of cfg.Alg (when "", of the
+// current key's algorithm) that signs from now+activateIn on, when every
+// earlier key is retired; it returns the new kid. Keys configured outside
+// the database (cfg.Secret, cfg.PrivateKey) cannot be rotated here: the
+// operator replaces them and restarts.
 func RotateKey(ctx context.Context, db *gorm.DB, cfg KeyConfig, activateIn time.Duration, now func() time.Time, log *slog.Logger) (string, error) {
 	if cfg.Secret != nil || cfg.PrivateKey != nil {
 		return "", errExternalRotate
@@ -335,17 +439,45 @@ func RotateKey(ctx context.Context, db *gorm.DB, cfg KeyConfig, activateIn time.
 	if err != nil {
 		return "", err
 	}
-	// Rotating an empty store would leave nothing to sign with until the
-	// new key activates: start from a current key.
-	if err := ks.ensure(ctx); err != nil {
+	// A key that does not decrypt here stops the rotation, as it stops a
+	// start: run without AUTH_ENCRYPTION_KEY, the new key would be stored
+	// in plaintext beside encrypted ones.
+	if err := ks.reseal(ctx); err != nil {
 		return "", err
 	}
-	k, err := generateKey(ks.cfg.Alg)
+	rows, err := models.SigningKeys(ctx, db)
+	if err != nil {
+		return "", err
+	}
+	if currentRow(rows, ks.now()) == nil {
+		// Rotating a store with no current key would leave nothing to
+		// sign with until the new key activates: start from one. With a
+		// current key, whatever its algorithm, the new key alone changes
+		// anything, and only from its activation.
+		if err := ks.ensure(ctx); err != nil {
+			return "", err
+		}
+		if rows, err = models.SigningKeys(ctx, db); err != nil {
+			return "", err
+		}
+	}
+	alg := ks.cfg.Alg
+	if alg == "" {
+		if cur := currentRow(rows, ks.now()); cur != nil {
+			alg = cur.Alg
+		} else {
+			alg = ks.newAlg(rows)
+		}
+	}
+	k, err := generateKey(alg)
 	if err != nil {
 		return "", err
 	}
 	row, err := keyRow(k, true)
 	if err != nil {
+		return "", err
+	}
+	if row.PrivateKey, err = ks.seal.seal(signingKeyAAD(row.KID), row.PrivateKey); err != nil {
 		return "", err
 	}
 	for range 5 {
@@ -397,8 +529,23 @@ func (ks *KeySet) Reload(ctx context.Context) error {
 	}
 	byKID := make(map[string]*signingKey, len(rows))
 	keys := make([]*signingKey, 0, len(rows))
+	ks.mu.RLock()
+	loaded := ks.byKID
+	ks.mu.RUnlock()
 	for i := len(rows) - 1; i >= 0; i-- {
 		k, err := ks.loadRow(&rows[i])
+		if old := loaded[rows[i].KID]; err != nil && old != nil && old.signKey != nil {
+			// Encrypted again by a server started with a newer
+			// AUTH_ENCRYPTION_KEY than this one's: a kid names its
+			// material, which this process holds already. Only the
+			// times may have changed.
+			c := *old
+			c.notBefore, c.retiredAt = rows[i].NotBefore.UTC(), time.Time{}
+			if rows[i].RetiredAt != nil {
+				c.retiredAt = rows[i].RetiredAt.UTC()
+			}
+			k, err = &c, nil
+		}
 		if err != nil {
 			ks.log.ErrorContext(ctx, "signing key unusable", "kid", rows[i].KID, "err", err)
 			continue
@@ -423,17 +570,22 @@ func (ks *KeySet) version() uint64 { return ks.ver.Load() }
 // keys held outside the database from the configuration.
 func (ks *KeySet) loadRow(r *models.SigningKey) (*signingKey, error) {
 	var k *signingKey
-	var err error
 	switch {
 	case ks.external != nil && r.KID == ks.external.kid:
 		c := *ks.external
 		k = &c
 	case r.PrivateKey != "":
-		var material any
-		if material, err = decodePrivate(r.Alg, r.PrivateKey); err != nil {
+		plain, _, err := ks.seal.open(signingKeyAAD(r.KID), r.PrivateKey)
+		if err != nil {
 			return nil, err
 		}
-		k, err = newKey(r.Alg, material)
+		material, err := decodePrivate(r.Alg, plain)
+		if err != nil {
+			return nil, err
+		}
+		if k, err = newKey(r.Alg, material); err != nil {
+			return nil, err
+		}
 	case r.Alg == AlgHS256:
 		// Another process's AUTH_JWT_SECRET, or a key past its window:
 		// nothing here can verify it.
@@ -447,9 +599,6 @@ func (ks *KeySet) loadRow(r *models.SigningKey) (*signingKey, error) {
 		if k, err = newKey(r.Alg, pub); err != nil {
 			return nil, err
 		}
-	}
-	if err != nil {
-		return nil, err
 	}
 	if k.alg != r.Alg || k.kid != r.KID {
 		return nil, fmt.Errorf("stored as %s kid %s, but the material is %s kid %s", r.Alg, r.KID, k.alg, k.kid)
@@ -629,9 +778,40 @@ func jwtMethod(alg string) (jwt.SigningMethod, error) {
 	case AlgEdDSA:
 		return jwt.SigningMethodEdDSA, nil
 	case AlgES256:
-		return jwt.SigningMethodES256, nil
+		return es256LowS{jwt.SigningMethodES256}, nil
 	}
 	return nil, fmt.Errorf("unsupported signing algorithm %q", alg)
+}
+
+// p256HalfOrder is n/2 for P-256's group order n. An ECDSA signature (r, s)
+// verifies just as well as (r, n-s); of the two, authql issues and accepts
+// only the one with s <= n/2 ("low S"), so that every ES256 token has one
+// spelling, as EdDSA's and HS256's do.
+var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
+
+// es256LowS signs ES256 in the low-S form. Go's ECDSA signer returns either
+// form at random, and Verify refuses the high one.
+type es256LowS struct{ *jwt.SigningMethodECDSA }
+
+func (m es256LowS) Sign(signingString string, key any) ([]byte, error) {
+	sig, err := m.SigningMethodECDSA.Sign(signingString, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(sig) != 64 {
+		return nil, fmt.Errorf("ES256 signature of %d bytes", len(sig))
+	}
+	if s := new(big.Int).SetBytes(sig[32:]); s.Cmp(p256HalfOrder) > 0 {
+		s.Sub(elliptic.P256().Params().N, s)
+		s.FillBytes(sig[32:])
+	}
+	return sig, nil
+}
+
+// highS reports whether an ES256 signature (r || s, 32 bytes each) is in
+// the high-S form authql never issues.
+func highS(sig []byte) bool {
+	return len(sig) == 64 && new(big.Int).SetBytes(sig[32:]).Cmp(p256HalfOrder) > 0
 }
 
 // hsKeyID names an HS256 key without revealing it: a truncated hash of it.

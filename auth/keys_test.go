@@ -446,7 +446,11 @@ func TestOpenKeySetAlgorithmChange(t *testing.T) {
 		if got := kidOf(t, e.issue(t)); got != kidOf(t, esToken) {
 			t.Errorf("restart changed the key: %s, want %s", got, kidOf(t, esToken))
 		}
-		e.open(t, KeyConfig{}) // back to HS256
+		e.open(t, KeyConfig{}) // no algorithm configured: keep the store's
+		if got := kidOf(t, e.issue(t)); got != kidOf(t, esToken) {
+			t.Errorf("a start without an algorithm changed the key: %s, want %s", got, kidOf(t, esToken))
+		}
+		e.open(t, KeyConfig{Alg: AlgHS256}) // back to HS256
 		if jwks := string(e.ks.JWKS()); strings.Contains(jwks, `"alg":"HS256"`) || strings.Contains(jwks, e.ks.CurrentKID()) {
 			t.Errorf("HS256 key published: %s", jwks)
 		}
@@ -632,5 +636,40 @@ func TestPurgeWipesRetiredPrivateKeys(t *testing.T) {
 		if e.ks.lookup(oldKID) == nil || e.ks.lookup(oldKID).signKey != nil {
 			t.Error("wiped key should stay known (public key only)")
 		}
+	})
+}
+
+// TestReloadKeepsKeysEncryptedAgain: during a rotation of the encryption
+// key, a server started with the new one encrypts every key again; a
+// server still running with the old one keeps signing and verifying with
+// the keys it holds when it next reloads, instead of dropping them as
+// undecryptable.
+func TestReloadKeepsKeysEncryptedAgain(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		k1, k2 := randomSecret(), randomSecret()
+		old := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA, Encryption: EncryptionKeys{Current: k1}})
+		token := old.issue(t)
+		kid := old.ks.CurrentKID()
+
+		restarted := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA, Encryption: EncryptionKeys{Current: k2, Previous: [][]byte{k1}}})
+		if restarted.ks.CurrentKID() != kid {
+			t.Fatalf("the restarted server signs with %s, want %s", restarted.ks.CurrentKID(), kid)
+		}
+		rows, err := models.SigningKeys(context.Background(), old.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(rows[0].PrivateKey, sealedPrefix+EncryptionKeyFingerprint(k2)+":") {
+			t.Fatalf("the key was not encrypted again under the new key: %.20s…", rows[0].PrivateKey)
+		}
+
+		if err := old.ks.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if old.ks.CurrentKID() != kid {
+			t.Fatalf("after reloading, the old server signs with %q, want %s", old.ks.CurrentKID(), kid)
+		}
+		mustVerify(t, old.signer, token)
+		mustVerify(t, old.signer, old.issue(t))
 	})
 }

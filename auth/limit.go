@@ -2,9 +2,12 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,15 +185,64 @@ func (l *memoryLimiter) sweepLocked(now time.Time) {
 	l.swept = now
 }
 
-// limitKey names a counter. The parts are hashed so that the table holds
-// no email addresses and every key has the same short length.
-func limitKey(kind string, parts ...string) string {
-	h := sha256.New()
+// limitKey names a counter: kind, readable (the audit log's coalescing
+// splits on the colon), then a keyed hash of the parts, so that the table
+// holds no email addresses and every key has the same short length.
+func (s *Service) limitKey(kind string, parts ...string) string {
+	return keyedLimitKey(s.limitSecret, kind, parts...)
+}
+
+// keyedLimitKey is limitKey with the secret given. An HMAC, not a plain
+// hash: the parts are an email as typed and an address, few enough to
+// enumerate, so a plain hash in a stolen copy of the rate_limits table
+// would tell which emails were tried from which addresses. The secret is
+// generated once and kept in the database (encrypted under
+// AUTH_ENCRYPTION_KEY when set), so that replicas name counters alike.
+func keyedLimitKey(secret []byte, kind string, parts ...string) string {
+	h := hmac.New(sha256.New, secret)
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
 	for _, p := range parts {
 		h.Write([]byte(p))
 		h.Write([]byte{0})
 	}
 	return kind + ":" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// rateLimitSetting is the setting that holds the rate-limit key.
+const rateLimitSetting = "rate_limit_key"
+
+// storedSecret returns the 32-byte secret kept in setting name, generating
+// and storing it on first use, encrypted by seal (and encrypted again when
+// it was stored in plaintext or under a previous key).
+func storedSecret(ctx context.Context, db *gorm.DB, seal *sealer, name string, log *slog.Logger) ([]byte, error) {
+	aad := settingAAD(name)
+	v, err := models.SettingValue(ctx, db, name, func() (string, error) {
+		return seal.seal(aad, base64.RawStdEncoding.EncodeToString(randomSecret()))
+	})
+	if err != nil {
+		return nil, err
+	}
+	plain, stale, err := seal.open(aad, v)
+	if err != nil {
+		return nil, fmt.Errorf("setting %s: %w", name, err)
+	}
+	secret, err := base64.RawStdEncoding.DecodeString(plain)
+	if err != nil || len(secret) != 32 {
+		return nil, fmt.Errorf("setting %s is corrupt", name)
+	}
+	if stale {
+		sealed, err := seal.seal(aad, plain)
+		if err != nil {
+			return nil, err
+		}
+		if done, err := models.ReplaceSetting(ctx, db, name, v, sealed); err != nil {
+			return nil, err
+		} else if done {
+			log.InfoContext(ctx, "setting encrypted under AUTH_ENCRYPTION_KEY", "setting", name, "fingerprint", seal.currentFP())
+		}
+	}
+	return secret, nil
 }
 
 // errRateLimited is the answer past a limit. It says nothing about the
@@ -248,7 +300,7 @@ func (s *Service) takeFor(ctx context.Context, now time.Time, userID string, key
 // database does. Nor are bad cursors of users and auditLog: they are
 // refused before any query, and write and log nothing.
 func (s *Service) limitFailures(ctx context.Context, userID string) (done func(error), err error) {
-	give, err := s.takeFor(ctx, s.now(), userID, []string{limitKey("user-failures", userID)}, []Rate{s.cfg.Limits.Failures})
+	give, err := s.takeFor(ctx, s.now(), userID, []string{s.limitKey("user-failures", userID)}, []Rate{s.cfg.Limits.Failures})
 	if err != nil {
 		return nil, err
 	}

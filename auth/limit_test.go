@@ -2,6 +2,9 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -272,4 +275,50 @@ func TestHashPoolBound(t *testing.T) {
 			t.Errorf("newHashPool(%d) has %d workers, want %d", tc.asked, got, tc.want)
 		}
 	}
+}
+
+// TestLimitKeysAreKeyed: a counter's name is an HMAC under a secret kept in
+// the database, not a hash anyone can recompute from an email and an
+// address: replicas of one database name a counter alike, another database
+// names it otherwise, and neither is the unkeyed hash. The kind stays
+// readable in front.
+func TestLimitKeysAreKeyed(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		open := func(dsn string) *Service {
+			t.Helper()
+			s, err := NewService(context.Background(), openDB(t, dsn), []byte(strings.Repeat("k", 32)), Config{
+				Issuer: "authql", Audience: "authql", AccessTTL: time.Minute, RefreshTTL: time.Hour,
+				Argon2: Argon2Params{Memory: 64, Time: 1, Threads: 1},
+			}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close(context.Background()) })
+			return s
+		}
+		a, b, other := open(dsn), open(dsn), open(testdb.SQLite(t))
+		parts := []string{"victim@example.com", "192.0.2.1"}
+		key := a.limitKey("login-account", parts...)
+		if !strings.HasPrefix(key, "login-account:") {
+			t.Errorf("key %q lost its readable kind", key)
+		}
+		if got := b.limitKey("login-account", parts...); got != key {
+			t.Errorf("two services on one database name a counter %q and %q: replicas would not share limits", key, got)
+		}
+		if got := other.limitKey("login-account", parts...); got == key {
+			t.Errorf("another database names the counter alike (%q): the name is not keyed", got)
+		}
+		h := sha256.New()
+		for _, p := range parts {
+			h.Write([]byte(p))
+			h.Write([]byte{0})
+		}
+		if unkeyed := "login-account:" + hex.EncodeToString(h.Sum(nil)[:16]); key == unkeyed {
+			t.Errorf("the counter's name is the unkeyed hash of what was typed")
+		}
+		v, err := models.SettingValue(context.Background(), a.db, rateLimitSetting, func() (string, error) { return "", errors.New("not stored") })
+		if err != nil || v == "" {
+			t.Errorf("rate-limit key not stored in the database: %v", err)
+		}
+	})
 }

@@ -56,9 +56,16 @@ type Config struct {
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (see Middleware); empty trusts none.
 	TrustedProxies []netip.Prefix
-	// JWTAlg is the algorithm of the keys authql generates: AlgHS256
-	// (default), AlgEdDSA or AlgES256.
+	// JWTAlg is the algorithm of the keys authql generates: AlgHS256,
+	// AlgEdDSA or AlgES256; "" keeps the key store's (see KeyConfig.Alg).
 	JWTAlg string
+	// ReadOnlyKeys leaves the signing keys as they are (no key created,
+	// replaced or retired) and loads none: for the commands, which sign
+	// nothing (see KeyConfig.ReadOnly).
+	ReadOnlyKeys bool
+	// Encryption encrypts the secrets stored in the database: private
+	// signing keys, generated HS256 secrets, the rate-limit key.
+	Encryption EncryptionKeys
 	// JWTPrivateKey, when set, is the signing key (AUTH_JWT_PRIVATE_KEY_FILE)
 	// instead of a generated one; it must be of JWTAlg.
 	JWTPrivateKey crypto.Signer
@@ -106,6 +113,9 @@ type Service struct {
 
 	sync syncState // whether changes by other replicas may have been missed
 
+	// limitSecret keys the names of rate-limit counters (see limitKey).
+	limitSecret []byte
+
 	audits     *auditWriter // see audit.go
 	rateAudits rateAudits
 	// originWarnings coalesces the log lines of refused cookie origins
@@ -148,11 +158,18 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	// A client's hashes refused for its share of the pool are audited as
 	// the refusals of a rate limit are: coalesced, not a row each.
 	s.pool.refused = func(ctx context.Context, client string) {
-		s.auditRateLimited(ctx, limitKey("hash-client", client), "", s.now())
+		s.auditRateLimited(ctx, s.limitKey("hash-client", client), "", s.now())
 	}
 	s.sync.timeout = cfg.SyncTimeout
-	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey}, cfg.AccessTTL, s.now, log)
+	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey, ReadOnly: cfg.ReadOnlyKeys, Encryption: cfg.Encryption}, cfg.AccessTTL, s.now, log)
 	if err != nil {
+		return nil, err
+	}
+	if cfg.ReadOnlyKeys {
+		// The commands take no rate limits: a key of their own, rather
+		// than one read (and perhaps not decryptable) or written.
+		s.limitSecret = randomSecret()
+	} else if s.limitSecret, err = storedSecret(ctx, db, keys.seal, rateLimitSetting, log); err != nil {
 		return nil, err
 	}
 	s.signer = newSigner(keys, cfg.Issuer, cfg.Audience, s.now)
@@ -239,7 +256,7 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 		return nil, models.Errorf(models.Forbidden, "sign-up is disabled")
 	}
 	client := ClientFrom(ctx).limitKey()
-	if _, err := s.take(ctx, s.now(), []string{limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
+	if _, err := s.take(ctx, s.now(), []string{s.limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
 		return nil, err
 	}
 	// The user, its roles and its first session commit together or not at
@@ -307,7 +324,7 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	// fails like a wrong one. The account key is the email as typed, known
 	// or not, so the answer does not reveal whether an account exists.
 	giveBack, err := s.take(ctx, now,
-		[]string{limitKey("login-account", email, client), limitKey("login-client", client)},
+		[]string{s.limitKey("login-account", email, client), s.limitKey("login-client", client)},
 		[]Rate{s.cfg.Limits.LoginAccount, s.cfg.Limits.LoginClient})
 	if err != nil {
 		return nil, err
@@ -480,7 +497,7 @@ func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshT
 // models.RotateRefreshToken). Every failure is Unauthenticated.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, err error) {
 	now := s.now()
-	if _, err := s.take(ctx, now, []string{limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
+	if _, err := s.take(ctx, now, []string{s.limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
 		return nil, err
 	}
 	var rot models.Rotation

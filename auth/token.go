@@ -156,6 +156,13 @@ func (s *Signer) Verify(token string) (*Claims, error) {
 		if t.Method.Alg() != k.alg {
 			return nil, errAlgMismatch
 		}
+		// (r, n-s) verifies as well as (r, s): refusing the high form
+		// leaves each ES256 token one spelling, so that a token cannot be
+		// made to look new (another jti cache entry, another audit line)
+		// without the key. The signature is decoded before the keyfunc runs.
+		if k.alg == AlgES256 && highS(t.Signature) {
+			return nil, errHighS
+		}
 		if err := k.verifiesAt(s.now(), s.keys.ttl); err != nil {
 			return nil, err
 		}

@@ -88,3 +88,14 @@ func WipeRetiredKeys(ctx context.Context, db *gorm.DB, before time.Time) (n int6
 		Update("private_key", "")
 	return res.RowsAffected, res.Error
 }
+
+// ReplaceSigningKeyPrivate sets the stored private material of kid to
+// value if it is still old (as when it is encrypted again under a new key),
+// and reports whether it did: another process may have done it first.
+func ReplaceSigningKeyPrivate(ctx context.Context, db *gorm.DB, kid, old, value string) (replaced bool, err error) {
+	defer Wrap(&err, "ReplaceSigningKeyPrivate(%q)", kid)
+	res := db.WithContext(ctx).Model(&SigningKey{}).
+		Where("kid = ? AND private_key = ?", kid, old).
+		Update("private_key", value)
+	return res.RowsAffected > 0, res.Error
+}

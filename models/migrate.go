@@ -34,6 +34,7 @@ var migrations = []*gormigrate.Migration{
 	{ID: "202611230001_initial", Migrate: migrateInitial},
 	{ID: "202611230002_audit_events", Migrate: migrateAuditEvents},
 	{ID: "202611290001_email_normalisation", Migrate: migrateEmailNormalisation},
+	{ID: "202611290003_secrets_at_rest", Migrate: migrateSecretsAtRest},
 	{ID: "202611290004_refresh_successor", Migrate: migrateRefreshSuccessor},
 }
 
@@ -44,6 +45,20 @@ const migrationsTable = "schema_migrations"
 // migrations of one database. The value is arbitrary but must never change:
 // servers of different versions starting together must take the same lock.
 const migrateLockKey int64 = 0x2f6b_64c1_8e0a_53d7
+
+// LegacyHS256Setting is the setting where authql kept its generated HS256
+// secret before the signing_keys table. The first start with the key store
+// takes it over as its first key; from then on the key store is its one
+// place.
+const LegacyHS256Setting = "jwt_hs256_secret"
+
+// migrateSecretsAtRest deletes the copy of the generated HS256 secret that
+// stayed in settings after the key store took it over: a secret must live
+// in one place, where it is encrypted (AUTH_ENCRYPTION_KEY) and erased when
+// its key retires. A store that has keys never reads the setting again.
+func migrateSecretsAtRest(tx *gorm.DB) error {
+	return tx.Exec("DELETE FROM settings WHERE name = ? AND EXISTS (SELECT 1 FROM signing_keys)", LegacyHS256Setting).Error
+}
 
 // migrateAuditEvents creates the audit log. It has no foreign keys, on
 // purpose: the record of what happened to an account must outlive the

@@ -435,3 +435,37 @@ func diff(want, got []string) string {
 	}
 	return b.String()
 }
+
+// TestMigrateDeletesTakenOverHS256Secret: a database where the key store
+// took over the HS256 secret of the version before it still holds that
+// secret's copy in settings; the migration deletes it. Where the key store
+// has not started yet (no key), the secret stays, to be taken over.
+func TestMigrateDeletesTakenOverHS256Secret(t *testing.T) {
+	for _, withKey := range []bool{true, false} {
+		testdb.Each(t, func(t *testing.T, dsn string) {
+			db := mustOpen(t, dsn)
+			ctx := context.Background()
+			if err := models.MigrateInitial(db); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Exec(`INSERT INTO settings (name, value) VALUES (?, 'c2VjcmV0')`, models.LegacyHS256Setting).Error; err != nil {
+				t.Fatal(err)
+			}
+			if withKey {
+				if err := db.Exec(`INSERT INTO signing_keys (kid, seq, alg, private_key, public_key, created_at, not_before) VALUES ('k', 1, 'HS256', 'c2VjcmV0', '', '2026-01-01 00:00:00', '2026-01-01 00:00:00')`).Error; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := models.Migrate(ctx, db); err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			if err := db.Table("settings").Where("name = ?", models.LegacyHS256Setting).Count(&n).Error; err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int64{true: 0, false: 1}[withKey]; n != want {
+				t.Errorf("with a signing key %v: %d copies of the HS256 secret in settings after migrating, want %d", withKey, n, want)
+			}
+		})
+	}
+}

@@ -85,6 +85,20 @@ func SettingValue(ctx context.Context, db *gorm.DB, name string, gen func() (str
 	return s.Value, nil
 }
 
+// ReplaceSetting sets name to value if it is still old, and reports
+// whether it did: another process may have done it first.
+func ReplaceSetting(ctx context.Context, db *gorm.DB, name, old, value string) (replaced bool, err error) {
+	defer Wrap(&err, "ReplaceSetting(%q)", name)
+	res := db.WithContext(ctx).Model(&Setting{}).Where("name = ? AND value = ?", name, old).Update("value", value)
+	return res.RowsAffected > 0, res.Error
+}
+
+// DeleteSetting deletes name, if it exists.
+func DeleteSetting(ctx context.Context, db *gorm.DB, name string) (err error) {
+	defer Wrap(&err, "DeleteSetting(%q)", name)
+	return db.WithContext(ctx).Where("name = ?", name).Delete(&Setting{}).Error
+}
+
 // ErrEmailTaken is returned by CreateUser for an email that has an account.
 var ErrEmailTaken = Errorf(BadUserInput, "an account with this email already exists")
 
