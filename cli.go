@@ -286,7 +286,7 @@ func readPassword(r io.Reader) (string, error) {
 	}
 	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 	if line == "" {
-		return "", errors.New(`empty password on standard input: pipe it in, such as printf '%s\n' "$PASSWORD" | authql user add ...`)
+		return "", errors.New(`empty password on standard input: pipe it in, such as printf '%s\n' "$PASSWORD" | authql user add --password-stdin --email E`)
 	}
 	return line, nil
 }

@@ -79,7 +79,11 @@ func publicKey(tb testing.TB, k map[string]string) any {
 	case k["kty"] == "OKP" && k["crv"] == "Ed25519":
 		return ed25519.PublicKey(b64(k["x"]))
 	case k["kty"] == "EC" && k["crv"] == "P-256":
-		return &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(b64(k["x"])), Y: new(big.Int).SetBytes(b64(k["y"]))}
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, b64(k["x"])...), b64(k["y"])...))
+		if err != nil {
+			tb.Fatalf("JWK %v: %v", k, err)
+		}
+		return pub
 	}
 	tb.Fatalf("unexpected JWK %v", k)
 	return nil

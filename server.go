@@ -193,12 +193,12 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 
 // serve starts the server and serves until ctx is done.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	for _, a := range args {
-		if isHelp(a) {
+	if len(args) > 0 {
+		if isHelp(args[0]) {
 			fmt.Fprint(stdout, usage)
 			return nil
 		}
-		return fmt.Errorf("unknown argument %q (see authql --help)", a)
+		return fmt.Errorf("unknown argument %q (see authql --help)", args[0])
 	}
 	cfg, err := loadConfig(getenv)
 	if err != nil {

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -194,7 +193,10 @@ func TestJWKEncodingES256(t *testing.T) {
 	if len(x) != 32 || len(y) != 32 {
 		t.Fatalf("len(x), len(y) = %d, %d, want 32, 32", len(x), len(y))
 	}
-	pub := ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !pub.Equal(&priv.PublicKey) {
 		t.Error("x, y do not give back the public key")
 	}

@@ -81,12 +81,6 @@ func (c *userCache) forgetAll() {
 	clear(c.users)
 }
 
-func (c *userCache) len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.users)
-}
-
 // user returns the user with the id and its roles, from the cache or else
 // from the database. The result is shared: callers must not modify it. It
 // returns Unauthenticated if the user no longer exists.

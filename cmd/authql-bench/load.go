@@ -22,8 +22,6 @@ const (
 	numOps
 )
 
-var opNames = [numOps]string{"me", "login", "refresh"}
-
 // outcome is how a request ended.
 type outcome int
 

@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	fs := flag.NewFlagSet("authql-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintf(stderr, usage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	fs.StringVar(&o.target, "target", "", "URL of the `/query` endpoint of a running server to measure instead of starting one (register must be open)")
 	fs.StringVar(&o.targetDB, "target-db", "target", "name of the -target server's database, for the report")
 	fs.StringVar(&o.pg, "pg", "", "PostgreSQL `URL` on which to create (and drop) a database for the server; enables the postgres runs")
