@@ -152,6 +152,16 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
+		// The client left before its answer was written (the server
+		// cancels the request's context when it sees the connection
+		// close), or the answer could not be written to it: it got
+		// nothing, whatever the handler meant to send. Logged and counted
+		// as such, with nginx's 499, rather than as the status it never
+		// saw.
+		if r.Context().Err() != nil || rec.failed {
+			rec.status = statusClientClosed
+			info.Outcome = outcomeClientClosed
+		}
 
 		if info.Operation == "" && r.Method == http.MethodPost && r.URL.Path == "/query" {
 			// Refused before reaching the GraphQL handler (limitBody).
@@ -201,12 +211,20 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 	})
 }
 
+// statusClientClosed and outcomeClientClosed are the status and outcome
+// logged for a request whose client did not get the answer.
+const (
+	statusClientClosed  = 499
+	outcomeClientClosed = "CLIENT_CLOSED"
+)
+
 // recorder is a ResponseWriter that notes the status and size of the
-// answer.
+// answer, and whether writing it failed.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	failed bool
 }
 
 func (rec *recorder) WriteHeader(code int) {
@@ -222,6 +240,9 @@ func (rec *recorder) Write(b []byte) (int, error) {
 	}
 	n, err := rec.ResponseWriter.Write(b)
 	rec.bytes += int64(n)
+	if err != nil {
+		rec.failed = true
+	}
 	return n, err
 }
 

@@ -75,6 +75,9 @@ type Config struct {
 	// AuditRetention is how long audit events are kept (0:
 	// DefaultAuditRetention); Purge deletes older ones.
 	AuditRetention time.Duration
+	// AuditQueueBytes bounds the memory of the audit events waiting for
+	// the database (0: DefaultAuditQueueBytes); see auditWriter.
+	AuditQueueBytes int64
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -121,6 +124,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	if cfg.AuditRetention <= 0 {
 		cfg.AuditRetention = DefaultAuditRetention
 	}
+	if cfg.AuditQueueBytes <= 0 {
+		cfg.AuditQueueBytes = DefaultAuditQueueBytes
+	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,
 		revs:    revocations{ids: map[string]time.Time{}},
@@ -146,7 +152,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		return nil, err
 	}
 	// Last: nothing above can fail once the writer's goroutine runs.
-	s.audits = newAuditWriter(db, log, auditQueueSize, auditBatchSize, auditFlushEvery)
+	s.audits = newAuditWriter(db, log, cfg.AuditQueueBytes, auditBatchSize, auditFlushEvery)
 	return s, nil
 }
 
@@ -213,10 +219,14 @@ var errBadCredentials = models.Errorf(models.Unauthenticated, "invalid email or 
 
 // Register creates a user with the role "user" and signs it in. It returns
 // BadUserInput for an invalid email or password or a taken email, and
-// Forbidden when sign-up is disabled.
+// Forbidden when sign-up is disabled, ServiceUnavailable when the audit
+// log cannot take its record (see auditRoom) or the database is down.
 func (s *Service) Register(ctx context.Context, email, password string) (_ *Grant, err error) {
 	if !s.cfg.Signup {
 		return nil, models.Errorf(models.Forbidden, "sign-up is disabled")
+	}
+	if err := s.auditRoom(); err != nil {
+		return nil, err
 	}
 	client := ClientFrom(ctx).limitKey()
 	if _, err := s.take(ctx, s.now(), []string{limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
@@ -259,10 +269,14 @@ func (s *Service) createUser(ctx context.Context, email, password string, roles 
 // or not the email has an account; a password over MaxPasswordBytes is
 // BadUserInput, refused before hashing. Past the failed-login limits of the
 // account and client, or when no hashing worker frees up in time, it
-// returns RateLimited without checking the password.
+// returns RateLimited without checking the password. While the audit log
+// cannot take its record (see auditRoom) it returns ServiceUnavailable.
 func (s *Service) Login(ctx context.Context, email, password string) (*Grant, error) {
 	if len(password) > MaxPasswordBytes {
 		return nil, models.Errorf(models.BadUserInput, "password must be at most %d bytes", MaxPasswordBytes)
+	}
+	if err := s.auditRoom(); err != nil {
+		return nil, err
 	}
 	email = models.NormalizeEmail(email)
 	now, client := s.now(), ClientFrom(ctx).limitKey()
@@ -361,8 +375,12 @@ func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshT
 // with the user's current roles, and sets the refresh cookie when cookie
 // sessions are on (as Register and Login do). Presenting an already rotated
 // token after the reuse interval revokes the session. Every failure is
-// Unauthenticated.
+// Unauthenticated, except ServiceUnavailable while the audit log cannot
+// take its record (see auditRoom) or the database is down.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, err error) {
+	if err := s.auditRoom(); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	if _, err := s.take(ctx, now, []string{limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
 		return nil, err

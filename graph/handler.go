@@ -86,15 +86,22 @@ func authDirective(svc *auth.Service) func(ctx context.Context, obj any, next gr
 }
 
 // errorPresenter is the one place errors become GraphQL errors. A coded
-// *models.Error shows its message and code; gqlgen's own errors (parse and
+// *models.Error shows its message and code, and so does a database outage
+// (SERVICE_UNAVAILABLE, see models.Unavailable); gqlgen's own errors (parse and
 // validation) keep theirs; anything else is logged with its cause and shown
 // only as "internal error", so nothing internal leaks.
 func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gerr := graphql.DefaultErrorPresenter(ctx, err)
-		var coded *models.Error
+		// A database that is down or cannot write is SERVICE_UNAVAILABLE
+		// with retryAfter (models.Coded), so that clients retry rather
+		// than report a bug; its cause is logged here, once.
+		coded := models.Coded(err)
 		switch {
-		case errors.As(err, &coded):
+		case coded != nil:
+			if models.Unavailable(err) {
+				log.WarnContext(ctx, "database unavailable", "path", gerr.Path.String(), "err", err)
+			}
 			gerr.Message = coded.Message
 			gerr.Extensions = map[string]any{"code": coded.Code}
 			if coded.RetryAfter > 0 {
@@ -114,6 +121,11 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 				// login into the log.
 				gerr.Message = "the request body is not a JSON GraphQL request"
 			}
+		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			// The client went away: nobody reads this answer, and the
+			// access log says so (CLIENT_CLOSED). Not an error of ours.
+			gerr.Message = "request cancelled"
+			gerr.Extensions = map[string]any{"code": models.Internal}
 		default:
 			log.ErrorContext(ctx, "internal error", "path", gerr.Path.String(), "err", err)
 			gerr.Message = "internal error"
