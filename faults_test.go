@@ -275,3 +275,173 @@ func TestFaultPostgresBlip(t *testing.T) {
 		t.Error("the log reports audit events not recorded")
 	}
 }
+
+// TestFaultPostgresFreezeRefresh freezes PostgreSQL (SIGSTOP: connections
+// hang rather than fail) for longer than the HTTP server's write timeout
+// while clients refresh in a loop, each holding one session. A client
+// whose refresh got no answer, or SERVICE_UNAVAILABLE, retries with the
+// token it still holds, after the reuse interval has passed: no session
+// may be revoked for it. Two fixes make it hold: AUTH_DB_TIMEOUT ends the
+// frozen requests (and rolls their transactions back) before the write
+// timeout, so they are answered; and a rotation that did commit without
+// its answer reaching the client (the COMMIT in flight at the freeze) is
+// a retry, not theft (the refresh retry rule).
+func TestFaultPostgresFreezeRefresh(t *testing.T) {
+	pg := pgcluster.Start(t)
+	c := newClock()
+	ts := newTestServer(t, pg.DSN(), c, withPool(models.Options{Timeout: time.Second}),
+		func(cfg *testConfig) { cfg.WriteTimeout = 3 * time.Second })
+	const sessions = 16
+	toks := make([]string, sessions)
+	for i := range toks {
+		toks[i] = ts.register(t, fmt.Sprintf("freeze%d@example.com", i), "password1").Refresh
+	}
+
+	var (
+		refreshed = make([]atomic.Int64, sessions)
+		revoked   atomic.Int64
+		codes     sync.Map // code -> *atomic.Int64
+	)
+	count := func(code string) {
+		n, _ := codes.LoadOrStore(code, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+	}
+	stopLoad := make(chan struct{})
+	client := &http.Client{Timeout: time.Minute}
+	var wg sync.WaitGroup
+	for i := range sessions {
+		wg.Go(func() {
+			tok := toks[i]
+			for {
+				select {
+				case <-stopLoad:
+					return
+				default:
+				}
+				r, err := tryGraphQL(client, ts.URL, "", `mutation($t: String!) { refresh(refreshToken: $t) { refreshToken } }`,
+					map[string]any{"t": tok})
+				switch {
+				case err != nil:
+					count("no answer") // retried with the same token
+				case len(r.Errors) > 0:
+					code, _ := r.Errors[0].Extensions["code"].(string)
+					count(code)
+					if code == models.Unauthenticated {
+						revoked.Add(1)
+						return
+					}
+				default:
+					tok = r.Str("refresh", "refreshToken")
+					refreshed[i].Add(1)
+				}
+			}
+		})
+	}
+	defer func() {
+		select {
+		case <-stopLoad:
+		default:
+			close(stopLoad)
+		}
+		wg.Wait()
+	}()
+	waitFor := func(what string, n int64) {
+		from := snapshot(refreshed)
+		for range 1200 {
+			if revoked.Load() > 0 {
+				return // reported below
+			}
+			done := true
+			for i := range refreshed {
+				if refreshed[i].Load() < from[i]+n {
+					done = false
+				}
+			}
+			if done {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		summary := map[string]int64{}
+		codes.Range(func(k, v any) bool { summary[k.(string)] = v.(*atomic.Int64).Load(); return true })
+		t.Fatalf("%s: the clients did not refresh %d more times each (refreshed %v, failures %v)", what, n, snapshot(refreshed), summary)
+	}
+	waitFor("before the freeze", 5)
+
+	pg.Freeze()
+	// Longer than the write timeout; meanwhile the reuse interval passes,
+	// so that a retry with a rotated token counts as reuse unless the
+	// retry rule applies.
+	c.Advance(time.Minute)
+	time.Sleep(4 * time.Second)
+	pg.Thaw()
+
+	waitFor("after the freeze", 5)
+	close(stopLoad)
+	wg.Wait()
+	summary := map[string]int64{}
+	codes.Range(func(k, v any) bool { summary[k.(string)] = v.(*atomic.Int64).Load(); return true })
+	t.Logf("failures during the freeze: %v", summary)
+	if n := revoked.Load(); n > 0 {
+		t.Errorf("%d of %d sessions revoked after the freeze: a client retrying a refresh it got no answer to lost its session", n, sessions)
+	}
+	var reuse int64
+	if err := ts.DB.Model(&models.AuditEvent{}).Where("type = ?", models.AuditRefreshReuse).Count(&reuse).Error; err != nil {
+		t.Fatal(err)
+	}
+	if reuse > 0 {
+		t.Errorf("%d REFRESH_REUSE events after the freeze", reuse)
+	}
+}
+
+// TestFaultClientGone: a request whose client gives up while the database
+// is frozen is logged as what the client got (status 499, outcome
+// CLIENT_CLOSED), not as a 200, and signs nobody in: its context ends
+// with the client, and with it the database work.
+func TestFaultClientGone(t *testing.T) {
+	pg := pgcluster.Start(t)
+	logs := &syncBuffer{}
+	url, _ := startRunLogging(t, map[string]string{"DATABASE_URL": pg.DSN(), "AUTH_DB_TIMEOUT": "3s"}, logs)
+	users := registerUsers(t, url, "gone", 1)
+
+	pg.Freeze()
+	impatient := &http.Client{Timeout: 300 * time.Millisecond}
+	_, err := tryGraphQL(impatient, url, "", `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }`,
+		map[string]any{"e": users[0], "p": "password1"})
+	if err == nil {
+		t.Fatal("login answered while the database was frozen")
+	}
+	// The server's line for it, once it has noticed the client left.
+	var line map[string]any
+	for range 100 {
+		for _, l := range logLines(t, logs.String()) {
+			if l["msg"] == "request" && l["operation"] == "login" {
+				line = l
+			}
+		}
+		if line != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pg.Thaw()
+	if line == nil {
+		t.Fatal("no log line for the abandoned login")
+	}
+	if line["status"] != float64(statusClientClosed) || line["outcome"] != outcomeClientClosed {
+		t.Errorf("abandoned login logged with status %v outcome %v; want %d %s", line["status"], line["outcome"], statusClientClosed, outcomeClientClosed)
+	}
+	db, _, err := models.Open(pg.DSN(), models.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sqlDB, _ := db.DB(); sqlDB.Close() }()
+	var n int64
+	if err := db.Model(&models.Session{}).Joins("JOIN users ON users.id = sessions.user_id").
+		Where("users.email = ?", users[0]).Count(&n).Error; err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 { // the one register started
+		t.Errorf("%d sessions for the user after an abandoned login, want 1 (register's)", n)
+	}
+}

@@ -63,6 +63,8 @@ type testConfig struct {
 	Auth auth.Config
 	HTTP config
 	DB   models.Options
+	// WriteTimeout is the HTTP server's (0: none, httptest's default).
+	WriteTimeout time.Duration
 }
 
 // serverOpt adjusts the configuration of a test server.
@@ -133,7 +135,9 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	tb.Cleanup(func() { svc.Close(context.Background()) })
 	m.watch(sqlDB, svc)
 	h := newServer(cfg.HTTP, svc, log, m, newReadiness(sqlDB, svc, log))
-	hs := httptest.NewServer(h)
+	hs := httptest.NewUnstartedServer(h)
+	hs.Config.WriteTimeout = cfg.WriteTimeout
+	hs.Start()
 	tb.Cleanup(hs.Close)
 	return &testServer{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c}
 }

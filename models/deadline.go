@@ -56,6 +56,15 @@ func (p *deadlinePool) bound(ctx context.Context) (context.Context, context.Canc
 	return context.WithTimeout(ctx, p.timeout)
 }
 
+// boundContext returns ctx with db's operation deadline, for a statement
+// run on db.DB() directly, which bypasses the deadline pool.
+func boundContext(db *gorm.DB, ctx context.Context) (context.Context, context.CancelFunc) {
+	if p, ok := db.ConnPool.(*deadlinePool); ok {
+		return p.bound(ctx)
+	}
+	return ctx, func() {}
+}
+
 func (p *deadlinePool) GetDBConn() (*sql.DB, error) { return p.db, nil }
 
 func (p *deadlinePool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {

@@ -368,6 +368,9 @@ func rotatePostgres(ctx context.Context, db *gorm.DB, r Rotate) (*Session, error
 	if err != nil {
 		return nil, err
 	}
+	// The *sql.DB itself does not apply AUTH_DB_TIMEOUT: GORM's pool does.
+	ctx, cancel := boundContext(db, ctx)
+	defer cancel()
 	var s Session
 	err = sqlDB.QueryRowContext(ctx, `WITH tok AS (
 			UPDATE refresh_tokens t SET rotated_at = $1
