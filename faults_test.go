@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/internal/pgcluster"
+	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
 
@@ -368,12 +370,14 @@ func TestFaultPostgresFreezeRefresh(t *testing.T) {
 	}
 	waitFor("before the freeze", 5)
 
+	// Frozen for longer than the write timeout. Half-way, once every
+	// client has a refresh hanging, the reuse interval passes: a retry
+	// of a refresh that did commit is then outside the grace interval,
+	// and counts as theft unless the retry rule applies.
 	pg.Freeze()
-	// Longer than the write timeout; meanwhile the reuse interval passes,
-	// so that a retry with a rotated token counts as reuse unless the
-	// retry rule applies.
+	time.Sleep(1500 * time.Millisecond)
 	c.Advance(time.Minute)
-	time.Sleep(4 * time.Second)
+	time.Sleep(2500 * time.Millisecond)
 	pg.Thaw()
 
 	waitFor("after the freeze", 5)
@@ -443,5 +447,119 @@ func TestFaultClientGone(t *testing.T) {
 	}
 	if n != 1 { // the one register started
 		t.Errorf("%d sessions for the user after an abandoned login, want 1 (register's)", n)
+	}
+}
+
+// TestFaultSQLiteFullDisk fills SQLite's disk under a load of logins,
+// refreshes and logouts (the server's connections may not grow the file
+// past max_page_count, and the test fills it up to that from a connection
+// of its own), then gives the space back:
+//   - clients get SERVICE_UNAVAILABLE with retryAfter, not
+//     INTERNAL_SERVER_ERROR;
+//   - /readyz fails while writes fail, and passes again once they succeed;
+//   - every operation a client was told succeeded has its audit row once
+//     space is back.
+func TestFaultSQLiteFullDisk(t *testing.T) {
+	file := testdb.SQLite(t)
+	const maxPages = 3000 // 12 MB of 4 KiB pages
+	ts := newTestServer(t, fmt.Sprintf("%s?_pragma=max_page_count(%d)", file, maxPages), nil)
+	users := registerUsers(t, ts.URL, "full", 8)
+
+	filler, _, err := models.Open(file, models.Options{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sqlDB, _ := filler.DB(); sqlDB.Close() }()
+	ready := func() int {
+		resp, err := http.Get(ts.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := ready(); got != http.StatusOK {
+		t.Fatalf("/readyz before the disk fills: %d", got)
+	}
+
+	a := newAnswered()
+	cycles := make([]atomic.Int64, len(users))
+	stopLoad := make(chan struct{})
+	wg := signInLoad(t, ts.URL, users, a, stopLoad, cycles)
+	defer func() {
+		select {
+		case <-stopLoad:
+		default:
+			close(stopLoad)
+		}
+		wg.Wait()
+	}()
+	waitCycles(t, cycles, make([]int64, len(users)), 3, 600, "before the disk fills", a)
+
+	// Fill the file up to the server's limit.
+	if err := filler.Exec("CREATE TABLE filler (b BLOB)").Error; err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var pages int
+		if err := filler.Raw("PRAGMA page_count").Scan(&pages).Error; err != nil {
+			t.Fatal(err)
+		}
+		if pages >= maxPages {
+			break
+		}
+		if err := filler.Exec("INSERT INTO filler VALUES (zeroblob(?))", min(maxPages-pages, 64)*4096).Error; err != nil {
+			t.Fatal(err)
+		}
+	}
+	notReady := false
+	for range 600 {
+		if ready() == http.StatusServiceUnavailable {
+			notReady = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !notReady {
+		t.Error("/readyz kept answering 200 while the disk was full")
+	}
+
+	// Space comes back.
+	if err := filler.Exec("DROP TABLE filler").Error; err != nil {
+		t.Fatal(err)
+	}
+	waitCycles(t, cycles, snapshot(cycles), 3, 1200, "after space came back", a)
+	close(stopLoad)
+	wg.Wait()
+	readyAgain := false
+	for range 600 {
+		if ready() == http.StatusOK {
+			readyAgain = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !readyAgain {
+		t.Error("/readyz did not pass again once space was back")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ts.Svc.FlushAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	missing, total := a.missing(t, ts.DB)
+	t.Logf("%d successes answered; codes of failures %v; %d unanswered", total, a.codes, a.unanswered)
+	if missing > 0 {
+		t.Errorf("%d of %d answered operations have no audit row: events lost to the full disk", missing, total)
+	}
+	if a.codes[models.ServiceUnavailable] == 0 {
+		t.Errorf("no SERVICE_UNAVAILABLE while the disk was full (codes %v)", a.codes)
+	}
+	if a.codes[models.Internal] > 0 {
+		t.Errorf("%d INTERNAL_SERVER_ERROR answers while the disk was full; want SERVICE_UNAVAILABLE", a.codes[models.Internal])
+	}
+	if a.noRetry > 0 {
+		t.Errorf("%d SERVICE_UNAVAILABLE answers without retryAfter", a.noRetry)
 	}
 }

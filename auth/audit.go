@@ -23,8 +23,8 @@ const DefaultAuditRetention = 90 * 24 * time.Hour
 // 2,800 parameters, well under both databases' limits; 150 ms bounds how
 // long an event waits for a batch to fill.
 const (
-	auditBatchSize    = 256
-	auditFlushEvery   = 150 * time.Millisecond
+	auditBatchSize  = 256
+	auditFlushEvery = 150 * time.Millisecond
 	// auditWriteTimeout bounds one INSERT (AUTH_DB_TIMEOUT bounds it
 	// too): past it the batch is retried.
 	auditWriteTimeout = 30 * time.Second
