@@ -323,7 +323,11 @@ func ensureUser() (*user.User, error) {
 	if u, err := user.Lookup(User); err == nil {
 		return u, nil
 	}
-	out, err := exec.Command("useradd", "--system", "--no-create-home",
+	useradd, err := exec.LookPath("useradd")
+	if err != nil {
+		useradd = "/usr/sbin/useradd" // not in a root PATH without sbin
+	}
+	out, err := exec.Command(useradd, "--system", "--no-create-home",
 		"--shell", "/usr/sbin/nologin", User).CombinedOutput()
 	if err != nil {
 		// Another test binary may have created it meanwhile.
