@@ -93,15 +93,9 @@ func authDirective(svc *auth.Service) func(ctx context.Context, obj any, next gr
 func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gerr := graphql.DefaultErrorPresenter(ctx, err)
-		// A database that is down or cannot write is SERVICE_UNAVAILABLE
-		// with retryAfter (models.Coded), so that clients retry rather
-		// than report a bug; its cause is logged here, once.
-		coded := models.Coded(err)
+		var coded *models.Error
 		switch {
-		case coded != nil:
-			if models.Unavailable(err) {
-				log.WarnContext(ctx, "database unavailable", "path", gerr.Path.String(), "err", err)
-			}
+		case errors.As(err, &coded):
 			gerr.Message = coded.Message
 			gerr.Extensions = map[string]any{"code": coded.Code}
 			if coded.RetryAfter > 0 {
@@ -121,6 +115,13 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 				// login into the log.
 				gerr.Message = "the request body is not a JSON GraphQL request"
 			}
+		case models.Unavailable(err):
+			// The database is down or cannot write: SERVICE_UNAVAILABLE
+			// with retryAfter, so that clients retry rather than report a
+			// bug. The cause is logged here, once; never sent.
+			log.WarnContext(ctx, "database unavailable", "path", gerr.Path.String(), "err", err)
+			gerr.Message = models.ErrUnavailable.Message
+			gerr.Extensions = map[string]any{"code": models.ErrUnavailable.Code, "retryAfter": models.ErrUnavailable.RetryAfterSeconds()}
 		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			// The client went away: nobody reads this answer, and the
 			// access log says so (CLIENT_CLOSED). Not an error of ours.

@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"io"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 
@@ -41,8 +39,7 @@ func Unavailable(err error) bool {
 		return false
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) {
 		return true
 	}
@@ -50,8 +47,13 @@ func Unavailable(err error) bool {
 	if errors.As(err, &netErr) {
 		return true
 	}
+	// pgconn's own connection-level errors (a connection the server
+	// closed, or that broke mid-message: "conn closed", "failed to
+	// receive message") are the ones that say whether a retry is safe;
+	// PostgreSQL's answers (PgError, below) do not.
 	var connectErr *pgconn.ConnectError
-	if errors.As(err, &connectErr) || pgconn.Timeout(err) {
+	var connErr interface{ SafeToRetry() bool }
+	if errors.As(err, &connectErr) || pgconn.Timeout(err) || errors.As(err, &connErr) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -80,13 +82,8 @@ func Unavailable(err error) bool {
 		case 10, 13, 14: // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
 			return true
 		}
-		return false
 	}
-	// pgx reports a connection the server closed under it, or one it gave
-	// up on, without a typed error.
-	msg := err.Error()
-	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "unexpected EOF") ||
-		strings.HasSuffix(msg, "broken pipe")
+	return false
 }
 
 // Coded returns the *Error a client is shown for err: the one in its
