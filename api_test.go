@@ -288,13 +288,17 @@ func TestRefreshRotation(t *testing.T) {
 		})
 		t.Run("ReuseAfterIntervalRevokesSession", func(t *testing.T) {
 			ts.Clock.Advance(6 * time.Second) // 11s after the rotation
+			// The successor is used: the first token is superseded for
+			// good (had it not been used, presenting the first token
+			// would be a retry, see TestRefreshLostAnswer).
+			third := tokensOf(ts.refresh(t, second.Refresh).OK(t), "refresh")
 			if code := ts.refresh(t, first.Refresh).Code(t); code != models.Unauthenticated {
 				t.Errorf("reuse: code = %s, want UNAUTHENTICATED", code)
 			}
-			if code := ts.me(t, second.Access).Code(t); code != models.Unauthenticated {
+			if code := ts.me(t, third.Access).Code(t); code != models.Unauthenticated {
 				t.Errorf("access token of the revoked session: code = %s, want UNAUTHENTICATED", code)
 			}
-			if code := ts.refresh(t, second.Refresh).Code(t); code != models.Unauthenticated {
+			if code := ts.refresh(t, third.Refresh).Code(t); code != models.Unauthenticated {
 				t.Errorf("newest refresh token of the revoked session: code = %s, want UNAUTHENTICATED", code)
 			}
 		})
@@ -357,20 +361,27 @@ func TestRefreshConcurrent(t *testing.T) {
 			}
 		})
 		t.Run("ZeroInterval", func(t *testing.T) {
+			// Without a grace interval, every presentation after the first
+			// is a retry (no successor was used yet): each one succeeds and
+			// spends the successors before it, so exactly one stays live.
 			ts := newTestServer(t, dsn, nil, withReuseInterval(0))
 			u := ts.register(t, "zero@example.com", "password1")
 			results := refreshConcurrently(t, ts, u.Refresh, 10)
-			succeeded := 0
+			var live []tokens
 			for _, r := range results {
-				if len(r.Errors) == 0 {
-					succeeded++
-				} else if code := r.Code(t); code != models.Unauthenticated {
-					t.Errorf("code = %s, want UNAUTHENTICATED", code)
+				got := tokensOf(r.OK(t), "refresh")
+				if liveRefreshToken(t, ts.DB, got.Refresh) {
+					live = append(live, got)
 				}
 			}
-			if succeeded != 1 {
-				t.Errorf("%d of 10 concurrent refreshes succeeded, want exactly 1", succeeded)
+			if len(live) != 1 {
+				t.Fatalf("%d of the 10 successors are live, want exactly 1", len(live))
 			}
+			if n := liveRefreshTokens(t, ts.DB, sid(t, u.Access)); n != 1 {
+				t.Errorf("%d live refresh tokens in the session, want 1", n)
+			}
+			ts.me(t, live[0].Access).OK(t)
+			ts.refresh(t, live[0].Refresh).OK(t)
 		})
 	})
 }

@@ -148,8 +148,10 @@ func TestAuditLog(t *testing.T) {
 		// must not be recorded (checked below).
 		login("ua/unknown-email", "hunter2-secret", "password1").Code(t)
 		s2 := tokensOf(login("ua/login", "ada@example.com", "password1").OK(t), "login")
-		as("", "ua/refresh", refreshDoc, map[string]any{"t": s2.Refresh}).OK(t)
+		s2b := tokensOf(as("", "ua/refresh", refreshDoc, map[string]any{"t": s2.Refresh}).OK(t), "refresh")
 		ts.Clock.Advance(11 * time.Second) // past the reuse interval
+		// The successor used, the first token is superseded for good.
+		as("", "ua/refresh-2", refreshDoc, map[string]any{"t": s2b.Refresh}).OK(t)
 		as("", "ua/reuse", refreshDoc, map[string]any{"t": s2.Refresh}).Code(t)
 		as("", "ua/bad-refresh", refreshDoc, map[string]any{"t": "not-a-refresh-token"}).Code(t)
 		as(s1.Access, "ua/logout", `mutation { logout }`, nil).OK(t)
@@ -194,6 +196,7 @@ func TestAuditLog(t *testing.T) {
 			{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/unknown-email"},
 			{Type: "LOGIN", Outcome: "SUCCESS", UserID: ada, SessionID: sid(t, s2.Access), IP: ip, UserAgent: "ua/login"},
 			{Type: "REFRESH", Outcome: "SUCCESS", UserID: ada, SessionID: sid(t, s2.Access), IP: ip, UserAgent: "ua/refresh"},
+			{Type: "REFRESH", Outcome: "SUCCESS", UserID: ada, SessionID: sid(t, s2.Access), IP: ip, UserAgent: "ua/refresh-2"},
 			{Type: "REFRESH_REUSE", Outcome: "FAILURE", Reason: unauth, UserID: ada, SessionID: sid(t, s2.Access), IP: ip, UserAgent: "ua/reuse"},
 			{Type: "REFRESH", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/bad-refresh"},
 			{Type: "LOGOUT", Outcome: "SUCCESS", UserID: ada, SessionID: sid(t, s1.Access), IP: ip, UserAgent: "ua/logout"},

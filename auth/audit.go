@@ -101,6 +101,8 @@ func (s *Service) auditRefresh(ctx context.Context, rot models.Rotation, err err
 	e := event{typ: models.AuditRefresh, err: err}
 	if rot.Reuse {
 		e.typ = models.AuditRefreshReuse
+	} else if rot.Retry && err == nil {
+		e.detail = "retry" // the unused successors were spent
 	}
 	if rot.Session != nil {
 		e.userID, e.sessionID = rot.Session.UserID, rot.Session.ID

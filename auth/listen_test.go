@@ -155,7 +155,7 @@ func TestListenerNoticesASilentPartition(t *testing.T) {
 
 	proxy.partition()
 	// Another replica logs the session out: committed, notified, lost.
-	if _, err := models.RevokeSessions(ctx, db, p.UserID, p.SessionID, time.Now().UTC(), time.Now().UTC().Add(time.Hour)); err != nil {
+	if _, err := models.RevokeSessions(ctx, db, p.UserID, p.SessionID, models.Revoke{At: time.Now().UTC(), For: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "tokens refused as unavailable", func() bool {

@@ -348,22 +348,26 @@ func (s *Service) checkPassword(ctx context.Context, email, password string) (_ 
 func (s *Service) startSession(ctx context.Context, u *models.User, login *models.LoginStamp) (*Grant, error) {
 	now, c := s.now(), ClientFrom(ctx)
 	token, hash := newRefreshToken()
+	accessExp := now.Add(s.cfg.AccessTTL)
 	sess := &models.Session{
 		ID: uuid.NewString(), UserID: u.ID,
 		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
 		UserAgent: c.UserAgent, IP: c.IP,
+		AccessExpiresAt: &accessExp,
 	}
 	rt := &models.RefreshToken{ID: hash, SessionID: sess.ID, CreatedAt: now, ExpiresAt: sess.ExpiresAt}
 	if err := models.CreateSession(ctx, s.db, sess, rt, login); err != nil {
 		return nil, err
 	}
-	return s.grant(ctx, u, sess.ID, token)
+	return s.grant(ctx, u, sess.ID, token, now)
 }
 
-// grant signs u's session in: a new access token with the refresh token,
-// which also goes into the refresh cookie when cookie sessions are on.
-func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshToken string) (*Grant, error) {
-	access, _, err := s.signer.Issue(u.ID, sessionID, u.RoleNames(), s.cfg.AccessTTL)
+// grant signs u's session in: a new access token, issued at `at` (the time
+// its session recorded, see models.Session's AccessExpiresAt), with the
+// refresh token, which also goes into the refresh cookie when cookie
+// sessions are on.
+func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshToken string, at time.Time) (*Grant, error) {
+	access, _, err := s.signer.issueAt(at, u.ID, sessionID, u.RoleNames(), s.cfg.AccessTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -373,10 +377,14 @@ func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshT
 
 // Refresh exchanges a refresh token for a new pair in the same session,
 // with the user's current roles, and sets the refresh cookie when cookie
-// sessions are on (as Register and Login do). Presenting an already rotated
-// token after the reuse interval revokes the session. Every failure is
-// Unauthenticated, except ServiceUnavailable while the audit log cannot
-// take its record (see auditRoom) or the database is down.
+// sessions are on (as Register and Login do). An already rotated token
+// presented again gets a new pair within the reuse interval (tabs), and
+// later too when none of its successors was ever used (a retry after a
+// lost answer: the unused successors are spent); any other presentation
+// of a superseded token revokes the session (see
+// models.RotateRefreshToken). Every failure is Unauthenticated, except
+// ServiceUnavailable while the audit log cannot take its record (see
+// auditRoom) or the database is down.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, err error) {
 	if err := s.auditRoom(); err != nil {
 		return nil, err
@@ -391,18 +399,23 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, e
 		return nil, models.Errorf(models.Unauthenticated, "invalid or expired refresh token")
 	}
 	token, hash := newRefreshToken()
+	// The rotation reads the clock itself, once it holds what it changes:
+	// a refresh that waited for the database must not start its grace
+	// interval, nor end its session, that much early.
 	rot, err = models.RotateRefreshToken(ctx, s.db, models.Rotate{
-		OldHash: hashRefreshToken(refreshToken), NewHash: hash, Now: now,
-		TTL: s.cfg.RefreshTTL, ReuseInterval: s.cfg.ReuseInterval, RevokeUntil: s.revokeUntil(now),
+		OldHash: hashRefreshToken(refreshToken), NewHash: hash, Now: s.now,
+		TTL: s.cfg.RefreshTTL, AccessTTL: s.cfg.AccessTTL, ReuseInterval: s.cfg.ReuseInterval,
+		Revoke: s.revocation(time.Time{}),
 	})
 	if err != nil {
 		return nil, err
 	}
 	if rot.Reuse {
-		// A rotated token presented again outside the grace interval means
-		// two parties hold the session's tokens: one of them stole it.
-		// Revoking the whole session stops both, the thief included.
-		s.revs.add(s.revokeUntil(now), rot.Session.ID)
+		// A superseded token presented again, neither concurrently with
+		// its rotation nor as a retry, means two parties hold the
+		// session's tokens: one of them stole it. Revoking the whole
+		// session stops both, the thief included.
+		s.revs.add(rot.RevokedUntil, rot.Session.ID)
 		s.log.WarnContext(ctx, "refresh token reuse: session revoked", "session", rot.Session.ID, "ip", ClientFrom(ctx).IP)
 		return nil, models.Errorf(models.Unauthenticated, "refresh token already used; the session has been revoked")
 	}
@@ -410,13 +423,33 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, e
 	if err != nil {
 		return nil, err
 	}
-	return s.grant(ctx, u.User, rot.Session.ID, token)
+	return s.grant(ctx, u.User, rot.Session.ID, token, rot.At)
 }
 
-// revokeUntil is how long a revocation made now must be kept: until every
-// access token issued before now has expired, clock skew included.
+// revocation describes a revocation made now: it lasts until every access
+// token of the session has expired, clock skew included. The session
+// records the latest expiry it issued; the current lifetime (now +
+// AccessTTL) is the least, for sessions that recorded none (made before
+// it was recorded, or by an older replica) and for a token issued by a
+// rotation racing the revocation; a token issued under a longer lifetime
+// before a restart must stay refused as long as it lives.
+func (s *Service) revocation(now time.Time) models.Revoke {
+	return models.Revoke{At: now, For: s.cfg.AccessTTL + MaxClockSkew, Skew: MaxClockSkew}
+}
+
+// revokeUntil is how long a revocation made now must be kept when nothing
+// is known of the session's tokens: an event from a replica that did not
+// say.
 func (s *Service) revokeUntil(now time.Time) time.Time {
-	return now.Add(s.cfg.AccessTTL + MaxClockSkew)
+	return s.revocation(now).Until(nil)
+}
+
+// revokeOwn is how long the request's own session is refused here when
+// its revocation was not made by this call (it had ended already): at
+// least as long as the principal's token lives.
+func (s *Service) revokeOwn(now time.Time, p *Principal) time.Time {
+	exp := p.ExpiresAt
+	return s.revocation(now).Until(&exp)
 }
 
 // Logout revokes the principal's session, or every session of its user,
@@ -431,13 +464,16 @@ func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) (e
 	defer func() {
 		s.audit(ctx, event{typ: models.AuditLogout, err: err, userID: p.UserID, sessionID: p.SessionID, detail: detail})
 	}()
-	ids, err := models.RevokeSessions(ctx, s.db, p.UserID, sessionID, now, s.revokeUntil(now))
+	revoked, err := models.RevokeSessions(ctx, s.db, p.UserID, sessionID, s.revocation(now))
 	if err != nil {
 		return err
 	}
+	for _, r := range revoked {
+		s.revs.add(r.Until, r.ID)
+	}
 	// The caller's own session is revoked even if it was already, so that
 	// its access token stops working on this replica at once.
-	s.revs.add(s.revokeUntil(now), append(ids, p.SessionID)...)
+	s.revs.add(s.revokeOwn(now, p), p.SessionID)
 	s.clearRefreshCookie(ctx)
 	return nil
 }
@@ -608,7 +644,9 @@ func (s *Service) Roles(ctx context.Context) ([]*models.Role, error) { return mo
 // and role permissions.
 func (s *Service) Purge(ctx context.Context) error {
 	now := s.now()
-	p, err := models.PurgeExpired(ctx, s.db, now, now.Add(-(s.cfg.AccessTTL + MaxClockSkew)))
+	// A revoked session is kept while an access token of its could live:
+	// past the current lifetime and past the latest expiry it issued.
+	p, err := models.PurgeExpired(ctx, s.db, now, now.Add(-(s.cfg.AccessTTL + MaxClockSkew)), now.Add(-MaxClockSkew))
 	if err != nil {
 		return err
 	}

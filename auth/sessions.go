@@ -30,15 +30,18 @@ func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) (r
 	}
 	id = parsed.String()
 	now := s.now()
-	revoked, err = models.RevokeSession(ctx, s.db, p.UserID, id, now, s.revokeUntil(now))
+	revoked, until, err := models.RevokeSession(ctx, s.db, p.UserID, id, s.revocation(now))
 	if err != nil {
 		s.audit(ctx, event{typ: models.AuditSessionRevoked, err: err, userID: p.UserID, sessionID: id})
 		return false, err
 	}
-	if revoked || id == p.SessionID {
+	if revoked {
+		s.revs.add(until, id)
+	}
+	if id == p.SessionID {
 		// As Logout: the caller's own session is refused here at once
 		// even if it had been revoked already elsewhere.
-		s.revs.add(s.revokeUntil(now), id)
+		s.revs.add(s.revokeOwn(now, p), id)
 	}
 	if revoked {
 		s.audit(ctx, event{typ: models.AuditSessionRevoked, userID: p.UserID, sessionID: id})

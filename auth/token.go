@@ -89,11 +89,18 @@ func (s *Signer) KeyID() string { return s.keys.CurrentKID() }
 // Issue returns a signed access token for the user's session, valid for ttl,
 // and its claims.
 func (s *Signer) Issue(userID, sessionID string, roles []string, ttl time.Duration) (string, *Claims, error) {
+	return s.issueAt(s.now(), userID, sessionID, roles, ttl)
+}
+
+// issueAt is Issue with the token issued at `at` rather than now: at the
+// time its session recorded as its issue (see models.Session's
+// AccessExpiresAt), so that it cannot expire later than recorded.
+func (s *Signer) issueAt(at time.Time, userID, sessionID string, roles []string, ttl time.Duration) (string, *Claims, error) {
 	k := s.keys.current()
 	if k == nil || k.signKey == nil {
 		return "", nil, errNoSigningKey
 	}
-	now := s.now().Truncate(time.Second)
+	now := at.Truncate(time.Second)
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.issuer,

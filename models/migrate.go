@@ -33,6 +33,7 @@ import (
 var migrations = []*gormigrate.Migration{
 	{ID: "202611230001_initial", Migrate: migrateInitial},
 	{ID: "202611230002_audit_events", Migrate: migrateAuditEvents},
+	{ID: "202611290004_refresh_successor", Migrate: migrateRefreshSuccessor},
 }
 
 // migrationsTable records the IDs of the applied migrations.
@@ -62,6 +63,36 @@ func migrateAuditEvents(tx *gorm.DB) error {
 		Detail    *string   `gorm:"size:1024"`
 	}
 	return tx.AutoMigrate(&AuditEvent{})
+}
+
+// migrateRefreshSuccessor links each refresh token to the token it replaced
+// and marks successors spent by a retry (see RotateRefreshToken), and
+// records on each session the latest expiry of the access tokens it issued
+// (see Revoke). Nullable columns only: the previous version inserts rows
+// without them and ignores them. No index on parent_id: it is read only
+// when a rotated token is presented again, through the session_id index,
+// and an index would cost every rotation a write.
+func migrateRefreshSuccessor(tx *gorm.DB) error {
+	type Session struct {
+		AccessExpiresAt *time.Time
+	}
+	type RefreshToken struct {
+		ParentID *string `gorm:"size:64"`
+		SpentAt  *time.Time
+	}
+	m := tx.Migrator()
+	for _, c := range []struct {
+		model any
+		field string
+	}{{&Session{}, "AccessExpiresAt"}, {&RefreshToken{}, "ParentID"}, {&RefreshToken{}, "SpentAt"}} {
+		if m.HasColumn(c.model, c.field) {
+			continue
+		}
+		if err := m.AddColumn(c.model, c.field); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrateInitial creates the schema of authql before versioned migrations:

@@ -74,12 +74,19 @@ type Session struct {
 	RevokedAt  *time.Time
 	UserAgent  string `gorm:"size:512"`
 	IP         string `gorm:"size:64"`
+	// AccessExpiresAt is the latest expiry of any access token issued for
+	// the session (set when it is created and by each rotation, never moved
+	// back): a revocation of the session lasts at least until then, whatever
+	// the access-token lifetime is configured to now. Nil for sessions
+	// created before it was recorded.
+	AccessExpiresAt *time.Time
 }
 
 // RefreshToken is one refresh token of a session. ID is the hex SHA-256 of
 // the token: the database never holds the token itself, so a read of the
 // database does not yield usable tokens. RotatedAt is set when the token is
-// exchanged; presenting it again after that is reuse.
+// exchanged (or spent); presenting it again after that is a retry, a
+// concurrent presentation or reuse (see RotateRefreshToken).
 type RefreshToken struct {
 	ID        string    `gorm:"primaryKey;size:64"`
 	SessionID string    `gorm:"size:36;not null;index"`
@@ -87,6 +94,14 @@ type RefreshToken struct {
 	CreatedAt time.Time `gorm:"not null"`
 	ExpiresAt time.Time `gorm:"not null;index"`
 	RotatedAt *time.Time
+	// ParentID is the hash of the token this one was exchanged for; nil for
+	// a session's first token (and tokens made before it was recorded).
+	ParentID *string `gorm:"size:64"`
+	// SpentAt is set, with RotatedAt, when the token was never used and its
+	// parent was presented again after the grace interval: the parent's
+	// holder never got this token (its answer was lost), so it is retired
+	// unused, and presenting it later is reuse.
+	SpentAt *time.Time
 }
 
 // Revocation records a revoked session id or access-token id (jti) until

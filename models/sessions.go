@@ -27,11 +27,11 @@ func ActiveSessions(ctx context.Context, db *gorm.DB, userID string, now time.Ti
 var ErrSessionNotFound = Errorf(NotFound, "session not found")
 
 // RevokeSession revokes the user's session sessionID as RevokeSessions
-// does, with a revocation until `until` published to the other replicas.
-// It returns true when this call ended the session, false when it had
-// already ended (revoked or expired), and NotFound when the user has no
-// session with that id.
-func RevokeSession(ctx context.Context, db *gorm.DB, userID, sessionID string, now, until time.Time) (revoked bool, err error) {
+// does, with a revocation (see Revoke) published to the other replicas.
+// It returns true, with the revocation's end, when this call ended the
+// session, false when it had already ended (revoked or expired), and
+// NotFound when the user has no session with that id.
+func RevokeSession(ctx context.Context, db *gorm.DB, userID, sessionID string, r Revoke) (revoked bool, until time.Time, err error) {
 	defer Wrap(&err, "RevokeSession(%q)", userID)
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var s Session
@@ -41,14 +41,16 @@ func RevokeSession(ctx context.Context, db *gorm.DB, userID, sessionID string, n
 		} else if err != nil {
 			return err
 		}
-		if s.RevokedAt != nil || !s.ExpiresAt.After(now) {
+		if s.RevokedAt != nil || !s.ExpiresAt.After(r.At) {
 			return nil
 		}
 		// Scoped to the revoked_at IS NULL rows again: of two concurrent
 		// calls only one revokes.
-		ids, err := revokeSessions(tx, tx.Where("id = ?", s.ID), now, until)
-		revoked = len(ids) > 0
+		done, err := revokeSessions(tx, tx.Where("id = ?", s.ID), r)
+		if len(done) > 0 {
+			revoked, until = true, done[0].Until
+		}
 		return err
 	})
-	return revoked, err
+	return revoked, until, err
 }

@@ -268,84 +268,147 @@ type LoginStamp struct {
 // Rotate describes one exchange of a refresh token.
 type Rotate struct {
 	OldHash, NewHash string
-	Now              time.Time
-	TTL              time.Duration // lifetime of the new token and the session
-	ReuseInterval    time.Duration // grace for presenting a just-rotated token again
-	RevokeUntil      time.Time     // how long a revocation for reuse must be kept
+	// Now is the clock. It is read once the rotation holds what it is
+	// about to change (see RotateRefreshToken), not when the request
+	// started.
+	Now           func() time.Time
+	TTL           time.Duration // lifetime of the new token and the session
+	AccessTTL     time.Duration // lifetime of the access token issued with it
+	ReuseInterval time.Duration // grace for presenting a just-rotated token again
+	// Revoke is how long a revocation for reuse lasts; its At is the
+	// rotation's time.
+	Revoke Revoke
 }
 
 // Rotation is the outcome of RotateRefreshToken.
 type Rotation struct {
 	Session *Session
-	// Reuse is true when the token had been rotated before and the grace
-	// interval had passed: the session is now revoked.
-	Reuse bool
+	// At is the time the rotation was made at: the new access token is to
+	// be issued at it, so that it expires by the session's AccessExpiresAt.
+	At time.Time
+	// Retry is true when the token had been rotated before, after the grace
+	// interval, and none of its successors had been used: its holder never
+	// got them. They are spent, and the session goes on.
+	Retry bool
+	// Reuse is true when the presentation was reuse of a superseded token:
+	// the session is now revoked, until RevokedUntil.
+	Reuse        bool
+	RevokedUntil time.Time
 }
 
 // RotateRefreshToken exchanges the refresh token hashed as r.OldHash for a
 // new one hashed as r.NewHash, continuing the same session, in one
-// transaction. The first statement marks the token rotated only if it was
-// not already, so of several concurrent exchanges exactly one wins; the
-// others see it rotated and, within r.ReuseInterval, also get a new token
-// for the same session. Later, the presentation is reuse: the session is
-// revoked (and that is committed) and Rotation.Reuse is set.
+// transaction, and records on the session the expiry of the access token
+// to be issued with it (r.Now + r.AccessTTL).
+//
+// The common case is a token never presented before: it is marked rotated,
+// only if it was not already, so of several concurrent exchanges exactly
+// one wins. A token presented again is told apart by its successors (the
+// tokens whose ParentID it is):
+//   - within r.ReuseInterval of its rotation (concurrent tabs), it gets a
+//     new token too, and every successor keeps working;
+//   - later, if none of its successors was ever used, it is a retry by a
+//     client whose answer was lost (a database stall, a crash, a dropped
+//     connection): the unused successors are spent, the token gets a new
+//     successor and its grace interval starts again, so that concurrent
+//     retries are served as concurrent tabs are. Of retries further apart
+//     than the interval, only the last successor stays usable;
+//   - otherwise, or if the token itself was spent, it is reuse: the
+//     session is revoked (and that is committed) and Rotation.Reuse is
+//     set. A token rotated without recording its successor (by a version
+//     before them) is treated so after the interval.
+//
+// Times are the service clock's (r.Now), read when the rotation holds what
+// it changes: on SQLite inside the transaction, which took the write lock
+// at BEGIN; on PostgreSQL once a connection is held, and on the slower
+// path once the presented token's row is locked. Not the database's clock:
+// every other time these rows are compared with (access-token expiry,
+// revocations, the grace interval) is the service clock's, and tests
+// inject it; mixing the two would shift every window by their skew.
 //
 // It returns Unauthenticated for an unknown or expired token, or one whose
 // session is revoked or expired.
 func RotateRefreshToken(ctx context.Context, db *gorm.DB, r Rotate) (_ Rotation, err error) {
 	defer Wrap(&err, "RotateRefreshToken")
-	if db.Dialector.Name() == string(Postgres) {
-		if s, err := rotatePostgres(ctx, db, r); err != nil || s != nil {
-			return Rotation{Session: s}, err
+	postgres := db.Dialector.Name() == string(Postgres)
+	if postgres {
+		if rot, err := rotatePostgres(ctx, db, r); err != nil || rot.Session != nil {
+			return rot, err
 		}
 		// Not the common case: the transaction below tells why.
 	}
 	invalid := Errorf(Unauthenticated, "invalid or expired refresh token")
 	var out Rotation
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		out = Rotation{At: r.Now()}
+		now := out.At
 		// The common case costs three statements: this one marks an
 		// unspent, unexpired token rotated (only one of several concurrent
 		// exchanges can) and names its session.
 		var sessionIDs []string
 		if err := tx.Raw(`UPDATE refresh_tokens SET rotated_at = ? WHERE id = ? AND rotated_at IS NULL AND expires_at > ? RETURNING session_id`,
-			r.Now, r.OldHash, r.Now).Scan(&sessionIDs).Error; err != nil {
+			now, r.OldHash, now).Scan(&sessionIDs).Error; err != nil {
 			return err
 		}
 		if len(sessionIDs) == 0 {
 			// Unknown, expired or already rotated: read it to tell which.
+			// On PostgreSQL the row is locked, so that presentations of
+			// one token after its rotation (retries) are decided one at a
+			// time, each seeing the successors of the one before.
+			q := tx
+			if postgres {
+				q = tx.Clauses(clause.Locking{Strength: "UPDATE"})
+			}
 			var old RefreshToken
-			if err := tx.Where("id = ?", r.OldHash).Take(&old).Error; errors.Is(err, gorm.ErrRecordNotFound) {
+			if err := q.Where("id = ?", r.OldHash).Take(&old).Error; errors.Is(err, gorm.ErrRecordNotFound) {
 				return invalid
 			} else if err != nil {
 				return err
 			}
-			if !old.ExpiresAt.After(r.Now) || old.RotatedAt == nil {
+			if postgres {
+				out.At = r.Now() // after waiting for the lock
+				now = out.At
+			}
+			if !old.ExpiresAt.After(now) || old.RotatedAt == nil {
 				return invalid
 			}
-			inGrace := r.ReuseInterval > 0 && !r.Now.After(old.RotatedAt.Add(r.ReuseInterval))
-			if !inGrace {
+			again, retry, err := presentedAgain(tx, &old, now, r.ReuseInterval)
+			if err != nil {
+				return err
+			}
+			if !again {
 				out.Reuse = true
 				// The whole row: the audit log records whose session it was.
 				out.Session = &Session{}
 				if err := tx.Where("id = ?", old.SessionID).Take(out.Session).Error; err != nil {
 					return err
 				}
-				_, err := revokeSessions(tx, tx.Where("id = ?", old.SessionID), r.Now, r.RevokeUntil)
+				r.Revoke.At = now
+				out.RevokedUntil = r.Revoke.Until(out.Session.AccessExpiresAt)
+				revoked, err := revokeSessions(tx, tx.Where("id = ?", old.SessionID), r.Revoke)
+				if len(revoked) > 0 {
+					out.RevokedUntil = revoked[0].Until // as read when it was revoked
+				}
 				return err
 			}
+			out.Retry = retry
 			sessionIDs = append(sessionIDs, old.SessionID)
 		}
 		// The session goes on, and slides, only if it is still live.
+		accessExp := now.Add(r.AccessTTL)
 		var live []Session
-		if err := tx.Raw(`UPDATE sessions SET last_used_at = ?, expires_at = ? WHERE id = ? AND revoked_at IS NULL AND expires_at > ? RETURNING *`,
-			r.Now, r.Now.Add(r.TTL), sessionIDs[0], r.Now).Scan(&live).Error; err != nil {
+		if err := tx.Raw(`UPDATE sessions SET last_used_at = ?, expires_at = ?,
+				access_expires_at = CASE WHEN access_expires_at IS NULL OR access_expires_at < ? THEN ? ELSE access_expires_at END
+			WHERE id = ? AND revoked_at IS NULL AND expires_at > ? RETURNING *`,
+			now, now.Add(r.TTL), accessExp, accessExp, sessionIDs[0], now).Scan(&live).Error; err != nil {
 			return err
 		}
 		if len(live) == 0 {
 			return invalid
 		}
 		s := live[0]
-		rt := RefreshToken{ID: r.NewHash, SessionID: s.ID, CreatedAt: r.Now, ExpiresAt: s.ExpiresAt}
+		parent := r.OldHash
+		rt := RefreshToken{ID: r.NewHash, SessionID: s.ID, CreatedAt: now, ExpiresAt: s.ExpiresAt, ParentID: &parent}
 		if err := tx.Omit(clause.Associations).Create(&rt).Error; err != nil {
 			return err
 		}
@@ -355,94 +418,172 @@ func RotateRefreshToken(ctx context.Context, db *gorm.DB, r Rotate) (_ Rotation,
 	return out, err
 }
 
+// presentedAgain decides the presentation at now of old, a token rotated
+// before (see RotateRefreshToken): again is true to give it a new successor
+// (a concurrent presentation, or a retry when retry is true), false for
+// reuse. For a retry it spends old's unused successors and restarts old's
+// grace interval.
+func presentedAgain(tx *gorm.DB, old *RefreshToken, now time.Time, interval time.Duration) (again, retry bool, _ error) {
+	if old.SpentAt != nil {
+		// Its parent was retried while it was unused: whoever presents it
+		// now did not get it from the answer the retry replaced.
+		return false, false, nil
+	}
+	if interval > 0 && !now.After(old.RotatedAt.Add(interval)) {
+		return true, false, nil
+	}
+	// Spent first, then counted: a successor being used concurrently is
+	// either spent here (and its use is then reuse) or, its row lock
+	// waited for, counted as used below (and this is reuse).
+	if err := tx.Exec(`UPDATE refresh_tokens SET rotated_at = ?, spent_at = ? WHERE session_id = ? AND parent_id = ? AND rotated_at IS NULL`,
+		now, now, old.SessionID, old.ID).Error; err != nil {
+		return false, false, err
+	}
+	var n struct{ Successors, Used int64 }
+	if err := tx.Raw(`SELECT COUNT(*) AS successors, COALESCE(SUM(CASE WHEN spent_at IS NULL THEN 1 ELSE 0 END), 0) AS used
+		FROM refresh_tokens WHERE session_id = ? AND parent_id = ?`, old.SessionID, old.ID).Scan(&n).Error; err != nil {
+		return false, false, err
+	}
+	if n.Successors == 0 || n.Used > 0 {
+		return false, false, nil
+	}
+	// A retry: its grace interval starts now, for retries of its own.
+	if err := tx.Model(&RefreshToken{}).Where("id = ?", old.ID).Update("rotated_at", now).Error; err != nil {
+		return false, false, err
+	}
+	return true, true, nil
+}
+
 // rotatePostgres is the common case of RotateRefreshToken in one statement,
 // hence one round trip and one commit: an unspent, unexpired token of a
-// live session is marked rotated, the session slides, and the new token is
-// inserted. It returns the session, or nil (having changed nothing) when
-// the token is not such a token, for the transactional path to sort out.
-func rotatePostgres(ctx context.Context, db *gorm.DB, r Rotate) (*Session, error) {
+// live session is marked rotated, the session slides (and records the new
+// access token's expiry), and the new token is inserted. It returns the
+// rotation, or one without a session (having changed nothing) when the
+// token is not such a token, for the transactional path to sort out.
+func rotatePostgres(ctx context.Context, db *gorm.DB, r Rotate) (Rotation, error) {
 	// database/sql directly rather than GORM's Raw and Scan: on this, the
 	// busiest write, GORM's statement building and reflection cost more
 	// CPU than PostgreSQL's own work.
 	sqlDB, err := db.DB()
 	if err != nil {
-		return nil, err
+		return Rotation{}, err
 	}
 	// The *sql.DB itself does not apply AUTH_DB_TIMEOUT: GORM's pool does.
 	ctx, cancel := boundContext(db, ctx)
 	defer cancel()
+	// The connection first, then the time: a request that waited for a
+	// connection must not date its writes from before the wait. Taking a
+	// pooled connection costs no round trip.
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return Rotation{}, err
+	}
+	defer conn.Close()
+	now := r.Now()
 	var s Session
-	err = sqlDB.QueryRowContext(ctx, `WITH tok AS (
+	err = conn.QueryRowContext(ctx, `WITH tok AS (
 			UPDATE refresh_tokens t SET rotated_at = $1
 			FROM sessions s
 			WHERE t.id = $2 AND t.rotated_at IS NULL AND t.expires_at > $1
 			  AND s.id = t.session_id AND s.revoked_at IS NULL AND s.expires_at > $1
 			RETURNING t.session_id
 		), sess AS (
-			UPDATE sessions SET last_used_at = $1, expires_at = $4
+			UPDATE sessions SET last_used_at = $1, expires_at = $4, access_expires_at = GREATEST(sessions.access_expires_at, $5)
 			FROM tok WHERE sessions.id = tok.session_id
-			RETURNING sessions.id, sessions.user_id, sessions.created_at, sessions.last_used_at, sessions.expires_at, sessions.user_agent, sessions.ip
+			RETURNING sessions.id, sessions.user_id, sessions.created_at, sessions.last_used_at, sessions.expires_at, sessions.user_agent, sessions.ip, sessions.access_expires_at
 		), ins AS (
-			INSERT INTO refresh_tokens (id, session_id, created_at, expires_at)
-			SELECT $3, sess.id, $1, $4 FROM sess
+			INSERT INTO refresh_tokens (id, session_id, created_at, expires_at, parent_id)
+			SELECT $3, sess.id, $1, $4, $2 FROM sess
 		)
 		SELECT * FROM sess`,
-		r.Now, r.OldHash, r.NewHash, r.Now.Add(r.TTL),
-	).Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastUsedAt, &s.ExpiresAt, &s.UserAgent, &s.IP)
+		now, r.OldHash, r.NewHash, now.Add(r.TTL), now.Add(r.AccessTTL),
+	).Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastUsedAt, &s.ExpiresAt, &s.UserAgent, &s.IP, &s.AccessExpiresAt)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return Rotation{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return Rotation{}, err
 	}
-	return &s, nil
+	return Rotation{Session: &s, At: now}, nil
+}
+
+// Revoke is when sessions are revoked and how long their revocations must
+// last: until every access token of theirs has expired, clock skew
+// included, whatever the access-token lifetime is configured to now.
+type Revoke struct {
+	At time.Time
+	// For is the least a revocation made at At lasts: the access-token
+	// lifetime configured now plus clock skew (what a session without a
+	// recorded AccessExpiresAt needs).
+	For time.Duration
+	// Skew is how long after its expiry an access token is still accepted.
+	Skew time.Duration
+}
+
+// Until is how long the revocation of a session whose latest access token
+// expires at accessExp (nil: not recorded) must last.
+func (r Revoke) Until(accessExp *time.Time) time.Time {
+	until := r.At.Add(r.For)
+	if accessExp != nil && accessExp.Add(r.Skew).After(until) {
+		until = accessExp.Add(r.Skew)
+	}
+	return until
+}
+
+// Revoked is a session revoked now, and until when its revocation lasts.
+type Revoked struct {
+	ID    string
+	Until time.Time
 }
 
 // RevokeSessions revokes the user's session sessionID, or every session of
-// the user when sessionID is empty, and records a revocation of each until
-// `until`. It returns the ids of the sessions it revoked now.
-func RevokeSessions(ctx context.Context, db *gorm.DB, userID, sessionID string, now, until time.Time) (_ []string, err error) {
+// the user when sessionID is empty, and records a revocation of each (see
+// Revoke). It returns the sessions it revoked now.
+func RevokeSessions(ctx context.Context, db *gorm.DB, userID, sessionID string, r Revoke) (_ []Revoked, err error) {
 	defer Wrap(&err, "RevokeSessions(%q)", userID)
-	var ids []string
+	var revoked []Revoked
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		q := tx.Where("user_id = ?", userID)
 		if sessionID != "" {
 			q = q.Where("id = ?", sessionID)
 		}
-		ids, err = revokeSessions(tx, q, now, until)
+		revoked, err = revokeSessions(tx, q, r)
 		return err
 	})
-	return ids, err
+	return revoked, err
 }
 
-// revokeSessions revokes the not yet revoked sessions that scope selects and
-// publishes an EventSessionRevoked for each.
-func revokeSessions(tx, scope *gorm.DB, now, until time.Time) ([]string, error) {
-	var ids []string
-	if err := tx.Model(&Session{}).Where(scope).Where("revoked_at IS NULL").Pluck("id", &ids).Error; err != nil {
+// revokeSessions revokes the not yet revoked sessions that scope selects,
+// records their revocations and publishes an EventSessionRevoked for each.
+// One UPDATE both revokes and reads each session's AccessExpiresAt: a
+// rotation committed concurrently, before it, is seen (the row is locked
+// and re-read), and one after it finds the session revoked and issues
+// nothing.
+func revokeSessions(tx, scope *gorm.DB, r Revoke) ([]Revoked, error) {
+	var rows []Session
+	if err := tx.Model(&rows).Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "access_expires_at"}}}).
+		Where(scope).Where("revoked_at IS NULL").Update("revoked_at", r.At).Error; err != nil {
 		return nil, err
 	}
-	if len(ids) == 0 {
+	if len(rows) == 0 {
 		return nil, nil
 	}
-	if err := tx.Model(&Session{}).Where("id IN ?", ids).Update("revoked_at", now).Error; err != nil {
-		return nil, err
-	}
-	revs := make([]Revocation, len(ids))
-	for i, id := range ids {
-		revs[i] = Revocation{ID: id, ExpiresAt: until}
+	revoked := make([]Revoked, len(rows))
+	revs := make([]Revocation, len(rows))
+	events := make([]Event, len(rows))
+	for i, s := range rows {
+		until := r.Until(s.AccessExpiresAt)
+		revoked[i] = Revoked{ID: s.ID, Until: until}
+		revs[i] = Revocation{ID: s.ID, ExpiresAt: until}
+		events[i] = Event{Kind: EventSessionRevoked, ID: s.ID, Until: until}
 	}
 	if err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoUpdates: clause.AssignmentColumns([]string{"expires_at"})}).Create(&revs).Error; err != nil {
 		return nil, err
 	}
-	events := make([]Event, len(ids))
-	for i, id := range ids {
-		events[i] = Event{Kind: EventSessionRevoked, ID: id, Until: until}
-	}
 	if err := Publish(tx, events...); err != nil {
 		return nil, err
 	}
-	return ids, nil
+	return revoked, nil
 }
 
 // Revocations returns the unexpired revocations: id -> expiry.
@@ -463,9 +604,11 @@ func Revocations(ctx context.Context, db *gorm.DB, now time.Time) (_ map[string]
 type Purged struct{ Revocations, RefreshTokens, Sessions, RateLimits int64 }
 
 // PurgeExpired deletes expired revocations, refresh tokens, sessions and
-// rate-limit counters, and sessions revoked before revokedBefore (by then no
-// access token of theirs can still be valid).
-func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore time.Time) (p Purged, err error) {
+// rate-limit counters, and sessions revoked before revokedBefore whose
+// latest access token expired before accessExpiredBefore (by then no
+// access token of theirs can still be valid, whatever lifetime it was
+// issued with).
+func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore, accessExpiredBefore time.Time) (p Purged, err error) {
 	defer Wrap(&err, "PurgeExpired")
 	db = db.WithContext(ctx)
 	res := db.Where("expires_at <= ?", now).Delete(&Revocation{})
@@ -473,13 +616,14 @@ func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore time.Time
 		return p, res.Error
 	}
 	p.Revocations = res.RowsAffected
-	expired := db.Model(&Session{}).Select("id").Where("expires_at <= ? OR revoked_at < ?", now, revokedBefore)
+	const ended = "expires_at <= ? OR (revoked_at < ? AND (access_expires_at IS NULL OR access_expires_at < ?))"
+	expired := db.Model(&Session{}).Select("id").Where(ended, now, revokedBefore, accessExpiredBefore)
 	res = db.Where("expires_at <= ? OR session_id IN (?)", now, expired).Delete(&RefreshToken{})
 	if res.Error != nil {
 		return p, res.Error
 	}
 	p.RefreshTokens = res.RowsAffected
-	res = db.Where("expires_at <= ? OR revoked_at < ?", now, revokedBefore).Delete(&Session{})
+	res = db.Where(ended, now, revokedBefore, accessExpiredBefore).Delete(&Session{})
 	if res.Error != nil {
 		return p, res.Error
 	}
