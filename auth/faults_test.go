@@ -87,4 +87,24 @@ func TestAuditQueueThroughOutage(t *testing.T) {
 	if _, err := s.Login(ctx, "outage@example.com", "password1"); err != nil {
 		t.Errorf("login after the outage: %v", err)
 	}
+
+	// A shutdown during an outage waits for the database (up to its
+	// context) and writes what is queued.
+	pg.Stop()
+	const more = 50
+	for range more {
+		s.Refresh(ctx, "malformed")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close(fctx) }()
+	pg.Start()
+	if err := <-closed; err != nil {
+		t.Fatalf("Close with the database back within its timeout: %v", err)
+	}
+	if err := db.Model(&models.AuditEvent{}).Where("type = ? AND outcome = ?", models.AuditRefresh, models.AuditFailure).Count(&n).Error; err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(queued+more) {
+		t.Errorf("%d REFRESH failures written after a shutdown during an outage, want %d", n, queued+more)
+	}
 }

@@ -669,9 +669,14 @@ func (s *Service) Purge(ctx context.Context) error {
 	return s.Reload(ctx)
 }
 
+// purgeTimeout is the deadline of each of the purge's statements, longer
+// than AUTH_DB_TIMEOUT: no client waits for it, and after an outage it
+// may have a backlog of expired rows to delete.
+const purgeTimeout = time.Minute
+
 // RunPurge calls Purge every interval until ctx is done.
 func (s *Service) RunPurge(ctx context.Context, interval time.Duration) {
-	runEvery(ctx, interval, s.log, "purge", s.Purge)
+	runEvery(models.WithTimeout(ctx, purgeTimeout), interval, s.log, "purge", s.Purge)
 }
 
 // runEvery calls f every interval until ctx is done, logging its failures

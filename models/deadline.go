@@ -39,21 +39,32 @@ var (
 	_ gorm.GetDBConnector   = (*deadlineTx)(nil)
 )
 
-type noTimeoutKey struct{}
+type timeoutKey struct{}
 
 // WithoutTimeout returns ctx for work that may rightly take longer than
-// the operation timeout: migrations, which rewrite whole tables.
+// any operation timeout: migrations, which rewrite whole tables.
 func WithoutTimeout(ctx context.Context) context.Context {
-	return context.WithValue(ctx, noTimeoutKey{}, true)
+	return context.WithValue(ctx, timeoutKey{}, time.Duration(-1))
 }
 
-// bound returns ctx with the pool's deadline, unless it has an earlier one
-// or asked for none.
+// WithTimeout returns ctx whose database operations each get d instead of
+// the pool's timeout: background work that no client waits for and that
+// may have a backlog to go through, such as the purge after an outage.
+func WithTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, timeoutKey{}, d)
+}
+
+// bound returns ctx with the operation deadline (the pool's timeout, or
+// the one ctx asks for), unless ctx has an earlier one or asked for none.
 func (p *deadlinePool) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Value(noTimeoutKey{}) != nil {
-		return ctx, func() {}
+	d := p.timeout
+	if v, ok := ctx.Value(timeoutKey{}).(time.Duration); ok {
+		if v < 0 {
+			return ctx, func() {}
+		}
+		d = v
 	}
-	return context.WithTimeout(ctx, p.timeout)
+	return context.WithTimeout(ctx, d)
 }
 
 // boundContext returns ctx with db's operation deadline, for a statement
