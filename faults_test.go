@@ -435,6 +435,15 @@ func TestFaultClientGone(t *testing.T) {
 	if line["status"] != float64(statusClientClosed) || line["outcome"] != outcomeClientClosed {
 		t.Errorf("abandoned login logged with status %v outcome %v; want %d %s", line["status"], line["outcome"], statusClientClosed, outcomeClientClosed)
 	}
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `authql_graphql_requests_total{operation="login",outcome="CLIENT_CLOSED"} 1`; !strings.Contains(string(metrics), want) {
+		t.Errorf("metrics lack %s", want)
+	}
 	db, _, err := models.Open(pg.DSN(), models.Options{MaxConns: 1})
 	if err != nil {
 		t.Fatal(err)

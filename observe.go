@@ -152,6 +152,14 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
+		if info.Operation == "" && r.Method == http.MethodPost && r.URL.Path == "/query" {
+			// Refused before reaching the GraphQL handler (limitBody).
+			info.Operation = graph.OperationInvalid
+			info.Outcome = "error"
+			if rec.status == http.StatusRequestEntityTooLarge {
+				info.Outcome = "PAYLOAD_TOO_LARGE"
+			}
+		}
 		// The client left before its answer was written (the server
 		// cancels the request's context when it sees the connection
 		// close), or the answer could not be written to it: it got
@@ -163,14 +171,6 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 			info.Outcome = outcomeClientClosed
 		}
 
-		if info.Operation == "" && r.Method == http.MethodPost && r.URL.Path == "/query" {
-			// Refused before reaching the GraphQL handler (limitBody).
-			info.Operation = graph.OperationInvalid
-			info.Outcome = "error"
-			if rec.status == http.StatusRequestEntityTooLarge {
-				info.Outcome = "PAYLOAD_TOO_LARGE"
-			}
-		}
 		if m != nil && info.Operation != "" {
 			m.request(info.Operation, info.Outcome, d)
 		}
