@@ -276,6 +276,12 @@ func TestFaultPostgresBlip(t *testing.T) {
 	if strings.Contains(logs.String(), "audit event not recorded") {
 		t.Error("the log reports audit events not recorded")
 	}
+	// The cause is logged, coalesced: not a line per failed request.
+	causes := strings.Count(logs.String(), `"msg":"database unavailable"`)
+	if causes == 0 || causes*10 > a.codes[models.ServiceUnavailable] {
+		t.Errorf("%d \"database unavailable\" lines for %d SERVICE_UNAVAILABLE answers; want the cause logged, a line for many failures",
+			causes, a.codes[models.ServiceUnavailable])
+	}
 }
 
 // TestFaultPostgresFreezeRefresh freezes PostgreSQL (SIGSTOP: connections
