@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -83,7 +84,23 @@ func Unavailable(err error) bool {
 			return true
 		}
 	}
+	// A COMMIT that failed for a full disk, whose rollback then failed
+	// too, comes as one error with the code of the second (SQLITE_ERROR)
+	// and both messages: SQLite's own fixed texts for the codes above.
+	msg := err.Error()
+	for _, m := range sqliteUnavailable {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
 	return false
+}
+
+// sqliteUnavailable are sqlite3_errstr's texts of the result codes that
+// mean the database is unavailable.
+var sqliteUnavailable = []string{
+	"database or disk is full", "disk I/O error", "database is locked",
+	"database table is locked", "unable to open database file",
 }
 
 // Coded returns the *Error a client is shown for err: the one in its

@@ -28,6 +28,10 @@ func TestUnavailable(t *testing.T) {
 		{"ConnectionRefused", refused, true},
 		{"Deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), true},
 		{"ClientCancelled", fmt.Errorf("query: %w", context.Canceled), false},
+		// As the SQLite driver reported a COMMIT on a full disk whose
+		// rollback failed too (seen in TestFaultSQLiteFullDisk).
+		{"SQLiteFullThenRollbackFailed", fmt.Errorf("InsertAuditEvents(1): %w",
+			errors.New("database or disk is full (13); SQL logic error: cannot rollback - no transaction is active (1)")), true},
 		{"NotFound", gorm.ErrRecordNotFound, false},
 		{"Coded", models.Errorf(models.BadUserInput, "bad"), false},
 		{"Other", errors.New("syntax error"), false},
