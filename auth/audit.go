@@ -273,6 +273,10 @@ type auditWriter struct {
 	full     bool   // over auditHighWater: logged when it starts and ends
 	dropping bool   // events given up in this episode of full: logged once
 	dropped  uint64 // events given up because the budget was full
+	// headTries counts the failed INSERTs of the event at the head of the
+	// queue for an error not known to be an outage (the writer's
+	// goroutine only).
+	headTries int
 
 	wake    chan struct{} // a batch is ready, or a flush waits
 	stop    chan struct{} // closed by close
@@ -290,6 +294,10 @@ const (
 	DefaultAuditQueueBytes = 64 << 20
 	auditHighWater         = 0.9
 	auditFullWait          = 5 * time.Second
+	// auditRefusedTries is how many times an event the database refuses
+	// with an error not known to mean an outage is retried before it is
+	// given up (and logged).
+	auditRefusedTries = 3
 )
 
 func newAuditWriter(db *gorm.DB, log *slog.Logger, budget int64, batch int, every time.Duration) *auditWriter {
@@ -533,9 +541,10 @@ func (w *auditWriter) writeQueued() (unavailable bool) {
 // write inserts batch in one statement. Should the database refuse it for
 // another reason than being unavailable, it inserts the events one by one,
 // so that one row the database refuses does not take the rest of its
-// batch with it; rows still refused are logged with what identifies them,
-// the only trace left of them. It returns how many events of batch are
-// settled, and the error of the database being unavailable.
+// batch with it; a row still refused after auditRefusedTries tries is
+// logged with what identifies it, the only trace left of it. It returns
+// how many events of batch are settled, and the error that stopped it
+// (retried after the backoff).
 func (w *auditWriter) write(batch []models.AuditEvent) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
 	defer cancel()
@@ -545,17 +554,27 @@ func (w *auditWriter) write(batch []models.AuditEvent) (int, error) {
 		return len(batch), nil
 	case models.Unavailable(err):
 		return 0, err
-	case len(batch) == 1:
-		w.logLost(batch[0], err)
-		return 1, nil
+	case len(batch) > 1:
+		w.log.Warn("audit batch refused; writing its events one by one", "events", len(batch), "err", err)
 	}
-	w.log.Warn("audit batch refused; writing its events one by one", "events", len(batch), "err", err)
 	for i := range batch {
-		err := models.InsertAuditEvents(ctx, w.db, batch[i:i+1])
-		if models.Unavailable(err) {
-			return i, err
+		if len(batch) > 1 {
+			err = models.InsertAuditEvents(ctx, w.db, batch[i:i+1])
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+		case models.Unavailable(err):
+			return i, err
+		case i > 0:
+			// Retried at the head of the queue, below.
+			return i, err
+		case w.headTries < auditRefusedTries:
+			// An error not known to mean an outage may still be one: the
+			// event is retried a few times, with the backoff, before it
+			// is given up.
+			w.headTries++
+			return 0, err
+		default:
 			w.logLost(batch[i], err)
 		}
 	}
@@ -578,6 +597,7 @@ func (w *auditWriter) settle(n int, err error) {
 			w.queue = nil
 		}
 		w.settled += uint64(n)
+		w.headTries = 0
 		close(w.progress)
 		w.progress = make(chan struct{})
 	}
