@@ -65,6 +65,9 @@ type config struct {
 
 	// AuditRetention is how long audit events are kept.
 	AuditRetention time.Duration
+	// AuditQueueBytes bounds the audit events waiting for the database
+	// (0: auth.DefaultAuditQueueBytes).
+	AuditQueueBytes int64
 
 	Production    bool // AUTH_ENV=production
 	Introspection bool
@@ -106,6 +109,8 @@ const configHelp = `Configuration (environment variables):
                                 AUTH_DB_MAX_CONNS (default AUTH_DB_MAX_CONNS)
   AUTH_DB_CONN_MAX_LIFETIME     close and redial a connection this old, at least 1m
                                 (default 30m)
+  AUTH_DB_TIMEOUT               deadline of every database statement and transaction; past
+                                it the request fails with SERVICE_UNAVAILABLE (default 5s)
   AUTH_AUTO_MIGRATE             false: serve and the other commands do not migrate the database
                                 but refuse to start unless authql migrate has (default true)
   AUTH_JWT_SECRET               HS256 secret, at least 32 bytes (default: generated
@@ -155,6 +160,9 @@ const configHelp = `Configuration (environment variables):
                                 it has re-read what it missed (default 5s)
   AUTH_AUDIT_RETENTION          how long audit events are kept before the periodic purge
                                 deletes them, at least 1h (default 2160h: 90 days)
+  AUTH_AUDIT_QUEUE_BYTES        memory for audit events waiting for the database during an
+                                outage; at 90% of it sign-ins get SERVICE_UNAVAILABLE
+                                (default 67108864: 64 MiB, at least 1048576)
   AUTH_ENV                      production turns introspection and the playground off
                                 unless enabled below (default development)
   AUTH_INTROSPECTION            allow __schema/__type queries (default true, false in production)
@@ -471,6 +479,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	// At least a minute: a shorter lifetime would have the pool redial
 	// under steady load, the very cost the pool is there to avoid.
 	duration("AUTH_DB_CONN_MAX_LIFETIME", &c.DB.ConnMaxLifetime, time.Minute)
+	// At least 100ms: a healthy database answers authql's statements in
+	// milliseconds, and a shorter deadline would fail them under load.
+	duration("AUTH_DB_TIMEOUT", &c.DB.Timeout, 100*time.Millisecond)
+	if c.DB.Timeout > 5*time.Minute {
+		bad("AUTH_DB_TIMEOUT", "%s is too long: requests would hang that long on a stalled database; use at most 5m", c.DB.Timeout)
+	}
+	var queueBytes int
+	integer("AUTH_AUDIT_QUEUE_BYTES", &queueBytes, 1<<20, 16<<30)
+	c.AuditQueueBytes = int64(queueBytes)
 
 	switch v := strings.ToLower(strings.TrimSpace(getenv("AUTH_LOG_FORMAT"))); v {
 	case "", "json", "text":

@@ -79,6 +79,15 @@ func (rd *readiness) check(ctx context.Context) string {
 	case err != nil:
 		rd.log.WarnContext(ctx, "not ready: database unreachable", "err", err)
 		rd.reason = "database unreachable"
+	case rd.svc.AuditQueue().Failing:
+		// The ping passes, but writes fail: a full disk (SQLite), a
+		// PostgreSQL out of space or read-only. The audit writer is the
+		// one writing steadily, and retries every few seconds, so its
+		// state is the write probe, at no cost here. Ready again once one
+		// of its INSERTs succeeds.
+		rd.reason = "database not taking writes"
+	case rd.svc.AuditQueue().Full:
+		rd.reason = "audit log queue full"
 	case rd.svc.SyncRefusing():
 		// The listener has been cut off from the other replicas past
 		// AUTH_SYNC_TIMEOUT: every access token is refused until it is

@@ -64,6 +64,8 @@ type testConfig struct {
 	HTTP config
 	DB   models.Options
 	Log  io.Writer // the server's log (default: discarded)
+	// WriteTimeout is the HTTP server's (0: none, httptest's default).
+	WriteTimeout time.Duration
 }
 
 // serverOpt adjusts the configuration of a test server.
@@ -137,7 +139,9 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	tb.Cleanup(func() { svc.Close(context.Background()) })
 	m.watch(sqlDB, svc)
 	h := newServer(cfg.HTTP, svc, log, m, newReadiness(sqlDB, svc, log))
-	hs := httptest.NewServer(h)
+	hs := httptest.NewUnstartedServer(h)
+	hs.Config.WriteTimeout = cfg.WriteTimeout
+	hs.Start()
 	tb.Cleanup(hs.Close)
 	return &testServer{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c}
 }

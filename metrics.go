@@ -95,6 +95,26 @@ func (m *metrics) watch(db *sql.DB, svc *auth.Service) {
 			Name: "authql_revoked_sessions",
 			Help: "Revoked session and token ids held in memory until the access tokens they match expire.",
 		}, func() float64 { return float64(svc.RevokedCount()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_audit_queue_events",
+			Help: "Audit events waiting for the database (many during an outage: they are kept and retried).",
+		}, func() float64 { return float64(svc.AuditQueue().Events) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_audit_queue_bytes",
+			Help: "Estimated memory of the audit events waiting for the database; sign-ins are refused at 90% of AUTH_AUDIT_QUEUE_BYTES.",
+		}, func() float64 { return float64(svc.AuditQueue().Bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_audit_queue_full",
+			Help: "1 while the audit queue is nearly full and sign-ins get SERVICE_UNAVAILABLE, else 0.",
+		}, func() float64 { return b2f(svc.AuditQueue().Full) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_audit_write_failing",
+			Help: "1 while the database refuses the audit writer's INSERTs (down, or out of disk), else 0.",
+		}, func() float64 { return b2f(svc.AuditQueue().Failing) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "authql_audit_events_dropped_total",
+			Help: "Audit events given up because the audit queue was full (AUTH_AUDIT_QUEUE_BYTES).",
+		}, func() float64 { return float64(svc.AuditQueue().Dropped) }),
 	)
 }
 
@@ -110,6 +130,13 @@ func (m *metrics) watchDocuments(docs *graph.DocumentCache) {
 			Help: "Estimated memory held by the GraphQL documents kept, at most a fixed budget.",
 		}, func() float64 { return float64(docs.Bytes()) }),
 	)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // request records one GraphQL request.

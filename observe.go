@@ -153,7 +153,6 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-
 		if info.Operation == "" && r.Method == http.MethodPost && r.URL.Path == "/query" {
 			// Refused before reaching the GraphQL handler (limitBody).
 			info.Operation = graph.OperationInvalid
@@ -162,6 +161,17 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 				info.Outcome = "PAYLOAD_TOO_LARGE"
 			}
 		}
+		// The client left before its answer was written (the server
+		// cancels the request's context when it sees the connection
+		// close), or the answer could not be written to it: it got
+		// nothing, whatever the handler meant to send. Logged and counted
+		// as such, with nginx's 499, rather than as the status it never
+		// saw.
+		if r.Context().Err() != nil || rec.failed {
+			rec.status = statusClientClosed
+			info.Outcome = outcomeClientClosed
+		}
+
 		if m != nil && info.Operation != "" {
 			m.request(info.Operation, info.Outcome, d)
 		}
@@ -202,14 +212,22 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 	})
 }
 
+// statusClientClosed and outcomeClientClosed are the status and outcome
+// logged for a request whose client did not get the answer.
+const (
+	statusClientClosed  = 499
+	outcomeClientClosed = "CLIENT_CLOSED"
+)
+
 // recorder is a ResponseWriter that notes the status and size of the
-// answer, and adds the headers that depend on the GraphQL response before
-// the status is written (see header).
+// answer, and whether writing it failed, and adds the headers that depend
+// on the GraphQL response before the status is written (see header).
 type recorder struct {
 	http.ResponseWriter
 	info   *graph.RequestInfo
 	status int
 	bytes  int64
+	failed bool
 }
 
 // header adds Retry-After to an answer whose errors say when to try again
@@ -237,6 +255,9 @@ func (rec *recorder) Write(b []byte) (int, error) {
 	}
 	n, err := rec.ResponseWriter.Write(b)
 	rec.bytes += int64(n)
+	if err != nil {
+		rec.failed = true
+	}
 	return n, err
 }
 

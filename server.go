@@ -255,9 +255,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	// Deferred after closeDB, so run before it: the audit events still
-	// queued are written while the database is open.
+	// queued are written while the database is open, retried for up to
+	// AUTH_SHUTDOWN_TIMEOUT (at least 10 s) should it be down.
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), max(cfg.ShutdownTimeout, 10*time.Second))
 		defer cancel()
 		if err := svc.Close(ctx); err != nil {
 			log.Error("audit events not all written at shutdown", "err", err)
@@ -398,6 +399,8 @@ func authConfig(cfg config) auth.Config {
 		MaxSessions:    cfg.MaxSessions,
 		SyncTimeout:    cfg.SyncTimeout,
 		AuditRetention: cfg.AuditRetention,
+
+		AuditQueueBytes: cfg.AuditQueueBytes,
 
 		// Browser sessions: the refresh cookie, CSRF and CORS.
 		RefreshCookie:  cfg.RefreshCookie,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,9 +23,10 @@ const DefaultAuditRetention = 90 * 24 * time.Hour
 // 2,800 parameters, well under both databases' limits; 150 ms bounds how
 // long an event waits for a batch to fill.
 const (
-	auditBatchSize    = 256
-	auditQueueSize    = 4096
-	auditFlushEvery   = 150 * time.Millisecond
+	auditBatchSize  = 256
+	auditFlushEvery = 150 * time.Millisecond
+	// auditWriteTimeout bounds one INSERT (AUTH_DB_TIMEOUT bounds it
+	// too): past it the batch is retried.
 	auditWriteTimeout = 30 * time.Second
 )
 
@@ -162,10 +164,33 @@ func (s *Service) FlushAudit(ctx context.Context) error {
 	return s.audits.flush(ctx)
 }
 
+// errAuditFull refuses sign-ins while the audit queue is nearly full: a
+// sign-in that could not be recorded must not happen at all.
+var errAuditFull = &models.Error{
+	Code:       models.ServiceUnavailable,
+	Message:    "sign-ins are paused while the audit log catches up; retry later",
+	RetryAfter: auditRetryMax,
+}
+
+// auditRoom returns errAuditFull when the audit queue has no room left
+// for sign-ins (see auditWriter), nil otherwise.
+func (s *Service) auditRoom() error {
+	if s.audits.refusing() {
+		return errAuditFull
+	}
+	return nil
+}
+
+// AuditQueue returns the state of the audit queue, for metrics and
+// readiness.
+func (s *Service) AuditQueue() AuditQueue { return s.audits.state() }
+
 // Close writes every audit event recorded so far, the pending counts of
-// refusals by rate limits included, and stops the audit writer. Events
-// recorded after Close are written at once, one statement each. Call it
-// before closing the database.
+// refusals by rate limits included, and stops the audit writer. While the
+// database is unavailable it retries until ctx is done; the events still
+// queued then are lost, and Close says how many. Events recorded after
+// Close are written at once, one statement each. Call it before closing
+// the database.
 func (s *Service) Close(ctx context.Context) error {
 	s.recordRateLimited(s.now(), true)
 	return s.audits.close(ctx)
@@ -193,8 +218,15 @@ func (s *Service) AuditLog(ctx context.Context, first *int, after, userID *strin
 		}
 		f.UserID = &id
 	}
-	if err := s.FlushAudit(ctx); err != nil {
-		return nil, err
+	// Bounded: while the database is down the queue does not drain, and
+	// the reader gets SERVICE_UNAVAILABLE rather than a wait without end.
+	fctx, cancel := context.WithTimeout(ctx, auditFullWait)
+	defer cancel()
+	if err := s.FlushAudit(fctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, models.ErrUnavailable
 	}
 	return models.AuditEvents(ctx, s.db, n, c, f)
 }
@@ -209,70 +241,221 @@ func (s *Service) purgeAudit(ctx context.Context, now time.Time) (int64, error) 
 
 // auditWriter inserts audit events in batches from a goroutine of its own:
 // one INSERT per auditBatchSize events, or per auditFlushEvery when fewer
-// come. Its queue is bounded; when it is full, add blocks its caller until
-// the writer has caught up. That back-pressure slows requests down rather
-// than drop events: an audit log that loses events under load, when an
-// attack is most likely, would be worth little.
+// come.
+//
+// It loses no event the database could take: an INSERT that fails because
+// the database is unavailable (see models.Unavailable: down, restarting,
+// frozen past AUTH_DB_TIMEOUT, out of disk) keeps its events queued, in
+// order, and is retried with a backoff (auditRetryMin doubling up to
+// auditRetryMax) until it succeeds, for as long as the outage lasts.
+// Retrying is safe because an INSERT skips ids already written (see
+// models.InsertAuditEvents). Only a row the database refuses for itself is
+// given up, and logged.
+//
+// The queue is bounded by bytes (Config.AuditQueueBytes), not events: a
+// long outage under load must not take the process's memory. Sign-ins
+// are refused (refusing) once the queue holds auditHighWater of the
+// budget, so the events of requests already under way and of other
+// operations have the rest. When even the budget is full, add waits for
+// room up to auditFullWait and then gives the event up, counted in
+// Dropped and logged once per episode: no request blocks on the queue
+// for longer than that.
 type auditWriter struct {
-	db    *gorm.DB
-	log   *slog.Logger
-	batch int
-	every time.Duration
+	db     *gorm.DB
+	log    *slog.Logger
+	batch  int
+	every  time.Duration
+	budget int64
 
-	// mu is held shared while an event is queued and exclusively to close
-	// the writer, so that no event is queued once it has stopped reading.
-	mu      sync.RWMutex
-	closed  bool
-	queue   chan models.AuditEvent
-	flushes chan chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	mu      sync.Mutex
+	queue   []models.AuditEvent // not yet written, oldest first
+	bytes   int64               // estimated size of queue (see eventBytes)
+	added   uint64              // events queued so far
+	settled uint64              // of them, written or given up: the oldest `settled`
+	// progress is closed (and replaced) whenever events settle, to wake
+	// the flushes and the adds waiting for room.
+	progress chan struct{}
+	closed   bool
+	failing  bool   // the last INSERT failed because the database is unavailable
+	full     bool   // over auditHighWater: logged when it starts and ends
+	dropping bool   // events given up in this episode of full: logged once
+	dropped  uint64 // events given up because the budget was full
+	// headTries counts the failed INSERTs of the event at the head of the
+	// queue for an error not known to be an outage (the writer's
+	// goroutine only).
+	headTries int
+
+	wake    chan struct{} // a batch is ready, or a flush waits
+	stop    chan struct{} // closed by close
+	abandon chan struct{} // closed when close's ctx ends first
+	done    chan struct{} // closed when run returns
 }
 
-func newAuditWriter(db *gorm.DB, log *slog.Logger, queueSize, batch int, every time.Duration) *auditWriter {
+// The audit writer's retry and budget constants.
+const (
+	auditRetryMin = 100 * time.Millisecond
+	auditRetryMax = 5 * time.Second
+	// DefaultAuditQueueBytes is the audit queue's budget when
+	// Config.AuditQueueBytes is 0: about 100,000 events of a typical size,
+	// a minute of a few thousand sign-ins a second.
+	DefaultAuditQueueBytes = 64 << 20
+	auditHighWater         = 0.9
+	auditFullWait          = 5 * time.Second
+	// auditRefusedTries is how many times an event the database refuses
+	// with an error not known to mean an outage is retried before it is
+	// given up (and logged).
+	auditRefusedTries = 3
+)
+
+func newAuditWriter(db *gorm.DB, log *slog.Logger, budget int64, batch int, every time.Duration) *auditWriter {
 	w := &auditWriter{
-		db: db, log: log, batch: batch, every: every,
-		queue:   make(chan models.AuditEvent, queueSize),
-		flushes: make(chan chan struct{}),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		db: db, log: log, batch: batch, every: every, budget: budget,
+		progress: make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		abandon:  make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	go w.run()
 	return w
 }
 
-// add queues e, waiting while the queue is full. Once the writer is
+// eventBytes estimates the memory e takes while queued: its strings and
+// a fixed part for the struct, the pointers and the time.
+func eventBytes(e *models.AuditEvent) int64 {
+	n := 256 + len(e.ID) + len(e.Type) + len(e.Outcome)
+	for _, s := range []*string{e.Reason, e.UserID, e.ActorID, e.SessionID, e.IP, e.UserAgent, e.Detail} {
+		if s != nil {
+			n += len(*s)
+		}
+	}
+	return int64(n)
+}
+
+// add queues e. While the budget is full it waits for room, up to
+// auditFullWait, then gives e up (see auditWriter). Once the writer is
 // closed, it writes e itself.
 func (w *auditWriter) add(e models.AuditEvent) {
-	w.mu.RLock()
-	if !w.closed {
-		w.queue <- e
-		w.mu.RUnlock()
+	size := eventBytes(&e)
+	var timeout <-chan time.Time
+	w.mu.Lock()
+	if !w.closed && !w.full && w.overHighWater(w.bytes+size) {
+		w.full = true
+		w.log.Error("audit queue nearly full: the database has not taken audit events for a while; refusing sign-ins until it does",
+			"queued", len(w.queue), "bytes", w.bytes, "budget", w.budget)
+	}
+	for !w.closed && w.bytes+size > w.budget && len(w.queue) > 0 {
+		if timeout == nil {
+			timeout = time.After(auditFullWait)
+		}
+		progress := w.progress
+		w.mu.Unlock()
+		select {
+		case <-progress:
+			w.mu.Lock()
+			continue
+		case <-timeout:
+		}
+		w.mu.Lock()
+		if !w.closed && w.bytes+size > w.budget && len(w.queue) > 0 {
+			// Said once per episode (and counted in Dropped), not per
+			// event: a log line per lost event would be a flood of its
+			// own.
+			if w.dropped++; !w.dropping {
+				w.dropping = true
+				w.log.Error("audit queue full: giving up audit events until the database takes the queued ones",
+					"queued", len(w.queue), "bytes", w.bytes, "budget", w.budget)
+			}
+			w.mu.Unlock()
+			return
+		}
+	}
+	if w.closed {
+		w.mu.Unlock()
+		if err := models.InsertAuditEvents(context.Background(), w.db, []models.AuditEvent{e}); err != nil {
+			w.logLost(e, err)
+		}
 		return
 	}
-	w.mu.RUnlock()
-	w.write([]models.AuditEvent{e})
+	w.queue = append(w.queue, e)
+	w.bytes += size
+	w.added++
+	ready := len(w.queue) >= w.batch
+	w.mu.Unlock()
+	if ready {
+		w.poke()
+	}
 }
 
-// flush returns once every event queued before the call is written.
+// overHighWater reports whether a queue of n bytes must refuse sign-ins.
+func (w *auditWriter) overHighWater(n int64) bool {
+	return float64(n) >= auditHighWater*float64(w.budget)
+}
+
+// poke wakes the writer.
+func (w *auditWriter) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// refusing reports whether sign-ins must be refused: the queue holds
+// auditHighWater of its budget.
+func (w *auditWriter) refusing() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.overHighWater(w.bytes)
+}
+
+// AuditQueue is the state of the audit writer's queue, for metrics and
+// readiness.
+type AuditQueue struct {
+	Events  int
+	Bytes   int64
+	Budget  int64
+	Full    bool   // sign-ins are refused (the queue holds 90% of its budget)
+	Failing bool   // the database refuses the writer's INSERTs
+	Dropped uint64 // events given up because the budget was full, since start
+}
+
+func (w *auditWriter) state() AuditQueue {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return AuditQueue{
+		Events: len(w.queue), Bytes: w.bytes, Budget: w.budget,
+		Full:    w.overHighWater(w.bytes),
+		Failing: w.failing, Dropped: w.dropped,
+	}
+}
+
+// flush returns once every event queued before the call is written (or
+// given up), or when ctx is done.
 func (w *auditWriter) flush(ctx context.Context) error {
-	ack := make(chan struct{})
-	select {
-	case w.flushes <- ack:
-	case <-w.done:
-		return nil // closed: everything queued was written
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-ack:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	w.mu.Lock()
+	target := w.added
+	w.mu.Unlock()
+	w.poke()
+	for {
+		w.mu.Lock()
+		settled, progress := w.settled, w.progress
+		w.mu.Unlock()
+		if settled >= target {
+			return nil
+		}
+		select {
+		case <-progress:
+		case <-w.done:
+			return nil // closed: what it could write is written
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
-// close stops the writer after it has written everything queued.
+// close stops the writer after it has written everything queued, retrying
+// while the database is unavailable until ctx is done. What is still
+// queued then is lost, and logged as such.
 func (w *auditWriter) close(ctx context.Context) error {
 	w.mu.Lock()
 	if !w.closed {
@@ -284,77 +467,160 @@ func (w *auditWriter) close(ctx context.Context) error {
 	case <-w.done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	w.mu.Lock()
+	select {
+	case <-w.abandon:
+	default:
+		close(w.abandon)
+	}
+	w.mu.Unlock()
+	<-w.done
+	w.mu.Lock()
+	n := len(w.queue)
+	w.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	w.log.Error("audit events lost at shutdown: the database did not take them in time", "events", n)
+	return fmt.Errorf("%d audit events not written: %w", n, ctx.Err())
 }
 
 func (w *auditWriter) run() {
 	defer close(w.done)
-	buf := make([]models.AuditEvent, 0, w.batch)
-	write := func() {
-		if len(buf) > 0 {
-			w.write(buf)
-			buf = buf[:0]
-		}
-	}
-	take := func(e models.AuditEvent) {
-		if buf = append(buf, e); len(buf) == w.batch {
-			write()
-		}
-	}
-	// drain writes everything queued now.
-	drain := func() {
-		for {
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	stop := w.stop
+	var backoff time.Duration
+	for {
+		if backoff > 0 {
 			select {
-			case e := <-w.queue:
-				take(e)
-			default:
-				write()
+			case <-time.After(backoff):
+			case <-stop:
+				stop = nil
+			case <-w.abandon:
+				return
+			}
+		} else if stop != nil {
+			select {
+			case <-w.wake:
+			case <-t.C:
+			case <-stop:
+				stop = nil
+			}
+		}
+		if w.writeQueued() {
+			backoff = min(max(2*backoff, auditRetryMin), auditRetryMax)
+			continue
+		}
+		backoff = 0
+		if stop == nil {
+			// Closed, and the queue was empty after it: no event can be
+			// queued any more (add writes them itself).
+			w.mu.Lock()
+			empty := len(w.queue) == 0
+			w.mu.Unlock()
+			if empty {
 				return
 			}
 		}
 	}
-	t := time.NewTicker(w.every)
-	defer t.Stop()
+}
+
+// writeQueued writes the queue, a batch at a time, until it is empty or
+// the database is unavailable; it reports the latter.
+func (w *auditWriter) writeQueued() (unavailable bool) {
 	for {
-		select {
-		case e := <-w.queue:
-			take(e)
-		case <-t.C:
-			write()
-		case ack := <-w.flushes:
-			drain()
-			close(ack)
-		case <-w.stop:
-			// No event can be queued any more (see mu): what is in the
-			// queue now is the last of it.
-			drain()
-			return
+		w.mu.Lock()
+		batch := slices.Clone(w.queue[:min(len(w.queue), w.batch)])
+		w.mu.Unlock()
+		if len(batch) == 0 {
+			return false
+		}
+		n, err := w.write(batch)
+		w.settle(n, err)
+		if err != nil {
+			return true
 		}
 	}
 }
 
-// write inserts events in one statement. Should that fail, it inserts them
-// one by one, so that one row the database refuses does not take the rest
-// of its batch with it; rows still refused are logged with what identifies
-// them, the only trace left of them.
-func (w *auditWriter) write(events []models.AuditEvent) {
+// write inserts batch in one statement. Should the database refuse it for
+// another reason than being unavailable, it inserts the events one by one,
+// so that one row the database refuses does not take the rest of its
+// batch with it; a row still refused after auditRefusedTries tries is
+// logged with what identifies it, the only trace left of it. It returns
+// how many events of batch are settled, and the error that stopped it
+// (retried after the backoff).
+func (w *auditWriter) write(batch []models.AuditEvent) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
 	defer cancel()
-	err := models.InsertAuditEvents(ctx, w.db, events)
-	if err == nil {
-		return
+	err := models.InsertAuditEvents(ctx, w.db, batch)
+	switch {
+	case err == nil:
+		return len(batch), nil
+	case models.Unavailable(err):
+		return 0, err
+	case len(batch) > 1:
+		w.log.Warn("audit batch refused; writing its events one by one", "events", len(batch), "err", err)
 	}
-	if len(events) > 1 {
-		w.log.Warn("audit batch refused; writing its events one by one", "events", len(events), "err", err)
-		for i := range events {
-			if err := models.InsertAuditEvents(ctx, w.db, events[i:i+1]); err != nil {
-				w.logLost(events[i], err)
-			}
+	for i := range batch {
+		if len(batch) > 1 {
+			err = models.InsertAuditEvents(ctx, w.db, batch[i:i+1])
 		}
-		return
+		switch {
+		case err == nil:
+		case models.Unavailable(err):
+			return i, err
+		case i > 0:
+			// Retried at the head of the queue, below.
+			return i, err
+		case w.headTries < auditRefusedTries:
+			// An error not known to mean an outage may still be one: the
+			// event is retried a few times, with the backoff, before it
+			// is given up.
+			w.headTries++
+			return 0, err
+		default:
+			w.logLost(batch[i], err)
+		}
 	}
-	w.logLost(events[0], err)
+	return len(batch), nil
+}
+
+// settle drops the n oldest events from the queue, written or given up,
+// and notes whether the database was unavailable (err), logging when an
+// outage starts and ends.
+func (w *auditWriter) settle(n int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n > 0 {
+		for i := range w.queue[:n] {
+			w.bytes -= eventBytes(&w.queue[i])
+		}
+		clear(w.queue[:n]) // no strings kept alive by the backing array
+		w.queue = w.queue[n:]
+		if len(w.queue) == 0 {
+			w.queue = nil
+		}
+		w.settled += uint64(n)
+		w.headTries = 0
+		close(w.progress)
+		w.progress = make(chan struct{})
+	}
+	switch {
+	case err != nil && !w.failing:
+		w.failing = true
+		w.log.Error("audit events not written: the database is unavailable; keeping them queued and retrying",
+			"queued", len(w.queue), "err", err)
+	case err == nil && w.failing:
+		w.failing = false
+		w.log.Info("audit events written again: the database is back", "queued", len(w.queue))
+	}
+	if w.full && !w.overHighWater(w.bytes) {
+		w.full, w.dropping = false, false
+		w.log.Info("audit queue has room again: sign-ins accepted", "queued", len(w.queue), "dropped_since_start", w.dropped)
+	}
 }
 
 func (w *auditWriter) logLost(e models.AuditEvent, err error) {

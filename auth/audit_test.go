@@ -19,7 +19,7 @@ import (
 func TestAuditWriterCloseWritesEverything(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		db := openDB(t, dsn)
-		w := newAuditWriter(db, slog.New(slog.DiscardHandler), 8, 5, time.Hour)
+		w := newAuditWriter(db, slog.New(slog.DiscardHandler), 8*300, 5, time.Hour)
 		const writers, each = 7, 143 // 1001 events: the last batch is partial
 		at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 		var wg sync.WaitGroup
@@ -74,7 +74,7 @@ func TestAuditWriterCloseWritesEverything(t *testing.T) {
 // is in the database, however long the flush interval.
 func TestAuditWriterFlush(t *testing.T) {
 	db := openDB(t, testdb.SQLite(t))
-	w := newAuditWriter(db, slog.New(slog.DiscardHandler), 100, 50, time.Hour)
+	w := newAuditWriter(db, slog.New(slog.DiscardHandler), 1<<20, 50, time.Hour)
 	t.Cleanup(func() { w.close(context.Background()) })
 	for range 3 {
 		w.add(models.NewAuditEvent(time.Now(), models.AuditRefresh, models.AuditSuccess))
@@ -95,7 +95,7 @@ func TestAuditWriterFlush(t *testing.T) {
 // itself, not the rest of its batch.
 func TestAuditWriterBadRowAlone(t *testing.T) {
 	db := openDB(t, testdb.SQLite(t))
-	w := newAuditWriter(db, slog.New(slog.DiscardHandler), 100, 50, time.Hour)
+	w := newAuditWriter(db, slog.New(slog.DiscardHandler), 1<<20, 50, time.Hour)
 	good := models.NewAuditEvent(time.Now(), models.AuditLogin, models.AuditSuccess)
 	dup := models.NewAuditEvent(time.Now(), models.AuditLogin, models.AuditFailure)
 	w.add(dup)

@@ -87,6 +87,9 @@ type Config struct {
 	// AuditRetention is how long audit events are kept (0:
 	// DefaultAuditRetention); Purge deletes older ones.
 	AuditRetention time.Duration
+	// AuditQueueBytes bounds the memory of the audit events waiting for
+	// the database (0: DefaultAuditQueueBytes); see auditWriter.
+	AuditQueueBytes int64
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -143,6 +146,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
 	}
+	if cfg.AuditQueueBytes <= 0 {
+		cfg.AuditQueueBytes = DefaultAuditQueueBytes
+	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,
 		revs:    revocations{ids: map[string]time.Time{}},
@@ -183,7 +189,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		return nil, err
 	}
 	// Last: nothing above can fail once the writer's goroutine runs.
-	s.audits = newAuditWriter(db, log, auditQueueSize, auditBatchSize, auditFlushEvery)
+	s.audits = newAuditWriter(db, log, cfg.AuditQueueBytes, auditBatchSize, auditFlushEvery)
 	return s, nil
 }
 
@@ -250,10 +256,14 @@ var errBadCredentials = models.Errorf(models.Unauthenticated, "invalid email or 
 
 // Register creates a user with the role "user" and signs it in. It returns
 // BadUserInput for an invalid email or password or a taken email, and
-// Forbidden when sign-up is disabled.
+// Forbidden when sign-up is disabled, ServiceUnavailable when the audit
+// log cannot take its record (see auditRoom) or the database is down.
 func (s *Service) Register(ctx context.Context, email, password string) (_ *Grant, err error) {
 	if !s.cfg.Signup {
 		return nil, models.Errorf(models.Forbidden, "sign-up is disabled")
+	}
+	if err := s.auditRoom(); err != nil {
+		return nil, err
 	}
 	client := ClientFrom(ctx).limitKey()
 	if _, err := s.take(ctx, s.now(), []string{s.limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
@@ -308,13 +318,17 @@ func (s *Service) createUser(ctx context.Context, email, password string, roles 
 // MaxPasswordBytes or with bytes no password has (see checkPasswordBytes),
 // are BadUserInput, refused before hashing. Past the failed-login limits of
 // the account and client, or when no hashing worker frees up in time, it
-// returns RateLimited without checking the password.
+// returns RateLimited without checking the password. While the audit log
+// cannot take its record (see auditRoom) it returns ServiceUnavailable.
 func (s *Service) Login(ctx context.Context, email, password string) (*Grant, error) {
 	if err := checkPasswordBytes(password); err != nil {
 		return nil, err
 	}
 	email, err := models.NormalizeEmail(email)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.auditRoom(); err != nil {
 		return nil, err
 	}
 	now, client := s.now(), ClientFrom(ctx).limitKey()
@@ -494,8 +508,13 @@ func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshT
 // later too when none of its successors was ever used (a retry after a
 // lost answer: the unused successors are spent); any other presentation
 // of a superseded token revokes the session (see
-// models.RotateRefreshToken). Every failure is Unauthenticated.
+// models.RotateRefreshToken). Every failure is Unauthenticated, except
+// ServiceUnavailable while the audit log cannot take its record (see
+// auditRoom) or the database is down.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, err error) {
+	if err := s.auditRoom(); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	if _, err := s.take(ctx, now, []string{s.limitKey("refresh", ClientFrom(ctx).limitKey())}, []Rate{s.cfg.Limits.Refresh}); err != nil {
 		return nil, err
@@ -814,9 +833,14 @@ func (s *Service) Purge(ctx context.Context) error {
 	return s.Reload(ctx)
 }
 
+// purgeTimeout is the deadline of each of the purge's statements, longer
+// than AUTH_DB_TIMEOUT: no client waits for it, and after an outage it
+// may have a backlog of expired rows to delete.
+const purgeTimeout = time.Minute
+
 // RunPurge calls Purge every interval until ctx is done.
 func (s *Service) RunPurge(ctx context.Context, interval time.Duration) {
-	runEvery(ctx, interval, s.log, "purge", s.Purge)
+	runEvery(models.WithTimeout(ctx, purgeTimeout), interval, s.log, "purge", s.Purge)
 }
 
 // runEvery calls f every interval until ctx is done, logging its failures

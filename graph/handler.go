@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -133,10 +135,12 @@ func authDirective(svc *auth.Service) func(ctx context.Context, obj any, next gr
 }
 
 // errorPresenter is the one place errors become GraphQL errors. A coded
-// *models.Error shows its message and code; gqlgen's own errors (parse and
+// *models.Error shows its message and code, and so does a database outage
+// (SERVICE_UNAVAILABLE, see models.Unavailable); gqlgen's own errors (parse and
 // validation) keep theirs; anything else is logged with its cause and shown
 // only as "internal error", so nothing internal leaks.
 func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
+	var outage outageLog
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gerr := graphql.DefaultErrorPresenter(ctx, err)
 		var coded *models.Error
@@ -161,6 +165,20 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 				// login into the log.
 				gerr.Message = "the request body is not a JSON GraphQL request"
 			}
+		case models.Unavailable(err):
+			// The database is down or cannot write: SERVICE_UNAVAILABLE
+			// with retryAfter, so that clients retry rather than report a
+			// bug. The cause is logged here, once; never sent.
+			if n, ok := outage.due(time.Now()); ok {
+				log.WarnContext(ctx, "database unavailable", "path", gerr.Path.String(), "err", err, "since_last_line", n)
+			}
+			gerr.Message = models.ErrUnavailable.Message
+			gerr.Extensions = map[string]any{"code": models.ErrUnavailable.Code, "retryAfter": models.ErrUnavailable.RetryAfterSeconds()}
+		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			// The client went away: nobody reads this answer, and the
+			// access log says so (CLIENT_CLOSED). Not an error of ours.
+			gerr.Message = "request cancelled"
+			gerr.Extensions = map[string]any{"code": models.Internal}
 		default:
 			log.ErrorContext(ctx, "internal error", "path", gerr.Path.String(), "err", err)
 			gerr.Message = "internal error"
@@ -168,6 +186,30 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		}
 		return gerr
 	}
+}
+
+// outageLog coalesces the "database unavailable" lines: during an outage
+// every request fails alike, and a line for each would be a flood of its
+// own. One a second is logged, with the count of failures since the
+// previous line.
+type outageLog struct {
+	mu   sync.Mutex
+	last time.Time
+	n    int
+}
+
+// due counts one failure at now and reports whether to log it, with how
+// many failures the line stands for.
+func (o *outageLog) due(now time.Time) (int, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.n++
+	if now.Sub(o.last) < time.Second {
+		return 0, false
+	}
+	n := o.n
+	o.last, o.n = now, 0
+	return n, true
 }
 
 // refusedRequest reports whether err is gqlgen's own refusal of a request

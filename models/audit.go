@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // AuditEventType is what an audit event records. The values are the names
@@ -89,13 +90,16 @@ func (e *AuditEvent) Cursor() string {
 	return encodeCursor(e.At, e.ID)
 }
 
-// InsertAuditEvents inserts events in one statement.
+// InsertAuditEvents inserts events in one statement. An event whose id is
+// in the table already is skipped: inserting the same events again is
+// harmless, so that a writer that never learnt whether its INSERT committed
+// (the connection lost at COMMIT) can simply retry it.
 func InsertAuditEvents(ctx context.Context, db *gorm.DB, events []AuditEvent) (err error) {
 	defer Wrap(&err, "InsertAuditEvents(%d)", len(events))
 	if len(events) == 0 {
 		return nil
 	}
-	return db.WithContext(ctx).Create(&events).Error
+	return db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&events).Error
 }
 
 // AuditFilter narrows AuditEvents: to the events of one user (UserID not

@@ -112,12 +112,15 @@ type Options struct {
 	// ConnMaxLifetime closes a connection that old when it is next
 	// returned to the pool (0: DefaultConnMaxLifetime).
 	ConnMaxLifetime time.Duration
+	// Timeout is the deadline of every statement and transaction (0:
+	// DefaultTimeout; see deadlinePool).
+	Timeout time.Duration
 }
 
 // withDefaults fills the zero fields of o for dialect d, or reports values
 // no pool can have.
 func (o Options) withDefaults(d Dialect) (Options, error) {
-	if o.MaxConns < 0 || o.MaxIdleConns < 0 || o.ConnMaxLifetime < 0 {
+	if o.MaxConns < 0 || o.MaxIdleConns < 0 || o.ConnMaxLifetime < 0 || o.Timeout < 0 {
 		return o, fmt.Errorf("negative pool option %+v", o)
 	}
 	if o.MaxConns == 0 {
@@ -131,6 +134,9 @@ func (o Options) withDefaults(d Dialect) (Options, error) {
 	}
 	if o.ConnMaxLifetime == 0 {
 		o.ConnMaxLifetime = DefaultConnMaxLifetime
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
 	}
 	return o, nil
 }
@@ -183,10 +189,14 @@ func Open(dsn string, opts Options) (*gorm.DB, Dialect, error) {
 	// A pool left idle this long gives its connections back to the
 	// database; the next burst dials them once each, not per request.
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
-	if err := sqlDB.Ping(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+	defer cancel()
+	if err := sqlDB.PingContext(ctx); err != nil {
 		sqlDB.Close()
 		return nil, "", fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
+	pool := &deadlinePool{db: sqlDB, timeout: opts.Timeout}
+	db.ConnPool, db.Statement.ConnPool = pool, pool
 	return db, dialect, nil
 }
 

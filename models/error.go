@@ -1,7 +1,6 @@
 package models
 
 import (
-	"errors"
 	"fmt"
 	"time"
 )
@@ -16,7 +15,9 @@ const (
 	NotFound        = "NOT_FOUND"
 	RateLimited     = "RATE_LIMITED"
 	// ServiceUnavailable: the server cannot answer correctly for now (a
-	// replica out of sync with the others); the client retries shortly.
+	// replica out of sync with the others, the database unreachable or
+	// unable to write, the audit queue full); the client retries after
+	// retryAfter.
 	ServiceUnavailable = "SERVICE_UNAVAILABLE"
 	Internal           = "INTERNAL_SERVER_ERROR"
 )
@@ -52,21 +53,20 @@ func (e *Error) RetryAfterSeconds() int {
 	return max(s, 1)
 }
 
-// ErrorCode returns the code of err: the Code of an *Error in its chain, or
+// ErrorCode returns the code of err: the Code of an *Error in its chain,
+// ServiceUnavailable for a database that is unavailable (see Coded), or
 // Internal for anything else (including nil-free unknown errors).
 func ErrorCode(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
+	if e := Coded(err); e != nil {
 		return e.Code
 	}
 	return Internal
 }
 
 // ErrorMessage returns the public message of err: the Message of an *Error in
-// its chain, or "internal error" so that no internal detail leaks.
+// its chain (see Coded), or "internal error" so that no internal detail leaks.
 func ErrorMessage(err error) string {
-	var e *Error
-	if errors.As(err, &e) {
+	if e := Coded(err); e != nil {
 		return e.Message
 	}
 	return "internal error"

@@ -355,6 +355,8 @@ func ApplyMigrations(ctx context.Context, db *gorm.DB) (_ SchemaStatus, err erro
 // busy_timeout for any other writer, in this process or another, and
 // holds until it ends.
 func inMigrationTx(ctx context.Context, db *gorm.DB, f func(tx *gorm.DB) error) error {
+	// A migration may rewrite a whole table: no AUTH_DB_TIMEOUT for it.
+	ctx = WithoutTimeout(ctx)
 	db = db.WithContext(ctx)
 	if db.Dialector.Name() != string(Postgres) {
 		return db.Transaction(f)

@@ -565,6 +565,9 @@ func rotatePostgres(ctx context.Context, db *gorm.DB, r Rotate) (Rotation, error
 	if err != nil {
 		return Rotation{}, err
 	}
+	// The *sql.DB itself does not apply AUTH_DB_TIMEOUT: GORM's pool does.
+	ctx, cancel := boundContext(db, ctx)
+	defer cancel()
 	// The connection first, then the time: a request that waited for a
 	// connection must not date its writes from before the wait. Taking a
 	// pooled connection costs no round trip.
