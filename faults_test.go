@@ -60,7 +60,7 @@ type answered struct {
 	mu          sync.Mutex
 	successes   map[[2]string]int // {type, session id} -> answers
 	codes       map[string]int
-	noRetry     int // SERVICE_UNAVAILABLE or RATE_LIMITED without retryAfter
+	noRetry     int // SERVICE_UNAVAILABLE or RATE_LIMITED without retryAfter or Retry-After
 	unanswered  int // transport errors
 	lastFailure string
 }
@@ -82,7 +82,9 @@ func (a *answered) note(tb testing.TB, typ models.AuditEventType, sid, field str
 	if len(r.Errors) > 0 {
 		code, _ := r.Errors[0].Extensions["code"].(string)
 		a.codes[code]++
-		if ra, _ := r.Errors[0].Extensions["retryAfter"].(float64); ra < 1 &&
+		// The error says when to retry, and so does the HTTP header (for
+		// clients and proxies that read only that).
+		if ra, _ := r.Errors[0].Extensions["retryAfter"].(float64); (ra < 1 || r.Header.Get("Retry-After") == "") &&
 			(code == models.ServiceUnavailable || code == models.RateLimited) {
 			a.noRetry++
 		}
@@ -268,7 +270,7 @@ func TestFaultPostgresBlip(t *testing.T) {
 		t.Errorf("%d INTERNAL_SERVER_ERROR answers during the outage; want SERVICE_UNAVAILABLE", a.codes[models.Internal])
 	}
 	if a.noRetry > 0 {
-		t.Errorf("%d SERVICE_UNAVAILABLE answers without retryAfter", a.noRetry)
+		t.Errorf("%d SERVICE_UNAVAILABLE answers without retryAfter or a Retry-After header", a.noRetry)
 	}
 	if a.unanswered > 0 {
 		t.Errorf("%d requests got no answer at all", a.unanswered)
@@ -585,6 +587,6 @@ func TestFaultSQLiteFullDisk(t *testing.T) {
 		t.Errorf("%d INTERNAL_SERVER_ERROR answers while the disk was full; want SERVICE_UNAVAILABLE", a.codes[models.Internal])
 	}
 	if a.noRetry > 0 {
-		t.Errorf("%d SERVICE_UNAVAILABLE answers without retryAfter", a.noRetry)
+		t.Errorf("%d SERVICE_UNAVAILABLE answers without retryAfter or a Retry-After header", a.noRetry)
 	}
 }
