@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +29,7 @@ type outcome int
 
 const (
 	ok      outcome = iota
-	limited         // RATE_LIMITED: the server refused it on purpose (busy hashing pool)
+	limited         // RATE_LIMITED: the server refused it on purpose (hashing pool busy, or the client's share of it in use)
 	failed          // anything else: a transport error or an unexpected GraphQL error
 )
 
@@ -51,6 +53,35 @@ type user struct {
 type client struct {
 	http *http.Client
 	url  string
+	// forwardedFor, when set, is sent as X-Forwarded-For: the client
+	// address a worker stands for (see workerAddr).
+	forwardedFor string
+}
+
+// as returns a client over the same transport that sends addr as its
+// X-Forwarded-For.
+func (c *client) as(addr string) *client {
+	cc := *c
+	cc.forwardedFor = addr
+	return &cc
+}
+
+// workerNet is where the workers' client addresses come from: 198.18.0.0/15,
+// set aside for benchmarks (RFC 2544), so that none is a real client's.
+var workerNet = netip.MustParsePrefix("198.18.0.0/15")
+
+// workerAddr is the client address worker i sends as X-Forwarded-For, the
+// same in every scenario. The server gives each client address only a
+// share of its hashing pool; real clients come from many addresses,
+// usually through a proxy, so each worker stands for a client of its own
+// rather than all of them sharing 127.0.0.1's share. The network's first
+// and last addresses are skipped; past the 131,070 between them (more
+// workers than a machine runs) addresses repeat.
+func workerAddr(i int) string {
+	b := workerNet.Addr().As4()
+	n := binary.BigEndian.Uint32(b[:]) + 1 + uint32(i%(1<<(32-workerNet.Bits())-2))
+	binary.BigEndian.PutUint32(b[:], n)
+	return netip.AddrFrom4(b).String()
 }
 
 // newClient returns a client for the GraphQL endpoint url that keeps up to
@@ -76,6 +107,9 @@ func (c *client) post(body []byte, bearer string, buf *bytes.Buffer) ([]byte, er
 	req.Header.Set("Content-Type", "application/json")
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	if c.forwardedFor != "" {
+		req.Header.Set("X-Forwarded-For", c.forwardedFor)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -427,7 +461,9 @@ func scenarios(spec scenarioSpec) []scenario {
 	workers := func(c *client, users []*user, from, n int) []*worker {
 		ws := make([]*worker, n)
 		for i := range ws {
-			ws[i] = &worker{c: c, u: users[from+i], seq: i * 37}
+			// The address goes with the user, so that each user signs in
+			// from one address in every scenario.
+			ws[i] = &worker{c: c.as(workerAddr(from + i)), u: users[from+i], seq: i * 37}
 		}
 		return ws
 	}

@@ -45,6 +45,14 @@ func main() {
 // under taskset, which only sees the cores left to it.
 const pinnedEnv = "AUTHQL_BENCH_CPUS"
 
+// trustedLoopback is the started server's AUTH_TRUSTED_PROXIES: the tool
+// connects from loopback, and trusted as a proxy, each worker is the client
+// its X-Forwarded-For names (workerAddr), so that the per-client share of
+// the hashing pool applies to each worker, as to clients behind a real
+// proxy, rather than to the whole load together. (A trusted proxy is also
+// exempt from AUTH_MAX_CONNS_PER_CLIENT, as a real one is.)
+const trustedLoopback = "127.0.0.0/8,::1"
+
 // hashSamples is how many argon2id verifies are timed for the hash rate.
 const hashSamples = 9
 
@@ -93,8 +101,8 @@ var pgScenarios = []string{"replicas", "bigdb"}
 const usage = `Usage: go run ./cmd/authql-bench [flags]
 
 Measures authql over HTTP with keep-alive connections: me, login, chained
-refresh (each connection sends the refresh token it got last), a mix (90%% me,
-9%% refresh, 1%% login) and me during a login flood. Each scenario runs a
+refresh (each connection sends the refresh token it got last), a mix (90% me,
+9% refresh, 1% login) and me during a login flood. Each scenario runs a
 warm-up, then -runs runs of -duration; the run with the median req/s is
 reported with its p50/p90/p99.
 
@@ -103,6 +111,16 @@ fresh SQLite file (and, with -pg, a fresh PostgreSQL database, dropped after)
 with the rate limits off and AUTH_ACCESS_TTL=1h, and measures its peak RSS.
 With at least two cores and taskset, the server runs on the first core and
 the load generator on the others.
+
+Each load connection is a client of its own, as real clients behind a proxy
+are: it sends its own X-Forwarded-For address (from 198.18.0.0/15), and the
+started server trusts loopback as a proxy (AUTH_TRUSTED_PROXIES, which also
+exempts it from AUTH_MAX_CONNS_PER_CLIENT), so that the per-client share of
+the hashing pool applies per connection rather than to the whole load. A
+-target server should list the tool's address in its AUTH_TRUSTED_PROXIES
+likewise; otherwise every connection counts as one client, and login
+measures that client's share of the pool: mostly RATE_LIMITED answers,
+counted as refused.
 
 Two more scenarios run only on PostgreSQL, after the others (and by default
 with -pg): replicas starts two more servers on the same database and times
@@ -130,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("authql-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	fs.StringVar(&o.target, "target", "", "URL of the `/query` endpoint of a running server to measure instead of starting one (register must be open)")
+	fs.StringVar(&o.target, "target", "", "URL of the `/query` endpoint of a running server to measure instead of starting one (register must be open; its AUTH_TRUSTED_PROXIES should include the tool's address, or all connections are one client and login measures that client's share of the hashing pool)")
 	fs.StringVar(&o.targetDB, "target-db", "target", "name of the -target server's database, for the report")
 	fs.StringVar(&o.pg, "pg", "", "PostgreSQL `URL` on which to create (and drop) a database for the server; enables the postgres runs")
 	fs.StringVar(&o.dbs, "db", "", "databases to measure, comma-separated: sqlite, postgres (default sqlite, and postgres with -pg)")
@@ -272,6 +290,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// still bounds logins, and the flood scenario shows it.
 		"AUTH_LOGIN_LIMIT_ACCOUNT=off", "AUTH_LOGIN_LIMIT_CLIENT=off",
 		"AUTH_REGISTER_LIMIT=off", "AUTH_REFRESH_LIMIT=off",
+		"AUTH_TRUSTED_PROXIES=" + trustedLoopback,
 	}
 	serverEnv := append(slices.Clone(baseEnv), o.env...)
 	if o.target == "" {
