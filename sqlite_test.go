@@ -84,7 +84,11 @@ func TestWALStaysBounded(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "wal.db")
 	var log strings.Builder
-	url, stop := startRunLogging(t, map[string]string{"DATABASE_URL": path, "AUTH_REFRESH_LIMIT": "off"}, &syncWriter{w: &log})
+	// AUTH_DB_TIMEOUT raised: this test measures the log's size, not
+	// latency, and under the race detector pure-Go SQLite copies pages back
+	// about ten times slower, so a refresh queued behind a checkpoint's
+	// write lock can wait past the default 5 s (seen once in CI).
+	url, stop := startRunLogging(t, map[string]string{"DATABASE_URL": path, "AUTH_REFRESH_LIMIT": "off", "AUTH_DB_TIMEOUT": "1m"}, &syncWriter{w: &log})
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, l := range strings.Split(log.String(), "\n") {
@@ -111,7 +115,7 @@ func TestWALStaysBounded(t *testing.T) {
 // write-ahead log reached, as wal-peak-bytes.
 func BenchmarkRefreshWAL(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "wal.db")
-	url, stop := startRun(b, map[string]string{"DATABASE_URL": path, "AUTH_REFRESH_LIMIT": "off"})
+	url, stop := startRun(b, map[string]string{"DATABASE_URL": path, "AUTH_REFRESH_LIMIT": "off", "AUTH_DB_TIMEOUT": "1m"})
 	s := sampleWAL(path)
 	b.ResetTimer()
 	refreshLoad(b, url, 8, max(b.N/8, 1))
