@@ -69,6 +69,28 @@ func newAnswered() *answered {
 	return &answered{successes: map[[2]string]int{}, codes: map[string]int{}}
 }
 
+// verify fails t unless what clients were told during fault holds: every
+// answered operation has its audit row in db, and the outage was told as
+// SERVICE_UNAVAILABLE with when to retry (in extensions and the header),
+// never as an internal error.
+func (a *answered) verify(t *testing.T, db *gorm.DB, fault string) {
+	t.Helper()
+	missing, total := a.missing(t, db)
+	t.Logf("%d successes answered; codes of failures %v; %d unanswered", total, a.codes, a.unanswered)
+	if missing > 0 {
+		t.Errorf("%d of %d answered operations have no audit row: events lost to %s", missing, total, fault)
+	}
+	if a.codes[models.ServiceUnavailable] == 0 {
+		t.Errorf("no SERVICE_UNAVAILABLE during %s (codes %v)", fault, a.codes)
+	}
+	if a.codes[models.Internal] > 0 {
+		t.Errorf("%d INTERNAL_SERVER_ERROR answers during %s; want SERVICE_UNAVAILABLE", a.codes[models.Internal], fault)
+	}
+	if a.noRetry > 0 {
+		t.Errorf("%d SERVICE_UNAVAILABLE answers without retryAfter or a Retry-After header", a.noRetry)
+	}
+}
+
 // note records r, the answer to an operation of audit type typ in the
 // session sid (known beforehand for refresh and logout; for login, read
 // from the new access token). It reports whether r is a success.
@@ -258,20 +280,7 @@ func TestFaultPostgresBlip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { sqlDB, _ := db.DB(); sqlDB.Close() }()
-	missing, total := a.missing(t, db)
-	t.Logf("%d successes answered; codes of failures %v; %d unanswered", total, a.codes, a.unanswered)
-	if missing > 0 {
-		t.Errorf("%d of %d answered operations have no audit row: events lost in the blip", missing, total)
-	}
-	if a.codes[models.ServiceUnavailable] == 0 {
-		t.Errorf("no SERVICE_UNAVAILABLE during the outage (codes %v)", a.codes)
-	}
-	if a.codes[models.Internal] > 0 {
-		t.Errorf("%d INTERNAL_SERVER_ERROR answers during the outage; want SERVICE_UNAVAILABLE", a.codes[models.Internal])
-	}
-	if a.noRetry > 0 {
-		t.Errorf("%d SERVICE_UNAVAILABLE answers without retryAfter or a Retry-After header", a.noRetry)
-	}
+	a.verify(t, db, "the blip")
 	if a.unanswered > 0 {
 		t.Errorf("%d requests got no answer at all", a.unanswered)
 	}
@@ -575,18 +584,5 @@ func TestFaultSQLiteFullDisk(t *testing.T) {
 	if err := ts.Svc.FlushAudit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	missing, total := a.missing(t, ts.DB)
-	t.Logf("%d successes answered; codes of failures %v; %d unanswered", total, a.codes, a.unanswered)
-	if missing > 0 {
-		t.Errorf("%d of %d answered operations have no audit row: events lost to the full disk", missing, total)
-	}
-	if a.codes[models.ServiceUnavailable] == 0 {
-		t.Errorf("no SERVICE_UNAVAILABLE while the disk was full (codes %v)", a.codes)
-	}
-	if a.codes[models.Internal] > 0 {
-		t.Errorf("%d INTERNAL_SERVER_ERROR answers while the disk was full; want SERVICE_UNAVAILABLE", a.codes[models.Internal])
-	}
-	if a.noRetry > 0 {
-		t.Errorf("%d SERVICE_UNAVAILABLE answers without retryAfter or a Retry-After header", a.noRetry)
-	}
+	a.verify(t, ts.DB, "the full disk")
 }
