@@ -93,6 +93,15 @@ func withAlg(alg string) serverOpt {
 
 // newTestServer starts authql's handler on dsn (migrating it) with a
 // settable clock; the server and database close when the test ends.
+// raceDBTimeout is the database deadline (AUTH_DB_TIMEOUT) of the test
+// servers under the race detector, unless a test sets its own. The race
+// detector slows pure-Go SQLite about tenfold, so under the load tests'
+// 32 concurrent clients a statement queued for SQLite's write lock or a
+// pooled connection waited past the default 5 s (seen in CI), failing
+// tests that measure other things. The fault tests, which test the
+// deadline, set theirs.
+const raceDBTimeout = time.Minute
+
 func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *testServer {
 	tb.Helper()
 	if c == nil {
@@ -108,6 +117,9 @@ func newTestServer(tb testing.TB, dsn string, c *clock, opts ...serverOpt) *test
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if raceEnabled && cfg.DB.Timeout == 0 {
+		cfg.DB.Timeout = raceDBTimeout
 	}
 	db, _, err := models.Open(dsn, cfg.DB)
 	if err != nil {

@@ -57,6 +57,9 @@ func startRunLogging(t testing.TB, env map[string]string, stderr io.Writer) (str
 		env["AUTH_ARGON2_MEMORY"] = "64"
 		env["AUTH_ARGON2_TIME"] = "1"
 	}
+	if raceEnabled && env["AUTH_DB_TIMEOUT"] == "" {
+		env["AUTH_DB_TIMEOUT"] = raceDBTimeout.String() // see raceDBTimeout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	out := &addrWriter{addr: addr}
