@@ -76,3 +76,16 @@ func Postgres(tb testing.TB) string {
 	u.Path = "/" + name
 	return u.String()
 }
+
+// Long skips tb unless the long tests are asked for: CI=true (CI runs
+// everything) or AUTHQL_LONG_TESTS=1. Long tests are the load, flood and
+// fault scenarios that need thousands of requests or real seconds to show
+// what they show; the default `go test ./...` a developer runs all day
+// leaves them out, so that it stays fast. Reason says what the test spends.
+func Long(tb testing.TB, reason string) {
+	tb.Helper()
+	if os.Getenv("CI") == "true" || os.Getenv("AUTHQL_LONG_TESTS") == "1" {
+		return
+	}
+	tb.Skipf("long test (%s): set AUTHQL_LONG_TESTS=1 to run it (CI=true always does)", reason)
+}
