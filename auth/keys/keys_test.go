@@ -1,4 +1,4 @@
-package auth
+package keys
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -30,7 +31,7 @@ const testTTL = 15 * time.Minute
 type keyEnv struct {
 	db     *gorm.DB
 	clk    *fakeClock
-	ks     *KeySet
+	ks     *Set
 	signer *Signer
 }
 
@@ -48,7 +49,7 @@ func openDB(tb testing.TB, dsn string) *gorm.DB {
 	return db
 }
 
-func newKeyEnv(tb testing.TB, dsn string, cfg KeyConfig) *keyEnv {
+func newKeyEnv(tb testing.TB, dsn string, cfg Config) *keyEnv {
 	tb.Helper()
 	e := &keyEnv{db: openDB(tb, dsn), clk: &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}}
 	e.open(tb, cfg)
@@ -56,20 +57,20 @@ func newKeyEnv(tb testing.TB, dsn string, cfg KeyConfig) *keyEnv {
 }
 
 // open (re)starts the key set, as a server start does.
-func (e *keyEnv) open(tb testing.TB, cfg KeyConfig) {
+func (e *keyEnv) open(tb testing.TB, cfg Config) {
 	tb.Helper()
-	ks, err := OpenKeySet(context.Background(), e.db, cfg, testTTL, e.clk.Now, nil)
+	ks, err := Open(context.Background(), e.db, cfg, testTTL, e.clk.Now, nil)
 	if err != nil {
-		tb.Fatalf("OpenKeySet: %v", err)
+		tb.Fatalf("Open: %v", err)
 	}
-	e.ks, e.signer = ks, newSigner(ks, testIssuer, testAudience, e.clk.Now)
+	e.ks, e.signer = ks, ks.Signer(testIssuer, testAudience, e.clk.Now)
 }
 
 func (e *keyEnv) rotate(tb testing.TB, alg string, activateIn time.Duration) string {
 	tb.Helper()
-	kid, err := RotateKey(context.Background(), e.db, KeyConfig{Alg: alg}, activateIn, e.clk.Now, nil)
+	kid, err := Rotate(context.Background(), e.db, Config{Alg: alg}, activateIn, e.clk.Now, nil)
 	if err != nil {
-		tb.Fatalf("RotateKey: %v", err)
+		tb.Fatalf("Rotate: %v", err)
 	}
 	if err := e.ks.Reload(context.Background()); err != nil {
 		tb.Fatal(err)
@@ -126,7 +127,7 @@ func sign(tb testing.TB, method jwt.SigningMethod, key any, kid string, claims j
 // checkRefused fails unless Verify rejects token as invalid for reason.
 func checkRefused(tb testing.TB, s *Signer, token string, reason error) {
 	tb.Helper()
-	c, err := s.Verify(token)
+	c, err := s.Verify(context.Background(), token)
 	if !errors.Is(err, ErrTokenInvalid) || !errors.Is(err, reason) {
 		tb.Fatalf("Verify: err = %v, want ErrTokenInvalid for %q", err, reason)
 	}
@@ -266,7 +267,7 @@ func TestKeyVerifyRules(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		for _, alg := range []string{AlgEdDSA, AlgES256} {
 			t.Run(alg, func(t *testing.T) {
-				e := newKeyEnv(t, dsn+"", KeyConfig{Alg: alg})
+				e := newKeyEnv(t, dsn+"", Config{Alg: alg})
 				kid := e.ks.CurrentKID()
 				method, priv := e.private(t, kid)
 				now := e.clk.Now()
@@ -276,7 +277,7 @@ func TestKeyVerifyRules(t *testing.T) {
 					mustVerify(t, e.signer, sign(t, method, priv, kid, validClaims(now)))
 				})
 				t.Run("HS256WithPublicKeyAsSecret", func(t *testing.T) {
-					k := e.ks.lookup(kid)
+					k := e.ks.lookup(context.Background(), kid)
 					der, err := x509.MarshalPKIXPublicKey(k.verifyKey)
 					if err != nil {
 						t.Fatal(err)
@@ -326,7 +327,7 @@ func TestKeyVerifyRules(t *testing.T) {
 
 func TestKeyRotationWindows(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		e := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA})
+		e := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA})
 		oldKID := e.ks.CurrentKID()
 		oldMethod, oldPriv := e.private(t, oldKID)
 		oldToken := e.issue(t)
@@ -368,7 +369,7 @@ func TestKeyRotationWindows(t *testing.T) {
 
 func TestKeyNotYetActive(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		e := newKeyEnv(t, dsn, KeyConfig{Alg: AlgES256})
+		e := newKeyEnv(t, dsn, Config{Alg: AlgES256})
 		oldKID := e.ks.CurrentKID()
 		newKID := e.rotate(t, AlgES256, time.Hour)
 		method, priv := e.private(t, newKID)
@@ -388,7 +389,7 @@ func TestKeyNotYetActive(t *testing.T) {
 	})
 }
 
-func TestOpenKeySetConcurrentFirstStart(t *testing.T) {
+func TestOpenConcurrentFirstStart(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		for _, alg := range []string{AlgEdDSA, AlgHS256} {
 			t.Run(alg, func(t *testing.T) {
@@ -404,7 +405,7 @@ func TestOpenKeySetConcurrentFirstStart(t *testing.T) {
 				for i := range n {
 					wg.Go(func() {
 						// Each its own connection pool, as replicas have.
-						ks, err := OpenKeySet(context.Background(), openDB(t, dsn), KeyConfig{Alg: alg}, testTTL, nil, nil)
+						ks, err := Open(context.Background(), openDB(t, dsn), Config{Alg: alg}, testTTL, nil, nil)
 						if err != nil {
 							t.Error(err)
 							return
@@ -427,13 +428,13 @@ func TestOpenKeySetConcurrentFirstStart(t *testing.T) {
 	})
 }
 
-func TestOpenKeySetAlgorithmChange(t *testing.T) {
+func TestOpenAlgorithmChange(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		e := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA})
+		e := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA})
 		edToken := e.issue(t)
 		edKID := e.ks.CurrentKID()
 
-		e.open(t, KeyConfig{Alg: AlgES256})
+		e.open(t, Config{Alg: AlgES256})
 		esToken := e.issue(t)
 		if kidOf(t, esToken) == edKID {
 			t.Fatal("restart with ES256 kept signing with the EdDSA key")
@@ -444,15 +445,15 @@ func TestOpenKeySetAlgorithmChange(t *testing.T) {
 		mustVerify(t, e.signer, edToken) // retired, but in its window
 		mustVerify(t, e.signer, esToken)
 
-		e.open(t, KeyConfig{Alg: AlgES256}) // a restart with the same setting
+		e.open(t, Config{Alg: AlgES256}) // a restart with the same setting
 		if got := kidOf(t, e.issue(t)); got != kidOf(t, esToken) {
 			t.Errorf("restart changed the key: %s, want %s", got, kidOf(t, esToken))
 		}
-		e.open(t, KeyConfig{}) // no algorithm configured: keep the store's
+		e.open(t, Config{}) // no algorithm configured: keep the store's
 		if got := kidOf(t, e.issue(t)); got != kidOf(t, esToken) {
 			t.Errorf("a start without an algorithm changed the key: %s, want %s", got, kidOf(t, esToken))
 		}
-		e.open(t, KeyConfig{Alg: AlgHS256}) // back to HS256
+		e.open(t, Config{Alg: AlgHS256}) // back to HS256
 		if jwks := string(e.ks.JWKS()); strings.Contains(jwks, `"alg":"HS256"`) || strings.Contains(jwks, e.ks.CurrentKID()) {
 			t.Errorf("HS256 key published: %s", jwks)
 		}
@@ -472,7 +473,7 @@ func TestExternalKeys(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		_, first, _ := ed25519.GenerateKey(rand.Reader)
 		_, second, _ := ed25519.GenerateKey(rand.Reader)
-		e := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA, PrivateKey: first})
+		e := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA, PrivateKey: first})
 		firstToken := e.issue(t)
 		rows, _ := models.SigningKeys(context.Background(), e.db)
 		if len(rows) != 1 || rows[0].PrivateKey != "" || rows[0].PublicKey == "" {
@@ -481,29 +482,29 @@ func TestExternalKeys(t *testing.T) {
 
 		// The operator replaces the file: the old public key keeps
 		// verifying the tokens it signed.
-		e.open(t, KeyConfig{Alg: AlgEdDSA, PrivateKey: second})
+		e.open(t, Config{Alg: AlgEdDSA, PrivateKey: second})
 		mustVerify(t, e.signer, firstToken)
 		if kidOf(t, e.issue(t)) == kidOf(t, firstToken) {
 			t.Error("still signing with the replaced key")
 		}
 
 		t.Run("RetiredKeyNotReused", func(t *testing.T) {
-			_, err := OpenKeySet(context.Background(), e.db, KeyConfig{Alg: AlgEdDSA, PrivateKey: first}, testTTL, e.clk.Now, nil)
+			_, err := Open(context.Background(), e.db, Config{Alg: AlgEdDSA, PrivateKey: first}, testTTL, e.clk.Now, nil)
 			if err == nil || !strings.Contains(err.Error(), "retired") {
-				t.Errorf("OpenKeySet with a retired key: err = %v, want a refusal", err)
+				t.Errorf("Open with a retired key: err = %v, want a refusal", err)
 			}
 		})
 		t.Run("RotateRefused", func(t *testing.T) {
-			if _, err := RotateKey(context.Background(), e.db, KeyConfig{Alg: AlgEdDSA, PrivateKey: second}, 0, e.clk.Now, nil); !errors.Is(err, errExternalRotate) {
-				t.Errorf("RotateKey with a key file: err = %v", err)
+			if _, err := Rotate(context.Background(), e.db, Config{Alg: AlgEdDSA, PrivateKey: second}, 0, e.clk.Now, nil); !errors.Is(err, errExternalRotate) {
+				t.Errorf("Rotate with a key file: err = %v", err)
 			}
-			if _, err := RotateKey(context.Background(), e.db, KeyConfig{Secret: testKey}, 0, e.clk.Now, nil); !errors.Is(err, errExternalRotate) {
-				t.Errorf("RotateKey with a secret: err = %v", err)
+			if _, err := Rotate(context.Background(), e.db, Config{Secret: testKey}, 0, e.clk.Now, nil); !errors.Is(err, errExternalRotate) {
+				t.Errorf("Rotate with a secret: err = %v", err)
 			}
 		})
 		t.Run("SecretNotStored", func(t *testing.T) {
 			db := openDB(t, testdb.SQLite(t))
-			if _, err := OpenKeySet(context.Background(), db, KeyConfig{Secret: testKey}, testTTL, nil, nil); err != nil {
+			if _, err := Open(context.Background(), db, Config{Secret: testKey}, testTTL, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			rows, _ := models.SigningKeys(context.Background(), db)
@@ -523,13 +524,13 @@ func TestUpgradeKeepsHS256Tokens(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			testdb.Each(t, func(t *testing.T, dsn string) {
 				db := openDB(t, dsn)
-				cfg := KeyConfig{Secret: testKey}
+				cfg := Config{Secret: testKey}
 				if !configured {
 					// As authql stored its generated secret before the key store.
 					if err := db.Create(&models.Setting{Name: "jwt_hs256_secret", Value: base64.RawStdEncoding.EncodeToString(testKey)}).Error; err != nil {
 						t.Fatal(err)
 					}
-					cfg = KeyConfig{}
+					cfg = Config{}
 				}
 				old, clk := newTestSigner(t, testKey) // the signer of old versions
 				token, _, err := old.Issue("user-1", "sess-1", nil, testTTL)
@@ -538,14 +539,14 @@ func TestUpgradeKeepsHS256Tokens(t *testing.T) {
 				}
 				// The upgrade starts a minute later.
 				clk.Advance(time.Minute)
-				ks, err := OpenKeySet(context.Background(), db, cfg, testTTL, clk.Now, nil)
+				ks, err := Open(context.Background(), db, cfg, testTTL, clk.Now, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
 				if ks.CurrentKID() != old.KeyID() {
 					t.Errorf("kid = %s, want the pre-upgrade %s", ks.CurrentKID(), old.KeyID())
 				}
-				mustVerify(t, newSigner(ks, testIssuer, testAudience, clk.Now), token)
+				mustVerify(t, ks.Signer(testIssuer, testAudience, clk.Now), token)
 			})
 		})
 	}
@@ -553,30 +554,30 @@ func TestUpgradeKeepsHS256Tokens(t *testing.T) {
 
 func TestUnknownKidReloadThrottled(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		e := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA})
+		e := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA})
 		// Another process's rotation, not yet seen here.
 		other := &keyEnv{db: openDB(t, dsn), clk: e.clk}
-		kid1, err := RotateKey(context.Background(), other.db, KeyConfig{Alg: AlgEdDSA}, 0, e.clk.Now, nil)
+		kid1, err := Rotate(context.Background(), other.db, Config{Alg: AlgEdDSA}, 0, e.clk.Now, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.ks.lookup(kid1) == nil {
+		if e.ks.lookup(context.Background(), kid1) == nil {
 			t.Fatal("unknown kid did not trigger a reload")
 		}
-		kid2, err := RotateKey(context.Background(), other.db, KeyConfig{Alg: AlgEdDSA}, 0, e.clk.Now, nil)
+		kid2, err := Rotate(context.Background(), other.db, Config{Alg: AlgEdDSA}, 0, e.clk.Now, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.ks.lookup(kid2) != nil {
+		if e.ks.lookup(context.Background(), kid2) != nil {
 			t.Fatal("a second unknown kid reloaded at once: random kids could hammer the database")
 		}
 		e.ks.missMu.Lock()
 		e.ks.lastMiss = time.Now().Add(-unknownKIDReloadInterval)
 		e.ks.missMu.Unlock()
-		if e.ks.lookup(kid2) == nil {
+		if e.ks.lookup(context.Background(), kid2) == nil {
 			t.Fatal("no reload after the throttle interval")
 		}
-		if e.ks.lookup(strings.Repeat("k", maxKIDLen+1)) != nil {
+		if e.ks.lookup(context.Background(), strings.Repeat("k", maxKIDLen+1)) != nil {
 			t.Fatal("found an overlong kid")
 		}
 	})
@@ -584,11 +585,11 @@ func TestUnknownKidReloadThrottled(t *testing.T) {
 
 func TestJWKSSetShape(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		e := newKeyEnv(t, dsn, KeyConfig{})
+		e := newKeyEnv(t, dsn, Config{})
 		if got := string(e.ks.JWKS()); got != `{"keys":[]}` {
 			t.Errorf("HS256 JWKS = %s, want {\"keys\":[]}", got)
 		}
-		e.open(t, KeyConfig{Alg: AlgEdDSA})
+		e.open(t, Config{Alg: AlgEdDSA})
 		var set struct{ Keys []map[string]string }
 		if err := json.Unmarshal(e.ks.JWKS(), &set); err != nil {
 			t.Fatal(err)
@@ -610,7 +611,7 @@ func TestJWKSSetShape(t *testing.T) {
 
 func TestPurgeWipesRetiredPrivateKeys(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		e := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA})
+		e := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA})
 		oldKID := e.ks.CurrentKID()
 		e.rotate(t, AlgEdDSA, 0)
 		wiped := func() bool {
@@ -635,7 +636,7 @@ func TestPurgeWipesRetiredPrivateKeys(t *testing.T) {
 		if err := e.ks.Reload(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if e.ks.lookup(oldKID) == nil || e.ks.lookup(oldKID).signKey != nil {
+		if e.ks.lookup(context.Background(), oldKID) == nil || e.ks.lookup(context.Background(), oldKID).signKey != nil {
 			t.Error("wiped key should stay known (public key only)")
 		}
 	})
@@ -648,12 +649,12 @@ func TestPurgeWipesRetiredPrivateKeys(t *testing.T) {
 // undecryptable.
 func TestReloadKeepsKeysEncryptedAgain(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		k1, k2 := randomSecret(), randomSecret()
-		old := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA, Encryption: EncryptionKeys{Current: k1}})
+		k1, k2 := secret.Random(), secret.Random()
+		old := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA, Encryption: secret.Keys{Current: k1}})
 		token := old.issue(t)
 		kid := old.ks.CurrentKID()
 
-		restarted := newKeyEnv(t, dsn, KeyConfig{Alg: AlgEdDSA, Encryption: EncryptionKeys{Current: k2, Previous: [][]byte{k1}}})
+		restarted := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA, Encryption: secret.Keys{Current: k2, Previous: [][]byte{k1}}})
 		if restarted.ks.CurrentKID() != kid {
 			t.Fatalf("the restarted server signs with %s, want %s", restarted.ks.CurrentKID(), kid)
 		}
@@ -661,7 +662,7 @@ func TestReloadKeepsKeysEncryptedAgain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(rows[0].PrivateKey, sealedPrefix+EncryptionKeyFingerprint(k2)+":") {
+		if !strings.HasPrefix(rows[0].PrivateKey, "enc:v1:"+secret.Fingerprint(k2)+":") {
 			t.Fatalf("the key was not encrypted again under the new key: %.20s…", rows[0].PrivateKey)
 		}
 
