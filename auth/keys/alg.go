@@ -56,6 +56,8 @@ var p256HalfOrder = new(big.Int).Rsh(elliptic.P256().Params().N, 1)
 // form at random, and Verify refuses the high one.
 type es256LowS struct{ *jwt.SigningMethodECDSA }
 
+// Sign signs as ES256 does, then turns a high-S signature into its low-S
+// twin (r, n-s).
 func (m es256LowS) Sign(signingString string, key any) ([]byte, error) {
 	sig, err := m.SigningMethodECDSA.Sign(signingString, key)
 	if err != nil {
