@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -122,7 +123,7 @@ func newestFirst(tb testing.TB, events []auditEvent) {
 func TestAuditLog(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil, withAlg(auth.AlgEdDSA),
+		ts := newTestServer(t, dsn, nil, withAlg(keys.AlgEdDSA),
 			withLimits(auth.Limits{LoginAccount: auth.Rate{N: 3, Per: time.Hour}}))
 		firstKID := ts.Svc.KeyID()
 		admin := ts.admin(t)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/keys"
+	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/graph"
 	"github.com/authql/authql/models"
 )
@@ -25,7 +27,7 @@ type config struct {
 	Port        string
 	DatabaseURL string
 	JWTSecret   []byte // nil: generate one and persist it in the database
-	JWTAlg      string // auth.AlgHS256, auth.AlgEdDSA or auth.AlgES256; "": keep the database's
+	JWTAlg      string // keys.AlgHS256, keys.AlgEdDSA or keys.AlgES256; "": keep the database's
 	// JWTPrivateKeyFile names the signing key file; JWTPrivateKey is its key.
 	JWTPrivateKeyFile string
 	JWTPrivateKey     crypto.Signer
@@ -57,7 +59,7 @@ type config struct {
 
 	// Encryption encrypts the secrets kept in the database
 	// (AUTH_ENCRYPTION_KEY, AUTH_ENCRYPTION_KEY_PREVIOUS).
-	Encryption auth.EncryptionKeys
+	Encryption secret.Keys
 
 	// SyncTimeout is how long a replica that lost its listening connection
 	// to PostgreSQL keeps accepting access tokens (see auth.Listener).
@@ -283,39 +285,39 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	str("DATABASE_URL", &c.DatabaseURL)
 	if s := getenv("AUTH_JWT_SECRET"); s != "" {
-		if len(s) < auth.MinSecretLen {
-			bad("AUTH_JWT_SECRET", "is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48), or leave it unset to have one generated and stored in the database", len(s), auth.MinSecretLen)
+		if len(s) < keys.MinSecretLen {
+			bad("AUTH_JWT_SECRET", "is %d bytes; it must be at least %d (generate one with: openssl rand -base64 48), or leave it unset to have one generated and stored in the database", len(s), keys.MinSecretLen)
 		}
 		c.JWTSecret = []byte(s)
 	}
 	if v := strings.TrimSpace(getenv("AUTH_JWT_ALG")); v != "" {
-		if alg, ok := auth.ParseAlg(v); ok {
+		if alg, ok := keys.ParseAlg(v); ok {
 			c.JWTAlg = alg
 		} else {
 			bad("AUTH_JWT_ALG", "%q is not supported; use HS256, EdDSA or ES256", v)
 		}
 	}
-	if c.JWTSecret != nil && c.JWTAlg != "" && c.JWTAlg != auth.AlgHS256 {
+	if c.JWTSecret != nil && c.JWTAlg != "" && c.JWTAlg != keys.AlgHS256 {
 		bad("AUTH_JWT_SECRET", "is an HS256 secret, but AUTH_JWT_ALG is %s; unset AUTH_JWT_SECRET (or set AUTH_JWT_ALG=HS256)", c.JWTAlg)
 	}
 	str("AUTH_JWT_PRIVATE_KEY_FILE", &c.JWTPrivateKeyFile)
 	if f := c.JWTPrivateKeyFile; f != "" {
-		if c.JWTAlg == "" || c.JWTAlg == auth.AlgHS256 {
+		if c.JWTAlg == "" || c.JWTAlg == keys.AlgHS256 {
 			bad("AUTH_JWT_PRIVATE_KEY_FILE", "needs AUTH_JWT_ALG=EdDSA or ES256 (for HS256 set AUTH_JWT_SECRET instead)")
 		} else if data, err := os.ReadFile(f); err != nil {
 			bad("AUTH_JWT_PRIVATE_KEY_FILE", "cannot read the key: %v", err)
-		} else if c.JWTPrivateKey, err = auth.ParsePrivateKeyPEM(data, c.JWTAlg); err != nil {
+		} else if c.JWTPrivateKey, err = keys.ParsePrivateKeyPEM(data, c.JWTAlg); err != nil {
 			bad("AUTH_JWT_PRIVATE_KEY_FILE", "%s: %v (AUTH_JWT_ALG is %s)", f, err, c.JWTAlg)
 		}
 	}
 	encryptionKey := func(name, v string) []byte {
 		v = strings.TrimSpace(v)
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-			if b, err := enc.Strict().DecodeString(v); err == nil && len(b) == auth.EncryptionKeySize {
+			if b, err := enc.Strict().DecodeString(v); err == nil && len(b) == secret.KeySize {
 				return b
 			}
 		}
-		bad(name, "is not %d bytes in base64; generate one with: openssl rand -base64 32", auth.EncryptionKeySize)
+		bad(name, "is not %d bytes in base64; generate one with: openssl rand -base64 32", secret.KeySize)
 		return nil
 	}
 	if v := getenv("AUTH_ENCRYPTION_KEY"); strings.TrimSpace(v) != "" {

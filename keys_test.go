@@ -23,7 +23,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -114,14 +114,14 @@ func storedKey(tb testing.TB, ts *testServer, kid string) (jwt.SigningMethod, an
 			continue
 		}
 		method := jwt.GetSigningMethod(r.Alg)
-		if r.Alg == auth.AlgHS256 {
+		if r.Alg == keys.AlgHS256 {
 			b, err := base64.RawStdEncoding.DecodeString(r.PrivateKey)
 			if err != nil {
 				tb.Fatal(err)
 			}
 			return method, b
 		}
-		k, err := auth.ParsePrivateKeyPEM([]byte(r.PrivateKey), r.Alg)
+		k, err := keys.ParsePrivateKeyPEM([]byte(r.PrivateKey), r.Alg)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -152,7 +152,7 @@ func forge(tb testing.TB, real string, method jwt.SigningMethod, key any, kid st
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if method.Alg() == auth.AlgES256 {
+	if method.Alg() == keys.AlgES256 {
 		head, sig, _ := strings.Cut(s[strings.Index(s, ".")+1:], ".")
 		raw, _ := base64.RawURLEncoding.DecodeString(sig)
 		n := elliptic.P256().Params().N
@@ -168,7 +168,7 @@ func forge(tb testing.TB, real string, method jwt.SigningMethod, key any, kid st
 // reloads the server's keys as its periodic reload would.
 func (ts *testServer) rotate(tb testing.TB, alg string, activateIn time.Duration) string {
 	tb.Helper()
-	kid, err := auth.RotateKey(context.Background(), ts.DB, auth.KeyConfig{Alg: alg}, activateIn, ts.Clock.Now, nil)
+	kid, err := keys.Rotate(context.Background(), ts.DB, keys.Config{Alg: alg}, activateIn, ts.Clock.Now, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -186,9 +186,9 @@ func (ts *testServer) wantUnauthenticated(tb testing.TB, token, why string) {
 }
 
 // window is how long after its retirement a key verifies (see auth).
-const window = auth.KeyReloadInterval + 15*time.Minute + 2*auth.MaxClockSkew
+const window = keys.ReloadInterval + 15*time.Minute + 2*keys.MaxClockSkew
 
-var asymmetric = []string{auth.AlgEdDSA, auth.AlgES256}
+var asymmetric = []string{keys.AlgEdDSA, keys.AlgES256}
 
 func TestAsymmetricTokensAndJWKS(t *testing.T) {
 	for _, alg := range asymmetric {
@@ -300,7 +300,7 @@ func TestForgedWithServerPublicKey(t *testing.T) {
 // TestRotationOverHTTP: after a rotation new tokens carry the new kid and
 // the old key verifies its tokens until they have expired, then nothing.
 func TestRotationOverHTTP(t *testing.T) {
-	for _, alg := range append(asymmetric, auth.AlgHS256) {
+	for _, alg := range append(asymmetric, keys.AlgHS256) {
 		t.Run(alg, func(t *testing.T) {
 			testdb.Each(t, func(t *testing.T, dsn string) {
 				ts := newTestServer(t, dsn, nil, withAlg(alg))
@@ -329,7 +329,7 @@ func TestRotationOverHTTP(t *testing.T) {
 					m["iat"], m["nbf"] = ts.Clock.Now().Unix(), ts.Clock.Now().Unix()
 					m["exp"] = ts.Clock.Now().Add(15 * time.Minute).Unix()
 				}), "token signed by the retired key after its retirement")
-				if alg != auth.AlgHS256 {
+				if alg != keys.AlgHS256 {
 					if set := getJWKS(t, ts.URL); set.key(oldKID) == nil || set.key(newKID) == nil {
 						t.Errorf("JWKS %v lacks the old or the new key inside the old key's window", set.Keys)
 					}
@@ -339,7 +339,7 @@ func TestRotationOverHTTP(t *testing.T) {
 				ts.me(t, longLived).OK(t)
 				ts.Clock.Advance(time.Second)
 				ts.wantUnauthenticated(t, longLived, "old key after its window")
-				if alg != auth.AlgHS256 {
+				if alg != keys.AlgHS256 {
 					if set := getJWKS(t, ts.URL); set.key(oldKID) != nil || set.key(newKID) == nil {
 						t.Errorf("JWKS after the old key's window = %v, want only the new key", set.Keys)
 					}
@@ -353,10 +353,10 @@ func TestRotationOverHTTP(t *testing.T) {
 // once but refused until it activates.
 func TestPendingKeyOverHTTP(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		ts := newTestServer(t, dsn, nil, withAlg(auth.AlgEdDSA))
+		ts := newTestServer(t, dsn, nil, withAlg(keys.AlgEdDSA))
 		user := ts.register(t, "a@example.com", "password1")
 		oldKID := kid(t, user.Access)
-		newKID := ts.rotate(t, auth.AlgEdDSA, 10*time.Minute)
+		newKID := ts.rotate(t, keys.AlgEdDSA, 10*time.Minute)
 		method, newKey := storedKey(t, ts, newKID)
 
 		if set := getJWKS(t, ts.URL); set.key(newKID) == nil || set.key(oldKID) == nil {
@@ -389,8 +389,8 @@ func TestPendingKeyOverHTTP(t *testing.T) {
 func TestSecondInstanceLearnsRotation(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		clk := newClock()
-		a := newTestServer(t, dsn, clk, withAlg(auth.AlgEdDSA))
-		b := newTestServer(t, dsn, clk, withAlg(auth.AlgEdDSA))
+		a := newTestServer(t, dsn, clk, withAlg(keys.AlgEdDSA))
+		b := newTestServer(t, dsn, clk, withAlg(keys.AlgEdDSA))
 		user := a.register(t, "a@example.com", "password1")
 		if a.Svc.KeyID() != b.Svc.KeyID() {
 			t.Fatalf("instances sign with different keys: %s, %s", a.Svc.KeyID(), b.Svc.KeyID())
@@ -614,7 +614,7 @@ func TestRunHelp(t *testing.T) {
 // is low-S and accepted, and its high-S twin is UNAUTHENTICATED.
 func TestES256HighSRefused(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		ts := newTestServer(t, dsn, nil, withAlg(auth.AlgES256))
+		ts := newTestServer(t, dsn, nil, withAlg(keys.AlgES256))
 		user := ts.register(t, "a@example.com", "password1")
 		n := elliptic.P256().Params().N
 		half := new(big.Int).Rsh(n, 1)
@@ -679,7 +679,7 @@ func TestCommandsKeepTheAlgorithm(t *testing.T) {
 		url, stop := startRun(t, serverEnv)
 		first := gql(t, url, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`).OK(t).Str("register", "accessToken")
 		before := keyRows(t, dsn)
-		if len(before) != 1 || before[0].Alg != auth.AlgEdDSA {
+		if len(before) != 1 || before[0].Alg != keys.AlgEdDSA {
 			t.Fatalf("keys at start: %+v, want one EdDSA key", before)
 		}
 
@@ -708,14 +708,14 @@ func TestCommandsKeepTheAlgorithm(t *testing.T) {
 
 		rotated := command("", "keys", "rotate")
 		rows := keyRows(t, dsn)
-		if last := rows[len(rows)-1]; last.KID != rotated || last.Alg != auth.AlgEdDSA {
+		if last := rows[len(rows)-1]; last.KID != rotated || last.Alg != keys.AlgEdDSA {
 			t.Fatalf("keys rotate without --alg added %s %s, want an EdDSA key %s", last.Alg, last.KID, rotated)
 		}
 
 		// A server started from the shell without AUTH_JWT_ALG keeps it.
 		url, stop = startRun(t, shell)
 		tok := gql(t, url, "", `mutation { login(email: "a@example.com", password: "password1") { accessToken } }`).OK(t).Str("login", "accessToken")
-		if h := header(t, tok); h["alg"] != auth.AlgEdDSA || h["kid"] != rotated {
+		if h := header(t, tok); h["alg"] != keys.AlgEdDSA || h["kid"] != rotated {
 			t.Errorf("a server without AUTH_JWT_ALG signs with %v %v, want EdDSA %s", h["alg"], h["kid"], rotated)
 		}
 		if getJWKS(t, url).key(rotated) == nil {
@@ -730,7 +730,7 @@ func TestCommandsKeepTheAlgorithm(t *testing.T) {
 
 		es := command("", "keys", "rotate", "--alg", "es256")
 		rows = keyRows(t, dsn)
-		if last := rows[len(rows)-1]; last.KID != es || last.Alg != auth.AlgES256 {
+		if last := rows[len(rows)-1]; last.KID != es || last.Alg != keys.AlgES256 {
 			t.Errorf("keys rotate --alg es256 added %s %s, want ES256", last.Alg, last.KID)
 		}
 	})

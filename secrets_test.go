@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -141,7 +141,7 @@ func TestSecretsAtRest(t *testing.T) {
 		keys, settings = storedSecrets(t, dsn)
 		wantSealed := func(what, v, plain string) {
 			t.Helper()
-			if !strings.HasPrefix(v, "enc:v1:"+auth.EncryptionKeyFingerprint(mustKey(t, env["AUTH_ENCRYPTION_KEY"]))+":") ||
+			if !strings.HasPrefix(v, "enc:v1:"+secret.Fingerprint(mustKey(t, env["AUTH_ENCRYPTION_KEY"]))+":") ||
 				strings.Contains(v, "PRIVATE KEY") || (plain != "" && strings.Contains(v, plain)) {
 				t.Errorf("%s stored as %q, want it encrypted under AUTH_ENCRYPTION_KEY", what, v)
 			}

@@ -24,6 +24,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/graph"
 	"github.com/authql/authql/internal/playground"
 	"github.com/authql/authql/models"
@@ -160,7 +161,7 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 	alg := ""
 	if *algFlag != "" {
 		var ok bool
-		if alg, ok = auth.ParseAlg(*algFlag); !ok {
+		if alg, ok = keys.ParseAlg(*algFlag); !ok {
 			return fmt.Errorf("keys rotate: --alg %q is not supported; use HS256, EdDSA or ES256", *algFlag)
 		}
 	}
@@ -183,7 +184,7 @@ func keysCommand(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	defer closeDB()
-	kid, err := auth.RotateKey(ctx, db, auth.KeyConfig{Alg: alg, Encryption: cfg.Encryption}, *activateIn, time.Now, log)
+	kid, err := keys.Rotate(ctx, db, keys.Config{Alg: alg, Encryption: cfg.Encryption}, *activateIn, time.Now, log)
 	if err != nil {
 		return fmt.Errorf("keys rotate: %w", err)
 	}
@@ -302,7 +303,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Rotations by other processes (authql keys rotate, another replica's
 	// start) reach this one within the interval; an unknown kid also
 	// triggers a reload.
-	go svc.Keys().RunReload(ctx, auth.KeyReloadInterval)
+	go svc.Keys().RunReload(ctx, keys.ReloadInterval)
 
 	m.watch(sqlDB, svc)
 	ready := newReadiness(sqlDB, svc, log)

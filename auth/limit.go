@@ -15,6 +15,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/models"
 )
 
@@ -215,34 +216,34 @@ const rateLimitSetting = "rate_limit_key"
 // storedSecret returns the 32-byte secret kept in setting name, generating
 // and storing it on first use, encrypted by seal (and encrypted again when
 // it was stored in plaintext or under a previous key).
-func storedSecret(ctx context.Context, db *gorm.DB, seal *sealer, name string, log *slog.Logger) ([]byte, error) {
-	aad := settingAAD(name)
+func storedSecret(ctx context.Context, db *gorm.DB, seal *secret.Sealer, name string, log *slog.Logger) ([]byte, error) {
+	aad := secret.SettingAAD(name)
 	v, err := models.SettingValue(ctx, db, name, func() (string, error) {
-		return seal.seal(aad, base64.RawStdEncoding.EncodeToString(randomSecret()))
+		return seal.Seal(aad, base64.RawStdEncoding.EncodeToString(secret.Random()))
 	})
 	if err != nil {
 		return nil, err
 	}
-	plain, stale, err := seal.open(aad, v)
+	plain, stale, err := seal.Open(aad, v)
 	if err != nil {
 		return nil, fmt.Errorf("setting %s: %w", name, err)
 	}
-	secret, err := base64.RawStdEncoding.DecodeString(plain)
-	if err != nil || len(secret) != 32 {
+	key, err := base64.RawStdEncoding.DecodeString(plain)
+	if err != nil || len(key) != 32 {
 		return nil, fmt.Errorf("setting %s is corrupt", name)
 	}
 	if stale {
-		sealed, err := seal.seal(aad, plain)
+		sealed, err := seal.Seal(aad, plain)
 		if err != nil {
 			return nil, err
 		}
 		if done, err := models.ReplaceSetting(ctx, db, name, v, sealed); err != nil {
 			return nil, err
 		} else if done {
-			log.InfoContext(ctx, "setting encrypted under AUTH_ENCRYPTION_KEY", "setting", name, "fingerprint", seal.currentFP())
+			log.InfoContext(ctx, "setting encrypted under AUTH_ENCRYPTION_KEY", "setting", name, "fingerprint", seal.Fingerprint())
 		}
 	}
-	return secret, nil
+	return key, nil
 }
 
 // errRateLimited is the answer past a limit. It says nothing about the

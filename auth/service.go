@@ -20,6 +20,8 @@ import (
 	"golang.org/x/text/unicode/norm"
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/keys"
+	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/models"
 )
 
@@ -56,16 +58,17 @@ type Config struct {
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (see Middleware); empty trusts none.
 	TrustedProxies []netip.Prefix
-	// JWTAlg is the algorithm of the keys authql generates: AlgHS256,
-	// AlgEdDSA or AlgES256; "" keeps the key store's (see KeyConfig.Alg).
+	// JWTAlg is the algorithm of the keys authql generates: keys.AlgHS256,
+	// keys.AlgEdDSA or keys.AlgES256; "" keeps the key store's (see
+	// keys.Config.Alg).
 	JWTAlg string
 	// ReadOnlyKeys leaves the signing keys as they are (no key created,
 	// replaced or retired) and loads none: for the commands, which sign
-	// nothing (see KeyConfig.ReadOnly).
+	// nothing (see keys.Config.ReadOnly).
 	ReadOnlyKeys bool
 	// Encryption encrypts the secrets stored in the database: private
 	// signing keys, generated HS256 secrets, the rate-limit key.
-	Encryption EncryptionKeys
+	Encryption secret.Keys
 	// JWTPrivateKey, when set, is the signing key (AUTH_JWT_PRIVATE_KEY_FILE)
 	// instead of a generated one; it must be of JWTAlg.
 	JWTPrivateKey crypto.Signer
@@ -98,7 +101,7 @@ type Config struct {
 type Service struct {
 	db     *gorm.DB
 	cfg    Config
-	signer *Signer
+	signer *keys.Signer
 	hasher *Hasher
 	pool   *hashPool
 	timing *failTiming // pads failed logins (see timing.go)
@@ -128,7 +131,7 @@ type Service struct {
 
 // NewService returns a Service. key is an HS256 secret held outside the
 // database (AUTH_JWT_SECRET), or nil for keys kept in the key store (see
-// OpenKeySet). It loads the signing keys, the live revocations and the role
+// keys.Open). It loads the signing keys, the live revocations and the role
 // permissions from db.
 func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *slog.Logger) (*Service, error) {
 	if cfg.Now == nil {
@@ -167,18 +170,22 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		s.auditRateLimited(ctx, s.limitKey("hash-client", client), "", s.now())
 	}
 	s.sync.timeout = cfg.SyncTimeout
-	keys, err := OpenKeySet(ctx, db, KeyConfig{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey, ReadOnly: cfg.ReadOnlyKeys, Encryption: cfg.Encryption}, cfg.AccessTTL, s.now, log)
+	ks, err := keys.Open(ctx, db, keys.Config{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey, ReadOnly: cfg.ReadOnlyKeys, Encryption: cfg.Encryption}, cfg.AccessTTL, s.now, log)
+	if err != nil {
+		return nil, err
+	}
+	seal, err := secret.NewSealer(cfg.Encryption)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.ReadOnlyKeys {
 		// The commands take no rate limits: a key of their own, rather
 		// than one read (and perhaps not decryptable) or written.
-		s.limitSecret = randomSecret()
-	} else if s.limitSecret, err = storedSecret(ctx, db, keys.seal, rateLimitSetting, log); err != nil {
+		s.limitSecret = secret.Random()
+	} else if s.limitSecret, err = storedSecret(ctx, db, seal, rateLimitSetting, log); err != nil {
 		return nil, err
 	}
-	s.signer = newSigner(keys, cfg.Issuer, cfg.Audience, s.now)
+	s.signer = ks.Signer(cfg.Issuer, cfg.Audience, s.now)
 	if s.hasher, err = NewHasher(cfg.Argon2); err != nil {
 		return nil, err
 	}
@@ -233,7 +240,7 @@ func (s *Service) Grants(role string) []string {
 func (s *Service) KeyID() string { return s.signer.KeyID() }
 
 // Keys returns the signing keys.
-func (s *Service) Keys() *KeySet { return s.signer.keys }
+func (s *Service) Keys() *keys.Set { return s.signer.Keys() }
 
 // Grant is what a successful register, login or refresh returns.
 type Grant struct {
@@ -493,7 +500,7 @@ func (s *Service) sessionsEvicted(ctx context.Context, userID string, evicted []
 // refresh token, which also goes into the refresh cookie when cookie
 // sessions are on.
 func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshToken string, at time.Time) (*Grant, error) {
-	access, _, err := s.signer.issueAt(at, u.ID, sessionID, u.RoleNames(), s.cfg.AccessTTL)
+	access, _, err := s.signer.IssueAt(at, u.ID, sessionID, u.RoleNames(), s.cfg.AccessTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -615,11 +622,11 @@ func (s *Service) Authenticate(token string) (*Principal, error) {
 		// one that ignores a logout made elsewhere.
 		return nil, errUnsynced
 	}
-	keyVersion := s.signer.keys.version()
+	keyVersion := s.signer.Keys().Version()
 	v, ok := s.tokens.get(token, keyVersion)
 	if !ok {
-		c, err := s.signer.Verify(token)
-		if errors.Is(err, ErrTokenExpired) {
+		c, err := s.signer.Verify(context.TODO(), token)
+		if errors.Is(err, keys.ErrTokenExpired) {
 			return nil, errTokenExpired
 		} else if err != nil {
 			return nil, errTokenInvalid
@@ -627,7 +634,7 @@ func (s *Service) Authenticate(token string) (*Principal, error) {
 		v = verifiedToken{
 			p:          &Principal{UserID: c.Subject, SessionID: c.SessionID, TokenID: c.ID, Roles: c.Roles, ExpiresAt: c.ExpiresAt.Time},
 			keyVersion: keyVersion,
-			keyUntil:   c.keyUntil,
+			keyUntil:   c.KeyUntil(),
 		}
 		s.tokens.put(token, v)
 	} else if now := s.now(); now.After(v.p.ExpiresAt.Add(MaxClockSkew)) {
@@ -825,7 +832,7 @@ func (s *Service) Purge(ctx context.Context) error {
 		m.Sweep(now)
 	}
 	s.tokens.sweep(now)
-	if n, err := models.WipeRetiredKeys(ctx, s.db, now.Add(-(retiredKeyGrace + s.cfg.AccessTTL + MaxClockSkew))); err != nil {
+	if n, err := s.signer.Keys().WipeRetired(ctx); err != nil {
 		return err
 	} else if n > 0 {
 		s.log.InfoContext(ctx, "erased private material of retired signing keys", "keys", n)
