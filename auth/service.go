@@ -20,6 +20,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/audit"
 	"github.com/authql/authql/models"
 )
 
@@ -88,7 +89,7 @@ type Config struct {
 	// DefaultAuditRetention); Purge deletes older ones.
 	AuditRetention time.Duration
 	// AuditQueueBytes bounds the memory of the audit events waiting for
-	// the database (0: DefaultAuditQueueBytes); see auditWriter.
+	// the database (0: DefaultAuditQueueBytes); see audit.Writer.
 	AuditQueueBytes int64
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
@@ -119,7 +120,7 @@ type Service struct {
 	// limitSecret keys the names of rate-limit counters (see limitKey).
 	limitSecret []byte
 
-	audits     *auditWriter // see audit.go
+	audits     auditLog // see audit.go
 	rateAudits rateAudits
 	// originWarnings coalesces the log lines of refused cookie origins
 	// (see warnOrigin).
@@ -145,9 +146,6 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	}
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
-	}
-	if cfg.AuditQueueBytes <= 0 {
-		cfg.AuditQueueBytes = DefaultAuditQueueBytes
 	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,
@@ -189,7 +187,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		return nil, err
 	}
 	// Last: nothing above can fail once the writer's goroutine runs.
-	s.audits = newAuditWriter(db, log, cfg.AuditQueueBytes, auditBatchSize, auditFlushEvery)
+	s.audits = audit.NewWriter(db, log, cfg.AuditQueueBytes)
 	return s, nil
 }
 
