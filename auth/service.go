@@ -21,6 +21,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth/audit"
+	"github.com/authql/authql/auth/ratelimit"
 	"github.com/authql/authql/models"
 )
 
@@ -105,7 +106,7 @@ type Service struct {
 	timing *failTiming // pads failed logins (see timing.go)
 	log    *slog.Logger
 
-	limiter Limiter
+	limiter rateLimiter
 	users   *userCache
 	tokens  *tokenCache
 	revs    revocations
@@ -151,7 +152,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		db: db, cfg: cfg, log: log,
 		revs:    revocations{ids: map[string]time.Time{}},
 		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait, cfg.Observer),
-		limiter: NewLimiter(db),
+		limiter: ratelimit.New(db),
 		users:   newUserCache(cfg.UserCacheSize),
 		tokens:  newTokenCache(),
 		origins: map[string]bool{},
@@ -819,9 +820,7 @@ func (s *Service) Purge(ctx context.Context) error {
 	if p != (models.Purged{}) || audits > 0 {
 		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "audit_events", audits)
 	}
-	if m, ok := s.limiter.(*memoryLimiter); ok {
-		m.Sweep(now)
-	}
+	s.limiter.Sweep(now)
 	s.tokens.sweep(now)
 	if n, err := models.WipeRetiredKeys(ctx, s.db, now.Add(-(retiredKeyGrace + s.cfg.AccessTTL + MaxClockSkew))); err != nil {
 		return err
