@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/auth/audit"
 	"github.com/authql/authql/internal/pgcluster"
 	"github.com/authql/authql/models"
 )
@@ -52,7 +53,7 @@ func TestAuditQueueThroughOutage(t *testing.T) {
 	queued := 0
 	for range 10_000 {
 		_, err := s.Refresh(ctx, "malformed")
-		if errors.Is(err, errAuditFull) {
+		if errors.Is(err, audit.ErrFull) {
 			break
 		}
 		if models.ErrorCode(err) != models.Unauthenticated {
@@ -64,7 +65,7 @@ func TestAuditQueueThroughOutage(t *testing.T) {
 	if !q.Full || q.Dropped != 0 || q.Events != queued {
 		t.Fatalf("after %d events with the database down: queue %+v; want full, none dropped, all queued", queued, q)
 	}
-	if _, err := s.Login(ctx, "outage@example.com", "password1"); !errors.Is(err, errAuditFull) || models.ErrorCode(err) != models.ServiceUnavailable {
+	if _, err := s.Login(ctx, "outage@example.com", "password1"); !errors.Is(err, audit.ErrFull) || models.ErrorCode(err) != models.ServiceUnavailable {
 		t.Errorf("login with the audit queue full: %v, want SERVICE_UNAVAILABLE (audit queue full)", err)
 	}
 

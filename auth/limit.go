@@ -8,60 +8,22 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/ratelimit"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/models"
 )
 
-// Rate is a limit of N operations per window. Up to N may come at once;
-// after that one more is allowed every Per/N (the generic cell rate
-// algorithm: a burst of N, then a steady pace), so there is no window edge
-// at which twice the limit gets through. A zero N disables the limit.
-type Rate struct {
-	N   int
-	Per time.Duration
-}
+// Rate is a limit of N operations per window (see ratelimit.Rate), named
+// here so that Config and Limits read in one package.
+type Rate = ratelimit.Rate
 
-// Enabled reports whether r limits anything.
-func (r Rate) Enabled() bool { return r.N > 0 && r.Per > 0 }
-
-// String is the form ParseRate reads: "10/15m", or "off".
-func (r Rate) String() string {
-	if !r.Enabled() {
-		return "off"
-	}
-	return fmt.Sprintf("%d/%s", r.N, r.Per)
-}
-
-// interval is the steady pace: one operation per interval.
-func (r Rate) interval() time.Duration { return r.Per / time.Duration(r.N) }
-
-// ParseRate reads "N/DURATION" (such as "10/15m") or "off" (or "0").
-func ParseRate(s string) (Rate, error) {
-	s = strings.TrimSpace(s)
-	if s == "off" || s == "0" {
-		return Rate{}, nil
-	}
-	n, per, ok := strings.Cut(s, "/")
-	if !ok {
-		return Rate{}, fmt.Errorf("%q is not a rate; use COUNT/DURATION such as 10/15m, or off", s)
-	}
-	count, err := strconv.Atoi(strings.TrimSpace(n))
-	if err != nil || count < 1 || count > 1_000_000 {
-		return Rate{}, fmt.Errorf("%q: the count must be a whole number from 1 to 1000000", s)
-	}
-	d, err := time.ParseDuration(strings.TrimSpace(per))
-	if err != nil || d < time.Second || d > 7*24*time.Hour {
-		return Rate{}, fmt.Errorf("%q: the window must be a Go duration from 1s to 168h", s)
-	}
-	return Rate{N: count, Per: d}, nil
-}
+// ParseRate reads "N/DURATION" (such as "10/15m") or "off" (or "0"); see
+// ratelimit.ParseRate.
+func ParseRate(s string) (Rate, error) { return ratelimit.ParseRate(s) }
 
 // Limits are the rate limits of the service. Login counts failed attempts
 // (a successful login gives its attempt back); Register and Refresh count
@@ -96,95 +58,18 @@ var DefaultLimits = Limits{
 	Failures: Rate{N: 30, Per: time.Minute},
 }
 
-// Limiter counts operations against rates. Take reserves one operation for
-// key and returns how long to wait when the rate is exhausted (zero when
-// the operation may go ahead); Give returns a reserved operation.
-type Limiter interface {
+// rateLimiter is what the service needs of its rate limiter
+// (ratelimit.Limiter): Take reserves one operation under a counter's key
+// and returns how long to wait when the rate is exhausted (zero when the
+// operation may go ahead); Give returns a reserved operation; Sweep drops
+// the counters that have run down.
+type rateLimiter interface {
 	Take(ctx context.Context, key string, r Rate, now time.Time) (retryAfter time.Duration, err error)
 	Give(ctx context.Context, key string, r Rate, now time.Time) error
+	Sweep(now time.Time)
 }
 
-// NewLimiter returns the limiter for db: on PostgreSQL the counters live in
-// the database, so that every replica sharing it enforces one limit (a
-// per-replica limit would multiply by the number of replicas); on SQLite,
-// which one process serves, they live in memory.
-func NewLimiter(db *gorm.DB) Limiter {
-	if db.Dialector.Name() == "postgres" {
-		return dbLimiter{db: db}
-	}
-	return newMemoryLimiter()
-}
-
-// dbLimiter keeps the counters in the rate_limits table.
-type dbLimiter struct{ db *gorm.DB }
-
-func (l dbLimiter) Take(ctx context.Context, key string, r Rate, now time.Time) (time.Duration, error) {
-	return models.TakeRate(ctx, l.db, key, now, r.interval(), r.Per)
-}
-
-func (l dbLimiter) Give(ctx context.Context, key string, r Rate, now time.Time) error {
-	return models.GiveRate(ctx, l.db, key, r.interval())
-}
-
-// memoryLimiter keeps the counters in this process.
-type memoryLimiter struct {
-	mu  sync.Mutex
-	tat map[string]time.Time // theoretical arrival time of the next operation
-	// swept is when expired entries were last dropped.
-	swept time.Time
-}
-
-// maxMemoryKeys bounds the limiter's map between sweeps: many clients each
-// making one attempt must not grow it without limit.
-const maxMemoryKeys = 100_000
-
-func newMemoryLimiter() *memoryLimiter {
-	return &memoryLimiter{tat: map[string]time.Time{}}
-}
-
-func (l *memoryLimiter) Take(_ context.Context, key string, r Rate, now time.Time) (time.Duration, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.tat) >= maxMemoryKeys && now.Sub(l.swept) > time.Second {
-		l.sweepLocked(now)
-	}
-	next := l.tat[key]
-	if next.Before(now) {
-		next = now
-	}
-	next = next.Add(r.interval())
-	if over := next.Sub(now) - r.Per; over > 0 {
-		return over, nil
-	}
-	l.tat[key] = next
-	return 0, nil
-}
-
-func (l *memoryLimiter) Give(_ context.Context, key string, r Rate, now time.Time) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if t, ok := l.tat[key]; ok {
-		l.tat[key] = t.Add(-r.interval())
-	}
-	return nil
-}
-
-// Sweep drops counters that have run down: their next operation would be
-// allowed as if they had never been seen.
-func (l *memoryLimiter) Sweep(now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.sweepLocked(now)
-}
-
-func (l *memoryLimiter) sweepLocked(now time.Time) {
-	for k, t := range l.tat {
-		if !t.After(now) {
-			delete(l.tat, k)
-		}
-	}
-	l.swept = now
-}
+var _ rateLimiter = (*ratelimit.Limiter)(nil)
 
 // limitKey names a counter: kind, readable (the audit log's coalescing
 // splits on the colon), then a keyed hash of the parts, so that the table

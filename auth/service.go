@@ -20,7 +20,9 @@ import (
 	"golang.org/x/text/unicode/norm"
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/audit"
 	"github.com/authql/authql/auth/keys"
+	"github.com/authql/authql/auth/ratelimit"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/models"
 )
@@ -91,7 +93,7 @@ type Config struct {
 	// DefaultAuditRetention); Purge deletes older ones.
 	AuditRetention time.Duration
 	// AuditQueueBytes bounds the memory of the audit events waiting for
-	// the database (0: DefaultAuditQueueBytes); see auditWriter.
+	// the database (0: DefaultAuditQueueBytes); see audit.Writer.
 	AuditQueueBytes int64
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
@@ -107,7 +109,7 @@ type Service struct {
 	timing *failTiming // pads failed logins (see timing.go)
 	log    *slog.Logger
 
-	limiter Limiter
+	limiter rateLimiter
 	users   *userCache
 	tokens  *tokenCache
 	revs    revocations
@@ -122,7 +124,7 @@ type Service struct {
 	// limitSecret keys the names of rate-limit counters (see limitKey).
 	limitSecret []byte
 
-	audits     *auditWriter // see audit.go
+	audits     auditLog // see audit.go
 	rateAudits rateAudits
 	// originWarnings coalesces the log lines of refused cookie origins
 	// (see warnOrigin).
@@ -149,14 +151,11 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
 	}
-	if cfg.AuditQueueBytes <= 0 {
-		cfg.AuditQueueBytes = DefaultAuditQueueBytes
-	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,
 		revs:    revocations{ids: map[string]time.Time{}},
 		pool:    newHashPool(cfg.HashWorkers, cfg.HashWait, cfg.Observer),
-		limiter: NewLimiter(db),
+		limiter: ratelimit.New(db),
 		users:   newUserCache(cfg.UserCacheSize),
 		tokens:  newTokenCache(),
 		origins: map[string]bool{},
@@ -196,7 +195,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		return nil, err
 	}
 	// Last: nothing above can fail once the writer's goroutine runs.
-	s.audits = newAuditWriter(db, log, cfg.AuditQueueBytes, auditBatchSize, auditFlushEvery)
+	s.audits = audit.NewWriter(db, log, cfg.AuditQueueBytes)
 	return s, nil
 }
 
@@ -828,9 +827,7 @@ func (s *Service) Purge(ctx context.Context) error {
 	if p != (models.Purged{}) || audits > 0 {
 		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "audit_events", audits)
 	}
-	if m, ok := s.limiter.(*memoryLimiter); ok {
-		m.Sweep(now)
-	}
+	s.limiter.Sweep(now)
 	s.tokens.sweep(now)
 	if n, err := s.signer.Keys().WipeRetired(ctx); err != nil {
 		return err

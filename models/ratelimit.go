@@ -17,6 +17,15 @@ type RateLimit struct {
 	TAT int64  `gorm:"not null;index"` // Unix microseconds
 }
 
+// SharedRateLimits reports whether the rate-limit counters of db's users
+// must live in db (TakeRate, GiveRate) rather than in each process: on
+// PostgreSQL, which replicas share, a per-process count would multiply
+// every limit by the number of replicas; an SQLite file is served by one
+// process, which counts faster in memory.
+func SharedRateLimits(db *gorm.DB) bool {
+	return db.Dialector.Name() == string(Postgres)
+}
+
 // TakeRate reserves one operation for key at pace interval with a burst of
 // window/interval. It returns zero when the operation is allowed, else how
 // long until it would be; a refused operation changes nothing.

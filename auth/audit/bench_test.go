@@ -1,4 +1,4 @@
-package auth
+package audit
 
 import (
 	"context"
@@ -11,18 +11,18 @@ import (
 )
 
 // BenchmarkAuditBatch is the audit log's cost per event, as the writer
-// pays it: one INSERT per auditBatchSize events. A refresh records one.
+// pays it: one INSERT per batchSize events. A refresh records one.
 func BenchmarkAuditBatch(b *testing.B) {
 	bench := func(b *testing.B, dsn string) {
-		db := openDB(b, dsn)
-		c := Client{IP: "192.0.2.1", UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"}
-		batch := make([]models.AuditEvent, 0, auditBatchSize)
+		db := testdb.Open(b, dsn)
+		ip, ua := "192.0.2.1", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"
+		batch := make([]models.AuditEvent, 0, batchSize)
 		b.ReportAllocs()
 		for b.Loop() {
 			e := models.NewAuditEvent(time.Now(), models.AuditRefresh, models.AuditSuccess)
 			e.UserID, e.SessionID = models.Null("6f1c1c52-4a8e-4a55-9d0e-3c1b0b7f2f11"), models.Null("0d7c6a3e-8b65-4c1f-a1a4-2f3ad9d0f3c2")
-			e.IP, e.UserAgent = models.Null(clean(c.IP, 64)), models.Null(clean(c.UserAgent, 512))
-			if batch = append(batch, e); len(batch) == auditBatchSize {
+			e.IP, e.UserAgent = models.Null(Clean(ip, 64)), models.Null(Clean(ua, 512))
+			if batch = append(batch, e); len(batch) == batchSize {
 				if err := models.InsertAuditEvents(context.Background(), db, batch); err != nil {
 					b.Fatal(err)
 				}
