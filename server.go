@@ -46,7 +46,7 @@ func main() {
 const purgeInterval = 10 * time.Minute
 
 // usage is the help of authql --help.
-const usage = `Usage:
+var usage = `Usage:
   authql [serve]              serve the GraphQL API: POST /query, playground at GET /,
                               public keys at GET /.well-known/jwks.json (and the
                               example frontend at /example/ with AUTH_EXAMPLE_UI=true)
