@@ -101,6 +101,10 @@ func (rd *readiness) check(ctx context.Context) string {
 	return rd.reason
 }
 
+// shutdownDelayed is time.After, for shutdown's delay; a test replaces it
+// to end the delay once it has seen what happens during it.
+var shutdownDelayed = time.After
+
 // shutdown stops the servers once the process is told to stop. Readiness
 // fails first, and the servers keep serving for delay, so that load
 // balancers probing /readyz stop sending here; then the listeners close
@@ -114,7 +118,7 @@ func shutdown(ready *readiness, servers []*http.Server, serveErr <-chan error, d
 		select {
 		case err := <-serveErr:
 			return err
-		case <-time.After(delay):
+		case <-shutdownDelayed(delay):
 		}
 	}
 	log.Info("shutting down: finishing the requests in flight", "timeout", timeout.String())
