@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -44,23 +45,32 @@ func TestVariablesListsWhatLoadConfigReads(t *testing.T) {
 // envName matches what can only be the name of one of authql's variables.
 var envName = regexp.MustCompile(`^(AUTH_[A-Z0-9_]+|PORT|DATABASE_URL)$`)
 
-// TestVariablesListsWhatTheCodeNames scans the command's source, tests
-// aside, for names of variables the table does not list: every string
-// literal that is such a name, and every literal passed to a getenv (the
-// command's, os.Getenv or os.LookupEnv), whatever its name. It catches the
-// reads that loadConfig's run in the test above does not make (a command
-// reading PORT, a branch not taken).
+// TestVariablesListsWhatTheCodeNames scans the server's source (every
+// package but the tools under cmd/ and the test helpers under internal/),
+// tests aside, for names of variables the table does not list: every
+// string literal that is such a name, and every literal passed to a getenv
+// (the command's, os.Getenv or os.LookupEnv), whatever its name. It
+// catches the reads that loadConfig's run in the test above does not make
+// (a command reading PORT, a branch not taken, a package reading its own).
 func TestVariablesListsWhatTheCodeNames(t *testing.T) {
 	table := listed()
-	files, err := filepath.Glob("*.go")
+	var files []string
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.IsDir() && (path == "cmd" || path == "internal" || path == "examples" || path == "testdata" || strings.HasPrefix(d.Name(), ".") && path != "."):
+			return filepath.SkipDir
+		case !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go"):
+			files = append(files, path)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fset := token.NewFileSet()
 	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
 		f, err := parser.ParseFile(fset, name, nil, 0)
 		if err != nil {
 			t.Fatal(err)
