@@ -225,8 +225,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	// Runs last of the three: no request is in flight then, and the
-	// background work has stopped.
+	// Runs after the servers have shut down, the background work has
+	// stopped and the service has closed (deferred below, so run before).
 	defer closeDB()
 	svc, err := startService(ctx, cfg, db, m, log)
 	if err != nil {
