@@ -74,7 +74,7 @@ var variables = []variable{
 	{"AUTH_LOG_LEVEL", "info", "debug, info, warn or error; debug adds a line per /healthz, /readyz and /metrics request"},
 	{"AUTH_METRICS", "true", "false stops serving Prometheus metrics"},
 	{"AUTH_METRICS_ADDR", "", "serve /metrics on this address (such as 127.0.0.1:9090) instead of on PORT: they are not for the public, so either use this or block /metrics at the proxy"},
-	{"AUTH_METRICS_PUBLIC", "false", "true serves /metrics on PORT with AUTH_ENV=production too (false: in production only AUTH_METRICS_ADDR serves them)"},
+	{"AUTH_METRICS_PUBLIC", "false", "true serves /metrics on PORT with AUTH_ENV=production too; false leaves them, in production, to AUTH_METRICS_ADDR alone"},
 	{"AUTH_MAX_CONNS_PER_CLIENT", "256", "open connections of one client address (an IPv6 /64) at once; past it a new connection is closed at once; addresses in AUTH_TRUSTED_PROXIES are exempt; 0 disables"},
 	{"AUTH_SHUTDOWN_DELAY", "0s", "on SIGTERM or SIGINT, how long to keep serving with /readyz answering 503 before closing the listener, so that load balancers stop sending first"},
 	{"AUTH_SHUTDOWN_TIMEOUT", "10s", "then, how long requests in flight get to finish before their connections are closed"},
