@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -176,6 +177,25 @@ func TestConfigHelp(t *testing.T) {
 	for i, line := range strings.Split(configHelp, "\n") {
 		if len([]rune(line)) > 92 && strings.Contains(strings.TrimSpace(line), " ") {
 			t.Errorf("--help line %d is %d characters: %q", i+1, len(line), line)
+		}
+	}
+}
+
+// TestVariablesInReadme: the README's configuration section names every
+// variable of the table.
+func TestVariablesInReadme(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Configuration\n")
+	if !ok {
+		t.Fatal("README.md has no Configuration section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	for _, v := range variables {
+		if !strings.Contains(section, "`"+v.Name+"`") {
+			t.Errorf("README.md's Configuration section does not name %s", v.Name)
 		}
 	}
 }

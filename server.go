@@ -327,6 +327,8 @@ func startBackground(ctx context.Context, g *errgroup.Group, cfg config, db *gor
 	if err != nil {
 		return fmt.Errorf("listen for changes by other replicas: %w", err)
 	}
+	// The listener runs in a goroutine of its own; waiting here for it to
+	// close its connection keeps it in the group serve waits for.
 	g.Go(func() error { <-l.Done(); return nil })
 	g.Go(func() error { svc.RunPurge(ctx, purgeInterval); return nil })
 	// Rotations by other processes (authql keys rotate, another replica's
