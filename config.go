@@ -61,13 +61,13 @@ type config struct {
 	Encryption secret.Keys
 
 	// SyncTimeout is how long a replica that lost its listening connection
-	// to PostgreSQL keeps accepting access tokens (see auth.Listener).
+	// to PostgreSQL keeps accepting access tokens (see models.Listener).
 	SyncTimeout time.Duration
 
 	// AuditRetention is how long audit events are kept.
 	AuditRetention time.Duration
 	// AuditQueueBytes bounds the audit events waiting for the database
-	// (0: auth.DefaultAuditQueueBytes).
+	// (0: audit.DefaultQueueBytes).
 	AuditQueueBytes int64
 
 	Production    bool // AUTH_ENV=production
