@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 // The adversarial suite: each test attacks one defence over real HTTP with
 // real GraphQL documents, on SQLite and (with TEST_DATABASE_URL) PostgreSQL.
