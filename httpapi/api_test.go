@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -20,9 +21,9 @@ import (
 func TestRegisterLoginMe(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
+		ts := authtest.NewServer(t, dsn, nil)
 
-		r := ts.do(t, "", `mutation { register(email: "  Ada@Example.COM ", password: "correct horse") { `+payloadFields+` } }`, nil).OK(t)
+		r := ts.Do(t, "", `mutation { register(email: "  Ada@Example.COM ", password: "correct horse") { `+authtest.PayloadFields+` } }`, nil).OK(t)
 		if got := r.Str("register", "user", "email"); got != "ada@example.com" {
 			t.Errorf("email = %q, want trimmed and lower-cased", got)
 		}
@@ -37,22 +38,22 @@ func TestRegisterLoginMe(t *testing.T) {
 		}
 
 		t.Run("MeWithToken", func(t *testing.T) {
-			me := ts.me(t, r.Str("register", "accessToken")).OK(t)
+			me := ts.Me(t, r.Str("register", "accessToken")).OK(t)
 			if me.Str("me", "email") != "ada@example.com" || me.Str("me", "id") != r.Str("register", "user", "id") {
 				t.Errorf("me = %v", me.Data)
 			}
 		})
 		t.Run("LoginIsCaseInsensitive", func(t *testing.T) {
-			l := ts.login(t, "ADA@example.com ", "correct horse").OK(t)
+			l := ts.Login(t, "ADA@example.com ", "correct horse").OK(t)
 			if l.Str("login", "user", "id") != r.Str("register", "user", "id") {
 				t.Errorf("login user = %v", l.Get("login", "user"))
 			}
-			ts.me(t, l.Str("login", "accessToken")).OK(t)
+			ts.Me(t, l.Str("login", "accessToken")).OK(t)
 		})
 		t.Run("WrongPasswordAndUnknownEmailFailAlike", func(t *testing.T) {
-			wrong := ts.login(t, "ada@example.com", "wrong password")
-			unknown := ts.login(t, "nobody@example.com", "correct horse")
-			for _, resp := range []gqlResponse{wrong, unknown} {
+			wrong := ts.Login(t, "ada@example.com", "wrong password")
+			unknown := ts.Login(t, "nobody@example.com", "correct horse")
+			for _, resp := range []authtest.Response{wrong, unknown} {
 				if code := resp.Code(t); code != models.Unauthenticated {
 					t.Errorf("code = %s, want UNAUTHENTICATED", code)
 				}
@@ -70,8 +71,8 @@ func TestRegisterLoginMe(t *testing.T) {
 func TestRegisterValidation(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		ts.register(t, "taken@example.com", "password1")
+		ts := authtest.NewServer(t, dsn, nil)
+		ts.Register(t, "taken@example.com", "password1")
 		tests := []struct {
 			name, email, password, wantCode string
 		}{
@@ -87,7 +88,7 @@ func TestRegisterValidation(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				r := ts.do(t, "", `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }`,
+				r := ts.Do(t, "", `mutation($e: String!, $p: String!) { register(email: $e, password: $p) { accessToken } }`,
 					map[string]any{"e": tt.email, "p": tt.password})
 				if tt.wantCode == "" {
 					r.OK(t)
@@ -99,7 +100,7 @@ func TestRegisterValidation(t *testing.T) {
 			})
 		}
 		t.Run("LoginPasswordTooLongRefusedBeforeHashing", func(t *testing.T) {
-			if code := ts.login(t, "taken@example.com", strings.Repeat("x", 129)).Code(t); code != models.BadUserInput {
+			if code := ts.Login(t, "taken@example.com", strings.Repeat("x", 129)).Code(t); code != models.BadUserInput {
 				t.Errorf("code = %s, want BAD_USER_INPUT", code)
 			}
 		})
@@ -107,8 +108,8 @@ func TestRegisterValidation(t *testing.T) {
 }
 
 func TestSignupDisabled(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil, func(c *testConfig) { c.Auth.Signup = false })
-	r := ts.do(t, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`, nil)
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil, func(c *authtest.Config) { c.Auth.Signup = false })
+	r := ts.Do(t, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`, nil)
 	if code := r.Code(t); code != models.Forbidden {
 		t.Errorf("code = %s, want FORBIDDEN", code)
 	}
@@ -117,12 +118,12 @@ func TestSignupDisabled(t *testing.T) {
 func TestAuthDirective(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		user := ts.register(t, "user@example.com", "password1")
-		admin := ts.admin(t)
+		ts := authtest.NewServer(t, dsn, nil)
+		user := ts.Register(t, "user@example.com", "password1")
+		admin := ts.Admin(t)
 
 		t.Run("NoTokenFailsOnlyAuthFields", func(t *testing.T) {
-			r := ts.do(t, "", `{ me { id } }`, nil)
+			r := ts.Do(t, "", `{ me { id } }`, nil)
 			if code := r.Code(t); code != models.Unauthenticated {
 				t.Errorf("code = %s", code)
 			}
@@ -132,14 +133,14 @@ func TestAuthDirective(t *testing.T) {
 		})
 		t.Run("MalformedAuthorizationHeader", func(t *testing.T) {
 			for _, h := range []string{"Basic dXNlcjpwYXNz", "Bearer", "Token " + user.Access} {
-				r := postGraphQL(t, ts.URL, map[string]string{"Authorization": h}, `{ me { id } }`, nil)
+				r := authtest.PostGraphQL(t, ts.URL, map[string]string{"Authorization": h}, `{ me { id } }`, nil)
 				if code := r.Code(t); code != models.Unauthenticated {
 					t.Errorf("%q: code = %s", h, code)
 				}
 			}
 		})
 		t.Run("PartialResultForAdminOnlyField", func(t *testing.T) {
-			r := ts.do(t, user.Access, `{ me { id lastLoginAt } }`, nil)
+			r := ts.Do(t, user.Access, `{ me { id lastLoginAt } }`, nil)
 			if r.Str("me", "id") != user.UserID {
 				t.Errorf("me.id = %v, want %s", r.Get("me", "id"), user.UserID)
 			}
@@ -151,22 +152,22 @@ func TestAuthDirective(t *testing.T) {
 			}
 		})
 		t.Run("AdminSeesLastLoginAt", func(t *testing.T) {
-			r := ts.do(t, admin.Access, `{ me { lastLoginAt } }`, nil).OK(t)
+			r := ts.Do(t, admin.Access, `{ me { lastLoginAt } }`, nil).OK(t)
 			if r.Str("me", "lastLoginAt") == "" {
 				t.Errorf("lastLoginAt = %v, want the login time", r.Get("me", "lastLoginAt"))
 			}
 		})
 		t.Run("RoleGate", func(t *testing.T) {
-			if code := ts.do(t, user.Access, `{ users { id } }`, nil).Code(t); code != models.Forbidden {
+			if code := ts.Do(t, user.Access, `{ users { id } }`, nil).Code(t); code != models.Forbidden {
 				t.Errorf("user: code = %s, want FORBIDDEN", code)
 			}
-			r := ts.do(t, admin.Access, `{ users { id email roles } }`, nil).OK(t)
+			r := ts.Do(t, admin.Access, `{ users { id email roles } }`, nil).OK(t)
 			if n := len(r.Get("users").([]any)); n != 2 {
 				t.Errorf("users: %d, want 2", n)
 			}
 		})
 		t.Run("ObjectDirectiveChecksPermission", func(t *testing.T) {
-			r := ts.do(t, admin.Access, `{ roles { name permissions } }`, nil).OK(t)
+			r := ts.Do(t, admin.Access, `{ roles { name permissions } }`, nil).OK(t)
 			if got := fmt.Sprint(r.Get("roles")); !strings.Contains(got, "roles:read") {
 				t.Errorf("roles = %s", got)
 			}
@@ -178,18 +179,18 @@ func TestAuthDirective(t *testing.T) {
 			if err := ts.Svc.Reload(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			r = ts.do(t, admin.Access, `{ roles { name } }`, nil)
+			r = ts.Do(t, admin.Access, `{ roles { name } }`, nil)
 			if code := r.Code(t); code != models.Forbidden || !strings.Contains(r.Errors[0].Message, "roles:read") {
 				t.Errorf("code = %s (%s), want FORBIDDEN for roles:read", code, r.Errors[0].Message)
 			}
 		})
 		t.Run("StaleTokenDoesNotBlockPublicFields", func(t *testing.T) {
 			headers := map[string]string{"Authorization": "Bearer not.a.token"}
-			r := postGraphQL(t, ts.URL, headers, `mutation { login(email: "user@example.com", password: "password1") { accessToken } }`, nil).OK(t)
+			r := authtest.PostGraphQL(t, ts.URL, headers, `mutation { login(email: "user@example.com", password: "password1") { accessToken } }`, nil).OK(t)
 			if r.Str("login", "accessToken") == "" {
 				t.Error("no access token")
 			}
-			postGraphQL(t, ts.URL, headers, `mutation($t: String!) { refresh(refreshToken: $t) { accessToken } }`, map[string]any{"t": user.Refresh}).OK(t)
+			authtest.PostGraphQL(t, ts.URL, headers, `mutation($t: String!) { refresh(refreshToken: $t) { accessToken } }`, map[string]any{"t": user.Refresh}).OK(t)
 		})
 	})
 }
@@ -197,9 +198,9 @@ func TestAuthDirective(t *testing.T) {
 func TestForgedTokens(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		user := ts.register(t, "user@example.com", "password1")
-		c := claims(t, user.Access)
+		ts := authtest.NewServer(t, dsn, nil)
+		user := ts.Register(t, "user@example.com", "password1")
+		c := authtest.Claims(t, user.Access)
 		sign := func(method jwt.SigningMethod, key any, header map[string]any, mutate func(jwt.MapClaims)) string {
 			mc := jwt.MapClaims{}
 			for k, v := range c {
@@ -225,36 +226,36 @@ func TestForgedTokens(t *testing.T) {
 			return s
 		}
 		parts := strings.Split(user.Access, ".")
-		tampered := sign(jwt.SigningMethodHS256, testKey, nil, func(m jwt.MapClaims) { m["roles"] = []string{"admin"} })
+		tampered := sign(jwt.SigningMethodHS256, authtest.TestKey, nil, func(m jwt.MapClaims) { m["roles"] = []string{"admin"} })
 		tamperedParts := strings.Split(tampered, ".")
 
 		forged := map[string]string{
 			"AlgNone":           sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, nil),
 			"WrongKey":          sign(jwt.SigningMethodHS256, []byte("another-key-that-is-32-bytes-long!!"), nil, nil),
-			"HS512SameKey":      sign(jwt.SigningMethodHS512, testKey, nil, nil),
+			"HS512SameKey":      sign(jwt.SigningMethodHS512, authtest.TestKey, nil, nil),
 			"TamperedClaims":    parts[0] + "." + tamperedParts[1] + "." + parts[2],
-			"WrongTyp":          sign(jwt.SigningMethodHS256, testKey, map[string]any{"typ": "JWT"}, nil),
-			"NoTyp":             sign(jwt.SigningMethodHS256, testKey, map[string]any{"typ": nil}, nil),
-			"UnknownKid":        sign(jwt.SigningMethodHS256, testKey, map[string]any{"kid": "other"}, nil),
-			"WrongIssuer":       sign(jwt.SigningMethodHS256, testKey, nil, func(m jwt.MapClaims) { m["iss"] = "evil" }),
-			"WrongAudience":     sign(jwt.SigningMethodHS256, testKey, nil, func(m jwt.MapClaims) { m["aud"] = "other-service" }),
-			"NoExpiry":          sign(jwt.SigningMethodHS256, testKey, nil, func(m jwt.MapClaims) { delete(m, "exp") }),
+			"WrongTyp":          sign(jwt.SigningMethodHS256, authtest.TestKey, map[string]any{"typ": "JWT"}, nil),
+			"NoTyp":             sign(jwt.SigningMethodHS256, authtest.TestKey, map[string]any{"typ": nil}, nil),
+			"UnknownKid":        sign(jwt.SigningMethodHS256, authtest.TestKey, map[string]any{"kid": "other"}, nil),
+			"WrongIssuer":       sign(jwt.SigningMethodHS256, authtest.TestKey, nil, func(m jwt.MapClaims) { m["iss"] = "evil" }),
+			"WrongAudience":     sign(jwt.SigningMethodHS256, authtest.TestKey, nil, func(m jwt.MapClaims) { m["aud"] = "other-service" }),
+			"NoExpiry":          sign(jwt.SigningMethodHS256, authtest.TestKey, nil, func(m jwt.MapClaims) { delete(m, "exp") }),
 			"RefreshAsBearer":   user.Refresh,
 			"Garbage":           "a.b.c",
-			"ExpiredBeyondSkew": sign(jwt.SigningMethodHS256, testKey, nil, func(m jwt.MapClaims) { m["exp"] = time.Now().Add(-time.Minute).Unix() }),
+			"ExpiredBeyondSkew": sign(jwt.SigningMethodHS256, authtest.TestKey, nil, func(m jwt.MapClaims) { m["exp"] = time.Now().Add(-time.Minute).Unix() }),
 		}
 		for name, token := range forged {
 			t.Run(name, func(t *testing.T) {
-				r := ts.me(t, token)
+				r := ts.Me(t, token)
 				if code := r.Code(t); code != models.Unauthenticated {
 					t.Errorf("code = %s, want UNAUTHENTICATED", code)
 				}
 			})
 		}
 		t.Run("ExpiredByClock", func(t *testing.T) {
-			ts.me(t, user.Access).OK(t)
+			ts.Me(t, user.Access).OK(t)
 			ts.Clock.Advance(15*time.Minute + 31*time.Second)
-			r := ts.me(t, user.Access)
+			r := ts.Me(t, user.Access)
 			if code := r.Code(t); code != models.Unauthenticated || !strings.Contains(r.Errors[0].Message, "expired") {
 				t.Errorf("code = %s (%s), want UNAUTHENTICATED, expired", code, r.Errors[0].Message)
 			}
@@ -265,24 +266,24 @@ func TestForgedTokens(t *testing.T) {
 func TestRefreshRotation(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		first := ts.register(t, "user@example.com", "password1")
-		sid := claims(t, first.Access)["sid"]
+		ts := authtest.NewServer(t, dsn, nil)
+		first := ts.Register(t, "user@example.com", "password1")
+		sid := authtest.Claims(t, first.Access)["sid"]
 
-		r := ts.refresh(t, first.Refresh).OK(t)
-		second := tokensOf(r, "refresh")
+		r := ts.Refresh(t, first.Refresh).OK(t)
+		second := authtest.TokensOf(r, "refresh")
 		if second.Refresh == first.Refresh || second.Access == first.Access {
 			t.Fatal("refresh did not rotate the tokens")
 		}
-		if got := claims(t, second.Access)["sid"]; got != sid {
+		if got := authtest.Claims(t, second.Access)["sid"]; got != sid {
 			t.Errorf("sid = %v, want the same session %v", got, sid)
 		}
-		ts.me(t, second.Access).OK(t)
+		ts.Me(t, second.Access).OK(t)
 
 		t.Run("ReuseWithinIntervalContinuesSession", func(t *testing.T) {
 			ts.Clock.Advance(5 * time.Second)
-			r := ts.refresh(t, first.Refresh).OK(t)
-			if got := claims(t, r.Str("refresh", "accessToken"))["sid"]; got != sid {
+			r := ts.Refresh(t, first.Refresh).OK(t)
+			if got := authtest.Claims(t, r.Str("refresh", "accessToken"))["sid"]; got != sid {
 				t.Errorf("sid = %v, want %v", got, sid)
 			}
 		})
@@ -291,37 +292,37 @@ func TestRefreshRotation(t *testing.T) {
 			// The successor is used: the first token is superseded for
 			// good (had it not been used, presenting the first token
 			// would be a retry, see TestRefreshLostAnswer).
-			third := tokensOf(ts.refresh(t, second.Refresh).OK(t), "refresh")
-			if code := ts.refresh(t, first.Refresh).Code(t); code != models.Unauthenticated {
+			third := authtest.TokensOf(ts.Refresh(t, second.Refresh).OK(t), "refresh")
+			if code := ts.Refresh(t, first.Refresh).Code(t); code != models.Unauthenticated {
 				t.Errorf("reuse: code = %s, want UNAUTHENTICATED", code)
 			}
-			if code := ts.me(t, third.Access).Code(t); code != models.Unauthenticated {
+			if code := ts.Me(t, third.Access).Code(t); code != models.Unauthenticated {
 				t.Errorf("access token of the revoked session: code = %s, want UNAUTHENTICATED", code)
 			}
-			if code := ts.refresh(t, third.Refresh).Code(t); code != models.Unauthenticated {
+			if code := ts.Refresh(t, third.Refresh).Code(t); code != models.Unauthenticated {
 				t.Errorf("newest refresh token of the revoked session: code = %s, want UNAUTHENTICATED", code)
 			}
 		})
 		t.Run("RefreshReadsCurrentRoles", func(t *testing.T) {
-			admin := ts.admin(t)
-			user := ts.register(t, "promoted@example.com", "password1")
-			ts.do(t, admin.Access, `mutation($id: ID!) { setUserRoles(userId: $id, roles: ["user", "ADMIN"]) { roles } }`, map[string]any{"id": user.UserID}).OK(t)
-			r := ts.refresh(t, user.Refresh).OK(t)
-			if got := fmt.Sprint(claims(t, r.Str("refresh", "accessToken"))["roles"]); got != "[admin user]" {
+			admin := ts.Admin(t)
+			user := ts.Register(t, "promoted@example.com", "password1")
+			ts.Do(t, admin.Access, `mutation($id: ID!) { setUserRoles(userId: $id, roles: ["user", "ADMIN"]) { roles } }`, map[string]any{"id": user.UserID}).OK(t)
+			r := ts.Refresh(t, user.Refresh).OK(t)
+			if got := fmt.Sprint(authtest.Claims(t, r.Str("refresh", "accessToken"))["roles"]); got != "[admin user]" {
 				t.Errorf("roles claim = %s, want [admin user]", got)
 			}
-			ts.do(t, r.Str("refresh", "accessToken"), `{ users { id } }`, nil).OK(t)
+			ts.Do(t, r.Str("refresh", "accessToken"), `{ users { id } }`, nil).OK(t)
 		})
 		t.Run("ExpiredSession", func(t *testing.T) {
-			u := ts.register(t, "expiring@example.com", "password1")
+			u := ts.Register(t, "expiring@example.com", "password1")
 			ts.Clock.Advance(720*time.Hour + time.Second)
-			if code := ts.refresh(t, u.Refresh).Code(t); code != models.Unauthenticated {
+			if code := ts.Refresh(t, u.Refresh).Code(t); code != models.Unauthenticated {
 				t.Errorf("code = %s, want UNAUTHENTICATED", code)
 			}
 		})
 		t.Run("GarbageToken", func(t *testing.T) {
 			for _, tok := range []string{"", "x", strings.Repeat("A", 43), first.Access} {
-				if code := ts.refresh(t, tok).Code(t); code != models.Unauthenticated {
+				if code := ts.Refresh(t, tok).Code(t); code != models.Unauthenticated {
 					t.Errorf("%q: code = %s, want UNAUTHENTICATED", tok, code)
 				}
 			}
@@ -332,11 +333,11 @@ func TestRefreshRotation(t *testing.T) {
 func TestRefreshConcurrent(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Run("WithinInterval", func(t *testing.T) {
-			ts := newTestServer(t, dsn, nil)
-			u := ts.register(t, "user@example.com", "password1")
+			ts := authtest.NewServer(t, dsn, nil)
+			u := ts.Register(t, "user@example.com", "password1")
 			results := refreshConcurrently(t, ts, u.Refresh, 10)
-			sid := claims(t, u.Access)["sid"]
-			var ok []gqlResponse
+			sid := authtest.Claims(t, u.Access)["sid"]
+			var ok []authtest.Response
 			for _, r := range results {
 				if len(r.Errors) == 0 {
 					ok = append(ok, r)
@@ -346,14 +347,14 @@ func TestRefreshConcurrent(t *testing.T) {
 				t.Fatalf("%d of 10 concurrent refreshes succeeded, want all: %+v", len(ok), results)
 			}
 			for _, r := range ok {
-				if got := claims(t, r.Str("refresh", "accessToken"))["sid"]; got != sid {
+				if got := authtest.Claims(t, r.Str("refresh", "accessToken"))["sid"]; got != sid {
 					t.Errorf("sid = %v, want %v", got, sid)
 				}
 			}
 			// One working session: its tokens work, and so does a further rotation.
-			last := tokensOf(ok[len(ok)-1], "refresh")
-			ts.me(t, last.Access).OK(t)
-			ts.refresh(t, last.Refresh).OK(t)
+			last := authtest.TokensOf(ok[len(ok)-1], "refresh")
+			ts.Me(t, last.Access).OK(t)
+			ts.Refresh(t, last.Refresh).OK(t)
 			var sessions int64
 			ts.DB.Model(&models.Session{}).Where("user_id = ? AND revoked_at IS NULL", u.UserID).Count(&sessions)
 			if sessions != 1 {
@@ -364,12 +365,12 @@ func TestRefreshConcurrent(t *testing.T) {
 			// Without a grace interval, every presentation after the first
 			// is a retry (no successor was used yet): each one succeeds and
 			// spends the successors before it, so exactly one stays live.
-			ts := newTestServer(t, dsn, nil, withReuseInterval(0))
-			u := ts.register(t, "zero@example.com", "password1")
+			ts := authtest.NewServer(t, dsn, nil, authtest.WithReuseInterval(0))
+			u := ts.Register(t, "zero@example.com", "password1")
 			results := refreshConcurrently(t, ts, u.Refresh, 10)
-			var live []tokens
+			var live []authtest.Tokens
 			for _, r := range results {
-				got := tokensOf(r.OK(t), "refresh")
+				got := authtest.TokensOf(r.OK(t), "refresh")
 				if liveRefreshToken(t, ts.DB, got.Refresh) {
 					live = append(live, got)
 				}
@@ -377,18 +378,18 @@ func TestRefreshConcurrent(t *testing.T) {
 			if len(live) != 1 {
 				t.Fatalf("%d of the 10 successors are live, want exactly 1", len(live))
 			}
-			if n := liveRefreshTokens(t, ts.DB, sid(t, u.Access)); n != 1 {
+			if n := liveRefreshTokens(t, ts.DB, authtest.SID(t, u.Access)); n != 1 {
 				t.Errorf("%d live refresh tokens in the session, want 1", n)
 			}
-			ts.me(t, live[0].Access).OK(t)
-			ts.refresh(t, live[0].Refresh).OK(t)
+			ts.Me(t, live[0].Access).OK(t)
+			ts.Refresh(t, live[0].Refresh).OK(t)
 		})
 	})
 }
 
-func refreshConcurrently(t *testing.T, ts *testServer, token string, n int) []gqlResponse {
+func refreshConcurrently(t *testing.T, ts *authtest.Server, token string, n int) []authtest.Response {
 	t.Helper()
-	results := make([]gqlResponse, n)
+	results := make([]authtest.Response, n)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n {
@@ -396,7 +397,7 @@ func refreshConcurrently(t *testing.T, ts *testServer, token string, n int) []gq
 		go func() {
 			defer wg.Done()
 			<-start
-			results[i] = ts.refresh(t, token)
+			results[i] = ts.Refresh(t, token)
 		}()
 	}
 	close(start)
@@ -407,40 +408,42 @@ func refreshConcurrently(t *testing.T, ts *testServer, token string, n int) []gq
 func TestLogout(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		ts.register(t, "user@example.com", "password1")
-		login := func() tokens { return tokensOf(ts.login(t, "user@example.com", "password1").OK(t), "login") }
+		ts := authtest.NewServer(t, dsn, nil)
+		ts.Register(t, "user@example.com", "password1")
+		login := func() authtest.Tokens {
+			return authtest.TokensOf(ts.Login(t, "user@example.com", "password1").OK(t), "login")
+		}
 
 		t.Run("OneSession", func(t *testing.T) {
 			a, b := login(), login()
-			r := ts.do(t, a.Access, `mutation { logout }`, nil).OK(t)
+			r := ts.Do(t, a.Access, `mutation { logout }`, nil).OK(t)
 			if r.Get("logout") != true {
 				t.Errorf("logout = %v", r.Get("logout"))
 			}
-			if code := ts.me(t, a.Access).Code(t); code != models.Unauthenticated {
+			if code := ts.Me(t, a.Access).Code(t); code != models.Unauthenticated {
 				t.Errorf("access token after logout: code = %s", code)
 			}
-			if code := ts.refresh(t, a.Refresh).Code(t); code != models.Unauthenticated {
+			if code := ts.Refresh(t, a.Refresh).Code(t); code != models.Unauthenticated {
 				t.Errorf("refresh token after logout: code = %s", code)
 			}
-			ts.me(t, b.Access).OK(t)
-			ts.refresh(t, b.Refresh).OK(t)
+			ts.Me(t, b.Access).OK(t)
+			ts.Refresh(t, b.Refresh).OK(t)
 		})
 		t.Run("AllSessions", func(t *testing.T) {
 			a, b := login(), login()
-			ts.do(t, a.Access, `mutation { logout(allSessions: true) }`, nil).OK(t)
-			for _, s := range []tokens{a, b} {
-				if code := ts.me(t, s.Access).Code(t); code != models.Unauthenticated {
+			ts.Do(t, a.Access, `mutation { logout(allSessions: true) }`, nil).OK(t)
+			for _, s := range []authtest.Tokens{a, b} {
+				if code := ts.Me(t, s.Access).Code(t); code != models.Unauthenticated {
 					t.Errorf("access token: code = %s", code)
 				}
-				if code := ts.refresh(t, s.Refresh).Code(t); code != models.Unauthenticated {
+				if code := ts.Refresh(t, s.Refresh).Code(t); code != models.Unauthenticated {
 					t.Errorf("refresh token: code = %s", code)
 				}
 			}
-			ts.me(t, login().Access).OK(t) // signing in again still works
+			ts.Me(t, login().Access).OK(t) // signing in again still works
 		})
 		t.Run("RequiresToken", func(t *testing.T) {
-			if code := ts.do(t, "", `mutation { logout }`, nil).Code(t); code != models.Unauthenticated {
+			if code := ts.Do(t, "", `mutation { logout }`, nil).Code(t); code != models.Unauthenticated {
 				t.Errorf("code = %s", code)
 			}
 		})
@@ -449,32 +452,32 @@ func TestLogout(t *testing.T) {
 
 func TestRevocationSurvivesRestart(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		c := newClock()
-		before := newTestServer(t, dsn, c)
-		before.register(t, "user@example.com", "password1")
-		a := tokensOf(before.login(t, "user@example.com", "password1").OK(t), "login")
-		b := tokensOf(before.login(t, "user@example.com", "password1").OK(t), "login")
-		before.do(t, a.Access, `mutation { logout }`, nil).OK(t)
+		c := authtest.NewClock()
+		before := authtest.NewServer(t, dsn, c)
+		before.Register(t, "user@example.com", "password1")
+		a := authtest.TokensOf(before.Login(t, "user@example.com", "password1").OK(t), "login")
+		b := authtest.TokensOf(before.Login(t, "user@example.com", "password1").OK(t), "login")
+		before.Do(t, a.Access, `mutation { logout }`, nil).OK(t)
 
-		after := newTestServer(t, dsn, c) // a new process: only the database carries over
-		if code := after.me(t, a.Access).Code(t); code != models.Unauthenticated {
+		after := authtest.NewServer(t, dsn, c) // a new process: only the database carries over
+		if code := after.Me(t, a.Access).Code(t); code != models.Unauthenticated {
 			t.Errorf("logged-out access token after restart: code = %s", code)
 		}
-		if code := after.refresh(t, a.Refresh).Code(t); code != models.Unauthenticated {
+		if code := after.Refresh(t, a.Refresh).Code(t); code != models.Unauthenticated {
 			t.Errorf("logged-out refresh token after restart: code = %s", code)
 		}
-		after.me(t, b.Access).OK(t)
+		after.Me(t, b.Access).OK(t)
 	})
 }
 
 func TestSetUserRoles(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		admin := ts.admin(t)
-		user := ts.register(t, "user@example.com", "password1")
-		set := func(token, id string, roles []string) gqlResponse {
-			return ts.do(t, token, `mutation($id: ID!, $r: [String!]!) { setUserRoles(userId: $id, roles: $r) { id roles } }`,
+		ts := authtest.NewServer(t, dsn, nil)
+		admin := ts.Admin(t)
+		user := ts.Register(t, "user@example.com", "password1")
+		set := func(token, id string, roles []string) authtest.Response {
+			return ts.Do(t, token, `mutation($id: ID!, $r: [String!]!) { setUserRoles(userId: $id, roles: $r) { id roles } }`,
 				map[string]any{"id": id, "r": roles})
 		}
 		cases := []struct {
@@ -503,7 +506,7 @@ func TestSetUserRoles(t *testing.T) {
 			}
 			// Role checks use the user's current roles: the token issued
 			// before the change already has the new role's power.
-			ts.do(t, user.Access, `{ users { id } }`, nil).OK(t)
+			ts.Do(t, user.Access, `{ users { id } }`, nil).OK(t)
 			// With two admins, one may lose the role.
 			r = set(admin.Access, admin.UserID, []string{"user"}).OK(t)
 			if got := fmt.Sprint(r.Get("setUserRoles", "roles")); got != "[user]" {
@@ -516,8 +519,8 @@ func TestSetUserRoles(t *testing.T) {
 func TestPasswordHashUpgrade(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		u := ts.register(t, "imported@example.com", "password1")
+		ts := authtest.NewServer(t, dsn, nil)
+		u := ts.Register(t, "imported@example.com", "password1")
 		stored := func() string {
 			var user models.User
 			if err := ts.DB.Where("id = ?", u.UserID).Take(&user).Error; err != nil {
@@ -531,19 +534,19 @@ func TestPasswordHashUpgrade(t *testing.T) {
 		t.Run("FromBcrypt", func(t *testing.T) {
 			b, _ := bcrypt.GenerateFromPassword([]byte("imported-pw"), bcrypt.MinCost)
 			ts.DB.Model(&models.User{}).Where("id = ?", u.UserID).Update("password_hash", string(b))
-			if code := ts.login(t, "imported@example.com", "wrong-password").Code(t); code != models.Unauthenticated {
+			if code := ts.Login(t, "imported@example.com", "wrong-password").Code(t); code != models.Unauthenticated {
 				t.Errorf("wrong password: code = %s", code)
 			}
-			ts.login(t, "imported@example.com", "imported-pw").OK(t)
+			ts.Login(t, "imported@example.com", "imported-pw").OK(t)
 			if h := stored(); !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
 				t.Errorf("hash not upgraded: %q", h)
 			}
-			ts.login(t, "imported@example.com", "imported-pw").OK(t)
+			ts.Login(t, "imported@example.com", "imported-pw").OK(t)
 		})
 		t.Run("FromOlderArgon2Parameters", func(t *testing.T) {
-			old := newTestServer(t, dsn, nil, func(c *testConfig) { c.Auth.Argon2.Memory = 32 })
-			old.do(t, "", `mutation { register(email: "old@example.com", password: "password1") { accessToken } }`, nil).OK(t)
-			ts.login(t, "old@example.com", "password1").OK(t)
+			old := authtest.NewServer(t, dsn, nil, func(c *authtest.Config) { c.Auth.Argon2.Memory = 32 })
+			old.Do(t, "", `mutation { register(email: "old@example.com", password: "password1") { accessToken } }`, nil).OK(t)
+			ts.Login(t, "old@example.com", "password1").OK(t)
 			var user models.User
 			ts.DB.Where("email = ?", "old@example.com").Take(&user)
 			if !strings.HasPrefix(user.PasswordHash, "$argon2id$v=19$m=64,t=1,p=1$") {
@@ -556,10 +559,10 @@ func TestPasswordHashUpgrade(t *testing.T) {
 func TestNoPlaintextSecretsStored(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
+		ts := authtest.NewServer(t, dsn, nil)
 		const password = "very-secret-password"
-		u := ts.register(t, "user@example.com", password)
-		r := tokensOf(ts.refresh(t, u.Refresh).OK(t), "refresh")
+		u := ts.Register(t, "user@example.com", password)
+		r := authtest.TokensOf(ts.Refresh(t, u.Refresh).OK(t), "refresh")
 		tables := []string{"users", "sessions", "refresh_tokens", "revocations"}
 		for _, table := range tables {
 			var rows []map[string]any
@@ -577,11 +580,11 @@ func TestNoPlaintextSecretsStored(t *testing.T) {
 }
 
 func TestInternalErrorsDoNotLeak(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil)
-	u := ts.register(t, "user@example.com", "password1")
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
+	u := ts.Register(t, "user@example.com", "password1")
 	sqlDB, _ := ts.DB.DB()
 	sqlDB.Close() // every query now fails inside the driver
-	r := ts.me(t, u.Access)
+	r := ts.Me(t, u.Access)
 	if code := r.Code(t); code != models.Internal {
 		t.Fatalf("code = %s, want INTERNAL_SERVER_ERROR", code)
 	}
@@ -593,9 +596,9 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 func TestPurgeExpired(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		u := ts.register(t, "user@example.com", "password1")
-		ts.do(t, u.Access, `mutation { logout }`, nil).OK(t)
+		ts := authtest.NewServer(t, dsn, nil)
+		u := ts.Register(t, "user@example.com", "password1")
+		ts.Do(t, u.Access, `mutation { logout }`, nil).OK(t)
 		count := func(model any) (n int64) {
 			ts.DB.Model(model).Count(&n)
 			return n
@@ -620,7 +623,7 @@ func TestPurgeExpired(t *testing.T) {
 }
 
 func TestHTTPSurface(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil)
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	get := func(path string) *http.Response {
 		resp, err := http.Get(ts.URL + path)
 		if err != nil {
@@ -635,11 +638,11 @@ func TestHTTPSurface(t *testing.T) {
 	if resp := get("/query"); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET /query = %d, want 405 (POST only)", resp.StatusCode)
 	}
-	r := ts.do(t, "", `{ __schema { queryType { name } } }`, nil).OK(t)
+	r := ts.Do(t, "", `{ __schema { queryType { name } } }`, nil).OK(t)
 	if r.Str("__schema", "queryType", "name") != "Query" {
 		t.Errorf("introspection = %v", r.Data)
 	}
-	if r := ts.do(t, "", `{ nope }`, nil); r.Code(t) != "GRAPHQL_VALIDATION_FAILED" {
+	if r := ts.Do(t, "", `{ nope }`, nil); r.Code(t) != "GRAPHQL_VALIDATION_FAILED" {
 		t.Errorf("unknown field: code = %s", r.Code(t))
 	}
 }

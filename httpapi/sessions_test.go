@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"net/http"
@@ -7,14 +7,15 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
 
 // doAs posts a GraphQL document with a bearer token and a User-Agent.
-func (ts *testServer) doAs(tb testing.TB, token, userAgent, query string, vars map[string]any) gqlResponse {
+func doAs(tb testing.TB, ts *authtest.Server, token, userAgent, query string, vars map[string]any) authtest.Response {
 	tb.Helper()
-	return postGraphQL(tb, ts.URL, map[string]string{"Authorization": bearer(token), "User-Agent": userAgent}, query, vars)
+	return authtest.PostGraphQL(tb, ts.URL, map[string]string{"Authorization": authtest.Bearer(token), "User-Agent": userAgent}, query, vars)
 }
 
 // session is one entry of mySessions.
@@ -34,46 +35,36 @@ func (s session) same(o session) bool {
 
 const mySessionsQuery = `{ mySessions { id createdAt lastUsedAt expiresAt userAgent ip current } }`
 
-func (ts *testServer) mySessions(tb testing.TB, token string) []session {
+func mySessions(tb testing.TB, ts *authtest.Server, token string) []session {
 	tb.Helper()
 	var out struct{ MySessions []session }
-	if err := postLoad(http.DefaultClient, ts.URL, token, mySessionsQuery, nil, &out); err != nil {
+	if err := authtest.PostLoad(http.DefaultClient, ts.URL, token, mySessionsQuery, nil, &out); err != nil {
 		tb.Fatalf("mySessions: %v", err)
 	}
 	return out.MySessions
 }
 
-func (ts *testServer) revokeSession(tb testing.TB, token, id string) gqlResponse {
+func revokeSession(tb testing.TB, ts *authtest.Server, token, id string) authtest.Response {
 	tb.Helper()
-	return ts.do(tb, token, `mutation($id: ID!) { revokeSession(id: $id) }`, map[string]any{"id": id})
-}
-
-// sid is the session id of an access token.
-func sid(tb testing.TB, access string) string {
-	tb.Helper()
-	s, _ := claims(tb, access)["sid"].(string)
-	if s == "" {
-		tb.Fatalf("access token without sid")
-	}
-	return s
+	return ts.Do(tb, token, `mutation($id: ID!) { revokeSession(id: $id) }`, map[string]any{"id": id})
 }
 
 func TestMySessions(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
+		ts := authtest.NewServer(t, dsn, nil)
 		start := ts.Clock.Now()
-		first := tokensOf(ts.doAs(t, "", "Agent/A", `mutation { register(email: "ada@example.com", password: "password1") { `+payloadFields+` } }`, nil).OK(t), "register")
+		first := authtest.TokensOf(doAs(t, ts, "", "Agent/A", `mutation { register(email: "ada@example.com", password: "password1") { `+authtest.PayloadFields+` } }`, nil).OK(t), "register")
 		ts.Clock.Advance(time.Minute)
-		second := tokensOf(ts.doAs(t, "", "Agent/B", `mutation { login(email: "ada@example.com", password: "password1") { `+payloadFields+` } }`, nil).OK(t), "login")
+		second := authtest.TokensOf(doAs(t, ts, "", "Agent/B", `mutation { login(email: "ada@example.com", password: "password1") { `+authtest.PayloadFields+` } }`, nil).OK(t), "login")
 		// Another user's session must not show.
-		ts.register(t, "bob@example.com", "password1")
+		ts.Register(t, "bob@example.com", "password1")
 
-		got := ts.mySessions(t, second.Access)
+		got := mySessions(t, ts, second.Access)
 		want := []session{
-			{ID: sid(t, second.Access), CreatedAt: start.Add(time.Minute), LastUsedAt: start.Add(time.Minute),
+			{ID: authtest.SID(t, second.Access), CreatedAt: start.Add(time.Minute), LastUsedAt: start.Add(time.Minute),
 				ExpiresAt: start.Add(time.Minute + 720*time.Hour), UserAgent: "Agent/B", IP: "127.0.0.1", Current: true},
-			{ID: sid(t, first.Access), CreatedAt: start, LastUsedAt: start,
+			{ID: authtest.SID(t, first.Access), CreatedAt: start, LastUsedAt: start,
 				ExpiresAt: start.Add(720 * time.Hour), UserAgent: "Agent/A", IP: "127.0.0.1"},
 		}
 		if len(got) != len(want) {
@@ -88,10 +79,10 @@ func TestMySessions(t *testing.T) {
 		// A refresh of the first session makes it the most recently used
 		// and slides its expiry; the User-Agent stays the one that began it.
 		ts.Clock.Advance(time.Minute)
-		refreshed := tokensOf(ts.doAs(t, "", "Agent/C", `mutation($t: String!) { refresh(refreshToken: $t) { `+payloadFields+` } }`,
+		refreshed := authtest.TokensOf(doAs(t, ts, "", "Agent/C", `mutation($t: String!) { refresh(refreshToken: $t) { `+authtest.PayloadFields+` } }`,
 			map[string]any{"t": first.Refresh}).OK(t), "refresh")
-		got = ts.mySessions(t, refreshed.Access)
-		if len(got) != 2 || got[0].ID != sid(t, first.Access) || !got[0].Current || got[1].Current {
+		got = mySessions(t, ts, refreshed.Access)
+		if len(got) != 2 || got[0].ID != authtest.SID(t, first.Access) || !got[0].Current || got[1].Current {
 			t.Fatalf("after refresh: %+v, want the refreshed session first and current", got)
 		}
 		if w := start.Add(2 * time.Minute); !got[0].LastUsedAt.Equal(w) || !got[0].CreatedAt.Equal(start) {
@@ -105,11 +96,11 @@ func TestMySessions(t *testing.T) {
 		}
 
 		// Ended sessions are gone from the list: logged out, and expired.
-		ts.do(t, second.Access, `mutation { logout }`, nil).OK(t)
-		if got := ts.mySessions(t, refreshed.Access); len(got) != 1 || got[0].ID != sid(t, first.Access) {
+		ts.Do(t, second.Access, `mutation { logout }`, nil).OK(t)
+		if got := mySessions(t, ts, refreshed.Access); len(got) != 1 || got[0].ID != authtest.SID(t, first.Access) {
 			t.Errorf("after logout of the second: %+v", got)
 		}
-		if code := ts.do(t, "", mySessionsQuery, nil).Code(t); code != models.Unauthenticated {
+		if code := ts.Do(t, "", mySessionsQuery, nil).Code(t); code != models.Unauthenticated {
 			t.Errorf("without a token: %s, want UNAUTHENTICATED", code)
 		}
 	})
@@ -118,14 +109,14 @@ func TestMySessions(t *testing.T) {
 func TestMySessionsLeavesOutExpired(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil, func(c *testConfig) { c.Auth.RefreshTTL = time.Hour })
-		old := ts.register(t, "ada@example.com", "password1")
+		ts := authtest.NewServer(t, dsn, nil, func(c *authtest.Config) { c.Auth.RefreshTTL = time.Hour })
+		old := ts.Register(t, "ada@example.com", "password1")
 		ts.Clock.Advance(50 * time.Minute)
-		fresh := tokensOf(ts.login(t, "ada@example.com", "password1").OK(t), "login")
+		fresh := authtest.TokensOf(ts.Login(t, "ada@example.com", "password1").OK(t), "login")
 		ts.Clock.Advance(11 * time.Minute) // the first is past its hour
-		got := ts.mySessions(t, fresh.Access)
-		if len(got) != 1 || got[0].ID != sid(t, fresh.Access) {
-			t.Errorf("mySessions = %+v, want only %s (%s expired)", got, sid(t, fresh.Access), sid(t, old.Access))
+		got := mySessions(t, ts, fresh.Access)
+		if len(got) != 1 || got[0].ID != authtest.SID(t, fresh.Access) {
+			t.Errorf("mySessions = %+v, want only %s (%s expired)", got, authtest.SID(t, fresh.Access), authtest.SID(t, old.Access))
 		}
 	})
 }
@@ -133,82 +124,64 @@ func TestMySessionsLeavesOutExpired(t *testing.T) {
 func TestRevokeSession(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		a := ts.register(t, "ada@example.com", "password1")
-		b := tokensOf(ts.login(t, "ada@example.com", "password1").OK(t), "login")
-		bob := ts.register(t, "bob@example.com", "password1")
-		ts.me(t, a.Access).OK(t) // verified and cached: revocation must still apply
+		ts := authtest.NewServer(t, dsn, nil)
+		a := ts.Register(t, "ada@example.com", "password1")
+		b := authtest.TokensOf(ts.Login(t, "ada@example.com", "password1").OK(t), "login")
+		bob := ts.Register(t, "bob@example.com", "password1")
+		ts.Me(t, a.Access).OK(t) // verified and cached: revocation must still apply
 
 		t.Run("AnotherUsersSessionIsNotFound", func(t *testing.T) {
 			for name, id := range map[string]string{
-				"AnotherUsers": sid(t, a.Access),
+				"AnotherUsers": authtest.SID(t, a.Access),
 				"Unknown":      uuid.NewString(),
 				"Malformed":    "not-a-session",
 				"Empty":        "",
 			} {
-				r := ts.revokeSession(t, bob.Access, id)
+				r := revokeSession(t, ts, bob.Access, id)
 				if code := r.Code(t); code != models.NotFound || r.Errors[0].Message != "session not found" {
 					t.Errorf("%s: %s %q, want NOT_FOUND \"session not found\"", name, code, r.Errors[0].Message)
 				}
 			}
-			ts.me(t, a.Access).OK(t)
-			a = tokensOf(ts.refresh(t, a.Refresh).OK(t), "refresh")
+			ts.Me(t, a.Access).OK(t)
+			a = authtest.TokensOf(ts.Refresh(t, a.Refresh).OK(t), "refresh")
 		})
 
 		t.Run("OwnOtherSession", func(t *testing.T) {
-			r := ts.revokeSession(t, b.Access, sid(t, a.Access)).OK(t)
+			r := revokeSession(t, ts, b.Access, authtest.SID(t, a.Access)).OK(t)
 			if r.Get("revokeSession") != true {
 				t.Fatalf("revokeSession = %v, want true", r.Get("revokeSession"))
 			}
-			if code := ts.me(t, a.Access).Code(t); code != models.Unauthenticated {
+			if code := ts.Me(t, a.Access).Code(t); code != models.Unauthenticated {
 				t.Errorf("revoked session's access token: %s, want UNAUTHENTICATED at once", code)
 			}
-			if code := ts.refresh(t, a.Refresh).Code(t); code != models.Unauthenticated {
+			if code := ts.Refresh(t, a.Refresh).Code(t); code != models.Unauthenticated {
 				t.Errorf("revoked session's refresh: %s, want UNAUTHENTICATED", code)
 			}
-			if got := ts.mySessions(t, b.Access); len(got) != 1 || got[0].ID != sid(t, b.Access) {
+			if got := mySessions(t, ts, b.Access); len(got) != 1 || got[0].ID != authtest.SID(t, b.Access) {
 				t.Errorf("mySessions after revoke: %+v", got)
 			}
 			// Again: it had ended already.
-			if r := ts.revokeSession(t, b.Access, sid(t, a.Access)).OK(t); r.Get("revokeSession") != false {
+			if r := revokeSession(t, ts, b.Access, authtest.SID(t, a.Access)).OK(t); r.Get("revokeSession") != false {
 				t.Errorf("second revokeSession = %v, want false", r.Get("revokeSession"))
 			}
-			ts.me(t, bob.Access).OK(t)
+			ts.Me(t, bob.Access).OK(t)
 		})
 
 		t.Run("CurrentSession", func(t *testing.T) {
-			r := ts.revokeSession(t, b.Access, sid(t, b.Access)).OK(t)
+			r := revokeSession(t, ts, b.Access, authtest.SID(t, b.Access)).OK(t)
 			if r.Get("revokeSession") != true {
 				t.Fatalf("revokeSession = %v, want true", r.Get("revokeSession"))
 			}
-			if code := ts.me(t, b.Access).Code(t); code != models.Unauthenticated {
+			if code := ts.Me(t, b.Access).Code(t); code != models.Unauthenticated {
 				t.Errorf("own revoked session: %s, want UNAUTHENTICATED at once", code)
 			}
-			if code := ts.refresh(t, b.Refresh).Code(t); code != models.Unauthenticated {
+			if code := ts.Refresh(t, b.Refresh).Code(t); code != models.Unauthenticated {
 				t.Errorf("own revoked session's refresh: %s, want UNAUTHENTICATED", code)
 			}
 		})
 
-		if code := ts.revokeSession(t, "", uuid.NewString()).Code(t); code != models.Unauthenticated {
+		if code := revokeSession(t, ts, "", uuid.NewString()).Code(t); code != models.Unauthenticated {
 			t.Errorf("without a token: %s, want UNAUTHENTICATED", code)
 		}
 	})
-}
-
-// TestRevokeSessionOnAIsRefusedOnB: a session revoked through one replica
-// is refused by another without waiting for the purge cycle.
-func TestRevokeSessionOnAIsRefusedOnB(t *testing.T) {
-	c := newCluster(t, nil)
-	a, b := c.start(t, nil), c.start(t, nil)
-	first := registerAt(t, a, "ada@example.com", "password1")
-	second := loginAt(t, b, "ada@example.com", "password1")
-	if code, msg := meError(t, b, first.Access); code != "" {
-		t.Fatalf("me at B before the revocation: %s %s", code, msg)
-	}
-	r := postGraphQL(t, a, map[string]string{"Authorization": bearer(second.Access)},
-		`mutation($id: ID!) { revokeSession(id: $id) }`, map[string]any{"id": sid(t, first.Access)}).OK(t)
-	if r.Get("revokeSession") != true {
-		t.Fatalf("revokeSession = %v", r.Get("revokeSession"))
-	}
-	waitRevoked(t, b, first.Access)
 }
