@@ -25,6 +25,7 @@ import (
 // and lookalikes made of invisible characters, mixed scripts or IP
 // addresses are refused with BAD_USER_INPUT saying why.
 func TestEmailsMeanOnePerson(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -89,6 +90,7 @@ func TestEmailsMeanOnePerson(t *testing.T) {
 // the form typed then) still logs in with that form, and is replaced by a
 // hash of the NFC form, with which the other forms then log in too.
 func TestPasswordsNormalizedToNFC(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -129,6 +131,7 @@ func TestPasswordsNormalizedToNFC(t *testing.T) {
 // literal of the document), is BAD_USER_INPUT before anything runs, on both
 // databases, and commits nothing.
 func TestBadBytesAreBadInput(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -216,6 +219,7 @@ func doRequest(t *testing.T, req *http.Request) authtest.Response {
 // cut inside a character at 512 bytes, is stored cleaned: the sign-in
 // works on both databases and the session shows valid UTF-8.
 func TestUserAgentCleaned(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -245,6 +249,7 @@ func TestUserAgentCleaned(t *testing.T) {
 // TestLogHoldsNoTypedEmail: when register fails inside (here the database
 // is gone), the error line in the log names the call, not the email typed.
 func TestLogHoldsNoTypedEmail(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		var logs authtest.SyncBuffer
 		ts := authtest.NewServer(t, dsn, nil, func(c *authtest.Config) { c.Log = &logs })

@@ -19,6 +19,7 @@ import (
 )
 
 func TestRegisterLoginMe(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -69,6 +70,7 @@ func TestRegisterLoginMe(t *testing.T) {
 }
 
 func TestRegisterValidation(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -108,6 +110,7 @@ func TestRegisterValidation(t *testing.T) {
 }
 
 func TestSignupDisabled(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil, func(c *authtest.Config) { c.Auth.Signup = false })
 	r := ts.Do(t, "", `mutation { register(email: "a@example.com", password: "password1") { accessToken } }`, nil)
 	if code := r.Code(t); code != models.Forbidden {
@@ -116,6 +119,7 @@ func TestSignupDisabled(t *testing.T) {
 }
 
 func TestAuthDirective(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -196,6 +200,7 @@ func TestAuthDirective(t *testing.T) {
 }
 
 func TestForgedTokens(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -264,6 +269,7 @@ func TestForgedTokens(t *testing.T) {
 }
 
 func TestRefreshRotation(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -331,6 +337,7 @@ func TestRefreshRotation(t *testing.T) {
 }
 
 func TestRefreshConcurrent(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Run("WithinInterval", func(t *testing.T) {
 			ts := authtest.NewServer(t, dsn, nil)
@@ -406,6 +413,7 @@ func refreshConcurrently(t *testing.T, ts *authtest.Server, token string, n int)
 }
 
 func TestLogout(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -451,6 +459,7 @@ func TestLogout(t *testing.T) {
 }
 
 func TestRevocationSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		c := authtest.NewClock()
 		before := authtest.NewServer(t, dsn, c)
@@ -471,6 +480,7 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 }
 
 func TestSetUserRoles(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -517,6 +527,7 @@ func TestSetUserRoles(t *testing.T) {
 }
 
 func TestPasswordHashUpgrade(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -557,6 +568,7 @@ func TestPasswordHashUpgrade(t *testing.T) {
 }
 
 func TestNoPlaintextSecretsStored(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -580,6 +592,7 @@ func TestNoPlaintextSecretsStored(t *testing.T) {
 }
 
 func TestInternalErrorsDoNotLeak(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	u := ts.Register(t, "user@example.com", "password1")
 	sqlDB, _ := ts.DB.DB()
@@ -594,6 +607,7 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 }
 
 func TestPurgeExpired(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -623,6 +637,7 @@ func TestPurgeExpired(t *testing.T) {
 }
 
 func TestHTTPSurface(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	get := func(path string) *http.Response {
 		resp, err := http.Get(ts.URL + path)

@@ -119,6 +119,7 @@ func newestFirst(tb testing.TB, events []auditEvent) {
 // TestAuditLog scripts one of every audited event through the API and the
 // CLI and reads them back as an admin, then filters them.
 func TestAuditLog(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, authtest.WithAlg(auth.AlgEdDSA),
@@ -294,6 +295,7 @@ func deref(s *string) string {
 // that tie: every event must come exactly once, newest first, with and
 // without filters.
 func TestAuditLogPagination(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -378,6 +380,7 @@ func TestAuditLogPagination(t *testing.T) {
 // TestAuditPurge: the purge deletes the events older than the retention
 // and keeps the others; expired sessions go too.
 func TestAuditPurge(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		for _, tc := range []struct {
@@ -428,6 +431,7 @@ func TestAuditPurge(t *testing.T) {
 // TestPurgeExpiredSessions: sessions past their expiry (never revoked) are
 // deleted with their refresh tokens; live ones stay.
 func TestPurgeExpiredSessions(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, func(c *authtest.Config) { c.Auth.RefreshTTL = time.Hour })
@@ -471,6 +475,7 @@ func (o *countingObserver) HashWait(time.Duration) {}
 // TestAuditEventsObserved: every audited event reaches the Observer, each
 // refusal by a rate limit included, although the audit log coalesces them.
 func TestAuditEventsObserved(t *testing.T) {
+	t.Parallel()
 	obs := &countingObserver{events: map[string]int{}}
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil, func(c *authtest.Config) { c.Auth.Observer = obs },
 		authtest.WithLimits(auth.Limits{LoginClient: auth.Rate{N: 2, Per: time.Hour}}))

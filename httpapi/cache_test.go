@@ -11,6 +11,7 @@ import (
 )
 
 func TestHotPathDoesNoSQL(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -62,6 +63,7 @@ func TestHotPathDoesNoSQL(t *testing.T) {
 }
 
 func TestRoleChangeAppliesAtNextRequest(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -92,6 +94,7 @@ func TestRoleChangeAppliesAtNextRequest(t *testing.T) {
 }
 
 func TestVerifiedTokenStillExpires(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	u := ts.Register(t, "a@example.com", "password1")
 	ts.Me(t, u.Access).OK(t) // verified and remembered

@@ -71,6 +71,7 @@ func wantAttrs(tb testing.TB, line string, want ...string) {
 var refreshMaxAge = "Max-Age=" + strconv.Itoa(int((720 * time.Hour).Seconds()))
 
 func TestCookieLoginSetsRefreshCookie(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, withCookies(authtest.AppOrigin))
@@ -112,6 +113,7 @@ func TestCookieLoginSetsRefreshCookie(t *testing.T) {
 }
 
 func TestCookieOneSetCookiePerResponse(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, withCookies(authtest.AppOrigin))
@@ -129,6 +131,7 @@ func TestCookieOneSetCookiePerResponse(t *testing.T) {
 }
 
 func TestCookieRefreshRotates(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		// No reuse grace, so that a spent token is refused at once.
@@ -164,6 +167,7 @@ func TestCookieRefreshRotates(t *testing.T) {
 }
 
 func TestCookieRefreshRefusesForeignOrigins(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		// No reuse grace: had a refused request rotated the token, the last
@@ -210,6 +214,7 @@ func TestCookieRefreshRefusesForeignOrigins(t *testing.T) {
 }
 
 func TestCookieRefreshWithoutUsableCookie(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, withCookies(authtest.AppOrigin), authtest.WithReuseInterval(0))
@@ -248,6 +253,7 @@ func TestCookieRefreshWithoutUsableCookie(t *testing.T) {
 }
 
 func TestRefreshWithoutArgumentNeedsCookieMode(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, withOrigins(authtest.AppOrigin), authtest.WithReuseInterval(0))
@@ -265,6 +271,7 @@ func TestRefreshWithoutArgumentNeedsCookieMode(t *testing.T) {
 }
 
 func TestRefreshArgumentIgnoresCookieAndOrigin(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, withCookies(authtest.AppOrigin))
@@ -278,6 +285,7 @@ func TestRefreshArgumentIgnoresCookieAndOrigin(t *testing.T) {
 }
 
 func TestCookieLogoutClears(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, withCookies(authtest.AppOrigin))
@@ -345,6 +353,7 @@ func wantVaryOrigin(tb testing.TB, h http.Header) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		// Cookie mode off: bearer-token frontends on another origin need

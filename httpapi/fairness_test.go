@@ -73,6 +73,7 @@ func refusedCount(tb testing.TB, ts *authtest.Server, limit string) (int, []mode
 }
 
 func TestSessionLimitEndsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, withMaxSessions(3))
@@ -144,6 +145,7 @@ func TestSessionLimitEndsLeastRecentlyUsed(t *testing.T) {
 // from its own client, must not overshoot the bound: each counts the
 // sessions under the user's lock.
 func TestSessionLimitConcurrentSignIns(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		const max, logins = 4, 24
@@ -180,6 +182,7 @@ func TestSessionLimitConcurrentSignIns(t *testing.T) {
 // TestMySessionsBounded: a user who holds more sessions than the bound
 // (it was lowered) is listed at most the bound, most recent first.
 func TestMySessionsBounded(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		c := authtest.NewClock()
@@ -213,6 +216,7 @@ func TestMySessionsBounded(t *testing.T) {
 // with a shorter AUTH_HASH_WAIT, be refused). Counted, not timed: the
 // flood logins served while the other client's login is in flight.
 func TestHashPoolOneClientCannotStarveOthers(t *testing.T) {
+	testdb.Long(t, "48 clients flood logins at a real argon2id cost for seconds")
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		// Not parallel: the flood is meant to saturate the pool.
 		ts := authtest.NewServer(t, dsn, nil, loopbackProxy, func(c *authtest.Config) {
@@ -331,6 +335,7 @@ func loginCode(client *http.Client, url, ip, email string) (string, error) {
 }
 
 func TestFailedRevokeSessionLimitedPerUser(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, authtest.WithLimits(auth.Limits{Failures: auth.Rate{N: 5, Per: time.Minute}}))
@@ -397,6 +402,7 @@ func TestFailedRevokeSessionLimitedPerUser(t *testing.T) {
 }
 
 func TestFailedSetUserRolesLimitedPerUser(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, authtest.WithLimits(auth.Limits{Failures: auth.Rate{N: 3, Per: time.Minute}}))
@@ -419,6 +425,7 @@ func TestFailedSetUserRolesLimitedPerUser(t *testing.T) {
 // TestRegisterAtomic makes the first session's insert fail: the account
 // must not remain, and its email is free for the next attempt.
 func TestRegisterAtomic(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)

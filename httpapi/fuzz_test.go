@@ -164,6 +164,7 @@ var fuzzSeedBodies = []string{
 // not GraphQL requests are refused with a code (they were "internal error",
 // or had no code at all), and a garbled body is neither echoed nor logged.
 func TestNotGraphQLRequests(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	var logged bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logged, nil))

@@ -14,6 +14,7 @@ import (
 )
 
 func TestReadyz(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -38,6 +39,7 @@ func TestReadyz(t *testing.T) {
 }
 
 func TestReadyzDatabaseUnreachable(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	// A PostgreSQL server that is not there, with credentials in the DSN:
 	// the reason given must name neither.

@@ -42,6 +42,7 @@ const window = auth.KeyReloadInterval + 15*time.Minute + 2*auth.MaxClockSkew
 var asymmetric = []string{auth.AlgEdDSA, auth.AlgES256}
 
 func TestAsymmetricTokensAndJWKS(t *testing.T) {
+	t.Parallel()
 	for _, alg := range asymmetric {
 		t.Run(alg, func(t *testing.T) {
 			testdb.Each(t, func(t *testing.T, dsn string) {
@@ -87,6 +88,7 @@ func TestAsymmetricTokensAndJWKS(t *testing.T) {
 }
 
 func TestHS256JWKSIsEmpty(t *testing.T) {
+	t.Parallel()
 	for name, opts := range map[string][]authtest.Option{"ConfiguredSecret": nil, "GeneratedSecret": {authtest.WithAlg("hs256")}} {
 		t.Run(name, func(t *testing.T) {
 			testdb.Each(t, func(t *testing.T, dsn string) {
@@ -104,6 +106,7 @@ func TestHS256JWKSIsEmpty(t *testing.T) {
 // token whose HMAC secret is the public key must not verify, however the
 // key is written; nor may a token with a missing or unknown kid.
 func TestForgedWithServerPublicKey(t *testing.T) {
+	t.Parallel()
 	for _, alg := range asymmetric {
 		t.Run(alg, func(t *testing.T) {
 			testdb.Each(t, func(t *testing.T, dsn string) {
@@ -151,6 +154,7 @@ func TestForgedWithServerPublicKey(t *testing.T) {
 // TestRotationOverHTTP: after a rotation new tokens carry the new kid and
 // the old key verifies its tokens until they have expired, then nothing.
 func TestRotationOverHTTP(t *testing.T) {
+	t.Parallel()
 	for _, alg := range append(asymmetric, auth.AlgHS256) {
 		t.Run(alg, func(t *testing.T) {
 			testdb.Each(t, func(t *testing.T, dsn string) {
@@ -203,6 +207,7 @@ func TestRotationOverHTTP(t *testing.T) {
 // TestPendingKeyOverHTTP: a key added with --activate-in is published at
 // once but refused until it activates.
 func TestPendingKeyOverHTTP(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ts := authtest.NewServer(t, dsn, nil, authtest.WithAlg(auth.AlgEdDSA))
 		user := ts.Register(t, "a@example.com", "password1")
@@ -238,6 +243,7 @@ func TestPendingKeyOverHTTP(t *testing.T) {
 // after its periodic reload, and the second verifies its tokens at once by
 // reloading on the unknown kid.
 func TestSecondInstanceLearnsRotation(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		clk := authtest.NewClock()
 		a := authtest.NewServer(t, dsn, clk, authtest.WithAlg(auth.AlgEdDSA))
@@ -278,6 +284,7 @@ func TestSecondInstanceLearnsRotation(t *testing.T) {
 // the low-S form and refuses the high one: each of many tokens it issues
 // is low-S and accepted, and its high-S twin is UNAUTHENTICATED.
 func TestES256HighSRefused(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ts := authtest.NewServer(t, dsn, nil, authtest.WithAlg(auth.AlgES256))
 		user := ts.Register(t, "a@example.com", "password1")

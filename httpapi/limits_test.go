@@ -75,6 +75,7 @@ func manySpreads(n int) string {
 }
 
 func TestHostileDocumentsRefusedBeforeValidation(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	limit := int(httpapi.DefaultConfig().MaxBodyBytes)
 	for _, tc := range []struct {
@@ -164,6 +165,7 @@ func apqBody(doc string, hashOnly bool) map[string]any {
 }
 
 func TestPersistedQueriesKeepOnlyPassedDocuments(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	for _, tc := range []struct{ name, doc, code string }{
 		{"PastComplexity", repeated("users(first: 500) { id }", 24), "COMPLEXITY_LIMIT_EXCEEDED"},
@@ -206,6 +208,7 @@ func metricValue(t *testing.T, metrics, name string) float64 {
 }
 
 func TestDocumentCacheKeepsOnlyPassedDocumentsWithinItsBytes(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	cached := func() (entries, bytes float64) {
 		m := authtest.Scrape(t, ts.URL)
@@ -268,6 +271,7 @@ const (
 )
 
 func TestListComplexityByPageSize(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -320,6 +324,7 @@ func TestListComplexityByPageSize(t *testing.T) {
 }
 
 func TestProductionValidationWithoutSuggestions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		production bool
@@ -355,6 +360,7 @@ func TestProductionValidationWithoutSuggestions(t *testing.T) {
 }
 
 func TestRetryAfterHeader(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		limits := auth.Limits{LoginAccount: auth.Rate{N: 3, Per: 15 * time.Minute}, LoginClient: auth.Rate{N: 1000, Per: 15 * time.Minute}}

@@ -26,6 +26,7 @@ func wantSample(t *testing.T, metrics, prefix, value string) {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -76,6 +77,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestOperationLabelIsBounded(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	u := ts.Register(t, "user@example.com", "password1")
 	a := ts.Admin(t)

@@ -41,6 +41,7 @@ func BenchmarkObserve(b *testing.B) {
 }
 
 func TestRequestID(t *testing.T) {
+	t.Parallel()
 	for id, keep := range map[string]bool{
 		"abc-123":                  true,
 		"A.b_C-9":                  true,

@@ -19,6 +19,7 @@ import (
 )
 
 func TestNewLogger(t *testing.T) {
+	t.Parallel()
 	ctx := graph.WithRequestInfo(context.Background(), &graph.RequestInfo{ID: "req-1"})
 	for _, tc := range []struct {
 		name, format string
@@ -51,6 +52,7 @@ func TestNewLogger(t *testing.T) {
 // whose log is captured: the internal error's line (with its cause) and the
 // request's line carry the same request id, so one leads to the other.
 func TestInternalErrorLogCarriesRequestID(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	db, _, err := models.Open(testdb.SQLite(t), models.Options{})
 	if err != nil {
@@ -105,6 +107,7 @@ func TestInternalErrorLogCarriesRequestID(t *testing.T) {
 // TestLogBuffer: buffered lines reach the output by the periodic flush,
 // while the server runs, and all of them once it stops.
 func TestLogBuffer(t *testing.T) {
+	t.Parallel()
 	var out authtest.SyncBuffer
 	b := httpapi.NewLogBuffer(&out)
 	ctx, cancel := context.WithCancel(context.Background())

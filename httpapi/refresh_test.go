@@ -60,6 +60,7 @@ func refused(t *testing.T, ts *authtest.Server, s authtest.Tokens, what string) 
 // client's retry with the token it still holds, however late, is a retry,
 // not theft. Any later use of a superseded token still revokes.
 func TestRefreshLostAnswer(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -168,6 +169,7 @@ func TestRefreshLostAnswer(t *testing.T) {
 // served as concurrent presentations are; and a retry racing the use of
 // the successor leaves no two lines of the session alive.
 func TestRefreshRetriesConcurrent(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Run("AllRetriesServed", func(t *testing.T) {
 			ts := authtest.NewServer(t, dsn, nil)
@@ -232,6 +234,7 @@ func TestRefreshRetriesConcurrent(t *testing.T) {
 // the session's expiry and last use, and the grace interval, start at the
 // commit.
 func TestRefreshTimesAtCommit(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ts := authtest.NewServer(t, dsn, nil, authtest.WithPool(models.Options{MaxConns: 1}))
 		u := ts.Register(t, "user@example.com", "password1")
@@ -282,6 +285,7 @@ func TestRefreshTimesAtCommit(t *testing.T) {
 // later (after another restart and a purge), when a revocation sized by
 // the current lifetime would have lapsed.
 func TestRevocationOutlivesLoweredTTL(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		c := authtest.NewClock()
 		long := authtest.NewServer(t, dsn, c, withAccessTTL(time.Hour))

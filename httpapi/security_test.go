@@ -59,6 +59,7 @@ func loginAs(tb testing.TB, ts *authtest.Server, ip, email, password string) aut
 }
 
 func TestBruteForceAliasBatching(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		limits := auth.Limits{LoginAccount: auth.Rate{N: 5, Per: 15 * time.Minute}, LoginClient: auth.Rate{N: 1000, Per: 15 * time.Minute}}
@@ -126,6 +127,7 @@ func TestBruteForceAliasBatching(t *testing.T) {
 }
 
 func TestBruteForceAcrossAccounts(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		limits := auth.Limits{LoginAccount: auth.Rate{N: 100, Per: time.Hour}, LoginClient: auth.Rate{N: 8, Per: time.Hour}}
@@ -151,6 +153,7 @@ func TestBruteForceAcrossAccounts(t *testing.T) {
 }
 
 func TestForwardedForNotTrustedByDefault(t *testing.T) {
+	t.Parallel()
 	limits := auth.Limits{LoginAccount: auth.Rate{N: 3, Per: time.Hour}}
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil, authtest.WithLimits(limits))
 	// Without trusted proxies, a client rotating X-Forwarded-For is still
@@ -164,6 +167,7 @@ func TestForwardedForNotTrustedByDefault(t *testing.T) {
 }
 
 func TestRateLimitsSharedByReplicas(t *testing.T) {
+	t.Parallel()
 	dsn := testdb.Postgres(t)
 	limits := auth.Limits{LoginAccount: auth.Rate{N: 4, Per: time.Hour}}
 	c := authtest.NewClock()
@@ -183,6 +187,7 @@ func TestRateLimitsSharedByReplicas(t *testing.T) {
 }
 
 func TestRegisterAndRefreshLimits(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		limits := auth.Limits{Register: auth.Rate{N: 2, Per: time.Hour}, Refresh: auth.Rate{N: 3, Per: time.Minute}}
@@ -229,6 +234,7 @@ func post(t *testing.T, url string, body io.Reader, contentLength int64) (int, a
 }
 
 func TestOversizedBody(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	limit := httpapi.DefaultConfig().MaxBodyBytes
 	doc := `{"query":"{ __typename }"}`
@@ -254,6 +260,7 @@ func TestOversizedBody(t *testing.T) {
 }
 
 func TestDocumentLimits(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	nested := func(depth int) string {
 		// __type's ofType chain is the one unbounded nesting this schema has.
@@ -322,6 +329,7 @@ func jsonBody(query string) io.Reader {
 }
 
 func TestProductionHidesSchema(t *testing.T) {
+	t.Parallel()
 	prod := func(c *authtest.Config) {
 		c.HTTP.Introspection, c.HTTP.Playground = false, false
 	}
@@ -375,6 +383,7 @@ fragment TypeRef on __Type {
 }`
 
 func TestPlaygroundIntrospectionWithinLimits(t *testing.T) {
+	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	r := ts.Do(t, "", introspectionQuery, nil).OK(t)
 	if r.Str("__schema", "queryType", "name") != "Query" {

@@ -50,6 +50,7 @@ func revokeSession(tb testing.TB, ts *authtest.Server, token, id string) authtes
 }
 
 func TestMySessions(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
@@ -107,6 +108,7 @@ func TestMySessions(t *testing.T) {
 }
 
 func TestMySessionsLeavesOutExpired(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, func(c *authtest.Config) { c.Auth.RefreshTTL = time.Hour })
@@ -122,6 +124,7 @@ func TestMySessionsLeavesOutExpired(t *testing.T) {
 }
 
 func TestRevokeSession(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)

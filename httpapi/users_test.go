@@ -77,6 +77,7 @@ func users(tb testing.TB, ts *authtest.Server, token string, first int, after st
 // tie: every user must come exactly once, in (createdAt, id) order, with
 // its roles and the permissions they grant.
 func TestUsersPagination(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ts := authtest.NewServer(t, dsn, nil)
 		admin := ts.Admin(t)
@@ -169,6 +170,7 @@ func TestUsersPagination(t *testing.T) {
 // cursors authql did not issue, each with BAD_USER_INPUT and a message that
 // says what is wrong; a user's own cursor is not an admin's key to the list.
 func TestUsersPageInput(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ts := authtest.NewServer(t, dsn, nil)
 		admin := ts.Admin(t)
@@ -244,6 +246,7 @@ func TestUsersPageInput(t *testing.T) {
 // TestUsersConstantStatements counts the SQL statements of listing users
 // with their roles and permissions: 500 users must cost what 5 cost.
 func TestUsersConstantStatements(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		ts := authtest.NewServer(t, dsn, nil)
 		admin := ts.Admin(t)
