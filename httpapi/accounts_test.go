@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/internal/authtest"
@@ -264,6 +265,126 @@ func TestLogHoldsNoTypedEmail(t *testing.T) {
 		}
 		if strings.Contains(logs.String(), "typed-secret") {
 			t.Errorf("the log holds the email typed:\n%s", logs.String())
+		}
+	})
+}
+
+func TestPasswordHashUpgrade(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		ts := authtest.NewServer(t, dsn, nil)
+		u := ts.Register(t, "imported@example.com", "password1")
+		stored := func() string {
+			var user models.User
+			if err := ts.DB.Where("id = ?", u.UserID).Take(&user).Error; err != nil {
+				t.Fatal(err)
+			}
+			return user.PasswordHash
+		}
+		if h := stored(); !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
+			t.Fatalf("stored hash %q is not argon2id with the configured parameters", h)
+		}
+		t.Run("FromBcrypt", func(t *testing.T) {
+			b, _ := bcrypt.GenerateFromPassword([]byte("imported-pw"), bcrypt.MinCost)
+			ts.DB.Model(&models.User{}).Where("id = ?", u.UserID).Update("password_hash", string(b))
+			if code := ts.Login(t, "imported@example.com", "wrong-password").Code(t); code != models.Unauthenticated {
+				t.Errorf("wrong password: code = %s", code)
+			}
+			ts.Login(t, "imported@example.com", "imported-pw").OK(t)
+			if h := stored(); !strings.HasPrefix(h, "$argon2id$v=19$m=64,t=1,p=1$") {
+				t.Errorf("hash not upgraded: %q", h)
+			}
+			ts.Login(t, "imported@example.com", "imported-pw").OK(t)
+		})
+		t.Run("FromOlderArgon2Parameters", func(t *testing.T) {
+			old := authtest.NewServer(t, dsn, nil, func(c *authtest.Config) { c.Auth.Argon2.Memory = 32 })
+			old.Do(t, "", `mutation { register(email: "old@example.com", password: "password1") { accessToken } }`, nil).OK(t)
+			ts.Login(t, "old@example.com", "password1").OK(t)
+			var user models.User
+			ts.DB.Where("email = ?", "old@example.com").Take(&user)
+			if !strings.HasPrefix(user.PasswordHash, "$argon2id$v=19$m=64,t=1,p=1$") {
+				t.Errorf("hash not upgraded: %q", user.PasswordHash)
+			}
+		})
+	})
+}
+
+func TestNoPlaintextSecretsStored(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		ts := authtest.NewServer(t, dsn, nil)
+		const password = "very-secret-password"
+		u := ts.Register(t, "user@example.com", password)
+		r := authtest.TokensOf(ts.Refresh(t, u.Refresh).OK(t), "refresh")
+		tables := []string{"users", "sessions", "refresh_tokens", "revocations"}
+		for _, table := range tables {
+			var rows []map[string]any
+			if err := ts.DB.Table(table).Find(&rows).Error; err != nil {
+				t.Fatal(err)
+			}
+			dump := fmt.Sprint(rows)
+			for _, secret := range []string{password, u.Refresh, r.Refresh} {
+				if strings.Contains(dump, secret) {
+					t.Errorf("table %s holds a plaintext secret", table)
+				}
+			}
+		}
+	})
+}
+
+// TestRegisterAtomic makes the first session's insert fail: the account
+// must not remain, and its email is free for the next attempt.
+func TestRegisterAtomic(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		ts := authtest.NewServer(t, dsn, nil)
+		// In this test's database only: a session from this User-Agent
+		// cannot be inserted.
+		var ddl []string
+		if ts.DB.Dialector.Name() == string(models.Postgres) {
+			ddl = []string{
+				`CREATE FUNCTION refuse_session() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN IF NEW.user_agent = ''Refused/1.0'' THEN RAISE EXCEPTION ''session refused by the test''; END IF; RETURN NEW; END'`,
+				`CREATE TRIGGER refuse_session BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION refuse_session()`,
+			}
+		} else {
+			ddl = []string{`CREATE TRIGGER refuse_session BEFORE INSERT ON sessions WHEN NEW.user_agent = 'Refused/1.0' BEGIN SELECT RAISE(ABORT, 'session refused by the test'); END`}
+		}
+		for _, q := range ddl {
+			if err := ts.DB.Exec(q).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+		doc := `mutation { register(email: "ada@example.com", password: "password1") { accessToken } }`
+		r := doAs(t, ts, "", "Refused/1.0", doc, nil)
+		if code := r.Code(t); code != models.Internal {
+			t.Errorf("register whose session cannot be inserted: %s, want INTERNAL_SERVER_ERROR", code)
+		}
+		count := func(table, where string, args ...any) int64 {
+			var n int64
+			if err := ts.DB.Table(table).Where(where, args...).Count(&n).Error; err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := count("users", "email = ?", "ada@example.com"); n != 0 {
+			t.Errorf("users with the email after the failed register = %d, want 0", n)
+		}
+		if n := count("user_roles", "1 = 1"); n != 0 {
+			t.Errorf("user_roles rows = %d, want 0", n)
+		}
+		for _, e := range auditRows(t, ts, models.AuditRegister) {
+			if e.Outcome != models.AuditFailure || e.UserID != nil {
+				t.Errorf("REGISTER event %+v, want a failure naming no user", e)
+			}
+		}
+		// The email is free: the next attempt succeeds.
+		u := authtest.TokensOf(doAs(t, ts, "", "Agent/1.0", `mutation { register(email: "ada@example.com", password: "password1") { `+authtest.PayloadFields+` } }`, nil).OK(t), "register")
+		ts.Me(t, u.Access).OK(t)
+		if n := count("users", "1 = 1"); n != 1 {
+			t.Errorf("users = %d, want 1", n)
 		}
 	})
 }

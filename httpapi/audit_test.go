@@ -3,11 +3,9 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -456,50 +454,4 @@ func TestPurgeExpiredSessions(t *testing.T) {
 		}
 		ts.Refresh(t, fresh.Refresh).OK(t)
 	})
-}
-
-// countingObserver counts auth events by type and outcome.
-type countingObserver struct {
-	mu     sync.Mutex
-	events map[string]int
-}
-
-func (o *countingObserver) AuthEvent(typ, outcome string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.events[typ+" "+outcome]++
-}
-
-func (o *countingObserver) HashWait(time.Duration) {}
-
-// TestAuditEventsObserved: every audited event reaches the Observer, each
-// refusal by a rate limit included, although the audit log coalesces them.
-func TestAuditEventsObserved(t *testing.T) {
-	t.Parallel()
-	obs := &countingObserver{events: map[string]int{}}
-	ts := authtest.NewServer(t, testdb.SQLite(t), nil, func(c *authtest.Config) { c.Auth.Observer = obs },
-		authtest.WithLimits(auth.Limits{LoginClient: auth.Rate{N: 2, Per: time.Hour}}))
-	u := ts.Register(t, "ada@example.com", "password1")
-	for range 2 {
-		ts.Login(t, "ada@example.com", "wrong-password")
-	}
-	for range 5 {
-		if code := ts.Login(t, "ada@example.com", "wrong-password").Code(t); code != models.RateLimited {
-			t.Fatalf("past the limit: %s", code)
-		}
-	}
-	ts.Refresh(t, u.Refresh).OK(t)
-	obs.mu.Lock()
-	got := maps.Clone(obs.events)
-	obs.mu.Unlock()
-	want := map[string]int{"REGISTER SUCCESS": 1, "LOGIN FAILURE": 2, "RATE_LIMITED FAILURE": 5, "REFRESH SUCCESS": 1}
-	if !maps.Equal(got, want) {
-		t.Errorf("observed %v, want %v", got, want)
-	}
-	var rows int64
-	flushAudit(t, ts)
-	ts.DB.Model(&models.AuditEvent{}).Where("type = ?", models.AuditRateLimited).Count(&rows)
-	if rows != 1 {
-		t.Errorf("%d RATE_LIMITED rows within the minute, want 1", rows)
-	}
 }

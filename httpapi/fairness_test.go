@@ -422,61 +422,6 @@ func TestFailedSetUserRolesLimitedPerUser(t *testing.T) {
 	})
 }
 
-// TestRegisterAtomic makes the first session's insert fail: the account
-// must not remain, and its email is free for the next attempt.
-func TestRegisterAtomic(t *testing.T) {
-	t.Parallel()
-	testdb.Each(t, func(t *testing.T, dsn string) {
-		t.Parallel()
-		ts := authtest.NewServer(t, dsn, nil)
-		// In this test's database only: a session from this User-Agent
-		// cannot be inserted.
-		var ddl []string
-		if ts.DB.Dialector.Name() == string(models.Postgres) {
-			ddl = []string{
-				`CREATE FUNCTION refuse_session() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN IF NEW.user_agent = ''Refused/1.0'' THEN RAISE EXCEPTION ''session refused by the test''; END IF; RETURN NEW; END'`,
-				`CREATE TRIGGER refuse_session BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION refuse_session()`,
-			}
-		} else {
-			ddl = []string{`CREATE TRIGGER refuse_session BEFORE INSERT ON sessions WHEN NEW.user_agent = 'Refused/1.0' BEGIN SELECT RAISE(ABORT, 'session refused by the test'); END`}
-		}
-		for _, q := range ddl {
-			if err := ts.DB.Exec(q).Error; err != nil {
-				t.Fatal(err)
-			}
-		}
-		doc := `mutation { register(email: "ada@example.com", password: "password1") { accessToken } }`
-		r := doAs(t, ts, "", "Refused/1.0", doc, nil)
-		if code := r.Code(t); code != models.Internal {
-			t.Errorf("register whose session cannot be inserted: %s, want INTERNAL_SERVER_ERROR", code)
-		}
-		count := func(table, where string, args ...any) int64 {
-			var n int64
-			if err := ts.DB.Table(table).Where(where, args...).Count(&n).Error; err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-		if n := count("users", "email = ?", "ada@example.com"); n != 0 {
-			t.Errorf("users with the email after the failed register = %d, want 0", n)
-		}
-		if n := count("user_roles", "1 = 1"); n != 0 {
-			t.Errorf("user_roles rows = %d, want 0", n)
-		}
-		for _, e := range auditRows(t, ts, models.AuditRegister) {
-			if e.Outcome != models.AuditFailure || e.UserID != nil {
-				t.Errorf("REGISTER event %+v, want a failure naming no user", e)
-			}
-		}
-		// The email is free: the next attempt succeeds.
-		u := authtest.TokensOf(doAs(t, ts, "", "Agent/1.0", `mutation { register(email: "ada@example.com", password: "password1") { `+authtest.PayloadFields+` } }`, nil).OK(t), "register")
-		ts.Me(t, u.Access).OK(t)
-		if n := count("users", "1 = 1"); n != 1 {
-			t.Errorf("users = %d, want 1", n)
-		}
-	})
-}
-
 // BenchmarkLoginSessionLimit is what the session limit adds to a login:
 // below the bound (a count of the user's sessions) and at it (every login
 // also ends the least recently used session: a revocation row and, on

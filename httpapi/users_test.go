@@ -297,3 +297,50 @@ func TestUsersConstantStatements(t *testing.T) {
 		}
 	})
 }
+
+func TestSetUserRoles(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		ts := authtest.NewServer(t, dsn, nil)
+		admin := ts.Admin(t)
+		user := ts.Register(t, "user@example.com", "password1")
+		set := func(token, id string, roles []string) authtest.Response {
+			return ts.Do(t, token, `mutation($id: ID!, $r: [String!]!) { setUserRoles(userId: $id, roles: $r) { id roles } }`,
+				map[string]any{"id": id, "r": roles})
+		}
+		cases := []struct {
+			name, token, id string
+			roles           []string
+			wantCode        string
+		}{
+			{"UnknownRole", admin.Access, user.UserID, []string{"user", "wizard"}, models.BadUserInput},
+			{"UnknownUser", admin.Access, uuid.NewString(), []string{"user"}, models.NotFound},
+			{"NotAUUID", admin.Access, "42", []string{"user"}, models.NotFound},
+			{"NotAnAdmin", user.Access, user.UserID, []string{"admin"}, models.Forbidden},
+			{"NoToken", "", user.UserID, []string{"admin"}, models.Unauthenticated},
+			{"LastAdminKeepsRole", admin.Access, admin.UserID, []string{"user"}, models.BadUserInput},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				if code := set(tc.token, tc.id, tc.roles).Code(t); code != tc.wantCode {
+					t.Errorf("code = %s, want %s", code, tc.wantCode)
+				}
+			})
+		}
+		t.Run("CaseInsensitive", func(t *testing.T) {
+			r := set(admin.Access, user.UserID, []string{" Admin", "USER", "user"}).OK(t)
+			if got := fmt.Sprint(r.Get("setUserRoles", "roles")); got != "[admin user]" {
+				t.Errorf("roles = %s, want [admin user]", got)
+			}
+			// Role checks use the user's current roles: the token issued
+			// before the change already has the new role's power.
+			ts.Do(t, user.Access, `{ users { id } }`, nil).OK(t)
+			// With two admins, one may lose the role.
+			r = set(admin.Access, admin.UserID, []string{"user"}).OK(t)
+			if got := fmt.Sprint(r.Get("setUserRoles", "roles")); got != "[user]" {
+				t.Errorf("roles = %s, want [user]", got)
+			}
+		})
+	})
+}
