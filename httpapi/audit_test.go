@@ -122,93 +122,14 @@ func TestAuditLog(t *testing.T) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil, authtest.WithAlg(auth.AlgEdDSA),
 			authtest.WithLimits(auth.Limits{LoginAccount: auth.Rate{N: 3, Per: time.Hour}}))
-		firstKID := ts.Svc.KeyID()
-		admin := ts.Admin(t)
-		const ip, goUA = "127.0.0.1", "Go-http-client/1.1"
-		as := func(token, ua, doc string, vars map[string]any) authtest.Response {
-			t.Helper()
-			return doAs(t, ts, token, ua, doc, vars)
-		}
-		login := func(ua, email, password string) authtest.Response {
-			t.Helper()
-			return as("", ua, authtest.LoginDoc, map[string]any{"e": email, "p": password})
-		}
-
-		s1 := authtest.TokensOf(as("", "ua/register", authtest.RegisterDoc, map[string]any{"e": "ada@example.com", "p": "password1"}).OK(t), "register")
-		ada := s1.UserID
-		login("ua/wrong-password", "ada@example.com", "wrong-password").Code(t)
-		// People type passwords into the email field: what was typed
-		// must not be recorded (checked below).
-		login("ua/unknown-email", "hunter2-secret@example.com", "password1").Code(t)
-		s2 := authtest.TokensOf(login("ua/login", "ada@example.com", "password1").OK(t), "login")
-		s2b := authtest.TokensOf(as("", "ua/refresh", authtest.RefreshDoc, map[string]any{"t": s2.Refresh}).OK(t), "refresh")
-		ts.Clock.Advance(11 * time.Second) // past the reuse interval
-		// The successor used, the first token is superseded for good.
-		as("", "ua/refresh-2", authtest.RefreshDoc, map[string]any{"t": s2b.Refresh}).OK(t)
-		as("", "ua/reuse", authtest.RefreshDoc, map[string]any{"t": s2.Refresh}).Code(t)
-		as("", "ua/bad-refresh", authtest.RefreshDoc, map[string]any{"t": "not-a-refresh-token"}).Code(t)
-		as(s1.Access, "ua/logout", `mutation { logout }`, nil).OK(t)
-		s3 := authtest.TokensOf(login("ua/login-3", "ada@example.com", "password1").OK(t), "login")
-		s4 := authtest.TokensOf(login("ua/login-4", "ada@example.com", "password1").OK(t), "login")
-		as(s4.Access, "ua/revoke", `mutation($id: ID!) { revokeSession(id: $id) }`, map[string]any{"id": authtest.SID(t, s3.Access)}).OK(t)
-		as(s4.Access, "ua/revoke-other", `mutation($id: ID!) { revokeSession(id: $id) }`, map[string]any{"id": authtest.SID(t, admin.Access)}).Code(t)
-		as(s4.Access, "ua/logout-all", `mutation { logout(allSessions: true) }`, nil).OK(t)
-		as(admin.Access, "ua/roles", `mutation($id: ID!) { setUserRoles(userId: $id, roles: ["user", "Admin"]) { id } }`, map[string]any{"id": ada}).OK(t)
-		// Three failures, then five refused by the limit: one event at
-		// once, the other four a minute on.
-		for range 3 {
-			if code := login("ua/flood", "victim@example.com", "guess").Code(t); code != models.Unauthenticated {
-				t.Fatalf("login before the limit: %s", code)
-			}
-		}
-		for range 5 {
-			if code := login("ua/flood", "victim@example.com", "guess").Code(t); code != models.RateLimited {
-				t.Fatalf("login past the limit: %s", code)
-			}
-		}
-		lastRefusal := ts.Clock.Now()
-		ts.Clock.Advance(time.Minute)
-		// As authql keys rotate does it, with no Service: the key store
-		// records it.
-		rotatedKID, err := auth.RotateKey(context.Background(), ts.DB, auth.KeyConfig{Alg: auth.AlgEdDSA}, 0, time.Now, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-
-		got := auditLog(t, ts, admin.Access, 500, "", "", "")
+		sc := playAuditScenario(t, ts)
+		got := auditLog(t, ts, sc.admin.Access, 500, "", "", "")
 		newestFirst(t, got)
-		adminID, adminSID := admin.UserID, authtest.SID(t, admin.Access)
-		const unauth, limited = models.Unauthenticated, models.RateLimited
-		want := []auditEvent{
-			{Type: "KEY_ROTATED", Outcome: "SUCCESS", Detail: firstKID},
-			{Type: "REGISTER", Outcome: "SUCCESS", UserID: adminID, Detail: "admin,user"}, // AUTH_ADMIN_EMAIL: no client
-			{Type: "LOGIN", Outcome: "SUCCESS", UserID: adminID, SessionID: adminSID, IP: ip, UserAgent: goUA},
-			{Type: "REGISTER", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s1.Access), IP: ip, UserAgent: "ua/register"},
-			{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, UserID: ada, IP: ip, UserAgent: "ua/wrong-password"},
-			{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/unknown-email"},
-			{Type: "LOGIN", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s2.Access), IP: ip, UserAgent: "ua/login"},
-			{Type: "REFRESH", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s2.Access), IP: ip, UserAgent: "ua/refresh"},
-			{Type: "REFRESH", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s2.Access), IP: ip, UserAgent: "ua/refresh-2"},
-			{Type: "REFRESH_REUSE", Outcome: "FAILURE", Reason: unauth, UserID: ada, SessionID: authtest.SID(t, s2.Access), IP: ip, UserAgent: "ua/reuse"},
-			{Type: "REFRESH", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/bad-refresh"},
-			{Type: "LOGOUT", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s1.Access), IP: ip, UserAgent: "ua/logout"},
-			{Type: "LOGIN", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s3.Access), IP: ip, UserAgent: "ua/login-3"},
-			{Type: "LOGIN", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s4.Access), IP: ip, UserAgent: "ua/login-4"},
-			{Type: "SESSION_REVOKED", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s3.Access), IP: ip, UserAgent: "ua/revoke"},
-			{Type: "SESSION_REVOKED", Outcome: "FAILURE", Reason: models.NotFound, UserID: ada, SessionID: adminSID, IP: ip, UserAgent: "ua/revoke-other"},
-			{Type: "LOGOUT", Outcome: "SUCCESS", UserID: ada, SessionID: authtest.SID(t, s4.Access), IP: ip, UserAgent: "ua/logout-all", Detail: "all"},
-			{Type: "ROLES_CHANGED", Outcome: "SUCCESS", UserID: ada, ActorID: adminID, IP: ip, UserAgent: "ua/roles", Detail: "admin,user"},
-			{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/flood"},
-			{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/flood"},
-			{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/flood"},
-			{Type: "RATE_LIMITED", Outcome: "FAILURE", Reason: limited, IP: ip, UserAgent: "ua/flood", Detail: "login-account (1 refused)"},
-			{Type: "RATE_LIMITED", Outcome: "FAILURE", Reason: limited, IP: ip, UserAgent: "ua/flood", Detail: "login-account (4 refused)"},
-			{Type: "KEY_ROTATED", Outcome: "SUCCESS", Detail: rotatedKID},
-		}
+		want := sc.want(t)
 		sameEvents(t, got, want)
 		for _, e := range got {
-			if e.Detail == "login-account (4 refused)" && !e.At.Equal(lastRefusal) {
-				t.Errorf("coalesced refusals recorded at %s, want the last one's time %s", e.At, lastRefusal)
+			if e.Detail == "login-account (4 refused)" && !e.At.Equal(sc.lastRefusal) {
+				t.Errorf("coalesced refusals recorded at %s, want the last one's time %s", e.At, sc.lastRefusal)
 			}
 		}
 		var rows []models.AuditEvent
@@ -222,30 +143,7 @@ func TestAuditLog(t *testing.T) {
 				}
 			}
 		}
-
-		t.Run("Filters", func(t *testing.T) {
-			filter := func(f func(auditEvent) bool) []auditEvent {
-				var out []auditEvent
-				for _, w := range want {
-					if f(w) {
-						out = append(out, w)
-					}
-				}
-				return out
-			}
-			sameEvents(t, auditLog(t, ts, admin.Access, 500, "", ada, ""), filter(func(e auditEvent) bool { return e.UserID == ada }))
-			sameEvents(t, auditLog(t, ts, admin.Access, 500, "", "", "LOGIN"), filter(func(e auditEvent) bool { return e.Type == "LOGIN" }))
-			sameEvents(t, auditLog(t, ts, admin.Access, 500, "", ada, "LOGOUT"), filter(func(e auditEvent) bool { return e.UserID == ada && e.Type == "LOGOUT" }))
-			// The same user in capitals: still that user.
-			sameEvents(t, auditLog(t, ts, admin.Access, 500, "", strings.ToUpper(ada), "LOGOUT"), filter(func(e auditEvent) bool { return e.UserID == ada && e.Type == "LOGOUT" }))
-			for _, id := range []string{uuid.NewString(), "not-a-user", ""} {
-				r := ts.Do(t, admin.Access, auditLogQuery, map[string]any{"userId": id}).OK(t)
-				if got, _ := r.Get("auditLog").([]any); len(got) != 0 {
-					t.Errorf("userId %q: %d events, want none", id, len(got))
-				}
-			}
-		})
-
+		t.Run("Filters", func(t *testing.T) { auditLogFilters(t, ts, sc.admin.Access, sc.ada, want) })
 		t.Run("NotAdmin", func(t *testing.T) {
 			bob := ts.Register(t, "bob@example.com", "password1")
 			if code := ts.Do(t, bob.Access, auditLogQuery, nil).Code(t); code != models.Forbidden {
@@ -255,30 +153,156 @@ func TestAuditLog(t *testing.T) {
 				t.Errorf("no token: %s, want UNAUTHENTICATED", code)
 			}
 		})
-
-		t.Run("BadInput", func(t *testing.T) {
-			userCursor := users(t, ts, admin.Access, 1, "")[0].Cursor
-			eventCursor := got[0].Cursor
-			for name, vars := range map[string]map[string]any{
-				"FirstZero":      {"first": 0},
-				"FirstNegative":  {"first": -1},
-				"FirstTooLarge":  {"first": 501},
-				"GarbageCursor":  {"after": "garbage"},
-				"PaddedCursor":   {"after": eventCursor + "="},
-				"TruncatedCusor": {"after": eventCursor[:len(eventCursor)-2]},
-				"EmptyCursor":    {"after": ""},
-			} {
-				if code := ts.Do(t, admin.Access, auditLogQuery, vars).Code(t); code != models.BadUserInput {
-					t.Errorf("%s: %s, want BAD_USER_INPUT", name, code)
-				}
-			}
-			if r := ts.Do(t, admin.Access, auditLogQuery, map[string]any{"type": "NOPE"}); len(r.Errors) == 0 || r.Get("auditLog") != nil {
-				t.Errorf("unknown type: %+v, want an error and no events", r)
-			}
-			// A user's cursor is a position like any other: accepted.
-			ts.Do(t, admin.Access, auditLogQuery, map[string]any{"after": userCursor}).OK(t)
-		})
+		t.Run("BadInput", func(t *testing.T) { auditLogBadInput(t, ts, sc.admin.Access, got[0].Cursor) })
 	})
+}
+
+// auditScenario is what playAuditScenario did, for the events it expects.
+type auditScenario struct {
+	firstKID, rotatedKID string
+	admin                authtest.Tokens
+	ada                  string // the user id
+	s1, s2, s3, s4       authtest.Tokens
+	lastRefusal          time.Time
+}
+
+// playAuditScenario makes every kind of audited event happen once on ts,
+// each with a user agent of its own.
+func playAuditScenario(t *testing.T, ts *authtest.Server) auditScenario {
+	t.Helper()
+	sc := auditScenario{firstKID: ts.Svc.KeyID(), admin: ts.Admin(t)}
+	as := func(token, ua, doc string, vars map[string]any) authtest.Response {
+		t.Helper()
+		return doAs(t, ts, token, ua, doc, vars)
+	}
+	login := func(ua, email, password string) authtest.Response {
+		t.Helper()
+		return as("", ua, authtest.LoginDoc, map[string]any{"e": email, "p": password})
+	}
+
+	sc.s1 = authtest.TokensOf(as("", "ua/register", authtest.RegisterDoc, map[string]any{"e": "ada@example.com", "p": "password1"}).OK(t), "register")
+	sc.ada = sc.s1.UserID
+	login("ua/wrong-password", "ada@example.com", "wrong-password").Code(t)
+	// People type passwords into the email field: what was typed
+	// must not be recorded (checked by TestAuditLog).
+	login("ua/unknown-email", "hunter2-secret@example.com", "password1").Code(t)
+	sc.s2 = authtest.TokensOf(login("ua/login", "ada@example.com", "password1").OK(t), "login")
+	s2b := authtest.TokensOf(as("", "ua/refresh", authtest.RefreshDoc, map[string]any{"t": sc.s2.Refresh}).OK(t), "refresh")
+	ts.Clock.Advance(11 * time.Second) // past the reuse interval
+	// The successor used, the first token is superseded for good.
+	as("", "ua/refresh-2", authtest.RefreshDoc, map[string]any{"t": s2b.Refresh}).OK(t)
+	as("", "ua/reuse", authtest.RefreshDoc, map[string]any{"t": sc.s2.Refresh}).Code(t)
+	as("", "ua/bad-refresh", authtest.RefreshDoc, map[string]any{"t": "not-a-refresh-token"}).Code(t)
+	as(sc.s1.Access, "ua/logout", `mutation { logout }`, nil).OK(t)
+	sc.s3 = authtest.TokensOf(login("ua/login-3", "ada@example.com", "password1").OK(t), "login")
+	sc.s4 = authtest.TokensOf(login("ua/login-4", "ada@example.com", "password1").OK(t), "login")
+	as(sc.s4.Access, "ua/revoke", `mutation($id: ID!) { revokeSession(id: $id) }`, map[string]any{"id": authtest.SID(t, sc.s3.Access)}).OK(t)
+	as(sc.s4.Access, "ua/revoke-other", `mutation($id: ID!) { revokeSession(id: $id) }`, map[string]any{"id": authtest.SID(t, sc.admin.Access)}).Code(t)
+	as(sc.s4.Access, "ua/logout-all", `mutation { logout(allSessions: true) }`, nil).OK(t)
+	as(sc.admin.Access, "ua/roles", `mutation($id: ID!) { setUserRoles(userId: $id, roles: ["user", "Admin"]) { id } }`, map[string]any{"id": sc.ada}).OK(t)
+	// Three failures, then five refused by the limit: one event at
+	// once, the other four a minute on.
+	for range 3 {
+		if code := login("ua/flood", "victim@example.com", "guess").Code(t); code != models.Unauthenticated {
+			t.Fatalf("login before the limit: %s", code)
+		}
+	}
+	for range 5 {
+		if code := login("ua/flood", "victim@example.com", "guess").Code(t); code != models.RateLimited {
+			t.Fatalf("login past the limit: %s", code)
+		}
+	}
+	sc.lastRefusal = ts.Clock.Now()
+	ts.Clock.Advance(time.Minute)
+	// As authql keys rotate does it, with no Service: the key store
+	// records it.
+	var err error
+	if sc.rotatedKID, err = auth.RotateKey(context.Background(), ts.DB, auth.KeyConfig{Alg: auth.AlgEdDSA}, 0, time.Now, nil); err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+// want returns the events the scenario should have recorded, oldest first.
+func (sc auditScenario) want(t *testing.T) []auditEvent {
+	const ip, goUA = "127.0.0.1", "Go-http-client/1.1"
+	const unauth, limited = models.Unauthenticated, models.RateLimited
+	ada, adminID, adminSID := sc.ada, sc.admin.UserID, authtest.SID(t, sc.admin.Access)
+	sid1, sid2, sid3, sid4 := authtest.SID(t, sc.s1.Access), authtest.SID(t, sc.s2.Access), authtest.SID(t, sc.s3.Access), authtest.SID(t, sc.s4.Access)
+	return []auditEvent{
+		{Type: "KEY_ROTATED", Outcome: "SUCCESS", Detail: sc.firstKID},
+		{Type: "REGISTER", Outcome: "SUCCESS", UserID: adminID, Detail: "admin,user"}, // AUTH_ADMIN_EMAIL: no client
+		{Type: "LOGIN", Outcome: "SUCCESS", UserID: adminID, SessionID: adminSID, IP: ip, UserAgent: goUA},
+		{Type: "REGISTER", Outcome: "SUCCESS", UserID: ada, SessionID: sid1, IP: ip, UserAgent: "ua/register"},
+		{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, UserID: ada, IP: ip, UserAgent: "ua/wrong-password"},
+		{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/unknown-email"},
+		{Type: "LOGIN", Outcome: "SUCCESS", UserID: ada, SessionID: sid2, IP: ip, UserAgent: "ua/login"},
+		{Type: "REFRESH", Outcome: "SUCCESS", UserID: ada, SessionID: sid2, IP: ip, UserAgent: "ua/refresh"},
+		{Type: "REFRESH", Outcome: "SUCCESS", UserID: ada, SessionID: sid2, IP: ip, UserAgent: "ua/refresh-2"},
+		{Type: "REFRESH_REUSE", Outcome: "FAILURE", Reason: unauth, UserID: ada, SessionID: sid2, IP: ip, UserAgent: "ua/reuse"},
+		{Type: "REFRESH", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/bad-refresh"},
+		{Type: "LOGOUT", Outcome: "SUCCESS", UserID: ada, SessionID: sid1, IP: ip, UserAgent: "ua/logout"},
+		{Type: "LOGIN", Outcome: "SUCCESS", UserID: ada, SessionID: sid3, IP: ip, UserAgent: "ua/login-3"},
+		{Type: "LOGIN", Outcome: "SUCCESS", UserID: ada, SessionID: sid4, IP: ip, UserAgent: "ua/login-4"},
+		{Type: "SESSION_REVOKED", Outcome: "SUCCESS", UserID: ada, SessionID: sid3, IP: ip, UserAgent: "ua/revoke"},
+		{Type: "SESSION_REVOKED", Outcome: "FAILURE", Reason: models.NotFound, UserID: ada, SessionID: adminSID, IP: ip, UserAgent: "ua/revoke-other"},
+		{Type: "LOGOUT", Outcome: "SUCCESS", UserID: ada, SessionID: sid4, IP: ip, UserAgent: "ua/logout-all", Detail: "all"},
+		{Type: "ROLES_CHANGED", Outcome: "SUCCESS", UserID: ada, ActorID: adminID, IP: ip, UserAgent: "ua/roles", Detail: "admin,user"},
+		{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/flood"},
+		{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/flood"},
+		{Type: "LOGIN", Outcome: "FAILURE", Reason: unauth, IP: ip, UserAgent: "ua/flood"},
+		{Type: "RATE_LIMITED", Outcome: "FAILURE", Reason: limited, IP: ip, UserAgent: "ua/flood", Detail: "login-account (1 refused)"},
+		{Type: "RATE_LIMITED", Outcome: "FAILURE", Reason: limited, IP: ip, UserAgent: "ua/flood", Detail: "login-account (4 refused)"},
+		{Type: "KEY_ROTATED", Outcome: "SUCCESS", Detail: sc.rotatedKID},
+	}
+}
+
+// auditLogFilters checks auditLog's filters against the events want.
+func auditLogFilters(t *testing.T, ts *authtest.Server, adminToken, ada string, want []auditEvent) {
+	filter := func(f func(auditEvent) bool) []auditEvent {
+		var out []auditEvent
+		for _, w := range want {
+			if f(w) {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	sameEvents(t, auditLog(t, ts, adminToken, 500, "", ada, ""), filter(func(e auditEvent) bool { return e.UserID == ada }))
+	sameEvents(t, auditLog(t, ts, adminToken, 500, "", "", "LOGIN"), filter(func(e auditEvent) bool { return e.Type == "LOGIN" }))
+	sameEvents(t, auditLog(t, ts, adminToken, 500, "", ada, "LOGOUT"), filter(func(e auditEvent) bool { return e.UserID == ada && e.Type == "LOGOUT" }))
+	// The same user in capitals: still that user.
+	sameEvents(t, auditLog(t, ts, adminToken, 500, "", strings.ToUpper(ada), "LOGOUT"), filter(func(e auditEvent) bool { return e.UserID == ada && e.Type == "LOGOUT" }))
+	for _, id := range []string{uuid.NewString(), "not-a-user", ""} {
+		r := ts.Do(t, adminToken, auditLogQuery, map[string]any{"userId": id}).OK(t)
+		if got, _ := r.Get("auditLog").([]any); len(got) != 0 {
+			t.Errorf("userId %q: %d events, want none", id, len(got))
+		}
+	}
+}
+
+// auditLogBadInput checks that auditLog refuses bad pages and cursors
+// (eventCursor is a real event's).
+func auditLogBadInput(t *testing.T, ts *authtest.Server, adminToken, eventCursor string) {
+	userCursor := users(t, ts, adminToken, 1, "")[0].Cursor
+	for name, vars := range map[string]map[string]any{
+		"FirstZero":      {"first": 0},
+		"FirstNegative":  {"first": -1},
+		"FirstTooLarge":  {"first": 501},
+		"GarbageCursor":  {"after": "garbage"},
+		"PaddedCursor":   {"after": eventCursor + "="},
+		"TruncatedCusor": {"after": eventCursor[:len(eventCursor)-2]},
+		"EmptyCursor":    {"after": ""},
+	} {
+		if code := ts.Do(t, adminToken, auditLogQuery, vars).Code(t); code != models.BadUserInput {
+			t.Errorf("%s: %s, want BAD_USER_INPUT", name, code)
+		}
+	}
+	if r := ts.Do(t, adminToken, auditLogQuery, map[string]any{"type": "NOPE"}); len(r.Errors) == 0 || r.Get("auditLog") != nil {
+		t.Errorf("unknown type: %+v, want an error and no events", r)
+	}
+	// A user's cursor is a position like any other: accepted.
+	ts.Do(t, adminToken, auditLogQuery, map[string]any{"after": userCursor}).OK(t)
 }
 
 func deref(s *string) string {
