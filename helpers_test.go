@@ -14,7 +14,6 @@ type (
 	testConfig  = authtest.Config
 	serverOpt   = authtest.Option
 	gqlResponse = authtest.Response
-	gqlError    = authtest.GQLError
 	tokens      = authtest.Tokens
 	syncBuffer  = authtest.SyncBuffer
 )
@@ -22,7 +21,6 @@ type (
 var (
 	newClock     = authtest.NewClock
 	withPool     = authtest.WithPool
-	withAlg      = authtest.WithAlg
 	postGraphQL  = authtest.PostGraphQL
 	postLoad     = authtest.PostLoad
 	bearer       = authtest.Bearer
@@ -40,7 +38,6 @@ var (
 	header       = authtest.Header
 	kid          = authtest.KID
 	forge        = authtest.Forge
-	cheapArgon2  = authtest.CheapArgon2
 )
 
 // waitFor polls cond until it holds, failing the test after a while.
@@ -58,29 +55,9 @@ func newTestServer(tb testing.TB, dsn string, c *authtest.Clock, opts ...serverO
 	return &testServer{authtest.NewServer(tb, dsn, c, opts...)}
 }
 
-func (ts *testServer) do(tb testing.TB, token, query string, vars map[string]any) gqlResponse {
-	tb.Helper()
-	return ts.Do(tb, token, query, vars)
-}
-
 func (ts *testServer) register(tb testing.TB, email, password string) tokens {
 	tb.Helper()
 	return ts.Register(tb, email, password)
-}
-
-func (ts *testServer) login(tb testing.TB, email, password string) gqlResponse {
-	tb.Helper()
-	return ts.Login(tb, email, password)
-}
-
-func (ts *testServer) me(tb testing.TB, token string) gqlResponse {
-	tb.Helper()
-	return ts.Me(tb, token)
-}
-
-func (ts *testServer) wantUnauthenticated(tb testing.TB, token, why string) {
-	tb.Helper()
-	ts.WantUnauthenticated(tb, token, why)
 }
 
 // jwks is authtest's, with the names the command's tests call.

@@ -67,7 +67,7 @@ func wantAttrs(tb testing.TB, line string, want ...string) {
 	}
 }
 
-// refreshMaxAge is the Max-Age attribute for newTestServer's refresh TTL.
+// refreshMaxAge is the Max-Age attribute for authtest.NewServer's refresh TTL.
 var refreshMaxAge = "Max-Age=" + strconv.Itoa(int((720 * time.Hour).Seconds()))
 
 func TestCookieLoginSetsRefreshCookie(t *testing.T) {

@@ -306,7 +306,7 @@ func TestHashPoolOneClientCannotStarveOthers(t *testing.T) {
 
 // loginCode logs in over client as the client at ip (through the trusted
 // loopback proxy) and returns the error code, "" for a success. Unlike
-// postGraphQL it returns transport errors, for load goroutines.
+// authtest.PostGraphQL it returns transport errors, for load goroutines.
 func loginCode(client *http.Client, url, ip, email string) (string, error) {
 	body, _ := json.Marshal(map[string]any{"query": authtest.LoginDoc, "variables": authtest.Creds(email)})
 	req, err := http.NewRequest(http.MethodPost, url+"/query", bytes.NewReader(body))

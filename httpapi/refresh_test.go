@@ -142,7 +142,7 @@ func TestRefreshLostAnswer(t *testing.T) {
 				}
 			}
 			if n := liveRefreshTokens(t, ts.DB, authtest.SID(t, p.Access)); n != 1 {
-				t.Errorf("%d live refresh authtest.Tokens, want 1", n)
+				t.Errorf("%d live refresh tokens, want 1", n)
 			}
 			ts.Refresh(t, r.Refresh).OK(t)
 		})
@@ -187,7 +187,7 @@ func TestRefreshRetriesConcurrent(t *testing.T) {
 			// Within the grace interval of the retry, every retry's token
 			// is live, as concurrent tabs' are.
 			if n := liveRefreshTokens(t, ts.DB, authtest.SID(t, p.Access)); n != 10 {
-				t.Errorf("%d live refresh authtest.Tokens, want the 10 retries'", n)
+				t.Errorf("%d live refresh tokens, want the 10 retries'", n)
 			}
 			ts.Refresh(t, authtest.TokensOf(results[3], "refresh").Refresh).OK(t)
 		})
