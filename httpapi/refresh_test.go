@@ -71,29 +71,7 @@ func TestRefreshLostAnswer(t *testing.T) {
 			return ts.Register(t, email, "password1")
 		}
 
-		t.Run("RetryAfterTenMinutesKeepsSession", func(t *testing.T) {
-			p := signIn()
-			ts.Refresh(t, p.Refresh).OK(t) // the answer is lost
-			ts.Clock.Advance(10 * time.Minute)
-			r := authtest.TokensOf(ts.Refresh(t, p.Refresh).OK(t), "refresh")
-			if authtest.SID(t, r.Access) != authtest.SID(t, p.Access) {
-				t.Errorf("the retry started another session")
-			}
-			ts.Me(t, r.Access).OK(t)
-			next := authtest.TokensOf(ts.Refresh(t, r.Refresh).OK(t), "refresh")
-			ts.Me(t, next.Access).OK(t)
-			if got := mySessions(t, ts, next.Access); len(got) != 1 || got[0].ID != authtest.SID(t, p.Access) {
-				t.Errorf("mySessions = %+v, want the one session", got)
-			}
-			if err := ts.Svc.FlushAudit(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			var retries int64
-			ts.DB.Model(&models.AuditEvent{}).Where("type = ? AND outcome = ? AND session_id = ? AND detail = ?", models.AuditRefresh, "SUCCESS", authtest.SID(t, p.Access), "retry").Count(&retries)
-			if retries != 1 {
-				t.Errorf("%d REFRESH events with detail retry, want 1", retries)
-			}
-		})
+		t.Run("RetryAfterTenMinutesKeepsSession", func(t *testing.T) { lostAnswerRetried(t, ts, signIn()) })
 		t.Run("SpentSuccessorRevokes", func(t *testing.T) {
 			p := signIn()
 			lost := authtest.TokensOf(ts.Refresh(t, p.Refresh).OK(t), "refresh")
@@ -147,8 +125,7 @@ func TestRefreshLostAnswer(t *testing.T) {
 			ts.Refresh(t, r.Refresh).OK(t)
 		})
 		t.Run("TabsWithinGrace", func(t *testing.T) {
-			p := signIn()
-			results := refreshConcurrently(t, ts, p.Refresh, 5)
+			results := refreshConcurrently(t, ts, signIn().Refresh, 5)
 			for _, res := range results {
 				got := authtest.TokensOf(res.OK(t), "refresh")
 				ts.Me(t, got.Access).OK(t)
@@ -162,6 +139,31 @@ func TestRefreshLostAnswer(t *testing.T) {
 			}
 		})
 	})
+}
+
+// lostAnswerRetried: the session p, whose refresh answer is lost, goes on
+// with the client's retry ten minutes later, and the retry is audited as one.
+func lostAnswerRetried(t *testing.T, ts *authtest.Server, p authtest.Tokens) {
+	ts.Refresh(t, p.Refresh).OK(t) // the answer is lost
+	ts.Clock.Advance(10 * time.Minute)
+	r := authtest.TokensOf(ts.Refresh(t, p.Refresh).OK(t), "refresh")
+	if authtest.SID(t, r.Access) != authtest.SID(t, p.Access) {
+		t.Errorf("the retry started another session")
+	}
+	ts.Me(t, r.Access).OK(t)
+	next := authtest.TokensOf(ts.Refresh(t, r.Refresh).OK(t), "refresh")
+	ts.Me(t, next.Access).OK(t)
+	if got := mySessions(t, ts, next.Access); len(got) != 1 || got[0].ID != authtest.SID(t, p.Access) {
+		t.Errorf("mySessions = %+v, want the one session", got)
+	}
+	if err := ts.Svc.FlushAudit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var retries int64
+	ts.DB.Model(&models.AuditEvent{}).Where("type = ? AND outcome = ? AND session_id = ? AND detail = ?", models.AuditRefresh, "SUCCESS", authtest.SID(t, p.Access), "retry").Count(&retries)
+	if retries != 1 {
+		t.Errorf("%d REFRESH events with detail retry, want 1", retries)
+	}
 }
 
 // TestRefreshRetriesConcurrent: retries that arrive together after a lost

@@ -114,22 +114,7 @@ func TestUsersPagination(t *testing.T) {
 		}
 
 		// 7 does not divide the tie, so page edges fall inside it.
-		const first = 7
-		var got usersPage
-		var after string
-		pages := 0
-		for {
-			page := users(t, ts, admin.Access, first, after)
-			pages++
-			got = append(got, page...)
-			if len(page) < first {
-				break
-			}
-			after = page[len(page)-1].Cursor
-			if pages > len(want) {
-				t.Fatal("paging does not end")
-			}
-		}
+		got, pages := allUsers(t, ts, admin.Access, 7, len(want))
 		if len(got) != len(want) {
 			t.Fatalf("paged %d users in %d pages, want %d", len(got), pages, len(want))
 		}
@@ -164,6 +149,27 @@ func TestUsersPagination(t *testing.T) {
 			t.Errorf("the page after %d users: %d users starting %s, want %d starting %s", models.MaxPageSize, len(rest), rest[0].ID, len(want)-models.MaxPageSize, want[models.MaxPageSize].ID)
 		}
 	})
+}
+
+// allUsers pages through users, first at a time, failing past maxPages;
+// it returns the users and the number of pages.
+func allUsers(t *testing.T, ts *authtest.Server, token string, first, maxPages int) (usersPage, int) {
+	t.Helper()
+	var got usersPage
+	var after string
+	pages := 0
+	for {
+		page := users(t, ts, token, first, after)
+		pages++
+		got = append(got, page...)
+		if len(page) < first {
+			return got, pages
+		}
+		after = page[len(page)-1].Cursor
+		if pages > maxPages {
+			t.Fatal("paging does not end")
+		}
+	}
 }
 
 // TestUsersPageInput checks what users refuses: page sizes out of range and
