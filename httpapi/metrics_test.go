@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/httpapi"
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
@@ -146,4 +148,56 @@ func TestAuditEventsObserved(t *testing.T) {
 	if rows != 1 {
 		t.Errorf("%d RATE_LIMITED rows within the minute, want 1", rows)
 	}
+}
+
+// TestMetricsRoute: /metrics is one of the API's routes in development, in
+// production only with MetricsPublic, and never with a listener of its own
+// (MetricsAddr), where MetricsHandler serves it alone.
+func TestMetricsRoute(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  func(*httpapi.Config)
+		want int
+	}{
+		{"Development", func(*httpapi.Config) {}, http.StatusOK},
+		{"Production", func(c *httpapi.Config) { c.Production = true }, http.StatusNotFound},
+		{"ProductionPublic", func(c *httpapi.Config) { c.Production, c.MetricsPublic = true, true }, http.StatusOK},
+		{"OwnListener", func(c *httpapi.Config) { c.MetricsAddr = "127.0.0.1:0" }, http.StatusNotFound},
+		{"Off", func(c *httpapi.Config) { c.Metrics = false }, http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ts := authtest.NewServer(t, testdb.SQLite(t), nil, func(c *authtest.Config) { tc.cfg(&c.HTTP) })
+			resp, err := http.Get(ts.URL + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("GET /metrics = %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+	t.Run("MetricsHandler", func(t *testing.T) {
+		t.Parallel()
+		h := httpapi.MetricsHandler(httpapi.NewMetrics())
+		for path, want := range map[string]int{"/metrics": http.StatusOK, "/query": http.StatusNotFound, "/healthz": http.StatusNotFound} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			if rec.Code != want {
+				t.Errorf("metrics listener: GET %s = %d, want %d", path, rec.Code, want)
+			}
+		}
+		if body := metricsBody(h); !strings.Contains(body, "go_goroutines") {
+			t.Errorf("metrics listener: no Go runtime metrics in %.200q", body)
+		}
+	})
+}
+
+// metricsBody returns the body h answers GET /metrics with.
+func metricsBody(h http.Handler) string {
+	r := httptest.NewRecorder()
+	h.ServeHTTP(r, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return r.Body.String()
 }
