@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"slices"
 	"strings"
 
@@ -49,4 +50,20 @@ func anyGrants(roles []string, permission string, grants func(string) []string) 
 		}
 	}
 	return false
+}
+
+// Authorize decides rule for the request in ctx. A role or permission is
+// checked against the user's current roles (from the user cache), not the
+// token's roles claim, so that a role granted or removed applies to the
+// very next request rather than at the next refresh.
+func (s *Service) Authorize(ctx context.Context, rule Rule) error {
+	p, err := PrincipalFrom(ctx)
+	if p == nil || (rule.Role == "" && rule.Permission == "") {
+		return Authorize(p, err, rule, s.Grants)
+	}
+	u, err := s.user(ctx, p.UserID)
+	if err != nil {
+		return err
+	}
+	return rule.check(u.roles, s.Grants)
 }
