@@ -22,7 +22,7 @@ func BenchmarkSignerVerify(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.Verify(token); err != nil {
+		if _, err := s.Verify(context.Background(), token); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -85,7 +85,7 @@ func BenchmarkVerifyByAlg(b *testing.B) {
 			token := e.issue(b)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := e.signer.Verify(token); err != nil {
+				if _, err := e.signer.Verify(context.Background(), token); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -73,7 +74,7 @@ func FuzzVerify(f *testing.F) {
 			f.Fatal(err)
 		}
 		// Without this, a Verify that refuses everything would pass.
-		if _, err := s.Verify(tok); err != nil {
+		if _, err := s.Verify(context.Background(), tok); err != nil {
 			f.Fatalf("Verify refuses its own token: %v", err)
 		}
 		for _, seed := range forgeries(f, tok) {
@@ -82,7 +83,7 @@ func FuzzVerify(f *testing.F) {
 	}
 
 	f.Fuzz(func(t *testing.T, token string) {
-		c, err := s.Verify(token)
+		c, err := s.Verify(context.Background(), token)
 		if err != nil {
 			if c != nil {
 				t.Errorf("Verify(%q) failed (%v) but returned claims", token, err)

@@ -617,8 +617,9 @@ func (ks *KeySet) RunReload(ctx context.Context, interval time.Duration) {
 }
 
 // lookup returns the key named kid, reloading the store (throttled) when
-// it is unknown: it may be a key just added by another process.
-func (ks *KeySet) lookup(kid string) *signingKey {
+// it is unknown: it may be a key just added by another process. The
+// reload is bounded by ctx, and by 5 s.
+func (ks *KeySet) lookup(ctx context.Context, kid string) *signingKey {
 	ks.mu.RLock()
 	k := ks.byKID[kid]
 	ks.mu.RUnlock()
@@ -635,7 +636,7 @@ func (ks *KeySet) lookup(kid string) *signingKey {
 		return k
 	}
 	ks.lastMiss = time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := ks.Reload(ctx); err != nil {
 		ks.log.Error("reload signing keys for an unknown kid failed", "err", err)

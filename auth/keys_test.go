@@ -126,7 +126,7 @@ func sign(tb testing.TB, method jwt.SigningMethod, key any, kid string, claims j
 // checkRefused fails unless Verify rejects token as invalid for reason.
 func checkRefused(tb testing.TB, s *Signer, token string, reason error) {
 	tb.Helper()
-	c, err := s.Verify(token)
+	c, err := s.Verify(context.Background(), token)
 	if !errors.Is(err, ErrTokenInvalid) || !errors.Is(err, reason) {
 		tb.Fatalf("Verify: err = %v, want ErrTokenInvalid for %q", err, reason)
 	}
@@ -276,7 +276,7 @@ func TestKeyVerifyRules(t *testing.T) {
 					mustVerify(t, e.signer, sign(t, method, priv, kid, validClaims(now)))
 				})
 				t.Run("HS256WithPublicKeyAsSecret", func(t *testing.T) {
-					k := e.ks.lookup(kid)
+					k := e.ks.lookup(context.Background(), kid)
 					der, err := x509.MarshalPKIXPublicKey(k.verifyKey)
 					if err != nil {
 						t.Fatal(err)
@@ -560,23 +560,23 @@ func TestUnknownKidReloadThrottled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.ks.lookup(kid1) == nil {
+		if e.ks.lookup(context.Background(), kid1) == nil {
 			t.Fatal("unknown kid did not trigger a reload")
 		}
 		kid2, err := RotateKey(context.Background(), other.db, KeyConfig{Alg: AlgEdDSA}, 0, e.clk.Now, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.ks.lookup(kid2) != nil {
+		if e.ks.lookup(context.Background(), kid2) != nil {
 			t.Fatal("a second unknown kid reloaded at once: random kids could hammer the database")
 		}
 		e.ks.missMu.Lock()
 		e.ks.lastMiss = time.Now().Add(-unknownKIDReloadInterval)
 		e.ks.missMu.Unlock()
-		if e.ks.lookup(kid2) == nil {
+		if e.ks.lookup(context.Background(), kid2) == nil {
 			t.Fatal("no reload after the throttle interval")
 		}
-		if e.ks.lookup(strings.Repeat("k", maxKIDLen+1)) != nil {
+		if e.ks.lookup(context.Background(), strings.Repeat("k", maxKIDLen+1)) != nil {
 			t.Fatal("found an overlong kid")
 		}
 	})
@@ -635,7 +635,7 @@ func TestPurgeWipesRetiredPrivateKeys(t *testing.T) {
 		if err := e.ks.Reload(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if e.ks.lookup(oldKID) == nil || e.ks.lookup(oldKID).signKey != nil {
+		if e.ks.lookup(context.Background(), oldKID) == nil || e.ks.lookup(context.Background(), oldKID).signKey != nil {
 			t.Error("wiped key should stay known (public key only)")
 		}
 	})

@@ -23,7 +23,7 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 		ctx := r.Context()
 		var res authResult
 		if token, ok := bearerToken(r.Header.Get("Authorization")); ok {
-			res.principal, res.err = s.Authenticate(token)
+			res.principal, res.err = s.Authenticate(ctx, token)
 		} else if r.Header.Get("Authorization") != "" {
 			res.err = models.Errorf(models.Unauthenticated, "malformed Authorization header: expected \"Bearer <token>\"")
 		} else {
@@ -78,8 +78,9 @@ func truncate(s string, n int) string {
 // Authenticate verifies an access token and returns its principal. It
 // returns Unauthenticated for an invalid, expired or revoked token, and
 // ServiceUnavailable for every token while the service has been out of
-// sync with other replicas for longer than Config.SyncTimeout.
-func (s *Service) Authenticate(token string) (*Principal, error) {
+// sync with other replicas for longer than Config.SyncTimeout. ctx bounds
+// the reload of the key store that an unknown key id triggers.
+func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, error) {
 	if s.sync.refusing() {
 		// Another replica may have revoked this token, or changed its
 		// user's roles, and this one cannot know: better no answer than
@@ -89,7 +90,7 @@ func (s *Service) Authenticate(token string) (*Principal, error) {
 	keyVersion := s.signer.keys.version()
 	v, ok := s.tokens.get(token, keyVersion)
 	if !ok {
-		c, err := s.signer.Verify(token)
+		c, err := s.signer.Verify(ctx, token)
 		if errors.Is(err, ErrTokenExpired) {
 			return nil, errTokenExpired
 		} else if err != nil {

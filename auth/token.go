@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -129,8 +130,9 @@ var (
 )
 
 // Verify checks an access token's signature, algorithm, type, key id,
-// issuer, audience and times, and returns its claims.
-func (s *Signer) Verify(token string) (*Claims, error) {
+// issuer, audience and times, and returns its claims. ctx bounds the
+// reload of the key store that an unknown key id triggers.
+func (s *Signer) Verify(ctx context.Context, token string) (*Claims, error) {
 	// Go's base64 decoder skips CR and LF even in strict mode, so a token
 	// with a newline inside would verify as another spelling of itself
 	// (found by FuzzVerify). A compact JWS is base64url and dots only.
@@ -146,7 +148,7 @@ func (s *Signer) Verify(token string) (*Claims, error) {
 		if kid == "" {
 			return nil, errNoKID
 		}
-		k := s.keys.lookup(kid)
+		k := s.keys.lookup(ctx, kid)
 		if k == nil || k.verifyKey == nil {
 			return nil, errUnknownKID
 		}

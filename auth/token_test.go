@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -97,7 +98,7 @@ func segment(tb testing.TB, v any) string {
 
 func mustVerify(tb testing.TB, s *Signer, token string) *Claims {
 	tb.Helper()
-	c, err := s.Verify(token)
+	c, err := s.Verify(context.Background(), token)
 	if err != nil {
 		tb.Fatalf("Verify: %v", err)
 	}
@@ -108,7 +109,7 @@ func mustVerify(tb testing.TB, s *Signer, token string) *Claims {
 // wrapping ErrTokenInvalid.
 func checkInvalid(tb testing.TB, s *Signer, token string) {
 	tb.Helper()
-	c, err := s.Verify(token)
+	c, err := s.Verify(context.Background(), token)
 	if !errors.Is(err, ErrTokenInvalid) {
 		tb.Fatalf("Verify(%q): err = %v, want ErrTokenInvalid", token, err)
 	}
@@ -378,7 +379,7 @@ func TestSignerVerifyTimes(t *testing.T) {
 			t.Fatal(err)
 		}
 		clk.Advance(ttl + MaxClockSkew + time.Second)
-		c, err := s.Verify(token)
+		c, err := s.Verify(context.Background(), token)
 		if !errors.Is(err, ErrTokenExpired) {
 			t.Fatalf("Verify 31s after expiry: err = %v, want ErrTokenExpired", err)
 		}
