@@ -82,85 +82,116 @@ func RotateRefreshToken(ctx context.Context, db *gorm.DB, r Rotate) (_ Rotation,
 		}
 		// Not the common case: the transaction below tells why.
 	}
-	invalid := Errorf(Unauthenticated, "invalid or expired refresh token")
 	var out Rotation
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		out = Rotation{At: r.Now()}
-		now := out.At
-		// The common case costs three statements: this one marks an
-		// unspent, unexpired token rotated (only one of several concurrent
-		// exchanges can) and names its session.
-		var sessionIDs []string
-		if err := tx.Raw(`UPDATE refresh_tokens SET rotated_at = ? WHERE id = ? AND rotated_at IS NULL AND expires_at > ? RETURNING session_id`,
-			now, r.OldHash, now).Scan(&sessionIDs).Error; err != nil {
-			return err
-		}
-		if len(sessionIDs) == 0 {
-			// Unknown, expired or already rotated: read it to tell which.
-			// On PostgreSQL the row is locked, so that presentations of
-			// one token after its rotation (retries) are decided one at a
-			// time, each seeing the successors of the one before.
-			q := tx
-			if postgres {
-				q = tx.Clauses(clause.Locking{Strength: "UPDATE"})
-			}
-			var old RefreshToken
-			if err := q.Where("id = ?", r.OldHash).Take(&old).Error; errors.Is(err, gorm.ErrRecordNotFound) {
-				return invalid
-			} else if err != nil {
-				return err
-			}
-			if postgres {
-				out.At = r.Now() // after waiting for the lock
-				now = out.At
-			}
-			if !old.ExpiresAt.After(now) || old.RotatedAt == nil {
-				return invalid
-			}
-			again, retry, err := presentedAgain(tx, &old, now, r.ReuseInterval)
-			if err != nil {
-				return err
-			}
-			if !again {
-				out.Reuse = true
-				// The whole row: the audit log records whose session it was.
-				out.Session = &Session{}
-				if err := tx.Where("id = ?", old.SessionID).Take(out.Session).Error; err != nil {
-					return err
-				}
-				r.Revoke.At = now
-				out.RevokedUntil = r.Revoke.Until(out.Session.AccessExpiresAt)
-				revoked, err := revokeSessions(tx, tx.Where("id = ?", old.SessionID), r.Revoke)
-				if len(revoked) > 0 {
-					out.RevokedUntil = revoked[0].Until // as read when it was revoked
-				}
-				return err
-			}
-			out.Retry = retry
-			sessionIDs = append(sessionIDs, old.SessionID)
-		}
-		// The session goes on, and slides, only if it is still live.
-		accessExp := now.Add(r.AccessTTL)
-		var live []Session
-		if err := tx.Raw(`UPDATE sessions SET last_used_at = ?, expires_at = ?,
-				access_expires_at = CASE WHEN access_expires_at IS NULL OR access_expires_at < ? THEN ? ELSE access_expires_at END
-			WHERE id = ? AND revoked_at IS NULL AND expires_at > ? RETURNING *`,
-			now, now.Add(r.TTL), accessExp, accessExp, sessionIDs[0], now).Scan(&live).Error; err != nil {
-			return err
-		}
-		if len(live) == 0 {
-			return invalid
-		}
-		s := live[0]
-		parent := r.OldHash
-		rt := RefreshToken{ID: r.NewHash, SessionID: s.ID, CreatedAt: now, ExpiresAt: s.ExpiresAt, ParentID: &parent}
-		if err := tx.Omit(clause.Associations).Create(&rt).Error; err != nil {
-			return err
-		}
-		out.Session = &s
-		return nil
+		return rotate(tx, r, postgres, &out)
 	})
 	return out, err
+}
+
+// errInvalidRefresh refuses an unknown or expired refresh token, or one
+// whose session is revoked or expired.
+var errInvalidRefresh = Errorf(Unauthenticated, "invalid or expired refresh token")
+
+// rotate is RotateRefreshToken's transaction. It fills out as it goes, on
+// failure too: the caller audits what it learnt (whose session, reuse).
+func rotate(tx *gorm.DB, r Rotate, postgres bool, out *Rotation) error {
+	*out = Rotation{At: r.Now()}
+	// The common case costs three statements: this one marks an unspent,
+	// unexpired token rotated (only one of several concurrent exchanges
+	// can) and names its session.
+	var sessionIDs []string
+	if err := tx.Raw(`UPDATE refresh_tokens SET rotated_at = ? WHERE id = ? AND rotated_at IS NULL AND expires_at > ? RETURNING session_id`,
+		out.At, r.OldHash, out.At).Scan(&sessionIDs).Error; err != nil {
+		return err
+	}
+	if len(sessionIDs) == 0 {
+		id, err := rotatedBefore(tx, r, postgres, out)
+		if err != nil || id == "" {
+			return err
+		}
+		sessionIDs = append(sessionIDs, id)
+	}
+	return continueSession(tx, r, sessionIDs[0], out)
+}
+
+// rotatedBefore decides the presentation of a token the common case did
+// not rotate: unknown, expired or already rotated. It returns the session
+// to go on with, or "" for reuse, having revoked the session (see
+// revokeForReuse).
+func rotatedBefore(tx *gorm.DB, r Rotate, postgres bool, out *Rotation) (sessionID string, _ error) {
+	// Read it to tell which. On PostgreSQL the row is locked, so that
+	// presentations of one token after its rotation (retries) are decided
+	// one at a time, each seeing the successors of the one before.
+	q := tx
+	if postgres {
+		q = tx.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	var old RefreshToken
+	if err := q.Where("id = ?", r.OldHash).Take(&old).Error; errors.Is(err, gorm.ErrRecordNotFound) {
+		return "", errInvalidRefresh
+	} else if err != nil {
+		return "", err
+	}
+	if postgres {
+		out.At = r.Now() // after waiting for the lock
+	}
+	if !old.ExpiresAt.After(out.At) || old.RotatedAt == nil {
+		return "", errInvalidRefresh
+	}
+	again, retry, err := presentedAgain(tx, &old, out.At, r.ReuseInterval)
+	if err != nil {
+		return "", err
+	}
+	if !again {
+		return "", revokeForReuse(tx, r, old.SessionID, out)
+	}
+	out.Retry = retry
+	return old.SessionID, nil
+}
+
+// revokeForReuse revokes the session of a reused token, setting out's
+// Reuse, Session and RevokedUntil.
+func revokeForReuse(tx *gorm.DB, r Rotate, sessionID string, out *Rotation) error {
+	out.Reuse = true
+	// The whole row: the audit log records whose session it was.
+	out.Session = &Session{}
+	if err := tx.Where("id = ?", sessionID).Take(out.Session).Error; err != nil {
+		return err
+	}
+	r.Revoke.At = out.At
+	out.RevokedUntil = r.Revoke.Until(out.Session.AccessExpiresAt)
+	revoked, err := revokeSessions(tx, tx.Where("id = ?", sessionID), r.Revoke)
+	if len(revoked) > 0 {
+		out.RevokedUntil = revoked[0].Until // as read when it was revoked
+	}
+	return err
+}
+
+// continueSession goes on with the session of a rotated token: if it is
+// still live it slides, records the new access token's expiry, and gets
+// the new token.
+func continueSession(tx *gorm.DB, r Rotate, sessionID string, out *Rotation) error {
+	now := out.At
+	accessExp := now.Add(r.AccessTTL)
+	var live []Session
+	if err := tx.Raw(`UPDATE sessions SET last_used_at = ?, expires_at = ?,
+			access_expires_at = CASE WHEN access_expires_at IS NULL OR access_expires_at < ? THEN ? ELSE access_expires_at END
+		WHERE id = ? AND revoked_at IS NULL AND expires_at > ? RETURNING *`,
+		now, now.Add(r.TTL), accessExp, accessExp, sessionID, now).Scan(&live).Error; err != nil {
+		return err
+	}
+	if len(live) == 0 {
+		return errInvalidRefresh
+	}
+	s := live[0]
+	parent := r.OldHash
+	rt := RefreshToken{ID: r.NewHash, SessionID: s.ID, CreatedAt: now, ExpiresAt: s.ExpiresAt, ParentID: &parent}
+	if err := tx.Omit(clause.Associations).Create(&rt).Error; err != nil {
+		return err
+	}
+	out.Session = &s
+	return nil
 }
 
 // presentedAgain decides the presentation at now of old, a token rotated
