@@ -61,12 +61,6 @@ func PrincipalFrom(ctx context.Context) (*Principal, error) {
 	return r.principal, r.err
 }
 
-// WithPrincipal returns ctx carrying p (for callers outside HTTP, such as
-// tests and jobs).
-func WithPrincipal(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, principalKey, authResult{principal: p})
-}
-
 // ClientFrom returns the request's client, or the zero Client.
 func ClientFrom(ctx context.Context) Client {
 	c, _ := ctx.Value(clientKey).(Client)
