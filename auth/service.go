@@ -1,6 +1,15 @@
 // Package auth is authql's token, password and session service: it signs
 // users up and in, rotates refresh tokens, revokes sessions, authenticates
 // access tokens and decides @auth rules.
+//
+// One file per flow: signup.go (Register, the password rules), login.go,
+// refresh.go (Refresh and its reuse rule; the rotation itself is
+// models.RotateRefreshToken), sessions.go (sessions, Logout, revocations),
+// authorize.go (the @auth rule engine), users.go (user administration).
+// middleware.go authenticates each request's access token and puts the
+// Principal (principal.go) in its context; events.go keeps a replica in
+// step with the others. service.go holds the Service, its Config and
+// NewService.
 package auth
 
 import (
