@@ -46,11 +46,6 @@ func (st *syncState) refusing() bool {
 	return since != 0 && time.Since(time.Unix(0, since)) > st.timeout
 }
 
-// Synced reports whether the service holds every change other replicas
-// committed: always, unless its listening connection (see Listen) dropped
-// and it has not yet re-read what it may have missed.
-func (s *Service) Synced() bool { return s.sync.staleSince.Load() == 0 }
-
 // apply applies one event from another replica (or from this one: its own
 // notifications come back too, and applying an event twice is harmless).
 func (s *Service) apply(ctx context.Context, e models.Event) error {
@@ -89,4 +84,39 @@ func (s *Service) resync(ctx context.Context) error {
 		return err
 	}
 	return s.Keys().Reload(ctx)
+}
+
+// Listen keeps s in step with the other replicas sharing its PostgreSQL
+// database (see models.Listen): it hears their revocations, user, role and
+// key changes as they commit. While the listening connection has been down
+// for longer than Config.SyncTimeout, s refuses access tokens (see
+// Authenticate). It returns an error if the first connection fails: a
+// replica that cannot hear the others must not start serving. For SQLite,
+// which one process serves, it returns a nil Listener, whose Done is closed.
+func (s *Service) Listen(ctx context.Context, dsn string) (*models.Listener, error) {
+	return models.Listen(ctx, dsn, replicaEvents{s})
+}
+
+// replicaEvents is the service as the listener sees it.
+type replicaEvents struct{ s *Service }
+
+var _ models.Subscriber = replicaEvents{}
+
+func (r replicaEvents) Resync(ctx context.Context) error { return r.s.resync(ctx) }
+
+func (r replicaEvents) Apply(ctx context.Context, e models.Event) error { return r.s.apply(ctx, e) }
+
+func (r replicaEvents) Lost(ctx context.Context, lastAlive time.Time, err error) {
+	r.s.sync.markStale(lastAlive)
+	r.s.log.WarnContext(ctx, "listening connection lost: reconnecting; access tokens are refused if it takes over the sync timeout",
+		"err", err, "sync_timeout", r.s.sync.timeout)
+}
+
+func (r replicaEvents) ReconnectFailed(ctx context.Context, err error) {
+	r.s.log.ErrorContext(ctx, "listening connection: reconnect failed", "err", err, "refusing_tokens", r.s.sync.refusing())
+}
+
+func (r replicaEvents) Restored(ctx context.Context, pid uint32) {
+	r.s.sync.markSynced()
+	r.s.log.InfoContext(ctx, "listening connection restored; changes missed meanwhile re-read", "pid", pid)
 }

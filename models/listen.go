@@ -1,4 +1,4 @@
-package auth
+package models
 
 import (
 	"context"
@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/authql/authql/models"
 )
 
 // Timings of the listening connection.
@@ -26,8 +24,8 @@ const (
 	// and resync.
 	listenConnectTimeout = 5 * time.Second
 	// Reconnection backoff: from the first to the last, doubling. The last
-	// stays well under DefaultSyncTimeout, so that a database back after a
-	// blip is found again before tokens are refused.
+	// stays well under auth's DefaultSyncTimeout (5 s), so that a database
+	// back after a blip is found again before tokens are refused.
 	listenBackoffFirst = 50 * time.Millisecond
 	listenBackoffMax   = time.Second
 )
@@ -35,16 +33,36 @@ const (
 // listenerAppName names the listening connection in pg_stat_activity.
 const listenerAppName = "authql-listener"
 
-// Listener keeps a Service in step with the other replicas sharing its
-// PostgreSQL database: one dedicated connection LISTENs on
-// models.EventChannel and applies each event as it arrives. When the
-// connection drops, the service is marked out of sync from the last moment
-// the connection was known alive; the listener reconnects with backoff,
-// LISTENs again, and only then re-reads what it may have missed and marks
-// the service in sync. Past Config.SyncTimeout out of sync the service
-// refuses access tokens (see Authenticate).
+// Subscriber is what a Listener keeps in step with the other replicas
+// sharing a PostgreSQL database (auth's Service).
+type Subscriber interface {
+	// Resync re-reads everything other replicas may have changed while
+	// nothing was heard. It runs on each new connection once it LISTENs.
+	Resync(ctx context.Context) error
+	// Apply applies one event, from another replica or from this one:
+	// its own notifications come back too. An error is treated as a lost
+	// connection, so that what was not applied is re-read.
+	Apply(ctx context.Context, e Event) error
+	// Lost is told that the connection dropped (err says why): changes
+	// committed since lastAlive may have been missed.
+	Lost(ctx context.Context, lastAlive time.Time, err error)
+	// ReconnectFailed is told of each failed reconnection attempt.
+	ReconnectFailed(ctx context.Context, err error)
+	// Restored is told that a new connection (server process pid)
+	// LISTENs again and Resync has run.
+	Restored(ctx context.Context, pid uint32)
+}
+
+// Listener keeps a Subscriber in step with the other replicas sharing its
+// PostgreSQL database: one dedicated connection LISTENs on EventChannel
+// and applies each event as it arrives. When the connection drops, the
+// subscriber is told it is out of sync from the last moment the connection
+// was known alive; the listener reconnects with backoff, LISTENs again, and
+// only then re-reads what it may have missed and tells the subscriber it
+// is in sync (auth refuses access tokens while it has been out of sync for
+// too long).
 type Listener struct {
-	svc *Service
+	sub Subscriber
 	cfg *pgx.ConnConfig
 
 	pid       atomic.Uint32 // backend of the current connection; 0 while down
@@ -52,11 +70,18 @@ type Listener struct {
 	done      chan struct{}
 }
 
-// Listen connects the listener of s to the PostgreSQL database of dsn,
-// LISTENs, re-reads what changed since s loaded it, and keeps applying
-// events until ctx is done. It returns an error if the first connection
-// fails: a replica that cannot hear the others must not start serving.
-func (s *Service) Listen(ctx context.Context, dsn string) (*Listener, error) {
+// Listen connects a listener for sub to the PostgreSQL database of dsn,
+// LISTENs, has sub re-read what changed since it loaded it, and keeps
+// applying events until ctx is done. It returns an error if the first
+// connection fails: a replica that cannot hear the others must not start
+// serving. For a SQLite dsn it returns a nil Listener, whose Done is
+// closed: one process serves a SQLite database, so there is no one to hear.
+func Listen(ctx context.Context, dsn string, sub Subscriber) (*Listener, error) {
+	if d, _, err := ParseDSN(dsn); err != nil {
+		return nil, fmt.Errorf("listener: %w", err)
+	} else if d != Postgres {
+		return nil, nil
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("listener: %w", err)
@@ -64,7 +89,7 @@ func (s *Service) Listen(ctx context.Context, dsn string) (*Listener, error) {
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = listenerAppName
 	}
-	l := &Listener{svc: s, cfg: cfg, done: make(chan struct{})}
+	l := &Listener{sub: sub, cfg: cfg, done: make(chan struct{})}
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listener: %w", err)
@@ -73,13 +98,26 @@ func (s *Service) Listen(ctx context.Context, dsn string) (*Listener, error) {
 	return l, nil
 }
 
+// closedDone is the Done of a nil Listener.
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // PID returns the server process ID of the listening connection (as
-// pg_backend_pid() names it), or 0 while it is down.
-func (l *Listener) PID() uint32 { return l.pid.Load() }
+// pg_backend_pid() names it), or 0 while it is down or l is nil.
+func (l *Listener) PID() uint32 {
+	if l == nil {
+		return 0
+	}
+	return l.pid.Load()
+}
 
 // Done is closed once the listener has stopped (its context is done) and
-// closed its connection.
-func (l *Listener) Done() <-chan struct{} { return l.done }
+// closed its connection; at once for a nil Listener (see Listen).
+func (l *Listener) Done() <-chan struct{} {
+	if l == nil {
+		return closedDone
+	}
+	return l.done
+}
 
 // connect opens the connection, LISTENs, then resyncs, in that order: a
 // change committed after the re-read is then certain to be notified, and
@@ -92,11 +130,11 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 		return nil, err
 	}
 	var pid uint32
-	if _, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{models.EventChannel}.Sanitize()); err == nil {
+	if _, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{EventChannel}.Sanitize()); err == nil {
 		err = conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid)
 	}
 	if err == nil {
-		err = l.svc.resync(ctx)
+		err = l.sub.Resync(ctx)
 	}
 	if err != nil {
 		conn.Close(context.Background())
@@ -107,9 +145,10 @@ func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	return conn, nil
 }
 
+// run listens on conn, and on each new connection after it drops, until
+// ctx is done.
 func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(l.done)
-	log := l.svc.log
 	for {
 		err := l.listen(ctx, conn)
 		l.pid.Store(0)
@@ -117,9 +156,7 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 		if ctx.Err() != nil {
 			return
 		}
-		l.svc.sync.markStale(l.lastAlive)
-		log.WarnContext(ctx, "listening connection lost: reconnecting; access tokens are refused if it takes over the sync timeout",
-			"err", err, "sync_timeout", l.svc.sync.timeout)
+		l.sub.Lost(ctx, l.lastAlive, err)
 		backoff := listenBackoffFirst
 		for conn = nil; conn == nil; {
 			select {
@@ -131,12 +168,11 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 				if ctx.Err() != nil {
 					return
 				}
-				log.ErrorContext(ctx, "listening connection: reconnect failed", "err", err, "refusing_tokens", l.svc.sync.refusing())
+				l.sub.ReconnectFailed(ctx, err)
 				backoff = min(2*backoff, listenBackoffMax)
 			}
 		}
-		l.svc.sync.markSynced()
-		log.InfoContext(ctx, "listening connection restored; changes missed meanwhile re-read", "pid", l.PID())
+		l.sub.Restored(ctx, l.PID())
 	}
 }
 
@@ -172,13 +208,14 @@ func (l *Listener) listen(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
+// applyPayload applies the events of one notification, in order.
 func (l *Listener) applyPayload(ctx context.Context, payload string) error {
-	events, err := models.ParseEvents(payload)
+	events, err := ParseEvents(payload)
 	if err != nil {
 		return err
 	}
 	for _, e := range events {
-		if err := l.svc.apply(ctx, e); err != nil {
+		if err := l.sub.Apply(ctx, e); err != nil {
 			return fmt.Errorf("apply %s event: %w", e.Kind, err)
 		}
 	}
