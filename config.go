@@ -18,6 +18,7 @@ import (
 	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/graph"
+	"github.com/authql/authql/httpapi"
 	"github.com/authql/authql/models"
 )
 
@@ -82,7 +83,7 @@ type config struct {
 	CookieInsecure bool
 	CORSOrigins    []string // exact, lower-case, as browsers send Origin
 
-	// Operations: logs, metrics, shutdown (see observe.go, metrics.go).
+	// Operations: logs, metrics, shutdown (see httpapi/observe.go, httpapi/metrics.go).
 	LogFormat   string // "json", "text", or "": JSON unless stderr is a terminal
 	LogLevel    slog.Level
 	Metrics     bool   // serve /metrics
@@ -91,11 +92,11 @@ type config struct {
 	// (AUTH_METRICS_PUBLIC).
 	MetricsPublic bool
 	// MaxConnsPerClient bounds the open connections of one client address
-	// (0: no bound; see limitConns).
+	// (0: no bound; see httpapi.LimitConns).
 	MaxConnsPerClient int
 	ShutdownTimeout   time.Duration
 	ShutdownDelay     time.Duration // not ready, still serving, before the listener closes
-	// ExampleUI serves examples/web at /example/ (see exampleOrigins).
+	// ExampleUI serves examples/web at /example/ (see httpapi.ExampleOrigins).
 	ExampleUI bool
 }
 
@@ -119,13 +120,13 @@ func defaultConfig() config {
 		SyncTimeout:   auth.DefaultSyncTimeout,
 		Introspection: graph.DefaultOptions.Introspection,
 		Playground:    true,
-		MaxBodyBytes:  64 << 10,
+		MaxBodyBytes:  httpapi.DefaultMaxBodyBytes,
 		MaxDepth:      graph.DefaultOptions.MaxDepth,
 		MaxComplexity: graph.DefaultOptions.MaxComplexity,
 
 		AuditRetention:    auth.DefaultAuditRetention,
 		Metrics:           true,
-		MaxConnsPerClient: defaultMaxConnsPerClient,
+		MaxConnsPerClient: httpapi.DefaultMaxConnsPerClient,
 		ShutdownTimeout:   10 * time.Second,
 	}
 }

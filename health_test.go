@@ -2,14 +2,11 @@ package main
 
 import (
 	"bufio"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,69 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/httpapi"
 	"github.com/authql/authql/internal/testdb"
 )
-
-// probe GETs path on the server at url and returns the status and body,
-// failing unless the answer may not be cached.
-func probe(t *testing.T, url, path string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("GET %s: Cache-Control %q, want no-store", path, cc)
-	}
-	return resp.StatusCode, string(body)
-}
-
-func TestReadyz(t *testing.T) {
-	testdb.Each(t, func(t *testing.T, dsn string) {
-		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		if code, body := probe(t, ts.URL, "/healthz"); code != http.StatusOK || body != "ok\n" {
-			t.Errorf("GET /healthz = %d %q", code, body)
-		}
-		if code, body := probe(t, ts.URL, "/readyz"); code != http.StatusOK || body != "ok\n" {
-			t.Errorf("GET /readyz = %d %q, want 200 ok", code, body)
-		}
-
-		t.Run("ShuttingDown", func(t *testing.T) {
-			sqlDB, _ := ts.DB.DB()
-			rd := newReadiness(sqlDB, ts.Svc, slog.New(slog.DiscardHandler))
-			rd.drain()
-			w := httptest.NewRecorder()
-			rd.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-			if w.Code != http.StatusServiceUnavailable || w.Body.String() != "shutting down\n" {
-				t.Errorf("draining: %d %q, want 503 shutting down", w.Code, w.Body)
-			}
-		})
-	})
-}
-
-func TestReadyzDatabaseUnreachable(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil)
-	// A PostgreSQL server that is not there, with credentials in the DSN:
-	// the reason given must name neither.
-	db, err := sql.Open("pgx", "postgres://authql:s3cret-pw@127.0.0.1:1/authql?connect_timeout=2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var logged syncBuffer
-	rd := newReadiness(db, ts.Svc, slog.New(slog.NewJSONHandler(&logged, nil)))
-	w := httptest.NewRecorder()
-	rd.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	if w.Code != http.StatusServiceUnavailable || w.Body.String() != "database unreachable\n" {
-		t.Errorf("GET /readyz = %d %q, want 503 database unreachable", w.Code, w.Body)
-	}
-	if !strings.Contains(logged.String(), "127.0.0.1") {
-		t.Errorf("the driver's error is not logged: %s", logged.String())
-	}
-}
 
 // TestReadyzOutOfSync cuts a replica off from the others past its sync
 // timeout: it refuses tokens then, and says so to load balancers.
@@ -244,12 +181,12 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 // TestShutdownDelay: during AUTH_SHUTDOWN_DELAY the server still answers,
 // new connections included, with /readyz saying it is going away; then it
 // closes the listener and stops. The test ends the delay itself (see
-// shutdownDelayed) once it has seen all that, rather than wait it out.
+// httpapi.ShutdownDelayed) once it has seen all that, rather than wait it out.
 func TestShutdownDelay(t *testing.T) {
 	release := make(chan time.Time)
 	delays := make(chan time.Duration, 1)
-	shutdownDelayed = func(d time.Duration) <-chan time.Time { delays <- d; return release }
-	t.Cleanup(func() { shutdownDelayed = time.After })
+	httpapi.ShutdownDelayed = func(d time.Duration) <-chan time.Time { delays <- d; return release }
+	t.Cleanup(func() { httpapi.ShutdownDelayed = time.After })
 	url, stop := startRun(t, map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "delay.db"), "AUTH_SHUTDOWN_DELAY": "3s"})
 	token := gql(t, url, "", `mutation { register(email: "ada@example.com", password: "password1") { accessToken } }`).OK(t).Str("register", "accessToken")
 	stopped := make(chan error, 1)

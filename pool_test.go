@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -147,34 +145,4 @@ func backendPIDs(tb testing.TB, ts *testServer) map[int]bool {
 		m[p] = true
 	}
 	return m
-}
-
-// postLoad sends a GraphQL document over client and decodes its data into out.
-// Unlike postGraphQL it returns errors, so load goroutines can use it.
-func postLoad(client *http.Client, url, token, query string, vars map[string]any, out any) error {
-	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, err := http.NewRequest(http.MethodPost, url+"/query", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", bearer(token))
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Data   json.RawMessage `json:"data"`
-		Errors []gqlError      `json:"errors"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK || len(r.Errors) > 0 {
-		return fmt.Errorf("status %d, errors %+v", resp.StatusCode, r.Errors)
-	}
-	return json.Unmarshal(r.Data, out)
 }

@@ -136,19 +136,6 @@ func (c *cluster) cutOff(t *testing.T, u string) (restore func()) {
 	return restore
 }
 
-// waitFor polls cond until it holds, failing the test after
-// propagationWait.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(propagationWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s after %s", what, propagationWait)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // meError returns the code and message of `me` with token on the server at
 // u, or "" and "" when it succeeds.
 func meError(t *testing.T, u, token string) (code, message string) {

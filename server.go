@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -26,8 +25,7 @@ import (
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/auth/keys"
-	"github.com/authql/authql/graph"
-	"github.com/authql/authql/internal/playground"
+	"github.com/authql/authql/httpapi"
 	"github.com/authql/authql/models"
 )
 
@@ -206,7 +204,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	log, stopLogging := startLogging(ctx, cfg, stderr)
 	// Deferred first, so run last: every line of the shutdown is written.
 	defer stopLogging()
-	m := newMetrics()
+	m := httpapi.NewMetrics()
 	// Listening first gives the port, which PORT=0 leaves to the system,
 	// before the service is built with the example's origins.
 	ln, err := net.Listen("tcp", ":"+cfg.Port)
@@ -214,11 +212,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	if cfg.MaxConnsPerClient > 0 {
-		ln = limitConns(ln, cfg.MaxConnsPerClient, cfg.TrustedProxies, m.connsRefused)
+		ln = httpapi.LimitConns(ln, cfg.MaxConnsPerClient, cfg.TrustedProxies, m)
 	}
 	defer ln.Close()
 	if cfg.ExampleUI {
-		cfg.CORSOrigins = append(cfg.CORSOrigins, exampleOrigins(ln.Addr())...)
+		cfg.CORSOrigins = append(cfg.CORSOrigins, httpapi.ExampleOrigins(ln.Addr())...)
 	}
 
 	db, dialect, closeDB, err := openDB(ctx, cfg, log)
@@ -250,28 +248,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	m.watch(sqlDB, svc)
-	ready := newReadiness(sqlDB, svc, log)
+	m.Watch(sqlDB, svc)
+	ready := httpapi.NewReadiness(sqlDB, svc, log)
 	return serveHTTP(ctx, cfg, ln, dialect, svc, m, ready, log, stdout)
 }
 
 // startLogging returns the logger of cfg writing to stderr, and the
 // function that writes out what is still buffered when serve returns.
 func startLogging(ctx context.Context, cfg config, stderr io.Writer) (*slog.Logger, func()) {
-	if cfg.LogFormat == "" && isTerminal(stderr) {
+	if cfg.LogFormat == "" && httpapi.IsTerminal(stderr) {
 		// A person is reading: each line at once.
-		return newLogger(stderr, "text", cfg.LogLevel), func() {}
+		return httpapi.NewLogger(stderr, "text", cfg.LogLevel), func() {}
 	}
-	buf := newLogBuffer(stderr)
+	buf := httpapi.NewLogBuffer(stderr)
 	logCtx, stopLogging := context.WithCancel(context.WithoutCancel(ctx))
 	logDone := make(chan struct{})
-	go func() { buf.run(logCtx); close(logDone) }()
-	return newLogger(buf, cfg.LogFormat, cfg.LogLevel), func() { stopLogging(); <-logDone }
+	go func() { buf.Run(logCtx); close(logDone) }()
+	return httpapi.NewLogger(buf, cfg.LogFormat, cfg.LogLevel), func() { stopLogging(); <-logDone }
 }
 
 // startService builds the auth service over db and ensures the admin of
 // AUTH_ADMIN_EMAIL.
-func startService(ctx context.Context, cfg config, db *gorm.DB, m *metrics, log *slog.Logger) (*auth.Service, error) {
+func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metrics, log *slog.Logger) (*auth.Service, error) {
 	if err := warnLooseFiles(ctx, db, log); err != nil {
 		return nil, err
 	}
@@ -353,10 +351,11 @@ func startBackground(ctx context.Context, g *errgroup.Group, cfg config, db *gor
 }
 
 // serveHTTP serves the API on ln, and the metrics on AUTH_METRICS_ADDR,
-// until ctx is done, then shuts the servers down (see shutdown).
-func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.Dialect, svc *auth.Service, m *metrics, ready *readiness, log *slog.Logger, stdout io.Writer) error {
+// until ctx is done, then shuts the servers down (see httpapi.Shutdown).
+func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.Dialect, svc *auth.Service, m *httpapi.Metrics, ready *httpapi.Readiness, log *slog.Logger, stdout io.Writer) error {
+	hcfg := httpConfig(cfg)
 	srv := &http.Server{
-		Handler:           newServer(cfg, svc, log, m, ready),
+		Handler:           httpapi.New(hcfg, svc, log, m, ready),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -364,11 +363,11 @@ func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	servers := []*http.Server{srv}
-	if cfg.Metrics && cfg.MetricsAddr == "" && !metricsOnPort(cfg) {
+	if cfg.Metrics && cfg.MetricsAddr == "" && !hcfg.MetricsOnPort() {
 		log.Warn("metrics are not served: with AUTH_ENV=production, /metrics is served only on AUTH_METRICS_ADDR, or on PORT with AUTH_METRICS_PUBLIC=true")
 	}
 	if cfg.Metrics && cfg.MetricsAddr != "" {
-		msrv, err := m.serve(cfg.MetricsAddr, srv.ErrorLog, stdout)
+		msrv, err := m.Serve(cfg.MetricsAddr, srv.ErrorLog, stdout)
 		if err != nil {
 			return err
 		}
@@ -385,7 +384,7 @@ func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.
 		return err
 	case <-ctx.Done():
 	}
-	return shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, log)
+	return httpapi.Shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, log)
 }
 
 // warnLooseFiles logs a warning for each SQLite file (the database, its
@@ -439,138 +438,19 @@ func authConfig(cfg config) auth.Config {
 	}
 }
 
-// newServer returns the whole HTTP surface of authql.
-func newServer(cfg config, svc *auth.Service, log *slog.Logger, m *metrics, ready *readiness) http.Handler {
-	mux := http.NewServeMux()
-	addRoutes(mux, cfg, svc, log, m, ready)
-	return observe(log, m, mux)
-}
-
-// addRoutes lists every route.
-func addRoutes(mux *http.ServeMux, cfg config, svc *auth.Service, log *slog.Logger, m *metrics, ready *readiness) {
-	docs := graph.NewDocumentCache(graph.DefaultDocumentCacheBytes)
-	if m != nil {
-		m.watchDocuments(docs)
-	}
-	gql := graph.NewHandler(svc, log, graph.Options{
+// httpConfig is the HTTP layer's configuration.
+func httpConfig(cfg config) httpapi.Config {
+	return httpapi.Config{
+		Production:    cfg.Production,
 		Introspection: cfg.Introspection,
+		Playground:    cfg.Playground,
+		MaxBodyBytes:  cfg.MaxBodyBytes,
 		MaxDepth:      cfg.MaxDepth,
 		MaxComplexity: cfg.MaxComplexity,
-		NoSuggestions: cfg.Production,
 		MaxSessions:   cfg.MaxSessions,
-		DocumentCache: docs,
-	})
-	mux.Handle("POST /query", cors(svc.OriginAllowed, noStore(limitBody(cfg.MaxBodyBytes, svc.Middleware(gql)))))
-	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
-	if cfg.Playground {
-		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
-		mux.Handle("GET "+playground.AssetsPath, playground.AssetsHandler())
+		Metrics:       cfg.Metrics,
+		MetricsAddr:   cfg.MetricsAddr,
+		MetricsPublic: cfg.MetricsPublic,
+		ExampleUI:     cfg.ExampleUI,
 	}
-	if cfg.ExampleUI {
-		mux.Handle("GET "+examplePath, exampleHandler())
-	}
-	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		// Public keys only, and the same for everyone: caches may keep
-		// them. Five minutes is why a rotation should use --activate-in.
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Write(svc.Keys().JWKS())
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		io.WriteString(w, "ok\n")
-	})
-	mux.Handle("GET /readyz", ready)
-	if metricsOnPort(cfg) {
-		// Not for the public (see AUTH_METRICS_ADDR): block it at the proxy.
-		mux.Handle("GET /metrics", m.handler())
-	}
-}
-
-// metricsOnPort reports whether /metrics is served on the API's port. In
-// production only with AUTH_METRICS_PUBLIC=true: the metrics tell anyone
-// who can reach the API its traffic, its error rates and its database
-// pool's state, and "block it at the proxy" is too easily forgotten.
-func metricsOnPort(cfg config) bool {
-	return cfg.Metrics && cfg.MetricsAddr == "" && (!cfg.Production || cfg.MetricsPublic)
-}
-
-// noStore keeps tokens in responses out of every cache.
-func noStore(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		next.ServeHTTP(w, r)
-	})
-}
-
-// limitBody reads the request body, up to max bytes, before anything else
-// runs: a larger body is refused with HTTP 413 without being read further,
-// so that one request cannot make the server buffer or parse without limit.
-// Reading it here (rather than only capping the reader) makes the refusal
-// the same whether or not the client declared a Content-Length.
-func limitBody(max int64, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > max {
-			tooLarge(w, max)
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			tooLarge(w, max)
-			return
-		case err != nil:
-			http.Error(w, "could not read the request body", http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		next.ServeHTTP(w, r)
-	})
-}
-
-// tooLarge answers 413 with a GraphQL-shaped error, so that clients that
-// only read JSON errors still see why.
-func tooLarge(w http.ResponseWriter, max int64) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Connection", "close")
-	w.WriteHeader(http.StatusRequestEntityTooLarge)
-	fmt.Fprintf(w, `{"errors":[{"message":"request body too large: the limit is %d bytes","extensions":{"code":"PAYLOAD_TOO_LARGE"}}]}`+"\n", max)
-}
-
-// cors answers browsers' CORS checks on /query: for an origin that allowed
-// accepts, yes with credentials (the refresh cookie, the Authorization
-// header); for any other origin, no Access-Control-* header at all, so that
-// browsers keep other sites from sending JSON requests or reading answers.
-// A preflight (OPTIONS) is answered here; other requests go on to next.
-func cors(allowed func(origin string) bool, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		// The answer depends on Origin: caches must not give one origin's
-		// answer to another.
-		h.Add("Vary", "Origin")
-		origin := r.Header.Get("Origin")
-		ok := allowed(origin)
-		if ok {
-			// The request's own origin, never "*": browsers refuse "*" with
-			// credentials, and reflecting any origin would be the same hole.
-			h.Set("Access-Control-Allow-Origin", origin)
-			h.Set("Access-Control-Allow-Credentials", "true")
-		}
-		if r.Method != http.MethodOptions {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if !ok {
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-		h.Set("Access-Control-Allow-Methods", "POST")
-		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, X-Request-ID")
-		h.Set("Access-Control-Max-Age", "600")
-		w.WriteHeader(http.StatusNoContent)
-	})
 }

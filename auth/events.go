@@ -46,11 +46,6 @@ func (st *syncState) refusing() bool {
 	return since != 0 && time.Since(time.Unix(0, since)) > st.timeout
 }
 
-// Synced reports whether the service holds every change other replicas
-// committed: always, unless its listening connection (see Listen) dropped
-// and it has not yet re-read what it may have missed.
-func (s *Service) Synced() bool { return s.sync.staleSince.Load() == 0 }
-
 // apply applies one event from another replica (or from this one: its own
 // notifications come back too, and applying an event twice is harmless).
 func (s *Service) apply(ctx context.Context, e models.Event) error {

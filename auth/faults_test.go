@@ -11,6 +11,7 @@ import (
 
 	"github.com/authql/authql/auth/audit"
 	"github.com/authql/authql/internal/pgcluster"
+	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
 
@@ -20,6 +21,7 @@ import (
 // without their record. Once the database is back every queued event is
 // written, and sign-ins are served again.
 func TestAuditQueueThroughOutage(t *testing.T) {
+	testdb.Long(t, "starts a PostgreSQL cluster of its own and stops it twice, 5 s")
 	pg := pgcluster.Start(t)
 	db, _, err := models.Open(pg.DSN(), models.Options{Timeout: 500 * time.Millisecond})
 	if err != nil {

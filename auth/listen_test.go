@@ -148,7 +148,7 @@ func TestListenerNoticesASilentPartition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := s.Authenticate(g.AccessToken)
+	p, err := s.Authenticate(ctx, g.AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestListenerNoticesASilentPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "tokens refused as unavailable", func() bool {
-		_, err := s.Authenticate(g.AccessToken)
+		_, err := s.Authenticate(ctx, g.AccessToken)
 		if err != nil && models.ErrorCode(err) != models.ServiceUnavailable {
 			t.Fatalf("Authenticate while partitioned: %v, want ServiceUnavailable", err)
 		}
@@ -171,7 +171,7 @@ func TestListenerNoticesASilentPartition(t *testing.T) {
 
 	proxy.heal()
 	eventually(t, "the listener to resync", s.Synced)
-	if _, err := s.Authenticate(g.AccessToken); models.ErrorCode(err) != models.Unauthenticated {
+	if _, err := s.Authenticate(ctx, g.AccessToken); models.ErrorCode(err) != models.Unauthenticated {
 		t.Fatalf("Authenticate after resync: %v, want the logout made meanwhile (Unauthenticated)", err)
 	}
 	if l.PID() == 0 {

@@ -124,12 +124,6 @@ func (h *Hasher) Verify(stored, password string) (ok, rehash bool, err error) {
 	return false, false, errMalformedHash
 }
 
-// VerifyDummy spends the time of one Verify against a hash that no password
-// matches.
-func (h *Hasher) VerifyDummy(password string) {
-	h.Verify(h.dummy, password)
-}
-
 func parseArgon2id(s string) (p Argon2Params, salt, key []byte, err error) {
 	// "", "argon2id", "v=19", "m=…,t=…,p=…", salt, key
 	parts := strings.Split(s, "$")

@@ -82,7 +82,7 @@ func TestRefreshRetryRule(t *testing.T) {
 			return g
 		}
 		live := func(g *Grant) bool {
-			_, err := s.Authenticate(g.AccessToken)
+			_, err := s.Authenticate(ctx, g.AccessToken)
 			return err == nil
 		}
 
@@ -167,7 +167,7 @@ func TestRevocationUsesLatestAccessExpiry(t *testing.T) {
 		if want := start.Add(time.Minute + time.Hour); !sess.AccessExpiresAt.Equal(want) {
 			t.Errorf("access_expires_at = %v after a shorter token, want it kept at %v", sess.AccessExpiresAt, want)
 		}
-		p, err := short.Authenticate(g2.AccessToken)
+		p, err := short.Authenticate(ctx, g2.AccessToken)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +183,7 @@ func TestRevocationUsesLatestAccessExpiry(t *testing.T) {
 			t.Errorf("revocation until %v, want %v (the 1h token's expiry plus skew)", revs[g.SessionID], want)
 		}
 		c.Advance(2 * time.Minute)
-		if _, err := newRefreshService(t, db, c, time.Minute).Authenticate(g.AccessToken); models.ErrorCode(err) != models.Unauthenticated {
+		if _, err := newRefreshService(t, db, c, time.Minute).Authenticate(ctx, g.AccessToken); models.ErrorCode(err) != models.Unauthenticated {
 			t.Errorf("1h token after logout and a restart with 1m, 2m later: err = %v, want UNAUTHENTICATED", err)
 		}
 	})

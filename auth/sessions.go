@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -67,4 +68,127 @@ func (s *Service) RevokeSession(ctx context.Context, p *Principal, id string) (r
 		s.clearRefreshCookie(ctx)
 	}
 	return revoked, nil
+}
+
+// Grant is what a successful register, login or refresh returns.
+type Grant struct {
+	AccessToken  string
+	RefreshToken string
+	ExpiresIn    int // seconds until the access token expires
+	User         *models.User
+	SessionID    string
+}
+
+// sessionID is g's session, or "" for no grant.
+func (g *Grant) sessionID() string {
+	if g == nil {
+		return ""
+	}
+	return g.SessionID
+}
+
+// startSession creates a session for u and signs it in; login, when set,
+// is stamped on the user in the same transaction. Past Config.MaxSessions
+// the user's least recently used sessions end in that transaction too.
+func (s *Service) startSession(ctx context.Context, u *models.User, login *models.LoginStamp) (*Grant, error) {
+	ns, token := s.newSession(ctx, login)
+	ns.Session.UserID = u.ID
+	evicted, err := models.CreateSession(ctx, s.db, ns)
+	if err != nil {
+		return nil, err
+	}
+	s.sessionsEvicted(ctx, u.ID, evicted)
+	return s.grant(ctx, u, ns.Session.ID, token, ns.Session.CreatedAt)
+}
+
+// newSession returns the rows of a new session starting now for the
+// request's client (its UserID left for the caller) and its refresh token.
+func (s *Service) newSession(ctx context.Context, login *models.LoginStamp) (*models.NewSession, string) {
+	now, c := s.now(), ClientFrom(ctx)
+	token, hash := newRefreshToken()
+	accessExp := now.Add(s.cfg.AccessTTL)
+	sess := &models.Session{
+		ID:        uuid.NewString(),
+		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
+		UserAgent: c.UserAgent, IP: c.IP,
+		AccessExpiresAt: &accessExp,
+	}
+	rt := &models.RefreshToken{ID: hash, SessionID: sess.ID, CreatedAt: now, ExpiresAt: sess.ExpiresAt}
+	return &models.NewSession{Session: sess, Token: rt, Login: login, Max: s.cfg.MaxSessions, Revoke: s.revocation(now)}, token
+}
+
+// sessionsEvicted finishes what ending the user's sessions for the session
+// limit began in the database: their access tokens are refused here at
+// once (the other replicas learn of it from the revocations' events), and
+// each is audited, as revokeSession would, with the reason in the detail.
+func (s *Service) sessionsEvicted(ctx context.Context, userID string, evicted []models.Revoked) {
+	for _, r := range evicted {
+		s.revs.add(r.Until, r.ID)
+		s.audit(ctx, event{typ: models.AuditSessionRevoked, userID: userID, sessionID: r.ID, detail: "session limit"})
+	}
+}
+
+// grant signs u's session in: a new access token, issued at `at` (the time
+// its session recorded, see models.Session's AccessExpiresAt), with the
+// refresh token, which also goes into the refresh cookie when cookie
+// sessions are on.
+func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshToken string, at time.Time) (*Grant, error) {
+	access, _, err := s.signer.IssueAt(at, u.ID, sessionID, u.RoleNames(), s.cfg.AccessTTL)
+	if err != nil {
+		return nil, err
+	}
+	s.setRefreshCookie(ctx, refreshToken)
+	return &Grant{AccessToken: access, RefreshToken: refreshToken, ExpiresIn: int(s.cfg.AccessTTL / time.Second), User: u, SessionID: sessionID}, nil
+}
+
+// revocation describes a revocation made now: it lasts until every access
+// token of the session has expired, clock skew included. The session
+// records the latest expiry it issued; the current lifetime (now +
+// AccessTTL) is the least, for sessions that recorded none (made before
+// it was recorded, or by an older replica) and for a token issued by a
+// rotation racing the revocation; a token issued under a longer lifetime
+// before a restart must stay refused as long as it lives.
+func (s *Service) revocation(now time.Time) models.Revoke {
+	return models.Revoke{At: now, For: s.cfg.AccessTTL + MaxClockSkew, Skew: MaxClockSkew}
+}
+
+// revokeUntil is how long a revocation made now must be kept when nothing
+// is known of the session's tokens: an event from a replica that did not
+// say.
+func (s *Service) revokeUntil(now time.Time) time.Time {
+	return s.revocation(now).Until(nil)
+}
+
+// revokeOwn is how long the request's own session is refused here when
+// its revocation was not made by this call (it had ended already): at
+// least as long as the principal's token lives.
+func (s *Service) revokeOwn(now time.Time, p *Principal) time.Time {
+	exp := p.ExpiresAt
+	return s.revocation(now).Until(&exp)
+}
+
+// Logout revokes the principal's session, or every session of its user,
+// with their refresh and access tokens, and clears the refresh cookie when
+// cookie sessions are on.
+func (s *Service) Logout(ctx context.Context, p *Principal, allSessions bool) (err error) {
+	now := s.now()
+	sessionID, detail := p.SessionID, ""
+	if allSessions {
+		sessionID, detail = "", "all"
+	}
+	defer func() {
+		s.audit(ctx, event{typ: models.AuditLogout, err: err, userID: p.UserID, sessionID: p.SessionID, detail: detail})
+	}()
+	revoked, err := models.RevokeSessions(ctx, s.db, p.UserID, sessionID, s.revocation(now))
+	if err != nil {
+		return err
+	}
+	for _, r := range revoked {
+		s.revs.add(r.Until, r.ID)
+	}
+	// The caller's own session is revoked even if it was already, so that
+	// its access token stops working on this replica at once.
+	s.revs.add(s.revokeOwn(now, p), p.SessionID)
+	s.clearRefreshCookie(ctx)
+	return nil
 }

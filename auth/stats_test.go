@@ -82,7 +82,7 @@ func TestStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := s.RevokedCount()
-	p, err := s.Authenticate(g.AccessToken)
+	p, err := s.Authenticate(ctx, g.AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"bufio"
@@ -18,13 +18,13 @@ import (
 	"github.com/authql/authql/models"
 )
 
-// newLogger returns the server's logger: JSON lines, or text when format
+// NewLogger returns the server's logger: JSON lines, or text when format
 // is "text" or is "" and w is a terminal (a person reading). Whatever is
 // logged with a request's context carries that request's id.
-func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+func NewLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
-	if format == "text" || (format == "" && isTerminal(w)) {
+	if format == "text" || (format == "" && IsTerminal(w)) {
 		h = slog.NewTextHandler(w, opts)
 	} else {
 		h = slog.NewJSONHandler(w, opts)
@@ -32,46 +32,48 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(requestIDHandler{h})
 }
 
-// isTerminal reports whether w is a terminal; a writer that is not a file
+// IsTerminal reports whether w is a terminal; a writer that is not a file
 // (a pipe in a test, a buffer) is not.
-func isTerminal(w io.Writer) bool {
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// logBuffer gathers log lines into few writes. One line per request is one
+// LogBuffer gathers log lines into few writes. One line per request is one
 // write(2) per request when written straight to stderr, which measured at
 // about a fifth of the server's throughput on `me`; buffered, lines go out
 // in 64 KiB writes or every logFlushEvery, whichever comes first. The price
 // is that a process killed outright (SIGKILL, a crash) loses the lines of
 // its last logFlushEvery; a shutdown flushes everything.
-type logBuffer struct {
+type LogBuffer struct {
 	mu sync.Mutex
 	w  *bufio.Writer
 }
 
-// logFlushEvery bounds how long a log line waits in a logBuffer.
+// logFlushEvery bounds how long a log line waits in a LogBuffer.
 const logFlushEvery = 100 * time.Millisecond
 
-func newLogBuffer(w io.Writer) *logBuffer {
-	return &logBuffer{w: bufio.NewWriterSize(w, 64<<10)}
+// NewLogBuffer returns a LogBuffer writing to w; Run flushes it.
+func NewLogBuffer(w io.Writer) *LogBuffer {
+	return &LogBuffer{w: bufio.NewWriterSize(w, 64<<10)}
 }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
+// Write adds p to the buffer.
+func (b *LogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.w.Write(p)
 }
 
 // Flush writes out the buffered lines.
-func (b *logBuffer) Flush() error {
+func (b *LogBuffer) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.w.Flush()
 }
 
-// run flushes b every logFlushEvery until ctx is done, then once more.
-func (b *logBuffer) run(ctx context.Context) {
+// Run flushes b every logFlushEvery until ctx is done, then once more.
+func (b *LogBuffer) Run(ctx context.Context) {
 	t := time.NewTicker(logFlushEvery)
 	defer t.Stop()
 	for {
@@ -141,7 +143,7 @@ var probes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true
 // operation (root fields) and its name, the user id and the outcome: never a
 // header, the query string, the body or the variables, which carry
 // passwords and tokens.
-func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
+func observe(log *slog.Logger, m *Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := &graph.RequestInfo{ID: requestID(r.Header)}
@@ -168,8 +170,8 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 		// as such, with nginx's 499, rather than as the status it never
 		// saw.
 		if r.Context().Err() != nil || rec.failed {
-			rec.status = statusClientClosed
-			info.Outcome = outcomeClientClosed
+			rec.status = StatusClientClosed
+			info.Outcome = OutcomeClientClosed
 		}
 
 		if m != nil && info.Operation != "" {
@@ -212,11 +214,11 @@ func observe(log *slog.Logger, m *metrics, next http.Handler) http.Handler {
 	})
 }
 
-// statusClientClosed and outcomeClientClosed are the status and outcome
+// StatusClientClosed and OutcomeClientClosed are the status and outcome
 // logged for a request whose client did not get the answer.
 const (
-	statusClientClosed  = 499
-	outcomeClientClosed = "CLIENT_CLOSED"
+	StatusClientClosed  = 499
+	OutcomeClientClosed = "CLIENT_CLOSED"
 )
 
 // recorder is a ResponseWriter that notes the status and size of the

@@ -1,4 +1,4 @@
-package main
+package httpapi_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -58,14 +59,14 @@ type usersPage []struct {
 
 const usersQuery = `query($first: Int, $after: String) { users(first: $first, after: $after) { id email roles permissions createdAt cursor } }`
 
-func (ts *testServer) users(tb testing.TB, token string, first int, after string) usersPage {
+func users(tb testing.TB, ts *authtest.Server, token string, first int, after string) usersPage {
 	tb.Helper()
 	vars := map[string]any{"first": first}
 	if after != "" {
 		vars["after"] = after
 	}
 	var out struct{ Users usersPage }
-	if err := postLoad(http.DefaultClient, ts.URL, token, usersQuery, vars, &out); err != nil {
+	if err := authtest.PostLoad(http.DefaultClient, ts.URL, token, usersQuery, vars, &out); err != nil {
 		tb.Fatalf("users(first: %d, after: %q): %v", first, after, err)
 	}
 	return out.Users
@@ -76,9 +77,10 @@ func (ts *testServer) users(tb testing.TB, token string, first int, after string
 // tie: every user must come exactly once, in (createdAt, id) order, with
 // its roles and the permissions they grant.
 func TestUsersPagination(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		ts := newTestServer(t, dsn, nil)
-		admin := ts.admin(t)
+		ts := authtest.NewServer(t, dsn, nil)
+		admin := ts.Admin(t)
 		// Whole microseconds, which PostgreSQL stores exactly; in 2020, so
 		// that the admin created now comes last.
 		base := time.Date(2020, 1, 2, 3, 4, 5, 678_901_000, time.UTC)
@@ -112,22 +114,7 @@ func TestUsersPagination(t *testing.T) {
 		}
 
 		// 7 does not divide the tie, so page edges fall inside it.
-		const first = 7
-		var got usersPage
-		var after string
-		pages := 0
-		for {
-			page := ts.users(t, admin.Access, first, after)
-			pages++
-			got = append(got, page...)
-			if len(page) < first {
-				break
-			}
-			after = page[len(page)-1].Cursor
-			if pages > len(want) {
-				t.Fatal("paging does not end")
-			}
-		}
+		got, pages := allUsers(t, ts, admin.Access, 7, len(want))
 		if len(got) != len(want) {
 			t.Fatalf("paged %d users in %d pages, want %d", len(got), pages, len(want))
 		}
@@ -145,34 +132,56 @@ func TestUsersPagination(t *testing.T) {
 		}
 
 		// The defaults and the largest page.
-		r := ts.do(t, admin.Access, `{ users { id } }`, nil).OK(t)
+		r := ts.Do(t, admin.Access, `{ users { id } }`, nil).OK(t)
 		if n := len(r.Get("users").([]any)); n != models.DefaultPageSize {
 			t.Errorf("users without first: %d users, want %d", n, models.DefaultPageSize)
 		}
-		r = ts.do(t, admin.Access, `{ users(first: null) { id } }`, nil).OK(t)
+		r = ts.Do(t, admin.Access, `{ users(first: null) { id } }`, nil).OK(t)
 		if n := len(r.Get("users").([]any)); n != models.DefaultPageSize {
 			t.Errorf("users(first: null): %d users, want %d", n, models.DefaultPageSize)
 		}
-		big := ts.users(t, admin.Access, models.MaxPageSize, "")
+		big := users(t, ts, admin.Access, models.MaxPageSize, "")
 		if len(big) != models.MaxPageSize || big[0].ID != want[0].ID || big[len(big)-1].ID != want[models.MaxPageSize-1].ID {
 			t.Errorf("users(first: %d): %d users from %s to %s, want %s to %s", models.MaxPageSize, len(big), big[0].ID, big[len(big)-1].ID, want[0].ID, want[models.MaxPageSize-1].ID)
 		}
-		rest := ts.users(t, admin.Access, models.MaxPageSize, big[len(big)-1].Cursor)
+		rest := users(t, ts, admin.Access, models.MaxPageSize, big[len(big)-1].Cursor)
 		if len(rest) != len(want)-models.MaxPageSize || rest[0].ID != want[models.MaxPageSize].ID {
 			t.Errorf("the page after %d users: %d users starting %s, want %d starting %s", models.MaxPageSize, len(rest), rest[0].ID, len(want)-models.MaxPageSize, want[models.MaxPageSize].ID)
 		}
 	})
 }
 
+// allUsers pages through users, first at a time, failing past maxPages;
+// it returns the users and the number of pages.
+func allUsers(t *testing.T, ts *authtest.Server, token string, first, maxPages int) (usersPage, int) {
+	t.Helper()
+	var got usersPage
+	var after string
+	pages := 0
+	for {
+		page := users(t, ts, token, first, after)
+		pages++
+		got = append(got, page...)
+		if len(page) < first {
+			return got, pages
+		}
+		after = page[len(page)-1].Cursor
+		if pages > maxPages {
+			t.Fatal("paging does not end")
+		}
+	}
+}
+
 // TestUsersPageInput checks what users refuses: page sizes out of range and
 // cursors authql did not issue, each with BAD_USER_INPUT and a message that
 // says what is wrong; a user's own cursor is not an admin's key to the list.
 func TestUsersPageInput(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		ts := newTestServer(t, dsn, nil)
-		admin := ts.admin(t)
-		user := ts.register(t, "u@example.com", "password1")
-		valid := ts.users(t, admin.Access, 1, "")[0].Cursor
+		ts := authtest.NewServer(t, dsn, nil)
+		admin := ts.Admin(t)
+		user := ts.Register(t, "u@example.com", "password1")
+		valid := users(t, ts, admin.Access, 1, "")[0].Cursor
 		flip := func(s string, i int) string {
 			b := []byte(s)
 			if b[i] == 'A' {
@@ -203,14 +212,14 @@ func TestUsersPageInput(t *testing.T) {
 			{"AnID", map[string]any{"after": user.UserID}, "invalid cursor"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				r := ts.do(t, admin.Access, `query($first: Int, $after: String) { users(first: $first, after: $after) { id } }`, tc.vars)
+				r := ts.Do(t, admin.Access, `query($first: Int, $after: String) { users(first: $first, after: $after) { id } }`, tc.vars)
 				if code := r.Code(t); code != models.BadUserInput || r.Errors[0].Message != tc.message {
 					t.Errorf("%v: %s %q, want %s %q", tc.vars, code, r.Errors[0].Message, models.BadUserInput, tc.message)
 				}
 			})
 		}
 		t.Run("NotAdmin", func(t *testing.T) {
-			r := ts.do(t, user.Access, `query($after: String) { users(after: $after) { id } }`, map[string]any{"after": valid})
+			r := ts.Do(t, user.Access, `query($after: String) { users(after: $after) { id } }`, map[string]any{"after": valid})
 			if code := r.Code(t); code != models.Forbidden {
 				t.Errorf("users as a non-admin with a cursor: %s, want %s", code, models.Forbidden)
 			}
@@ -221,9 +230,9 @@ func TestUsersPageInput(t *testing.T) {
 			// although PostgreSQL keeps only microseconds of its createdAt
 			// (pgx truncates the cursor's time as it truncated the row's).
 			for i := range 10 {
-				r := ts.do(t, "", `mutation($e: String!) { register(email: $e, password: "password1") { user { id cursor } } }`, map[string]any{"e": fmt.Sprintf("a%d@example.com", i)}).OK(t)
-				next := ts.register(t, fmt.Sprintf("b%d@example.com", i), "password1")
-				page := ts.users(t, admin.Access, 1, r.Str("register", "user", "cursor"))
+				r := ts.Do(t, "", `mutation($e: String!) { register(email: $e, password: "password1") { user { id cursor } } }`, map[string]any{"e": fmt.Sprintf("a%d@example.com", i)}).OK(t)
+				next := ts.Register(t, fmt.Sprintf("b%d@example.com", i), "password1")
+				page := users(t, ts, admin.Access, 1, r.Str("register", "user", "cursor"))
 				if len(page) != 1 || page[0].ID != next.UserID {
 					t.Fatalf("after the cursor of %s from register: %v, want %s", r.Str("register", "user", "id"), page, next.UserID)
 				}
@@ -232,7 +241,7 @@ func TestUsersPageInput(t *testing.T) {
 		t.Run("OwnCursor", func(t *testing.T) {
 			// A user's own cursor is harmless (it shows only its id and
 			// createdAt), so me may ask for it.
-			r := ts.do(t, user.Access, `{ me { id cursor } }`, nil).OK(t)
+			r := ts.Do(t, user.Access, `{ me { id cursor } }`, nil).OK(t)
 			if r.Str("me", "cursor") == "" {
 				t.Error("me { cursor } is empty")
 			}
@@ -243,9 +252,10 @@ func TestUsersPageInput(t *testing.T) {
 // TestUsersConstantStatements counts the SQL statements of listing users
 // with their roles and permissions: 500 users must cost what 5 cost.
 func TestUsersConstantStatements(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		ts := newTestServer(t, dsn, nil)
-		admin := ts.admin(t)
+		ts := authtest.NewServer(t, dsn, nil)
+		admin := ts.Admin(t)
 		seedUsers(t, ts.DB, 600, func(i int) time.Time { return time.Date(2021, 1, 1, 0, 0, i, 0, time.UTC) },
 			func(i int) []string {
 				if i%2 == 0 {
@@ -255,15 +265,15 @@ func TestUsersConstantStatements(t *testing.T) {
 			})
 		// Once first, so that what the admin's first request loads and
 		// keeps (the user cache) is not counted against the list.
-		ts.users(t, admin.Access, 5, "")
+		users(t, ts, admin.Access, 5, "")
 		flushAudit(t, ts) // the admin's login, written in the background
-		sql := countSQL(t, ts.DB)
+		sql := authtest.CountSQL(t, ts.DB)
 
 		counts := map[int]int{}
 		for _, first := range []int{5, 500} {
-			before := sql.n.Load()
-			page := ts.users(t, admin.Access, first, "")
-			counts[first] = int(sql.n.Load() - before)
+			before := sql.N.Load()
+			page := users(t, ts, admin.Access, first, "")
+			counts[first] = int(sql.N.Load() - before)
 			if len(page) != first {
 				t.Fatalf("users(first: %d): %d users", first, len(page))
 			}
@@ -291,5 +301,52 @@ func TestUsersConstantStatements(t *testing.T) {
 		if counts[5] == 0 {
 			t.Error("no statement counted: the counter does not see the server's database")
 		}
+	})
+}
+
+func TestSetUserRoles(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		ts := authtest.NewServer(t, dsn, nil)
+		admin := ts.Admin(t)
+		user := ts.Register(t, "user@example.com", "password1")
+		set := func(token, id string, roles []string) authtest.Response {
+			return ts.Do(t, token, `mutation($id: ID!, $r: [String!]!) { setUserRoles(userId: $id, roles: $r) { id roles } }`,
+				map[string]any{"id": id, "r": roles})
+		}
+		cases := []struct {
+			name, token, id string
+			roles           []string
+			wantCode        string
+		}{
+			{"UnknownRole", admin.Access, user.UserID, []string{"user", "wizard"}, models.BadUserInput},
+			{"UnknownUser", admin.Access, uuid.NewString(), []string{"user"}, models.NotFound},
+			{"NotAUUID", admin.Access, "42", []string{"user"}, models.NotFound},
+			{"NotAnAdmin", user.Access, user.UserID, []string{"admin"}, models.Forbidden},
+			{"NoToken", "", user.UserID, []string{"admin"}, models.Unauthenticated},
+			{"LastAdminKeepsRole", admin.Access, admin.UserID, []string{"user"}, models.BadUserInput},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				if code := set(tc.token, tc.id, tc.roles).Code(t); code != tc.wantCode {
+					t.Errorf("code = %s, want %s", code, tc.wantCode)
+				}
+			})
+		}
+		t.Run("CaseInsensitive", func(t *testing.T) {
+			r := set(admin.Access, user.UserID, []string{" Admin", "USER", "user"}).OK(t)
+			if got := fmt.Sprint(r.Get("setUserRoles", "roles")); got != "[admin user]" {
+				t.Errorf("roles = %s, want [admin user]", got)
+			}
+			// Role checks use the user's current roles: the token issued
+			// before the change already has the new role's power.
+			ts.Do(t, user.Access, `{ users { id } }`, nil).OK(t)
+			// With two admins, one may lose the role.
+			r = set(admin.Access, admin.UserID, []string{"user"}).OK(t)
+			if got := fmt.Sprint(r.Get("setUserRoles", "roles")); got != "[user]" {
+				t.Errorf("roles = %s, want [user]", got)
+			}
+		})
 	})
 }

@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"database/sql"
@@ -17,10 +17,10 @@ import (
 	"github.com/authql/authql/graph"
 )
 
-// metrics are the Prometheus metrics of one server. They live in a registry
+// Metrics are the Prometheus metrics of one server. They live in a registry
 // of their own rather than the global default one, so that tests can run
 // many servers in one process, each with its own figures.
-type metrics struct {
+type Metrics struct {
 	reg        *prometheus.Registry
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
@@ -39,10 +39,10 @@ var requestBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 // 1 s by default and at most 1 m.
 var hashWaitBuckets = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 
-// newMetrics returns the metrics with the Go runtime's and the process's.
-// The database's and the service's are added by watch, once they exist.
-func newMetrics() *metrics {
-	m := &metrics{
+// NewMetrics returns the metrics with the Go runtime's and the process's.
+// The database's and the service's are added by Watch, once they exist.
+func NewMetrics() *Metrics {
+	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "authql_graphql_requests_total",
@@ -75,20 +75,20 @@ func newMetrics() *metrics {
 	return m
 }
 
-var _ auth.Observer = (*metrics)(nil)
+var _ auth.Observer = (*Metrics)(nil)
 
 // AuthEvent counts one audited event. Both labels are names of fixed
 // enums (models.AuditEventType, models.AuditOutcome), never user input.
-func (m *metrics) AuthEvent(typ, outcome string) {
+func (m *Metrics) AuthEvent(typ, outcome string) {
 	m.authEvents.WithLabelValues(typ, outcome).Inc()
 }
 
 // HashWait records how long a password hash waited for a worker.
-func (m *metrics) HashWait(d time.Duration) { m.hashWait.Observe(d.Seconds()) }
+func (m *Metrics) HashWait(d time.Duration) { m.hashWait.Observe(d.Seconds()) }
 
-// watch adds the metrics read from the database pool and from svc when
+// Watch adds the metrics read from the database pool and from svc when
 // scraped.
-func (m *metrics) watch(db *sql.DB, svc *auth.Service) {
+func (m *Metrics) Watch(db *sql.DB, svc *auth.Service) {
 	m.reg.MustRegister(
 		collectors.NewDBStatsCollector(db, "authql"),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -119,7 +119,7 @@ func (m *metrics) watch(db *sql.DB, svc *auth.Service) {
 }
 
 // watchDocuments adds the size of the GraphQL handler's document cache.
-func (m *metrics) watchDocuments(docs *graph.DocumentCache) {
+func (m *Metrics) watchDocuments(docs *graph.DocumentCache) {
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "authql_graphql_document_cache_entries",
@@ -140,26 +140,25 @@ func b2f(b bool) float64 {
 }
 
 // request records one GraphQL request.
-func (m *metrics) request(operation, outcome string, d time.Duration) {
+func (m *Metrics) request(operation, outcome string, d time.Duration) {
 	m.requests.WithLabelValues(operation, outcome).Inc()
 	m.duration.WithLabelValues(operation, outcome).Observe(d.Seconds())
 }
 
 // handler serves the metrics in Prometheus's text format.
-func (m *metrics) handler() http.Handler {
+func (m *Metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// serve serves the metrics alone on a listener of their own at addr
-// (AUTH_METRICS_ADDR), which operators keep off the public network.
-func (m *metrics) serve(addr string, errorLog *log.Logger, stdout io.Writer) (*http.Server, error) {
+// Serve serves the metrics alone (MetricsHandler) on a listener of their
+// own at addr (AUTH_METRICS_ADDR), which operators keep off the public
+// network, until the returned server is shut down.
+func (m *Metrics) Serve(addr string, errorLog *log.Logger, stdout io.Writer) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("AUTH_METRICS_ADDR: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+	srv := &http.Server{Handler: MetricsHandler(m), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
 	fmt.Fprintf(stdout, "authql metrics on http://%s/metrics\n", ln.Addr())
 	go srv.Serve(ln)
 	return srv, nil

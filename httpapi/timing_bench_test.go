@@ -1,4 +1,4 @@
-package main
+package httpapi_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -42,21 +43,21 @@ func BenchmarkLoginTimingAcrossCosts(b *testing.B) {
 		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			ts := newTestServer(b, testdb.SQLite(b), nil, func(c *testConfig) { c.Auth.Argon2 = bc.server })
+			ts := authtest.NewServer(b, testdb.SQLite(b), nil, func(c *authtest.Config) { c.Auth.Argon2 = bc.server })
 			u := &models.User{ID: uuid.NewString(), Email: "user@example.com", PasswordHash: bc.account(b)}
 			if err := models.CreateUser(context.Background(), ts.DB, u, []string{models.RoleUser}, nil); err != nil {
 				b.Fatal(err)
 			}
-			ts.login(b, "user@example.com", "wrong-password")
-			ts.login(b, "nobody@example.com", "wrong-password")
+			ts.Login(b, "user@example.com", "wrong-password")
+			ts.Login(b, "nobody@example.com", "wrong-password")
 			// Interleaved, so that both see the same load on a shared
 			// machine: the ratio is the figure, not the times.
 			var wrong, unknown time.Duration
 			for b.Loop() {
 				start := time.Now()
-				ts.login(b, "user@example.com", "wrong-password")
+				ts.Login(b, "user@example.com", "wrong-password")
 				mid := time.Now()
-				ts.login(b, "nobody@example.com", "wrong-password")
+				ts.Login(b, "nobody@example.com", "wrong-password")
 				wrong += mid.Sub(start)
 				unknown += time.Since(mid)
 			}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"slices"
 	"strings"
 
@@ -15,9 +16,11 @@ type Rule struct {
 }
 
 // Authorize decides a Rule for the principal (nil when the request is not
-// authenticated, with authErr saying why). grants returns the permissions of
-// a role. It returns Unauthenticated without a principal and Forbidden when
-// the principal lacks the role or permission.
+// authenticated, with authErr saying why) with the principal's Roles; grants
+// returns the permissions of a role. It returns Unauthenticated without a
+// principal and Forbidden when the principal lacks the role or permission.
+// It is the one rule engine: Service.Authorize, the @auth directive's
+// check, calls it with the roles production trusts, the user's current ones.
 func Authorize(p *Principal, authErr error, rule Rule, grants func(role string) []string) error {
 	if p == nil {
 		if authErr == nil {
@@ -49,4 +52,24 @@ func anyGrants(roles []string, permission string, grants func(string) []string) 
 		}
 	}
 	return false
+}
+
+// Authorize decides rule for the request in ctx: it is the @auth
+// directive's check, made by the one rule engine, the pure Authorize. A
+// role or permission is checked against the user's current roles (from the
+// user cache), not the token's roles claim, so that a role granted or
+// removed applies to the very next request rather than at the next
+// refresh. A rule naming neither needs no roles: the user is not looked up.
+func (s *Service) Authorize(ctx context.Context, rule Rule) error {
+	p, err := PrincipalFrom(ctx)
+	if p != nil && (rule.Role != "" || rule.Permission != "") {
+		u, err := s.user(ctx, p.UserID)
+		if err != nil {
+			return err
+		}
+		current := *p // the request's principal stays as its token says
+		current.Roles = u.roles
+		p = &current
+	}
+	return Authorize(p, err, rule, s.Grants)
 }

@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"net"
@@ -8,13 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// defaultMaxConnsPerClient is AUTH_MAX_CONNS_PER_CLIENT's default. An idle
+// DefaultMaxConnsPerClient is AUTH_MAX_CONNS_PER_CLIENT's default. An idle
 // connection costs the server about 40 KB (2,000 of them held 80 MB), so
 // one address holds at most about 10 MB; a browser keeps 6 connections to a
 // host, and an office behind one NAT address a few dozen to this API.
-const defaultMaxConnsPerClient = 256
+const DefaultMaxConnsPerClient = 256
 
-// limitConns returns ln with at most max connections open at once per
+// LimitConns returns ln with at most max connections open at once per
 // client address: the connection's remote address, an IPv6 one by its /64
 // (as the rate limits count them: a single host is routinely given a whole
 // /64). A connection past the cap is closed as soon as it is accepted,
@@ -26,7 +26,13 @@ const defaultMaxConnsPerClient = 256
 // request comes from is only known from X-Forwarded-For, once a request has
 // been read. Behind a proxy the cap belongs on the proxy, which sees the
 // clients' own connections.
-func limitConns(ln net.Listener, max int, trusted []netip.Prefix, refused prometheus.Counter) net.Listener {
+//
+// m counts the connections refused (it may be nil).
+func LimitConns(ln net.Listener, max int, trusted []netip.Prefix, m *Metrics) net.Listener {
+	var refused prometheus.Counter
+	if m != nil {
+		refused = m.connsRefused
+	}
 	return &connLimiter{Listener: ln, max: max, trusted: trusted, refused: refused, open: map[netip.Prefix]int{}}
 }
 

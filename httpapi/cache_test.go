@@ -1,20 +1,22 @@
-package main
+package httpapi_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
 
 func TestHotPathDoesNoSQL(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		admin := ts.admin(t)
-		user := ts.register(t, "user@example.com", "password1")
+		ts := authtest.NewServer(t, dsn, nil)
+		admin := ts.Admin(t)
+		user := ts.Register(t, "user@example.com", "password1")
 		queries := map[string]struct {
 			token, doc string
 		}{
@@ -24,19 +26,19 @@ func TestHotPathDoesNoSQL(t *testing.T) {
 		}
 		// Warm up: the first request of each user loads it.
 		for _, q := range queries {
-			ts.do(t, q.token, q.doc, nil)
+			ts.Do(t, q.token, q.doc, nil)
 		}
 		// The logins' audit events are written in the background: now,
 		// not while statements are counted.
 		flushAudit(t, ts)
-		sql := countSQL(t, ts.DB)
+		sql := authtest.CountSQL(t, ts.DB)
 		for name, q := range queries {
 			t.Run(name, func(t *testing.T) {
-				before := sql.n.Load()
+				before := sql.N.Load()
 				for range 20 {
-					ts.do(t, q.token, q.doc, nil)
+					ts.Do(t, q.token, q.doc, nil)
 				}
-				if n := sql.n.Load() - before; n != 0 {
+				if n := sql.N.Load() - before; n != 0 {
 					t.Errorf("%d SQL statements for 20 requests, want 0", n)
 				}
 			})
@@ -44,16 +46,16 @@ func TestHotPathDoesNoSQL(t *testing.T) {
 		t.Run("WriteDropsTheEntry", func(t *testing.T) {
 			// A login writes the user (its last login): the next me
 			// reads it once, then it is cached again.
-			ts.login(t, "user@example.com", "password1").OK(t)
+			ts.Login(t, "user@example.com", "password1").OK(t)
 			flushAudit(t, ts)
-			before := sql.n.Load()
-			ts.me(t, user.Access).OK(t)
-			loaded := sql.n.Load()
-			ts.me(t, user.Access).OK(t)
+			before := sql.N.Load()
+			ts.Me(t, user.Access).OK(t)
+			loaded := sql.N.Load()
+			ts.Me(t, user.Access).OK(t)
 			if loaded == before {
 				t.Error("me after a write ran no SQL: the cached entry was not dropped")
 			}
-			if n := sql.n.Load() - loaded; n != 0 {
+			if n := sql.N.Load() - loaded; n != 0 {
 				t.Errorf("the second me ran %d statements, want 0", n)
 			}
 		})
@@ -61,43 +63,45 @@ func TestHotPathDoesNoSQL(t *testing.T) {
 }
 
 func TestRoleChangeAppliesAtNextRequest(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
-		ts := newTestServer(t, dsn, nil)
-		admin := ts.admin(t)
-		second := ts.register(t, "second@example.com", "password1")
+		ts := authtest.NewServer(t, dsn, nil)
+		admin := ts.Admin(t)
+		second := ts.Register(t, "second@example.com", "password1")
 		setRoles := func(id string, roles ...string) {
-			ts.do(t, admin.Access, `mutation($id: ID!, $r: [String!]!) { setUserRoles(userId: $id, roles: $r) { id } }`,
+			ts.Do(t, admin.Access, `mutation($id: ID!, $r: [String!]!) { setUserRoles(userId: $id, roles: $r) { id } }`,
 				map[string]any{"id": id, "r": roles}).OK(t)
 		}
-		if code := ts.do(t, second.Access, `{ users { id } }`, nil).Code(t); code != models.Forbidden {
+		if code := ts.Do(t, second.Access, `{ users { id } }`, nil).Code(t); code != models.Forbidden {
 			t.Fatalf("before the grant: code = %s, want FORBIDDEN", code)
 		}
 		setRoles(second.UserID, "admin", "user")
-		ts.do(t, second.Access, `{ users { id } }`, nil).OK(t)
+		ts.Do(t, second.Access, `{ users { id } }`, nil).OK(t)
 		// The token still claims only "user" (for other services, until its
 		// next refresh); authql itself decides by the current roles.
-		if got := fmt.Sprint(claims(t, second.Access)["roles"]); got != "[user]" {
+		if got := fmt.Sprint(authtest.Claims(t, second.Access)["roles"]); got != "[user]" {
 			t.Errorf("token roles = %s", got)
 		}
 		setRoles(second.UserID, "user")
-		if code := ts.do(t, second.Access, `{ users { id } }`, nil).Code(t); code != models.Forbidden {
+		if code := ts.Do(t, second.Access, `{ users { id } }`, nil).Code(t); code != models.Forbidden {
 			t.Errorf("after the removal: code = %s, want FORBIDDEN at the very next request", code)
 		}
-		if code := ts.do(t, second.Access, `{ roles { name } }`, nil).Code(t); code != models.Forbidden {
+		if code := ts.Do(t, second.Access, `{ roles { name } }`, nil).Code(t); code != models.Forbidden {
 			t.Errorf("permission gate after the removal: code = %s, want FORBIDDEN", code)
 		}
 	})
 }
 
 func TestVerifiedTokenStillExpires(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil)
-	u := ts.register(t, "a@example.com", "password1")
-	ts.me(t, u.Access).OK(t) // verified and remembered
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
+	u := ts.Register(t, "a@example.com", "password1")
+	ts.Me(t, u.Access).OK(t) // verified and remembered
 	ts.Clock.Advance(15*time.Minute + 30*time.Second)
-	ts.me(t, u.Access).OK(t) // within the 30 s leeway
+	ts.Me(t, u.Access).OK(t) // within the 30 s leeway
 	ts.Clock.Advance(time.Second)
-	r := ts.me(t, u.Access)
+	r := ts.Me(t, u.Access)
 	if code := r.Code(t); code != models.Unauthenticated || r.Errors[0].Message != "access token expired" {
 		t.Errorf("after expiry: %+v, want UNAUTHENTICATED access token expired", r.Errors)
 	}

@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"context"
@@ -25,9 +25,9 @@ const (
 	readyCacheFor = time.Second
 )
 
-// readiness answers GET /readyz: 200 while this replica can serve, 503 with
+// Readiness answers GET /readyz: 200 while this replica can serve, 503 with
 // the reason while it cannot, so that load balancers send to the others.
-type readiness struct {
+type Readiness struct {
 	db  *sql.DB
 	svc *auth.Service
 	log *slog.Logger
@@ -39,16 +39,18 @@ type readiness struct {
 	reason  string // "" when ready
 }
 
-func newReadiness(db *sql.DB, svc *auth.Service, log *slog.Logger) *readiness {
-	return &readiness{db: db, svc: svc, log: log}
+// NewReadiness returns the readiness of a replica serving svc over db.
+func NewReadiness(db *sql.DB, svc *auth.Service, log *slog.Logger) *Readiness {
+	return &Readiness{db: db, svc: svc, log: log}
 }
 
-// drain makes every later check answer 503 "shutting down": called as
+// Drain makes every later check answer 503 "shutting down": called as
 // shutdown begins, so that load balancers stop sending before the listener
 // closes.
-func (rd *readiness) drain() { rd.draining.Store(true) }
+func (rd *Readiness) Drain() { rd.draining.Store(true) }
 
-func (rd *readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP answers 200 "ok" while ready, else 503 with the reason.
+func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if reason := rd.check(r.Context()); reason != "" {
@@ -62,7 +64,7 @@ func (rd *readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // check returns why the replica is not ready, or "" when it is. The reasons
 // are fixed phrases: the database driver's error names hosts and users, so
 // it goes to the log, not to an unauthenticated caller.
-func (rd *readiness) check(ctx context.Context) string {
+func (rd *Readiness) check(ctx context.Context) string {
 	if rd.draining.Load() {
 		return "shutting down"
 	}
@@ -101,24 +103,25 @@ func (rd *readiness) check(ctx context.Context) string {
 	return rd.reason
 }
 
-// shutdownDelayed is time.After, for shutdown's delay; a test replaces it
-// to end the delay once it has seen what happens during it.
-var shutdownDelayed = time.After
+// ShutdownDelayed is time.After, for Shutdown's delay; a test of the
+// whole program replaces it to end the delay once it has seen what happens
+// during it, rather than wait it out.
+var ShutdownDelayed = time.After
 
-// shutdown stops the servers once the process is told to stop. Readiness
+// Shutdown stops the servers once the process is told to stop. Readiness
 // fails first, and the servers keep serving for delay, so that load
 // balancers probing /readyz stop sending here; then the listeners close
 // (new connections are refused), idle connections close, and requests in
 // flight get up to timeout to finish. Past it their connections are closed
 // and shutdown reports it. serveErr is the main server's Serve result.
-func shutdown(ready *readiness, servers []*http.Server, serveErr <-chan error, delay, timeout time.Duration, log *slog.Logger) error {
-	ready.drain()
+func Shutdown(ready *Readiness, servers []*http.Server, serveErr <-chan error, delay, timeout time.Duration, log *slog.Logger) error {
+	ready.Drain()
 	if delay > 0 {
 		log.Info("shutting down: not ready, still serving", "delay", delay.String())
 		select {
 		case err := <-serveErr:
 			return err
-		case <-shutdownDelayed(delay):
+		case <-ShutdownDelayed(delay):
 		}
 	}
 	log.Info("shutting down: finishing the requests in flight", "timeout", timeout.String())

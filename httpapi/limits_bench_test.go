@@ -1,4 +1,4 @@
-package main
+package httpapi_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 )
 
@@ -53,7 +54,7 @@ func serveBody(h http.Handler, body []byte) int {
 // allocated per request, and the answer's size) of documents built to be
 // expensive, with no token: the request goes straight into the handler.
 func BenchmarkHostileDocuments(b *testing.B) {
-	ts := newTestServer(b, testdb.SQLite(b), nil)
+	ts := authtest.NewServer(b, testdb.SQLite(b), nil)
 	for _, bc := range []struct {
 		name string
 		body []byte
@@ -84,7 +85,7 @@ func BenchmarkHostileDocuments(b *testing.B) {
 // behind (held-bytes/doc, after a garbage collection): what the document
 // cache keeps of refused documents.
 func BenchmarkRefusedDocumentsHeld(b *testing.B) {
-	ts := newTestServer(b, testdb.SQLite(b), nil)
+	ts := authtest.NewServer(b, testdb.SQLite(b), nil)
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
 		var q strings.Builder

@@ -1,4 +1,4 @@
-package main
+package httpapi
 
 import (
 	"net"
@@ -8,12 +8,12 @@ import (
 	"github.com/authql/authql/examples/web"
 )
 
-// examplePath is where AUTH_EXAMPLE_UI=true serves examples/web.
-const examplePath = "/example/"
+// ExamplePath is where AUTH_EXAMPLE_UI=true serves examples/web.
+const ExamplePath = "/example/"
 
 // exampleHandler serves the example frontend's files.
 func exampleHandler() http.Handler {
-	files := http.StripPrefix(examplePath[:len(examplePath)-1], http.FileServerFS(web.Files))
+	files := http.StripPrefix(ExamplePath[:len(ExamplePath)-1], http.FileServerFS(web.Files))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		// The page runs only its own files and talks only to this origin:
@@ -29,13 +29,13 @@ func exampleHandler() http.Handler {
 	})
 }
 
-// exampleOrigins are the origins of the example frontend as browsers on
+// ExampleOrigins are the origins of the example frontend as browsers on
 // this machine reach it at addr, the server's listening address: the
 // example's requests carry them in Origin, and the refresh cookie is only
 // honoured for allowed origins. Loopback only: over plain http a browser
 // keeps a Secure cookie only for localhost and loopback addresses, which it
 // treats as secure contexts; anywhere else the example needs https.
-func exampleOrigins(addr net.Addr) []string {
+func ExampleOrigins(addr net.Addr) []string {
 	port := 8080
 	if a, ok := addr.(*net.TCPAddr); ok {
 		port = a.Port

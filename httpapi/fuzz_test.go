@@ -1,4 +1,4 @@
-package main
+package httpapi_test
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/authql/authql/httpapi"
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -48,9 +50,9 @@ var fuzzContentTypes = []string{
 // status whose every error carries a code, and never an internal error:
 // garbage input is the client's fault, never the server's.
 func FuzzGraphQLRequest(f *testing.F) {
-	ts := newTestServer(f, testdb.SQLite(f), nil)
-	user := ts.register(f, "user@example.com", "password1")
-	admin := ts.admin(f)
+	ts := authtest.NewServer(f, testdb.SQLite(f), nil)
+	user := ts.Register(f, "user@example.com", "password1")
+	admin := ts.Admin(f)
 	authHeaders := []string{"", "Bearer " + user.Access, "Bearer " + admin.Access, "Bearer not-a-token", "Basic dXNlcjpwYXNz"}
 
 	for _, body := range fuzzSeedBodies {
@@ -162,11 +164,12 @@ var fuzzSeedBodies = []string{
 // not GraphQL requests are refused with a code (they were "internal error",
 // or had no code at all), and a garbled body is neither echoed nor logged.
 func TestNotGraphQLRequests(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil)
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	var logged bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logged, nil))
 	sqlDB, _ := ts.DB.DB()
-	h := newServer(defaultConfig(), ts.Svc, log, newMetrics(), newReadiness(sqlDB, ts.Svc, log))
+	h := httpapi.New(httpapi.DefaultConfig(), ts.Svc, log, httpapi.NewMetrics(), httpapi.NewReadiness(sqlDB, ts.Svc, log))
 	const secret = "hunter2-hunter2"
 	for _, tc := range []struct {
 		name, contentType, body string
@@ -190,7 +193,7 @@ func TestNotGraphQLRequests(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
-			var r gqlResponse
+			var r authtest.Response
 			if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil {
 				t.Fatalf("body %q: %v", rec.Body.Bytes(), err)
 			}

@@ -1,4 +1,4 @@
-package main
+package httpapi_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -31,8 +32,8 @@ func eachBenchDB(b *testing.B, f func(b *testing.B, dsn string)) {
 // verified against a dummy hash, so the two should take about as long.
 func BenchmarkLogin(b *testing.B) {
 	eachBenchDB(b, func(b *testing.B, dsn string) {
-		ts := newTestServer(b, dsn, nil, func(c *testConfig) { c.Auth.Argon2 = auth.DefaultArgon2 })
-		ts.register(b, "user@example.com", "password1")
+		ts := authtest.NewServer(b, dsn, nil, func(c *authtest.Config) { c.Auth.Argon2 = auth.DefaultArgon2 })
+		ts.Register(b, "user@example.com", "password1")
 		for _, bc := range []struct{ name, email, password string }{
 			{"WrongPassword", "user@example.com", "wrong-password"},
 			{"UnknownEmail", "nobody@example.com", "wrong-password"},
@@ -40,7 +41,7 @@ func BenchmarkLogin(b *testing.B) {
 		} {
 			b.Run(bc.name, func(b *testing.B) {
 				for b.Loop() {
-					ts.login(b, bc.email, bc.password)
+					ts.Login(b, bc.email, bc.password)
 				}
 			})
 		}
@@ -51,15 +52,15 @@ func BenchmarkLogin(b *testing.B) {
 // concurrent clients.
 func BenchmarkMe(b *testing.B) {
 	eachBenchDB(b, func(b *testing.B, dsn string) {
-		ts := newTestServer(b, dsn, nil)
-		u := ts.register(b, "user@example.com", "password1")
+		ts := authtest.NewServer(b, dsn, nil)
+		u := ts.Register(b, "user@example.com", "password1")
 		b.ReportAllocs()
 		// The server's start and the sign-up are not what is measured.
 		b.ResetTimer()
 		b.SetParallelism(2)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				ts.do(b, u.Access, `{ me { id email } }`, nil).OK(b)
+				ts.Do(b, u.Access, `{ me { id email } }`, nil).OK(b)
 			}
 		})
 	})
@@ -69,11 +70,11 @@ func BenchmarkMe(b *testing.B) {
 // it got into the next.
 func BenchmarkRefresh(b *testing.B) {
 	eachBenchDB(b, func(b *testing.B, dsn string) {
-		ts := newTestServer(b, dsn, nil)
-		token := ts.register(b, "user@example.com", "password1").Refresh
+		ts := authtest.NewServer(b, dsn, nil)
+		token := ts.Register(b, "user@example.com", "password1").Refresh
 		b.ReportAllocs()
 		for b.Loop() {
-			token = ts.refresh(b, token).OK(b).Str("refresh", "refreshToken")
+			token = ts.Refresh(b, token).OK(b).Str("refresh", "refreshToken")
 		}
 	})
 }
@@ -101,11 +102,11 @@ func BenchmarkMeDuringLoginFlood(b *testing.B) {
 }
 
 func meDuringLoginFlood(b *testing.B, dsn string, workers, flooders int) {
-	ts := newTestServer(b, dsn, nil, loopbackProxy, func(c *testConfig) {
+	ts := authtest.NewServer(b, dsn, nil, loopbackProxy, func(c *authtest.Config) {
 		c.Auth.Argon2, c.Auth.HashWorkers = auth.DefaultArgon2, workers
 	})
 	email := fmt.Sprintf("user-w%d-f%d@example.com", workers, flooders)
-	u := ts.register(b, email, "password1")
+	u := ts.Register(b, email, "password1")
 	stop := make(chan struct{})
 	var ok, limited, other atomic.Int64
 	var wg sync.WaitGroup
@@ -118,7 +119,7 @@ func meDuringLoginFlood(b *testing.B, dsn string, workers, flooders int) {
 					return
 				default:
 				}
-				r := ts.loginAs(b, ip, email, "password1")
+				r := loginAs(b, ts, ip, email, "password1")
 				switch {
 				case len(r.Errors) == 0:
 					ok.Add(1)
@@ -139,7 +140,7 @@ func meDuringLoginFlood(b *testing.B, dsn string, workers, flooders int) {
 	lat := make([]time.Duration, 0, b.N)
 	for b.Loop() {
 		t0 := time.Now()
-		ts.me(b, u.Access).OK(b)
+		ts.Me(b, u.Access).OK(b)
 		lat = append(lat, time.Since(t0))
 	}
 	elapsed := time.Since(start)
@@ -161,8 +162,8 @@ func meDuringLoginFlood(b *testing.B, dsn string, workers, flooders int) {
 // request goes straight into the handler (no network, no client), so a CPU
 // profile of it shows only authql.
 func BenchmarkMeHandler(b *testing.B) {
-	ts := newTestServer(b, testdb.SQLite(b), nil)
-	u := ts.register(b, "user@example.com", "password1")
+	ts := authtest.NewServer(b, testdb.SQLite(b), nil)
+	u := ts.Register(b, "user@example.com", "password1")
 	body := []byte(`{"query":"{ me { id email } }"}`)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -1,4 +1,4 @@
-package main
+package httpapi_test
 
 // The adversarial suite: each test attacks one defence over real HTTP with
 // real GraphQL documents, on SQLite and (with TEST_DATABASE_URL) PostgreSQL.
@@ -15,13 +15,15 @@ import (
 	"time"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/httpapi"
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
 
 // loopbackProxy trusts the test client's own address as a proxy, so that a
 // test can act as many clients through X-Forwarded-For.
-func loopbackProxy(c *testConfig) {
+func loopbackProxy(c *authtest.Config) {
 	c.Auth.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
 }
 
@@ -38,8 +40,8 @@ func aliasedLogins(n int, email, password string) string {
 
 // codesByField returns the extensions.code of the error at each top-level
 // field, by alias.
-func codesByField(r gqlResponse) map[string]gqlError {
-	out := map[string]gqlError{}
+func codesByField(r authtest.Response) map[string]authtest.GQLError {
+	out := map[string]authtest.GQLError{}
 	for _, e := range r.Errors {
 		if len(e.Path) > 0 {
 			out[fmt.Sprint(e.Path[0])] = e
@@ -49,23 +51,24 @@ func codesByField(r gqlResponse) map[string]gqlError {
 }
 
 // loginAs logs in as a client at ip (through the trusted loopback proxy).
-func (ts *testServer) loginAs(tb testing.TB, ip, email, password string) gqlResponse {
+func loginAs(tb testing.TB, ts *authtest.Server, ip, email, password string) authtest.Response {
 	tb.Helper()
-	return postGraphQL(tb, ts.URL, map[string]string{"X-Forwarded-For": ip},
+	return authtest.PostGraphQL(tb, ts.URL, map[string]string{"X-Forwarded-For": ip},
 		`mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }`,
 		map[string]any{"e": email, "p": password})
 }
 
 func TestBruteForceAliasBatching(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		limits := auth.Limits{LoginAccount: auth.Rate{N: 5, Per: 15 * time.Minute}, LoginClient: auth.Rate{N: 1000, Per: 15 * time.Minute}}
-		ts := newTestServer(t, dsn, nil, withLimits(limits), loopbackProxy)
-		ts.register(t, "victim@example.com", "the-password")
+		ts := authtest.NewServer(t, dsn, nil, authtest.WithLimits(limits), loopbackProxy)
+		ts.Register(t, "victim@example.com", "the-password")
 
 		// Thirty guesses in one HTTP request are thirty attempts: the
 		// first five are checked, the other 25 refused unchecked.
-		r := postGraphQL(t, ts.URL, map[string]string{"X-Forwarded-For": "203.0.113.7"}, aliasedLogins(30, "victim@example.com", "guess"), nil)
+		r := authtest.PostGraphQL(t, ts.URL, map[string]string{"X-Forwarded-For": "203.0.113.7"}, aliasedLogins(30, "victim@example.com", "guess"), nil)
 		byField := codesByField(r)
 		if len(byField) != 30 {
 			t.Fatalf("%d errors, want one per aliased login: %+v", len(byField), r.Errors)
@@ -88,14 +91,14 @@ func TestBruteForceAliasBatching(t *testing.T) {
 		}
 
 		t.Run("RightPasswordRefusedToo", func(t *testing.T) {
-			if code := ts.loginAs(t, "203.0.113.7", "victim@example.com", "the-password").Code(t); code != models.RateLimited {
+			if code := loginAs(t, ts, "203.0.113.7", "victim@example.com", "the-password").Code(t); code != models.RateLimited {
 				t.Errorf("code = %s, want RATE_LIMITED whatever the password", code)
 			}
 		})
 		t.Run("UnknownAccountLimitedAlike", func(t *testing.T) {
 			// The same answers for an email without an account: the limit
 			// does not tell which emails are registered.
-			r := postGraphQL(t, ts.URL, map[string]string{"X-Forwarded-For": "203.0.113.7"}, aliasedLogins(6, "nobody@example.com", "guess"), nil)
+			r := authtest.PostGraphQL(t, ts.URL, map[string]string{"X-Forwarded-For": "203.0.113.7"}, aliasedLogins(6, "nobody@example.com", "guess"), nil)
 			byField := codesByField(r)
 			if code := byField["a4"].Extensions["code"]; code != models.Unauthenticated {
 				t.Errorf("5th attempt: code = %v, want UNAUTHENTICATED", code)
@@ -107,15 +110,15 @@ func TestBruteForceAliasBatching(t *testing.T) {
 		t.Run("OwnerElsewhereUnaffected", func(t *testing.T) {
 			// Keyed by account and client: an attacker cannot lock the
 			// owner out.
-			ts.loginAs(t, "198.51.100.1", "victim@example.com", "the-password").OK(t)
+			loginAs(t, ts, "198.51.100.1", "victim@example.com", "the-password").OK(t)
 		})
 		t.Run("PaceResumesAfterInterval", func(t *testing.T) {
 			ts.Clock.Advance(3 * time.Minute) // 15m / 5: one attempt regained
-			ts.loginAs(t, "203.0.113.7", "victim@example.com", "the-password").OK(t)
+			loginAs(t, ts, "203.0.113.7", "victim@example.com", "the-password").OK(t)
 		})
 		t.Run("SuccessesDoNotCount", func(t *testing.T) {
 			for i := range 8 {
-				if r := ts.loginAs(t, "192.0.2.44", "victim@example.com", "the-password"); len(r.Errors) > 0 {
+				if r := loginAs(t, ts, "192.0.2.44", "victim@example.com", "the-password"); len(r.Errors) > 0 {
 					t.Fatalf("login %d: %+v", i+1, r.Errors)
 				}
 			}
@@ -124,88 +127,92 @@ func TestBruteForceAliasBatching(t *testing.T) {
 }
 
 func TestBruteForceAcrossAccounts(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		limits := auth.Limits{LoginAccount: auth.Rate{N: 100, Per: time.Hour}, LoginClient: auth.Rate{N: 8, Per: time.Hour}}
-		ts := newTestServer(t, dsn, nil, withLimits(limits), loopbackProxy)
-		ts.register(t, "someone@example.com", "the-password")
+		ts := authtest.NewServer(t, dsn, nil, authtest.WithLimits(limits), loopbackProxy)
+		ts.Register(t, "someone@example.com", "the-password")
 		for i := range 8 {
-			if code := ts.loginAs(t, "203.0.113.9", fmt.Sprintf("user%d@example.com", i), "guess").Code(t); code != models.Unauthenticated {
+			if code := loginAs(t, ts, "203.0.113.9", fmt.Sprintf("user%d@example.com", i), "guess").Code(t); code != models.Unauthenticated {
 				t.Fatalf("attempt %d: code = %s, want UNAUTHENTICATED", i+1, code)
 			}
 		}
-		if code := ts.loginAs(t, "203.0.113.9", "someone@example.com", "the-password").Code(t); code != models.RateLimited {
+		if code := loginAs(t, ts, "203.0.113.9", "someone@example.com", "the-password").Code(t); code != models.RateLimited {
 			t.Errorf("9th attempt from the client on a fresh account: code = %s, want RATE_LIMITED", code)
 		}
 		// IPv6 clients are counted by /64: a host owns the whole prefix.
 		for i := range 8 {
-			ts.loginAs(t, fmt.Sprintf("2001:db8:1:2::%x", i+1), "guess@example.com", "guess")
+			loginAs(t, ts, fmt.Sprintf("2001:db8:1:2::%x", i+1), "guess@example.com", "guess")
 		}
-		if code := ts.loginAs(t, "2001:db8:1:2:ffff::1", "someone@example.com", "the-password").Code(t); code != models.RateLimited {
+		if code := loginAs(t, ts, "2001:db8:1:2:ffff::1", "someone@example.com", "the-password").Code(t); code != models.RateLimited {
 			t.Errorf("another address of the same /64: code = %s, want RATE_LIMITED", code)
 		}
-		ts.loginAs(t, "2001:db8:1:3::1", "someone@example.com", "the-password").OK(t)
+		loginAs(t, ts, "2001:db8:1:3::1", "someone@example.com", "the-password").OK(t)
 	})
 }
 
 func TestForwardedForNotTrustedByDefault(t *testing.T) {
+	t.Parallel()
 	limits := auth.Limits{LoginAccount: auth.Rate{N: 3, Per: time.Hour}}
-	ts := newTestServer(t, testdb.SQLite(t), nil, withLimits(limits))
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil, authtest.WithLimits(limits))
 	// Without trusted proxies, a client rotating X-Forwarded-For is still
 	// one client: its connection's address.
 	for i := range 3 {
-		ts.loginAs(t, fmt.Sprintf("203.0.113.%d", i+1), "a@example.com", "guess")
+		loginAs(t, ts, fmt.Sprintf("203.0.113.%d", i+1), "a@example.com", "guess")
 	}
-	if code := ts.loginAs(t, "203.0.113.99", "a@example.com", "guess").Code(t); code != models.RateLimited {
+	if code := loginAs(t, ts, "203.0.113.99", "a@example.com", "guess").Code(t); code != models.RateLimited {
 		t.Errorf("code = %s, want RATE_LIMITED: the forged header must not reset the count", code)
 	}
 }
 
 func TestRateLimitsSharedByReplicas(t *testing.T) {
+	t.Parallel()
 	dsn := testdb.Postgres(t)
 	limits := auth.Limits{LoginAccount: auth.Rate{N: 4, Per: time.Hour}}
-	c := newClock()
-	a := newTestServer(t, dsn, c, withLimits(limits), loopbackProxy)
-	b := newTestServer(t, dsn, c, withLimits(limits), loopbackProxy)
-	a.register(t, "shared@example.com", "the-password")
-	for i, ts := range []*testServer{a, b, a, b} {
-		if code := ts.loginAs(t, "203.0.113.5", "shared@example.com", "guess").Code(t); code != models.Unauthenticated {
+	c := authtest.NewClock()
+	a := authtest.NewServer(t, dsn, c, authtest.WithLimits(limits), loopbackProxy)
+	b := authtest.NewServer(t, dsn, c, authtest.WithLimits(limits), loopbackProxy)
+	a.Register(t, "shared@example.com", "the-password")
+	for i, ts := range []*authtest.Server{a, b, a, b} {
+		if code := loginAs(t, ts, "203.0.113.5", "shared@example.com", "guess").Code(t); code != models.Unauthenticated {
 			t.Fatalf("attempt %d: code = %s", i+1, code)
 		}
 	}
-	for name, ts := range map[string]*testServer{"A": a, "B": b} {
-		if code := ts.loginAs(t, "203.0.113.5", "shared@example.com", "the-password").Code(t); code != models.RateLimited {
+	for name, ts := range map[string]*authtest.Server{"A": a, "B": b} {
+		if code := loginAs(t, ts, "203.0.113.5", "shared@example.com", "the-password").Code(t); code != models.RateLimited {
 			t.Errorf("replica %s after 4 failures spread over both: code = %s, want RATE_LIMITED", name, code)
 		}
 	}
 }
 
 func TestRegisterAndRefreshLimits(t *testing.T) {
+	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		limits := auth.Limits{Register: auth.Rate{N: 2, Per: time.Hour}, Refresh: auth.Rate{N: 3, Per: time.Minute}}
-		ts := newTestServer(t, dsn, nil, withLimits(limits))
-		u := ts.register(t, "one@example.com", "password1")
-		ts.register(t, "two@example.com", "password1")
-		r := ts.do(t, "", `mutation { register(email: "three@example.com", password: "password1") { accessToken } }`, nil)
+		ts := authtest.NewServer(t, dsn, nil, authtest.WithLimits(limits))
+		u := ts.Register(t, "one@example.com", "password1")
+		ts.Register(t, "two@example.com", "password1")
+		r := ts.Do(t, "", `mutation { register(email: "three@example.com", password: "password1") { accessToken } }`, nil)
 		if code := r.Code(t); code != models.RateLimited {
 			t.Errorf("3rd registration: code = %s, want RATE_LIMITED", code)
 		}
 		token := u.Refresh
 		for range 3 {
-			token = ts.refresh(t, token).OK(t).Str("refresh", "refreshToken")
+			token = ts.Refresh(t, token).OK(t).Str("refresh", "refreshToken")
 		}
-		if code := ts.refresh(t, token).Code(t); code != models.RateLimited {
+		if code := ts.Refresh(t, token).Code(t); code != models.RateLimited {
 			t.Errorf("4th refresh in a minute: code = %s, want RATE_LIMITED", code)
 		}
 		ts.Clock.Advance(20 * time.Second)
-		ts.refresh(t, token).OK(t) // the refused attempt spent nothing
+		ts.Refresh(t, token).OK(t) // the refused attempt spent nothing
 	})
 }
 
 // post sends body to /query as is and returns the status and the decoded
 // response.
-func post(t *testing.T, url string, body io.Reader, contentLength int64) (int, gqlResponse) {
+func post(t *testing.T, url string, body io.Reader, contentLength int64) (int, authtest.Response) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url+"/query", body)
 	if err != nil {
@@ -219,7 +226,7 @@ func post(t *testing.T, url string, body io.Reader, contentLength int64) (int, g
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var out gqlResponse
+	var out authtest.Response
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("status %d, body %q: %v", resp.StatusCode, raw, err)
 	}
@@ -227,8 +234,9 @@ func post(t *testing.T, url string, body io.Reader, contentLength int64) (int, g
 }
 
 func TestOversizedBody(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil)
-	limit := defaultConfig().MaxBodyBytes
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
+	limit := httpapi.DefaultConfig().MaxBodyBytes
 	doc := `{"query":"{ __typename }"}`
 	exact := doc + strings.Repeat(" ", int(limit)-len(doc))
 	t.Run("AtTheLimit", func(t *testing.T) {
@@ -252,13 +260,14 @@ func TestOversizedBody(t *testing.T) {
 }
 
 func TestDocumentLimits(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil)
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
 	nested := func(depth int) string {
 		// __type's ofType chain is the one unbounded nesting this schema has.
 		// __type, depth-2 ofType, name: depth fields in a chain.
 		return `{ __type(name: "User") { ` + strings.Repeat("ofType { ", depth-2) + "name" + strings.Repeat(" }", depth-1) + " }"
 	}
-	limit := defaultConfig().MaxDepth
+	limit := httpapi.DefaultConfig().MaxDepth
 	t.Run("DeepDocumentRefused", func(t *testing.T) {
 		status, r := post(t, ts.URL, jsonBody(nested(limit+1)), -1)
 		if status != http.StatusUnprocessableEntity || r.Code(t) != "DEPTH_LIMIT_EXCEEDED" {
@@ -266,13 +275,13 @@ func TestDocumentLimits(t *testing.T) {
 		}
 	})
 	t.Run("DepthAtLimitRuns", func(t *testing.T) {
-		ts.do(t, "", nested(limit), nil).OK(t)
+		ts.Do(t, "", nested(limit), nil).OK(t)
 	})
 	t.Run("DepthThroughFragments", func(t *testing.T) {
 		doc := `query { __type(name: "User") { ...A } }
 			fragment A on __Type { ofType { ...B } }
 			fragment B on __Type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } } } } } } } } }`
-		if code := ts.do(t, "", doc, nil).Code(t); code != "DEPTH_LIMIT_EXCEEDED" {
+		if code := ts.Do(t, "", doc, nil).Code(t); code != "DEPTH_LIMIT_EXCEEDED" {
 			t.Errorf("code = %s, want DEPTH_LIMIT_EXCEEDED", code)
 		}
 	})
@@ -285,7 +294,7 @@ func TestDocumentLimits(t *testing.T) {
 			fmt.Fprintf(&b, "fragment F%d on User { ...F%d ...F%d }\n", i, i+1, i+1)
 		}
 		b.WriteString("fragment F40 on User { id }\n")
-		if code := ts.do(t, "", b.String(), nil).Code(t); code != "COMPLEXITY_LIMIT_EXCEEDED" {
+		if code := ts.Do(t, "", b.String(), nil).Code(t); code != "COMPLEXITY_LIMIT_EXCEEDED" {
 			t.Errorf("code = %s, want COMPLEXITY_LIMIT_EXCEEDED", code)
 		}
 	})
@@ -320,10 +329,11 @@ func jsonBody(query string) io.Reader {
 }
 
 func TestProductionHidesSchema(t *testing.T) {
-	prod := func(c *testConfig) {
+	t.Parallel()
+	prod := func(c *authtest.Config) {
 		c.HTTP.Introspection, c.HTTP.Playground = false, false
 	}
-	ts := newTestServer(t, testdb.SQLite(t), nil, prod)
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil, prod)
 	for _, doc := range []string{
 		`{ __schema { types { name } } }`,
 		`{ __type(name: "User") { fields { name } } }`,
@@ -334,7 +344,7 @@ func TestProductionHidesSchema(t *testing.T) {
 			t.Errorf("%s: status %d, data %v, errors %+v; want 422 GRAPHQL_VALIDATION_FAILED", doc, status, r.Data, r.Errors)
 		}
 	}
-	ts.do(t, "", `{ __typename }`, nil).OK(t)
+	ts.Do(t, "", `{ __typename }`, nil).OK(t)
 	resp, err := http.Get(ts.URL + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -373,8 +383,9 @@ fragment TypeRef on __Type {
 }`
 
 func TestPlaygroundIntrospectionWithinLimits(t *testing.T) {
-	ts := newTestServer(t, testdb.SQLite(t), nil)
-	r := ts.do(t, "", introspectionQuery, nil).OK(t)
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
+	r := ts.Do(t, "", introspectionQuery, nil).OK(t)
 	if r.Str("__schema", "queryType", "name") != "Query" {
 		t.Errorf("introspection = %v", r.Data["__schema"])
 	}

@@ -1,0 +1,128 @@
+// Package httpapi is authql's HTTP surface: the routes (GraphQL at
+// /query, the playground, the JWKS, health, readiness, metrics, the
+// example frontend), the middleware in front of them (request log and
+// metrics, no-store, body limit, CORS), the per-client connection cap,
+// and the graceful shutdown of the servers.
+package httpapi
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/authql/authql/auth"
+	"github.com/authql/authql/graph"
+	"github.com/authql/authql/internal/playground"
+)
+
+// Config is the HTTP layer's configuration; the command fills it from the
+// environment (see the root package's config.go for the variables).
+type Config struct {
+	// Production (AUTH_ENV=production) hides the GraphQL validator's
+	// suggestions and keeps /metrics off the API's port unless
+	// MetricsPublic.
+	Production    bool
+	Introspection bool
+	Playground    bool
+	MaxBodyBytes  int64
+	MaxDepth      int
+	MaxComplexity int
+	// MaxSessions bounds the length of mySessions (graph.Options.MaxSessions).
+	MaxSessions int
+
+	Metrics     bool   // serve /metrics
+	MetricsAddr string // "": on the API's port; else on a listener of its own (see Metrics.Serve)
+	// MetricsPublic serves /metrics on the API's port in production too
+	// (AUTH_METRICS_PUBLIC).
+	MetricsPublic bool
+	// ExampleUI serves examples/web at ExamplePath (see ExampleOrigins).
+	ExampleUI bool
+}
+
+// DefaultMaxBodyBytes is the default bound of a request body (AUTH_MAX_BODY_BYTES).
+const DefaultMaxBodyBytes = 64 << 10
+
+// DefaultConfig is the configuration when no variable is set.
+func DefaultConfig() Config {
+	return Config{
+		Introspection: graph.DefaultOptions.Introspection,
+		Playground:    true,
+		MaxBodyBytes:  DefaultMaxBodyBytes,
+		MaxDepth:      graph.DefaultOptions.MaxDepth,
+		MaxComplexity: graph.DefaultOptions.MaxComplexity,
+		MaxSessions:   auth.DefaultMaxSessions,
+		Metrics:       true,
+	}
+}
+
+// MetricsOnPort reports whether /metrics is served on the API's port. In
+// production only with AUTH_METRICS_PUBLIC=true: the metrics tell anyone
+// who can reach the API its traffic, its error rates and its database
+// pool's state, and "block it at the proxy" is too easily forgotten.
+func (cfg Config) MetricsOnPort() bool {
+	return cfg.Metrics && cfg.MetricsAddr == "" && (!cfg.Production || cfg.MetricsPublic)
+}
+
+// New returns the whole HTTP surface of authql. m may be nil (no metrics).
+func New(cfg Config, svc *auth.Service, log *slog.Logger, m *Metrics, ready *Readiness) http.Handler {
+	mux := http.NewServeMux()
+	addRoutes(mux, cfg, svc, log, m, ready)
+	return observe(log, m, mux)
+}
+
+// addRoutes lists every route.
+func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logger, m *Metrics, ready *Readiness) {
+	docs := graph.NewDocumentCache(graph.DefaultDocumentCacheBytes)
+	if m != nil {
+		m.watchDocuments(docs)
+	}
+	gql := graph.NewHandler(svc, log, graph.Options{
+		Introspection: cfg.Introspection,
+		MaxDepth:      cfg.MaxDepth,
+		MaxComplexity: cfg.MaxComplexity,
+		NoSuggestions: cfg.Production,
+		MaxSessions:   cfg.MaxSessions,
+		DocumentCache: docs,
+	})
+	mux.Handle("POST /query", cors(svc.OriginAllowed, noStore(limitBody(cfg.MaxBodyBytes, svc.Middleware(gql)))))
+	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
+	if cfg.Playground {
+		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
+		mux.Handle("GET "+playground.AssetsPath, playground.AssetsHandler())
+	}
+	if cfg.ExampleUI {
+		mux.Handle("GET "+ExamplePath, exampleHandler())
+	}
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		// Public keys only, and the same for everyone: caches may keep
+		// them. Five minutes is why a rotation should use --activate-in.
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(svc.Keys().JWKS())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /readyz", ready)
+	if cfg.MetricsOnPort() && m != nil {
+		// Not for the public (see AUTH_METRICS_ADDR): block it at the
+		// proxy. With AUTH_METRICS_ADDR, MetricsHandler serves the same
+		// route alone on that listener.
+		mux.Handle(metricsRoute, m.handler())
+	}
+}
+
+// metricsRoute is where the metrics are served, on the API's port or on
+// AUTH_METRICS_ADDR's listener.
+const metricsRoute = "GET /metrics"
+
+// MetricsHandler is the whole HTTP surface of the metrics listener
+// (AUTH_METRICS_ADDR): /metrics alone.
+func MetricsHandler(m *Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(metricsRoute, m.handler())
+	return mux
+}
