@@ -2,9 +2,10 @@ package models
 
 import (
 	"context"
-	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/authql/authql/internal/periodic"
 )
 
 // BoundWAL keeps SQLite's write-ahead log bounded under load: it calls
@@ -15,16 +16,8 @@ func BoundWAL(ctx context.Context, db *gorm.DB, failed func(error)) {
 	if db.Dialector.Name() != string(SQLite) {
 		return
 	}
-	t := time.NewTicker(WALCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := CheckpointWAL(ctx, db); err != nil && ctx.Err() == nil {
-				failed(err)
-			}
-		}
-	}
+	periodic.Run(ctx, WALCheckInterval, func(ctx context.Context) error {
+		_, err := CheckpointWAL(ctx, db)
+		return err
+	}, failed)
 }
