@@ -239,6 +239,7 @@ func registerUsers(t *testing.T, url, prefix string, n int) []string {
 //     never INTERNAL_SERVER_ERROR;
 //   - authql recovers by itself, without a restart.
 func TestFaultPostgresBlip(t *testing.T) {
+	testdb.Long(t, "a PostgreSQL cluster of its own, restarted under load for seconds")
 	pg := pgcluster.Start(t)
 	logs := &syncBuffer{}
 	url, stop := startRunLogging(t, map[string]string{
@@ -306,6 +307,7 @@ func TestFaultPostgresBlip(t *testing.T) {
 // its answer reaching the client (the COMMIT in flight at the freeze) is
 // a retry, not theft (the refresh retry rule).
 func TestFaultPostgresFreezeRefresh(t *testing.T) {
+	testdb.Long(t, "a PostgreSQL cluster of its own, frozen for seconds under refreshes")
 	pg := pgcluster.Start(t)
 	c := newClock()
 	ts := newTestServer(t, pg.DSN(), c, withPool(models.Options{Timeout: time.Second}),
@@ -420,6 +422,7 @@ func TestFaultPostgresFreezeRefresh(t *testing.T) {
 // CLIENT_CLOSED), not as a 200, and signs nobody in: its context ends
 // with the client, and with it the database work.
 func TestFaultClientGone(t *testing.T) {
+	testdb.Long(t, "a PostgreSQL cluster of its own, frozen while a client gives up")
 	pg := pgcluster.Start(t)
 	logs := &syncBuffer{}
 	url, _ := startRunLogging(t, map[string]string{"DATABASE_URL": pg.DSN(), "AUTH_DB_TIMEOUT": "3s"}, logs)
@@ -486,6 +489,7 @@ func TestFaultClientGone(t *testing.T) {
 //   - every operation a client was told succeeded has its audit row once
 //     space is back.
 func TestFaultSQLiteFullDisk(t *testing.T) {
+	testdb.Long(t, "fills 12 MB of SQLite under a load of logins and refreshes")
 	file := testdb.SQLite(t)
 	const maxPages = 3000 // 12 MB of 4 KiB pages
 	ts := newTestServer(t, fmt.Sprintf("%s?_pragma=max_page_count(%d)", file, maxPages), nil)

@@ -13,7 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/authql/authql/httpapi"
 	"github.com/authql/authql/internal/testdb"
 )
 
@@ -127,19 +129,13 @@ func TestShutdownFinishesRequestInFlight(t *testing.T) {
 	})
 }
 
-// TestShutdownOnSIGTERM builds the command and stops it with SIGTERM while
+// TestShutdownOnSIGTERM runs the command as a process of its own (this
+// test binary, running main: see TestMain) and stops it with SIGTERM while
 // a request is in flight: the request is answered and the process exits 0.
 func TestShutdownOnSIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "authql")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(), "PORT=0", "DATABASE_URL="+dsn, "AUTH_ARGON2_MEMORY=64", "AUTH_ARGON2_TIME=1")
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), runMainEnv+"=1", "PORT=0", "DATABASE_URL="+dsn, "AUTH_ARGON2_MEMORY=64", "AUTH_ARGON2_TIME=1")
 		var stderr syncBuffer
 		cmd.Stderr = &stderr
 		stdout, err := cmd.StdoutPipe()
@@ -184,8 +180,13 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 
 // TestShutdownDelay: during AUTH_SHUTDOWN_DELAY the server still answers,
 // new connections included, with /readyz saying it is going away; then it
-// closes the listener and stops.
+// closes the listener and stops. The test ends the delay itself (see
+// httpapi.ShutdownDelayed) once it has seen all that, rather than wait it out.
 func TestShutdownDelay(t *testing.T) {
+	release := make(chan time.Time)
+	delays := make(chan time.Duration, 1)
+	httpapi.ShutdownDelayed = func(d time.Duration) <-chan time.Time { delays <- d; return release }
+	t.Cleanup(func() { httpapi.ShutdownDelayed = time.After })
 	url, stop := startRun(t, map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "delay.db"), "AUTH_SHUTDOWN_DELAY": "3s"})
 	token := gql(t, url, "", `mutation { register(email: "ada@example.com", password: "password1") { accessToken } }`).OK(t).Str("register", "accessToken")
 	stopped := make(chan error, 1)
@@ -202,6 +203,10 @@ func TestShutdownDelay(t *testing.T) {
 		return resp.StatusCode == http.StatusServiceUnavailable && string(body) == "shutting down\n"
 	})
 	gql(t, url, token, `{ me { email } }`).OK(t)
+	if delay := <-delays; delay != 3*time.Second {
+		t.Errorf("shutdown waited %s, want AUTH_SHUTDOWN_DELAY's 3s", delay)
+	}
+	close(release)
 	waitRefused(t, strings.TrimPrefix(url, "http://"))
 	if err := <-stopped; err != nil {
 		t.Errorf("run = %v, want nil", err)

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth"
@@ -40,11 +41,8 @@ func main() {
 	}
 }
 
-// purgeInterval is how often expired rows are deleted.
-const purgeInterval = 10 * time.Minute
-
 // usage is the help of authql --help.
-const usage = `Usage:
+var usage = `Usage:
   authql [serve]              serve the GraphQL API: POST /query, playground at GET /,
                               public keys at GET /.well-known/jwks.json (and the
                               example frontend at /example/ with AUTH_EXAMPLE_UI=true)
@@ -203,20 +201,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	logOut, logFormat := stderr, cfg.LogFormat
-	if logFormat == "" && httpapi.IsTerminal(stderr) {
-		logFormat = "text" // a person is reading: each line at once
-	} else {
-		buf := httpapi.NewLogBuffer(stderr)
-		logCtx, stopLogging := context.WithCancel(context.WithoutCancel(ctx))
-		logDone := make(chan struct{})
-		go func() { buf.Run(logCtx); close(logDone) }()
-		// Deferred first, so run last: every line of the shutdown is
-		// written.
-		defer func() { stopLogging(); <-logDone }()
-		logOut = buf
-	}
-	log := httpapi.NewLogger(logOut, logFormat, cfg.LogLevel)
+	log, stopLogging := startLogging(ctx, cfg, stderr)
+	// Deferred first, so run last: every line of the shutdown is written.
+	defer stopLogging()
 	m := httpapi.NewMetrics()
 	// Listening first gives the port, which PORT=0 leaves to the system,
 	// before the service is built with the example's origins.
@@ -236,13 +223,55 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	defer closeDB() // runs after shutdown returned: no request is in flight then
+	// Runs after the servers have shut down, the background work has
+	// stopped and the service has closed (deferred below, so run before).
+	defer closeDB()
+	svc, err := startService(ctx, cfg, db, m, log)
+	if err != nil {
+		return err
+	}
+	// Deferred after closeDB, so run before it: the audit events still
+	// queued are written while the database is open, retried for up to
+	// AUTH_SHUTDOWN_TIMEOUT (at least 10 s) should it be down.
+	defer closeService(svc, cfg.ShutdownTimeout, log)
+
+	// The background work is stopped not with ctx but once the servers
+	// have shut down, and waited for before the database closes: the
+	// requests still in flight must hear of revocations too.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var g errgroup.Group
+	defer func() { stopBackground(); g.Wait() }()
+	if err := startBackground(bg, &g, cfg, db, svc, log); err != nil {
+		return err
+	}
 	sqlDB, err := db.DB()
 	if err != nil {
 		return err
 	}
+	m.Watch(sqlDB, svc)
+	ready := httpapi.NewReadiness(sqlDB, svc, log)
+	return serveHTTP(ctx, cfg, ln, dialect, svc, m, ready, log, stdout)
+}
+
+// startLogging returns the logger of cfg writing to stderr, and the
+// function that writes out what is still buffered when serve returns.
+func startLogging(ctx context.Context, cfg config, stderr io.Writer) (*slog.Logger, func()) {
+	if cfg.LogFormat == "" && httpapi.IsTerminal(stderr) {
+		// A person is reading: each line at once.
+		return httpapi.NewLogger(stderr, "text", cfg.LogLevel), func() {}
+	}
+	buf := httpapi.NewLogBuffer(stderr)
+	logCtx, stopLogging := context.WithCancel(context.WithoutCancel(ctx))
+	logDone := make(chan struct{})
+	go func() { buf.Run(logCtx); close(logDone) }()
+	return httpapi.NewLogger(buf, cfg.LogFormat, cfg.LogLevel), func() { stopLogging(); <-logDone }
+}
+
+// startService builds the auth service over db and ensures the admin of
+// AUTH_ADMIN_EMAIL.
+func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metrics, log *slog.Logger) (*auth.Service, error) {
 	if err := warnLooseFiles(ctx, db, log); err != nil {
-		return err
+		return nil, err
 	}
 	if cfg.Encryption.Current == nil {
 		log.WarnContext(ctx, "AUTH_ENCRYPTION_KEY is not set: the signing keys and secrets kept in the database are stored unencrypted")
@@ -251,62 +280,80 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	acfg.Observer = m
 	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, acfg, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Deferred after closeDB, so run before it: the audit events still
-	// queued are written while the database is open, retried for up to
-	// AUTH_SHUTDOWN_TIMEOUT (at least 10 s) should it be down.
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), max(cfg.ShutdownTimeout, 10*time.Second))
-		defer cancel()
-		if err := svc.Close(ctx); err != nil {
-			log.Error("audit events not all written at shutdown", "err", err)
-		}
-	}()
-	if cfg.AdminEmail != "" {
-		if err := svc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); errors.Is(err, auth.ErrAdminEmailNotAdmin) {
-			// Never promoted at start: whoever registered the email first
-			// would become the admin (see EnsureAdmin).
-			return fmt.Errorf("AUTH_ADMIN_EMAIL: an account with this email exists and is not an admin, so authql will not make it one at start. "+
-				"Check who owns it; if it is the intended admin, grant the role with `authql user roles --email %s --set admin,user` and start again, "+
-				"otherwise set AUTH_ADMIN_EMAIL to another email", cfg.AdminEmail)
-		} else if err != nil {
-			return fmt.Errorf("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD: %s", models.ErrorMessage(err))
-		}
+	if cfg.AdminEmail == "" {
+		return svc, nil
 	}
-	if dialect == models.Postgres {
-		// Several replicas may share this database: hear what they change
-		// (revocations, users, roles, keys) before serving anything.
-		// Not stopped with ctx but once the server has shut down: the
-		// requests still in flight must hear of revocations too.
-		lctx, stopListening := context.WithCancel(context.WithoutCancel(ctx))
-		l, err := svc.Listen(lctx, cfg.DatabaseURL)
-		if err != nil {
-			stopListening()
-			return fmt.Errorf("listen for changes by other replicas: %w", err)
-		}
-		defer func() { stopListening(); <-l.Done() }()
+	if err := svc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword); errors.Is(err, auth.ErrAdminEmailNotAdmin) {
+		closeService(svc, cfg.ShutdownTimeout, log)
+		// Never promoted at start: whoever registered the email first
+		// would become the admin (see EnsureAdmin).
+		return nil, fmt.Errorf("AUTH_ADMIN_EMAIL: an account with this email exists and is not an admin, so authql will not make it one at start. "+
+			"Check who owns it; if it is the intended admin, grant the role with `authql user roles --email %s --set admin,user` and start again, "+
+			"otherwise set AUTH_ADMIN_EMAIL to another email", cfg.AdminEmail)
+	} else if err != nil {
+		closeService(svc, cfg.ShutdownTimeout, log)
+		return nil, fmt.Errorf("AUTH_ADMIN_EMAIL/AUTH_ADMIN_PASSWORD: %s", models.ErrorMessage(err))
 	}
-	go svc.RunPurge(ctx, purgeInterval)
-	// Failed logins are padded to the slowest stored hash's cost: learn
-	// those costs now rather than at each class's first failed login.
-	go func() {
-		if err := svc.MeasureHashClasses(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("measuring the costs of the stored password hashes failed; failed logins are padded to the costs seen so far", "err", err)
-		}
-	}()
-	if dialect == models.SQLite {
-		go boundWAL(ctx, db, log)
+	return svc, nil
+}
+
+// closeService writes the audit events still queued, retrying for up to
+// timeout (at least 10 s) should the database be down.
+func closeService(svc *auth.Service, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, 10*time.Second))
+	defer cancel()
+	if err := svc.Close(ctx); err != nil {
+		log.Error("audit events not all written at shutdown", "err", err)
 	}
+}
+
+// purgeInterval is how often expired rows are deleted.
+const purgeInterval = 10 * time.Minute
+
+// startBackground starts, in g, the work that runs beside the requests
+// until ctx is done: hearing other replicas, purging expired rows,
+// reloading signing keys, measuring the stored hashes' costs and bounding
+// SQLite's write-ahead log. It returns an error, having started nothing,
+// if the other replicas cannot be heard.
+func startBackground(ctx context.Context, g *errgroup.Group, cfg config, db *gorm.DB, svc *auth.Service, log *slog.Logger) error {
+	// Several replicas may share a PostgreSQL database: hear what they
+	// change (revocations, users, roles, keys) before serving anything.
+	// (On SQLite, which one process serves, there is no one to hear.)
+	l, err := svc.Listen(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("listen for changes by other replicas: %w", err)
+	}
+	// The listener runs in a goroutine of its own; waiting here for it to
+	// close its connection keeps it in the group serve waits for.
+	g.Go(func() error { <-l.Done(); return nil })
+	g.Go(func() error { svc.RunPurge(ctx, purgeInterval); return nil })
 	// Rotations by other processes (authql keys rotate, another replica's
 	// start) reach this one within the interval; an unknown kid also
 	// triggers a reload.
-	go svc.Keys().RunReload(ctx, keys.ReloadInterval)
+	g.Go(func() error { svc.Keys().RunReload(ctx, keys.ReloadInterval); return nil })
+	// Failed logins are padded to the slowest stored hash's cost: learn
+	// those costs now rather than at each class's first failed login.
+	g.Go(func() error {
+		if err := svc.MeasureHashClasses(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("measuring the costs of the stored password hashes failed; failed logins are padded to the costs seen so far", "err", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		models.BoundWAL(ctx, db, func(err error) {
+			log.WarnContext(ctx, "checkpoint of the SQLite write-ahead log failed; trying again shortly", "err", err)
+		})
+		return nil
+	})
+	return nil
+}
 
-	m.Watch(sqlDB, svc)
-	ready := httpapi.NewReadiness(sqlDB, svc, log)
+// serveHTTP serves the API on ln, and the metrics on AUTH_METRICS_ADDR,
+// until ctx is done, then shuts the servers down (see httpapi.Shutdown).
+func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.Dialect, svc *auth.Service, m *httpapi.Metrics, ready *httpapi.Readiness, log *slog.Logger, stdout io.Writer) error {
 	hcfg := httpConfig(cfg)
-
 	srv := &http.Server{
 		Handler:           httpapi.New(hcfg, svc, log, m, ready),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -322,7 +369,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Metrics && cfg.MetricsAddr != "" {
 		msrv, err := m.Serve(cfg.MetricsAddr, srv.ErrorLog, stdout)
 		if err != nil {
-			ln.Close()
 			return err
 		}
 		servers = append(servers, msrv)
@@ -358,23 +404,6 @@ func warnLooseFiles(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 		}
 	}
 	return nil
-}
-
-// boundWAL keeps SQLite's write-ahead log from growing without bound under
-// load (see models.CheckpointWAL) until ctx is done.
-func boundWAL(ctx context.Context, db *gorm.DB, log *slog.Logger) {
-	t := time.NewTicker(models.WALCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := models.CheckpointWAL(ctx, db); err != nil && ctx.Err() == nil {
-				log.WarnContext(ctx, "checkpoint of the SQLite write-ahead log failed; trying again shortly", "err", err)
-			}
-		}
-	}
 }
 
 // authConfig is the auth service's configuration, for serve and for the

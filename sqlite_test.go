@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
 
@@ -79,9 +80,7 @@ func refreshLoad(tb testing.TB, url string, workers, n int) {
 // instead of growing for as long as the load lasts (SQLite's passive
 // automatic checkpoints cannot start the log over while readers overlap).
 func TestWALStaysBounded(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a few thousand refreshes")
-	}
+	testdb.Long(t, "a few thousand refreshes for seconds")
 	path := filepath.Join(t.TempDir(), "wal.db")
 	var log strings.Builder
 	// AUTH_DB_TIMEOUT raised: this test measures the log's size, not

@@ -28,6 +28,7 @@ import (
 	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/auth/ratelimit"
 	"github.com/authql/authql/auth/secret"
+	"github.com/authql/authql/internal/periodic"
 	"github.com/authql/authql/models"
 )
 
@@ -271,24 +272,11 @@ func (s *Service) Purge(ctx context.Context) error {
 // may have a backlog of expired rows to delete.
 const purgeTimeout = time.Minute
 
-// RunPurge calls Purge every interval until ctx is done.
+// RunPurge calls Purge every interval until ctx is done, logging its
+// failures.
 func (s *Service) RunPurge(ctx context.Context, interval time.Duration) {
-	runEvery(models.WithTimeout(ctx, purgeTimeout), interval, s.log, "purge", s.Purge)
-}
-
-// runEvery calls f every interval until ctx is done, logging its failures
-// as "<what> failed".
-func runEvery(ctx context.Context, interval time.Duration, log *slog.Logger, what string, f func(context.Context) error) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				log.ErrorContext(ctx, what+" failed", "err", err)
-			}
-		}
-	}
+	ctx = models.WithTimeout(ctx, purgeTimeout)
+	periodic.Run(ctx, interval, s.Purge, func(err error) {
+		s.log.ErrorContext(ctx, "purge failed", "err", err)
+	})
 }

@@ -103,6 +103,11 @@ func (rd *Readiness) check(ctx context.Context) string {
 	return rd.reason
 }
 
+// ShutdownDelayed is time.After, for Shutdown's delay; a test of the
+// whole program replaces it to end the delay once it has seen what happens
+// during it, rather than wait it out.
+var ShutdownDelayed = time.After
+
 // Shutdown stops the servers once the process is told to stop. Readiness
 // fails first, and the servers keep serving for delay, so that load
 // balancers probing /readyz stop sending here; then the listeners close
@@ -116,7 +121,7 @@ func Shutdown(ready *Readiness, servers []*http.Server, serveErr <-chan error, d
 		select {
 		case err := <-serveErr:
 			return err
-		case <-time.After(delay):
+		case <-ShutdownDelayed(delay):
 		}
 	}
 	log.Info("shutting down: finishing the requests in flight", "timeout", timeout.String())

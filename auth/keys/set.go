@@ -18,6 +18,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth/secret"
+	"github.com/authql/authql/internal/periodic"
 	"github.com/authql/authql/models"
 )
 
@@ -269,18 +270,9 @@ func (ks *Set) loadRow(r *models.SigningKey) (*signingKey, error) {
 // RunReload calls Reload every interval until ctx is done, logging its
 // failures: the set keeps the keys it has until a reload succeeds.
 func (ks *Set) RunReload(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := ks.Reload(ctx); err != nil && ctx.Err() == nil {
-				ks.log.ErrorContext(ctx, "reload signing keys failed", "err", err)
-			}
-		}
-	}
+	periodic.Run(ctx, interval, ks.Reload, func(err error) {
+		ks.log.ErrorContext(ctx, "reload signing keys failed", "err", err)
+	})
 }
 
 // lookup returns the key named kid, reloading the store (throttled) when
