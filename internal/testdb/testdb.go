@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/authql/authql/models"
 )
@@ -30,6 +31,12 @@ func SQLite(tb testing.TB) string {
 	return "sqlite://" + filepath.Join(tb.TempDir(), "authql.db")
 }
 
+// adminOptions open the connection that creates and drops test databases.
+// CREATE and DROP DATABASE wait for a checkpoint, which takes seconds
+// while parallel tests load the server: past the statements' default
+// deadline (seen when httpapi's tests began to run in parallel).
+var adminOptions = models.Options{MaxConns: 1, Timeout: time.Minute}
+
 // Postgres creates a PostgreSQL database on the server of TEST_DATABASE_URL,
 // drops it when the test ends, and returns its DSN. Without
 // TEST_DATABASE_URL the test is skipped. An unreachable server skips the
@@ -41,7 +48,7 @@ func Postgres(tb testing.TB) string {
 	if base == "" {
 		tb.Skip("TEST_DATABASE_URL not set")
 	}
-	admin, _, err := models.Open(base, models.Options{MaxConns: 1})
+	admin, _, err := models.Open(base, adminOptions)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			tb.Fatalf("PostgreSQL at TEST_DATABASE_URL unreachable in CI: %v", err)
@@ -58,7 +65,7 @@ func Postgres(tb testing.TB) string {
 		tb.Fatalf("create test database: %v", err)
 	}
 	tb.Cleanup(func() {
-		db, _, err := models.Open(base, models.Options{MaxConns: 1})
+		db, _, err := models.Open(base, adminOptions)
 		if err != nil {
 			tb.Errorf("drop test database %s: %v", name, err)
 			return
