@@ -10,6 +10,11 @@
 // Principal (principal.go) in its context; events.go keeps a replica in
 // step with the others. service.go holds the Service, its Config and
 // NewService.
+//
+// Its other jobs are packages of their own: auth/keys (signing keys, the
+// signer and verifier, the JWKS), auth/audit (the audit batch writer, used
+// through the auditLog interface), auth/ratelimit (the rate limiter, used
+// through the rateLimiter interface) and auth/secret (secrets at rest).
 package auth
 
 import (

@@ -1,6 +1,12 @@
 // Package models holds authql's persistent domain: users, roles and
-// permissions, sessions, refresh tokens and revocations, stored with GORM on
-// PostgreSQL or on embedded SQLite.
+// permissions, sessions, refresh tokens and revocations, signing keys,
+// audit events and rate-limit counters, stored with GORM on PostgreSQL or
+// on embedded SQLite, and their migrations.
+//
+// It is the only package that knows which database it runs on: the
+// dialect-specific SQL, the pgx LISTEN loop that hears other replicas
+// (listen.go) and SQLite's write-ahead log bound (wal.go) live here, each
+// behind a function that works on both.
 package models
 
 import (
