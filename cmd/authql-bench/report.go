@@ -250,6 +250,46 @@ func markdown(r *report, svgName string) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("### Figures of the last run\n\n")
 	p("Written by `%s` on %s.\n\n", r.Command, r.Date.UTC().Format("2006-01-02 15:04 UTC"))
+	writeSettings(p, r)
+	p("\n| database | scenario | connections | req/s | runs (req/s) | p50 | p90 | p99 | refused / failed | server peak RSS (at start) | notes |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, res := range r.Results {
+		s := res.med()
+		rss := fmtRSS(res)
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", res.DB, res.Title, res.Conns,
+			rate(res), runsList(res), fmtDur(s.All.Lat.P50), fmtDur(s.All.Lat.P90), fmtDur(s.All.Lat.P99),
+			refusals(s), rss, note(res))
+	}
+	p("\nConnections of the flood: `me`'s + the login flooders'. req/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy, or the worker's client address had its share of it in flight), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario; in parentheses its RSS when the scenario began, which includes memory earlier scenarios' password hashes (19 MiB each) left to the Go runtime.\n\n")
+	if r.named("me-floor") != nil || r.named("refresh-floor") != nil || r.named("login-floor") != nil {
+		p("Floors (the rows named `-floor`): the targets are ratios to them, since the absolute figures of this shared machine move by a factor of four from one day to the next. They run in a process of their own, the tool re-executed and pinned like the server, and each floor's runs alternate with its scenario's (floor, server, server, floor, …) so that both see the machine as it was. The floor of `me` is a minimal gqlgen server (authql's schema and generated executor, POST transport, gqlgen's document cache) answering `me` from memory after an HS256 check of the bearer token, with no logs, metrics, limits or rule engine, over the same HTTP stack and the same %d connections. The floor of `refresh` is the bare rotation: one transaction through `models.Open`'s driver and pool, on a fresh database of the same kind, that marks the presented refresh token rotated by its hash and inserts its successor, %d chains at once. The floor of `login` is argon2id verifies at the server's cost, one loop per hashing worker of the server.\n\n",
+			r.Spec.Conns, r.Spec.SlowConns)
+	}
+	if res := r.named("replicas"); res != nil && res.Revocation != nil {
+		p("Replicas: %d authql processes on the one PostgreSQL database (the two extra ones started like the first, on other ports), which tell each other of logouts by `LISTEN`/`NOTIFY`. %d times: log in on A, check that the token works on B and C, `logout` on A, then send `{ me { id } }` to B and C back to back, no pause, until each refuses it (UNAUTHENTICATED); p50/p90/p99 are of the delays from A's answer to each refusal, \"runs\" and req/s do not apply.\n\n",
+			res.Revocation.Replicas, res.Revocation.Logouts)
+	}
+	if res := r.named("bigdb"); res != nil && res.BigDB != nil {
+		p("Big database: on a database of its own, the server migrates it and the load's users register; it is stopped, %s users (with the role user, one real argon2id hash for all) and %s revocations expiring in an hour are inserted by SQL, and it is started again, so that it loads the revocations at start; then `me` runs as above. Its \"at start\" is the RSS right after the restart.\n\n",
+			fmtInt(float64(res.BigDB.Users)), fmtInt(float64(res.BigDB.Revocations)))
+	}
+	p("![req/s per scenario and database, log scale, with the targets](%s)\n\n", svgName)
+	p("| target | database | measured | met |\n|---|---|---|---|\n")
+	for _, row := range targetRows(r) {
+		p("| %s | %s | %s | %s |\n", row[0], row[1], row[2], row[3])
+	}
+	if r.named("replicas") == nil {
+		p("| %s | postgres | not measured (-pg, -scenarios replicas) | |\n", revocationTarget)
+	}
+	if r.named("bigdb") == nil {
+		p("| %s | postgres | not measured (-pg, -scenarios bigdb) | |\n", bigDBTarget)
+	}
+	return b.String()
+}
+
+// writeSettings writes the list of how the run was made: machine, runs,
+// connections, pinning, environment, hash rate.
+func writeSettings(p func(string, ...any), r *report) {
 	m := r.Machine
 	p("- Machine: %d cores (%s), %s, %s, %s", m.Cores, m.CPU, m.Memory, m.OS, m.Go)
 	if m.Postgres != "" {
@@ -278,36 +318,6 @@ func markdown(r *report, svgName string) string {
 		p("- Hash rate: %d hashing worker(s) ÷ %s per argon2id verify (m=%d KiB, t=%d, p=%d; the shortest of %d, timed in the tool on the load generator's core) = %.1f logins/s at most.\n",
 			r.HashWorkers, fmtDur(r.HashTime), r.Argon2.Memory, r.Argon2.Time, r.Argon2.Threads, hashSamples, r.hashRate())
 	}
-	p("\n| database | scenario | connections | req/s | runs (req/s) | p50 | p90 | p99 | refused / failed | server peak RSS (at start) | notes |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, res := range r.Results {
-		s := res.med()
-		rss := fmtRSS(res)
-		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", res.DB, res.Title, res.Conns,
-			rate(res), runsList(res), fmtDur(s.All.Lat.P50), fmtDur(s.All.Lat.P90), fmtDur(s.All.Lat.P99),
-			refusals(s), rss, note(res))
-	}
-	p("\nConnections of the flood: `me`'s + the login flooders'. req/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy, or the worker's client address had its share of it in flight), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario; in parentheses its RSS when the scenario began, which includes memory earlier scenarios' password hashes (19 MiB each) left to the Go runtime.\n\n")
-	if res := r.named("replicas"); res != nil && res.Revocation != nil {
-		p("Replicas: %d authql processes on the one PostgreSQL database (the two extra ones started like the first, on other ports), which tell each other of logouts by `LISTEN`/`NOTIFY`. %d times: log in on A, check that the token works on B and C, `logout` on A, then send `{ me { id } }` to B and C back to back, no pause, until each refuses it (UNAUTHENTICATED); p50/p90/p99 are of the delays from A's answer to each refusal, \"runs\" and req/s do not apply.\n\n",
-			res.Revocation.Replicas, res.Revocation.Logouts)
-	}
-	if res := r.named("bigdb"); res != nil && res.BigDB != nil {
-		p("Big database: on a database of its own, the server migrates it and the load's users register; it is stopped, %s users (with the role user, one real argon2id hash for all) and %s revocations expiring in an hour are inserted by SQL, and it is started again, so that it loads the revocations at start; then `me` runs as above. Its \"at start\" is the RSS right after the restart.\n\n",
-			fmtInt(float64(res.BigDB.Users)), fmtInt(float64(res.BigDB.Revocations)))
-	}
-	p("![req/s per scenario and database, log scale, with the targets](%s)\n\n", svgName)
-	p("| target | database | measured | met |\n|---|---|---|---|\n")
-	for _, row := range targetRows(r) {
-		p("| %s | %s | %s | %s |\n", row[0], row[1], row[2], row[3])
-	}
-	if r.named("replicas") == nil {
-		p("| %s | postgres | not measured (-pg, -scenarios replicas) | |\n", revocationTarget)
-	}
-	if r.named("bigdb") == nil {
-		p("| %s | postgres | not measured (-pg, -scenarios bigdb) | |\n", bigDBTarget)
-	}
-	return b.String()
 }
 
 // The markers around the part of BENCHMARKS.md the tool rewrites.

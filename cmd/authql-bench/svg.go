@@ -66,25 +66,7 @@ func svgChart(r *report) string {
 			names = append(names, res.Name)
 		}
 	}
-	lo, hi := math.Inf(1), 0.0
-	for _, res := range r.Results {
-		v := res.med().Rate()
-		if v > 0 {
-			lo, hi = math.Min(lo, v), math.Max(hi, v)
-		}
-	}
-	for _, n := range names {
-		for _, db := range r.DBs {
-			if t, _ := chartTarget(r, db, n); t > 0 {
-				lo, hi = math.Min(lo, t), math.Max(hi, t)
-			}
-		}
-	}
-	if math.IsInf(lo, 1) {
-		lo, hi = 1, 10
-	}
-	lo = math.Pow(10, math.Floor(math.Log10(lo)))
-	hi = math.Pow(10, math.Ceil(math.Log10(hi*1.0001)))
+	lo, hi := chartScale(r, names)
 	y := func(v float64) float64 {
 		if v < lo {
 			v = lo
@@ -135,6 +117,31 @@ func svgChart(r *report) string {
 	p(`<text x="%.0f" y="%.0f">target</text>`+"\n", lx+30, chartBottom+64)
 	p("</svg>\n")
 	return b.String()
+}
+
+// chartScale returns the powers of ten the chart's axis spans: every
+// bar's rate and every target.
+func chartScale(r *report, names []string) (lo, hi float64) {
+	lo, hi = math.Inf(1), 0.0
+	for _, res := range r.Results {
+		v := res.med().Rate()
+		if v > 0 {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	for _, n := range names {
+		for _, db := range r.DBs {
+			if t, _ := chartTarget(r, db, n); t > 0 {
+				lo, hi = math.Min(lo, t), math.Max(hi, t)
+			}
+		}
+	}
+	if math.IsInf(lo, 1) {
+		lo, hi = 1, 10
+	}
+	lo = math.Pow(10, math.Floor(math.Log10(lo)))
+	hi = math.Pow(10, math.Ceil(math.Log10(hi*1.0001)))
+	return lo, hi
 }
 
 // drawBar draws res's bar at x with its rate and p99 above it and, when
