@@ -430,4 +430,3 @@ func addStats(dst *opStats, s opStats) {
 		dst.LastErr = s.LastErr
 	}
 }
-
