@@ -315,3 +315,20 @@ func TestCommandLineRedactsPassword(t *testing.T) {
 		t.Errorf("command line lost its flags: %s", got)
 	}
 }
+
+func TestPairedRatioPairsRunsBackToBack(t *testing.T) {
+	runs := func(rates ...int) *scenarioResult {
+		r := &scenarioResult{}
+		for _, n := range rates {
+			r.Runs = append(r.Runs, runStats{Elapsed: time.Second, All: opStats{N: n}})
+		}
+		r.Median = medianOf(r.Runs)
+		return r
+	}
+	// The machine slowed down at the second pair and sped up at the third:
+	// the medians of each (20 and 20) would say 1.
+	server, floor := runs(10, 30, 20), runs(20, 40, 10)
+	if got := pairedRatio(server, floor, rateOf); got != 0.75 {
+		t.Errorf("pairedRatio = %v, want the median of 0.5, 0.75 and 2: 0.75", got)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -41,6 +42,27 @@ func floorOf(r *report, res *scenarioResult) *scenarioResult {
 	return r.result(res.DB, res.Name+"-floor")
 }
 
+// pairedRatio is the median over runs of fig(res's run i) ÷ fig(the
+// floor's run i): each pair ran back to back, so their ratio cancels most
+// of what other work on the machine did to both, which a ratio of the two
+// medians (possibly from different moments) would not. With unequal runs
+// it is the ratio of the median runs.
+func pairedRatio(res, fl *scenarioResult, fig func(runStats) float64) float64 {
+	if len(res.Runs) != len(fl.Runs) {
+		return fig(res.med()) / fig(fl.med())
+	}
+	ratios := make([]float64, len(res.Runs))
+	for i := range res.Runs {
+		ratios[i] = fig(res.Runs[i]) / fig(fl.Runs[i])
+	}
+	slices.Sort(ratios)
+	return ratios[(len(ratios)-1)/2]
+}
+
+// rateOf and p99Of are the figures the ratios compare.
+func rateOf(s runStats) float64 { return s.Rate() }
+func p99Of(s runStats) float64  { return float64(s.All.Lat.P99) }
+
 // ratioTarget checks a scenario's rate against rateTargets.
 func ratioTarget(name, scenario string) target {
 	rt := rateTargets[scenario]
@@ -48,16 +70,15 @@ func ratioTarget(name, scenario string) target {
 		Name: name, Scenario: scenario,
 		value: func(r *report, res *scenarioResult) (float64, string) {
 			v := res.med().Rate()
-			base := 0.0
-			if fl := floorOf(r, res); fl != nil {
-				base = fl.med().Rate()
-			} else if scenario == "login" {
-				base = r.hashRate() // -target: the hash rate timed in the tool
+			if fl := floorOf(r, res); fl != nil && fl.med().Rate() > 0 {
+				ratio := pairedRatio(res, fl, rateOf)
+				return ratio, fmt.Sprintf("%.2f × (medians %s/s and %s/s)", ratio, fmtRate(v), fmtRate(fl.med().Rate()))
 			}
-			if base <= 0 {
-				return -1, fmtRate(v) + "/s, no floor (-target)"
+			if base := r.hashRate(); scenario == "login" && base > 0 {
+				// -target: the hash rate timed in the tool.
+				return v / base, fmt.Sprintf("%.2f × (%s/s of %s/s)", v/base, fmtRate(v), fmtRate(base))
 			}
-			return v / base, fmt.Sprintf("%.2f × (%s/s of %s/s)", v/base, fmtRate(v), fmtRate(base))
+			return -1, fmtRate(v) + "/s, no floor (-target)"
 		},
 		want: func(_ *report, v float64) (bool, string) {
 			return v >= rt.share, fmt.Sprintf("%.0f%% of the target", 100*v/rt.share)
@@ -77,8 +98,8 @@ var targets = []target{
 			if fl == nil || fl.med().All.Lat.P99 <= 0 {
 				return -1, fmtDur(p) + ", no floor (-target)"
 			}
-			fp := fl.med().All.Lat.P99
-			return float64(p) / float64(fp), fmt.Sprintf("%.2f × (%s of %s)", float64(p)/float64(fp), fmtDur(p), fmtDur(fp))
+			ratio := pairedRatio(res, fl, p99Of)
+			return ratio, fmt.Sprintf("%.2f × (medians' %s and %s)", ratio, fmtDur(p), fmtDur(fl.med().All.Lat.P99))
 		},
 		want: func(_ *report, v float64) (bool, string) {
 			return v <= meP99Factor, fmt.Sprintf("%.0f%% of the limit", 100*v/meP99Factor)
