@@ -268,9 +268,8 @@ func (f *rotationFloor) run(ctx context.Context, d time.Duration, n int) floorRu
 			if len(sessions) == 0 {
 				return errors.New("presented token not found")
 			}
-			parent := c.hash
-			rt := models.RefreshToken{ID: next, SessionID: sessions[0], CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour), ParentID: &parent}
-			return tx.Omit(clause.Associations).Create(&rt).Error
+			return tx.Exec(`INSERT INTO refresh_tokens (id, session_id, created_at, expires_at, parent_id) VALUES (?, ?, ?, ?, ?)`,
+				next, sessions[0], now, now.Add(24*time.Hour), c.hash).Error
 		})
 		if err == nil {
 			c.hash = next
