@@ -18,6 +18,9 @@ import (
 // live heap), with a little room.
 const memoryHeadroom = 16 << 20
 
+// lazyGCPercent is the GOGC boundMemory sets under its limit.
+const lazyGCPercent = 400
+
 // memoryLimitEvery is how often boundMemory follows the live heap.
 const memoryLimitEvery = 500 * time.Millisecond
 
@@ -39,12 +42,26 @@ const memoryLimitEvery = 500 * time.Millisecond
 // set one before. This one follows the live heap: it is never below twice
 // the live heap outside the hashes' buffers plus the buffers themselves,
 // which is what GOGC would allow anyway, so it only ever binds on the
-// growth that hashes cause.
+// growth that hashes cause. It is updated every memoryLimitEvery: a heap
+// that outgrows it in between (revocations loaded at start) makes the
+// collector work harder until the next update, which the runtime caps at
+// half the CPU.
 func boundMemory(ctx context.Context, hashMemory int64) {
 	if debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		return // GOMEMLIMIT: the operator's limit stands
 	}
 	defer debug.SetMemoryLimit(math.MaxInt64)
+	// With the limit in place, GOGC's doubling of a live heap of a few
+	// MiB (a collection every 50 ms under `me`, about a tenth of its CPU)
+	// is no longer what keeps memory in check: the limit is. So the
+	// collector may wait longer while the heap is small; a large heap is
+	// still collected at twice its live size, where the limit lies. An
+	// operator's GOGC (anything but the default) stands.
+	if old := debug.SetGCPercent(lazyGCPercent); old != 100 {
+		debug.SetGCPercent(old)
+	} else {
+		defer debug.SetGCPercent(old)
+	}
 	live := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(memoryLimitEvery)
 	defer t.Stop()
