@@ -289,9 +289,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer func() { stopListening(); <-l.Done() }()
 	}
 	go svc.RunPurge(ctx, purgeInterval)
-	// Keeps the memory that password hashes leave behind from piling up
-	// (see boundMemory); GOMEMLIMIT, when set, replaces it.
-	go boundMemory(ctx, hashMemory(cfg.HashWorkers, cfg.Argon2.Memory))
 	// Failed logins are padded to the slowest stored hash's cost: learn
 	// those costs now rather than at each class's first failed login.
 	go func() {
