@@ -102,11 +102,6 @@ func (r *report) named(name string) *scenarioResult {
 	return nil
 }
 
-// pct says how far a figure is from its target, as a share of it.
-func pct(got, want float64) string {
-	return fmt.Sprintf("%.0f%% of the target", 100*got/want)
-}
-
 // fmtInt writes v rounded, with thousands separators.
 func fmtInt(v float64) string {
 	s := strconv.FormatInt(int64(math.Round(v)), 10)
