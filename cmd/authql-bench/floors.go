@@ -97,7 +97,7 @@ func (f *floorProc) floorFor(s scenario, spec scenarioSpec, hashWorkers int) (fl
 	case "refresh":
 		return f.remote("rotate", spec.SlowConns, opRefresh), strconv.Itoa(spec.SlowConns) + " chains", nil
 	case "login":
-		return f.remote("hash", hashWorkers, opLogin), strconv.Itoa(hashWorkers) + " workers", nil
+		return f.remote("hash", hashWorkers, opLogin), strconv.Itoa(hashWorkers) + " worker(s)", nil
 	}
 	return nil, "", nil
 }
