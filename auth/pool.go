@@ -9,6 +9,11 @@ import (
 	"github.com/authql/authql/models"
 )
 
+// collectMinKiB is the argon2id memory cost from which the hashing pool
+// collects after each hash (hashPool.collect): below it a buffer is too
+// small to matter (the tests' cheap costs).
+const collectMinKiB = 1024
+
 // DefaultHashWait is how long a password hash waits for a worker before the
 // operation is refused.
 const DefaultHashWait = time.Second
@@ -37,6 +42,9 @@ type hashPool struct {
 	// refused, when set, is told of each hash refused for its client's
 	// share (for the audit log).
 	refused func(ctx context.Context, client string)
+	// collect makes each hash end with a garbage collection (see do); set
+	// for argon2id costs of collectMinKiB and up.
+	collect bool
 
 	mu sync.Mutex
 	// inFlight counts each client's hashes waiting or running. An entry
@@ -100,6 +108,27 @@ func (p *hashPool) do(ctx context.Context, f func()) error {
 	}
 	p.inFlight[client] = n + 1
 	p.mu.Unlock()
+	// Deferred first, so it runs last: after the worker and the client's
+	// share are given back, so that nobody waits for the collection.
+	ran := false
+	defer func() {
+		if ran && p.collect {
+			// The hash's buffer (19 MiB at the default cost) is garbage
+			// now. Collected at once, it is free for the next hash, so
+			// the heap holds only the buffers in flight. Left to GOGC, a
+			// collection that ran during a hash counted its buffer as
+			// live, the heap grew to twice that, and after a burst of
+			// sign-ins it held three or four freed buffers that the
+			// runtime returns only gradually (82 MiB resident under `me`
+			// after the benchmark's 48 registrations, 45 MiB with this;
+			// BENCHMARKS.md). With a live heap of a few MiB a collection
+			// costs about a millisecond, next to the hash's tens. Not
+			// debug.FreeOSMemory: the buffer stays with the runtime, for
+			// the next hash to reuse, and goes back to the system at the
+			// runtime's own pace when sign-ins stop.
+			runtime.GC()
+		}
+	}()
 	defer p.done(client)
 	select {
 	case p.slots <- struct{}{}:
@@ -127,6 +156,7 @@ func (p *hashPool) do(ctx context.Context, f func()) error {
 	}
 	defer func() { <-p.slots }()
 	f()
+	ran = true
 	return nil
 }
 

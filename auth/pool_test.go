@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -77,5 +78,23 @@ func TestHashPoolShareBoundsState(t *testing.T) {
 	}
 	if len(p.inFlight) != 0 {
 		t.Errorf("inFlight holds %d clients after their hashes ended, want 0", len(p.inFlight))
+	}
+}
+
+// TestHashPoolCollectsAfterEachHash checks that a pool for costly hashes
+// runs a collection after each one, so that the next hash reuses the
+// buffer instead of the heap growing to hold several.
+func TestHashPoolCollectsAfterEachHash(t *testing.T) {
+	p := newHashPool(1, time.Second, nil)
+	p.collect = true
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := p.do(context.Background(), func() {}); err != nil {
+		t.Fatal(err)
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if after.NumGC == before.NumGC {
+		t.Errorf("no garbage collection after the hash (NumGC %d)", after.NumGC)
 	}
 }

@@ -171,6 +171,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	s.pool.refused = func(ctx context.Context, client string) {
 		s.auditRateLimited(ctx, s.limitKey("hash-client", client), "", s.now())
 	}
+	s.pool.collect = cfg.Argon2.Memory >= collectMinKiB
 	s.sync.timeout = cfg.SyncTimeout
 	ks, err := keys.Open(ctx, db, keys.Config{Alg: cfg.JWTAlg, Secret: key, PrivateKey: cfg.JWTPrivateKey, ReadOnly: cfg.ReadOnlyKeys, Encryption: cfg.Encryption}, cfg.AccessTTL, s.now, log)
 	if err != nil {

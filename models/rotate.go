@@ -185,9 +185,11 @@ func continueSession(tx *gorm.DB, r Rotate, sessionID string, out *Rotation) err
 		return errInvalidRefresh
 	}
 	s := live[0]
-	parent := r.OldHash
-	rt := RefreshToken{ID: r.NewHash, SessionID: s.ID, CreatedAt: now, ExpiresAt: s.ExpiresAt, ParentID: &parent}
-	if err := tx.Omit(clause.Associations).Create(&rt).Error; err != nil {
+	// The successor, written as SQL rather than through GORM's Create:
+	// the rotation holds SQLite's write lock, and Create's reflection
+	// and callbacks were 7% of its CPU in a profile of chained refreshes.
+	if err := tx.Exec(`INSERT INTO refresh_tokens (id, session_id, created_at, expires_at, parent_id) VALUES (?, ?, ?, ?, ?)`,
+		r.NewHash, s.ID, now, s.ExpiresAt, r.OldHash).Error; err != nil {
 		return err
 	}
 	out.Session = &s

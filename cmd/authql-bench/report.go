@@ -102,118 +102,6 @@ func (r *report) named(name string) *scenarioResult {
 	return nil
 }
 
-// target is one of the issue's targets, checked per database.
-type target struct {
-	Name     string
-	Scenario string
-	// value extracts the measured figure and formats it; want says whether
-	// it meets the target.
-	value func(r *report, res *scenarioResult) (v float64, shown string)
-	want  func(r *report, v float64) (ok bool, shown string)
-}
-
-const mib = 1 << 20
-
-// targets are the issue's targets the tool measures. The last two come
-// from the PostgreSQL-only scenarios replicas and bigdb.
-var targets = []target{
-	{
-		Name: "`me` ≥ 24,000 req/s", Scenario: "me",
-		value: func(_ *report, s *scenarioResult) (float64, string) {
-			v := s.med().Rate()
-			return v, fmtInt(v) + " req/s"
-		},
-		want: func(_ *report, v float64) (bool, string) { return v >= 24000, pct(v, 24000) },
-	},
-	{
-		Name: "`me` p99 ≤ 5 ms", Scenario: "me",
-		value: func(_ *report, s *scenarioResult) (float64, string) {
-			p := s.med().All.Lat.P99
-			return float64(p), fmtDur(p)
-		},
-		want: func(_ *report, v float64) (bool, string) {
-			return time.Duration(v) <= 5*time.Millisecond, fmt.Sprintf("%.1f× the limit", v/float64(5*time.Millisecond))
-		},
-	},
-	{
-		Name: "`refresh` ≥ 3,000/s", Scenario: "refresh",
-		value: func(_ *report, s *scenarioResult) (float64, string) {
-			v := s.med().Rate()
-			return v, fmtInt(v) + "/s"
-		},
-		want: func(_ *report, v float64) (bool, string) { return v >= 3000, pct(v, 3000) },
-	},
-	{
-		Name: "`login` ≥ 90% of the hash rate", Scenario: "login",
-		value: func(r *report, s *scenarioResult) (float64, string) {
-			v := s.med().Rate()
-			return v, fmt.Sprintf("%.1f/s of %.1f/s", v, r.hashRate())
-		},
-		want: func(r *report, v float64) (bool, string) {
-			if r.hashRate() == 0 {
-				return false, "hash rate unknown"
-			}
-			return v >= 0.9*r.hashRate(), fmt.Sprintf("%.0f%% of the hash rate", 100*v/r.hashRate())
-		},
-	},
-	{
-		Name: "peak RSS ≤ 64 MiB under `me`", Scenario: "me",
-		value: func(_ *report, s *scenarioResult) (float64, string) {
-			if s.PeakRSS == 0 {
-				return -1, "not measured (-target)"
-			}
-			return float64(s.PeakRSS), fmt.Sprintf("%.1f MiB", float64(s.PeakRSS)/mib)
-		},
-		want: func(_ *report, v float64) (bool, string) {
-			if v < 0 {
-				return false, ""
-			}
-			return v <= 64*mib, fmt.Sprintf("%.0f%% of the limit", 100*v/(64*mib))
-		},
-	},
-	{
-		Name: revocationTarget, Scenario: "replicas",
-		value: func(_ *report, s *scenarioResult) (float64, string) {
-			p := s.med().All.Lat.P99
-			return float64(p), fmtDur(p)
-		},
-		want: func(_ *report, v float64) (bool, string) {
-			return time.Duration(v) <= 100*time.Millisecond, fmt.Sprintf("%.0f%% of the limit", 100*v/float64(100*time.Millisecond))
-		},
-	},
-	{
-		Name: bigDBTarget, Scenario: "bigdb",
-		value: func(_ *report, s *scenarioResult) (float64, string) {
-			if s.PeakRSS == 0 {
-				return -1, "not measured"
-			}
-			shown := fmt.Sprintf("%.1f MiB", float64(s.PeakRSS)/mib)
-			if b := s.BigDB; b != nil && (b.Users != 1_000_000 || b.Revocations != 100_000) {
-				// Seeded otherwise (-bigdb-users, -bigdb-revocations): say so.
-				shown += fmt.Sprintf(" with %s users and %s revocations", fmtInt(float64(b.Users)), fmtInt(float64(b.Revocations)))
-			}
-			return float64(s.PeakRSS), shown
-		},
-		want: func(_ *report, v float64) (bool, string) {
-			if v < 0 {
-				return false, ""
-			}
-			return v <= 128*mib, fmt.Sprintf("%.0f%% of the limit", 100*v/(128*mib))
-		},
-	},
-}
-
-// The names of the targets of the PostgreSQL-only scenarios.
-const (
-	revocationTarget = "revocation across 3 replicas, p99 ≤ 100 ms"
-	bigDBTarget      = "peak RSS ≤ 128 MiB with 1,000,000 users and 100,000 live revocations"
-)
-
-// pct says how far a figure is from its target, as a share of it.
-func pct(got, want float64) string {
-	return fmt.Sprintf("%.0f%% of the target", 100*got/want)
-}
-
 // fmtInt writes v rounded, with thousands separators.
 func fmtInt(v float64) string {
 	s := strconv.FormatInt(int64(math.Round(v)), 10)
@@ -351,40 +239,52 @@ func printTable(w io.Writer, r *report) {
 	}
 }
 
-// targetRows evaluates every target on every database: name, database,
-// measured, met.
-func targetRows(r *report) [][4]string {
-	var rows [][4]string
-	for _, t := range targets {
-		for _, db := range r.DBs {
-			res := r.result(db, t.Scenario)
-			if res == nil {
-				continue
-			}
-			v, shown := t.value(r, res)
-			ok, how := t.want(r, v)
-			met := "no"
-			if ok {
-				met = "yes"
-			}
-			if how != "" {
-				met += " (" + how + ")"
-			}
-			if v < 0 {
-				met = "–"
-			}
-			rows = append(rows, [4]string{t.Name, db, shown, met})
-		}
-	}
-	return rows
-}
-
 // markdown writes the generated section of BENCHMARKS.md.
 func markdown(r *report, svgName string) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("### Figures of the last run\n\n")
 	p("Written by `%s` on %s.\n\n", r.Command, r.Date.UTC().Format("2006-01-02 15:04 UTC"))
+	writeSettings(p, r)
+	p("\n| database | scenario | connections | req/s | runs (req/s) | p50 | p90 | p99 | refused / failed | server peak RSS (at start) | notes |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, res := range r.Results {
+		s := res.med()
+		rss := fmtRSS(res)
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", res.DB, res.Title, res.Conns,
+			rate(res), runsList(res), fmtDur(s.All.Lat.P50), fmtDur(s.All.Lat.P90), fmtDur(s.All.Lat.P99),
+			refusals(s), rss, note(res))
+	}
+	p("\nConnections of the flood: `me`'s + the login flooders'. req/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy, or the worker's client address had its share of it in flight), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario; in parentheses its RSS when the scenario began, which includes memory earlier scenarios' password hashes (19 MiB each) left to the Go runtime.\n\n")
+	if r.named("me-floor") != nil || r.named("refresh-floor") != nil || r.named("login-floor") != nil {
+		p("Floors (the rows \"floor of …\"): the targets are ratios to them, since the absolute figures of this shared machine move by a factor of four from one day to the next. They run in a process of their own, the tool re-executed and pinned like the server, and each floor's runs alternate with its scenario's (floor, server, server, floor, …) so that both see the machine as it was. The floor of `me` is a minimal gqlgen server (authql's schema and generated executor, POST transport, gqlgen's document cache) answering `me` from memory after an HS256 check of the bearer token, with no logs, metrics, limits or rule engine, over the same HTTP stack and the same %d connections. The floor of `refresh` is the bare rotation: one transaction through `models.Open`'s driver and pool, on a fresh database of the same kind, that marks the presented refresh token rotated by its hash and inserts its successor, %d chains at once. The floor of `login` is argon2id verifies at the server's cost, one loop per hashing worker of the server.\n\n",
+			r.Spec.Conns, r.Spec.SlowConns)
+	}
+	if res := r.named("replicas"); res != nil && res.Revocation != nil {
+		p("Replicas: %d authql processes on the one PostgreSQL database (the two extra ones started like the first, on other ports), which tell each other of logouts by `LISTEN`/`NOTIFY`. %d times: log in on A, check that the token works on B and C, `logout` on A, then send `{ me { id } }` to B and C back to back, no pause, until each refuses it (UNAUTHENTICATED); p50/p90/p99 are of the delays from A's answer to each refusal, \"runs\" and req/s do not apply.\n\n",
+			res.Revocation.Replicas, res.Revocation.Logouts)
+	}
+	if res := r.named("bigdb"); res != nil && res.BigDB != nil {
+		p("Big database: on a database of its own, the server migrates it and the load's users register; it is stopped, %s users (with the role user, one real argon2id hash for all) and %s revocations expiring in an hour are inserted by SQL, and it is started again, so that it loads the revocations at start; then `me` runs as above. Its \"at start\" is the RSS right after the restart.\n\n",
+			fmtInt(float64(res.BigDB.Users)), fmtInt(float64(res.BigDB.Revocations)))
+	}
+	p("![req/s per scenario and database, log scale, with the targets](%s)\n\n", svgName)
+	p("| target | database | measured | met |\n|---|---|---|---|\n")
+	for _, row := range targetRows(r) {
+		p("| %s | %s | %s | %s |\n", row[0], row[1], row[2], row[3])
+	}
+	if r.named("replicas") == nil {
+		p("| %s | postgres | not measured (-pg, -scenarios replicas) | |\n", revocationTarget)
+	}
+	if r.named("bigdb") == nil {
+		p("| %s | postgres | not measured (-pg, -scenarios bigdb) | |\n", bigDBTarget)
+	}
+	return b.String()
+}
+
+// writeSettings writes the list of how the run was made: machine, runs,
+// connections, pinning, environment, hash rate.
+func writeSettings(p func(string, ...any), r *report) {
 	m := r.Machine
 	p("- Machine: %d cores (%s), %s, %s, %s", m.Cores, m.CPU, m.Memory, m.OS, m.Go)
 	if m.Postgres != "" {
@@ -413,36 +313,6 @@ func markdown(r *report, svgName string) string {
 		p("- Hash rate: %d hashing worker(s) ÷ %s per argon2id verify (m=%d KiB, t=%d, p=%d; the shortest of %d, timed in the tool on the load generator's core) = %.1f logins/s at most.\n",
 			r.HashWorkers, fmtDur(r.HashTime), r.Argon2.Memory, r.Argon2.Time, r.Argon2.Threads, hashSamples, r.hashRate())
 	}
-	p("\n| database | scenario | connections | req/s | runs (req/s) | p50 | p90 | p99 | refused / failed | server peak RSS (at start) | notes |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, res := range r.Results {
-		s := res.med()
-		rss := fmtRSS(res)
-		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", res.DB, res.Title, res.Conns,
-			rate(res), runsList(res), fmtDur(s.All.Lat.P50), fmtDur(s.All.Lat.P90), fmtDur(s.All.Lat.P99),
-			refusals(s), rss, note(res))
-	}
-	p("\nConnections of the flood: `me`'s + the login flooders'. req/s counts the requests answered without error that ended within the run; \"refused\" are RATE_LIMITED answers (the hashing pool was busy, or the worker's client address had its share of it in flight), \"failed\" any other error. Peak RSS is the server's VmHWM, reset before each scenario; in parentheses its RSS when the scenario began, which includes memory earlier scenarios' password hashes (19 MiB each) left to the Go runtime.\n\n")
-	if res := r.named("replicas"); res != nil && res.Revocation != nil {
-		p("Replicas: %d authql processes on the one PostgreSQL database (the two extra ones started like the first, on other ports), which tell each other of logouts by `LISTEN`/`NOTIFY`. %d times: log in on A, check that the token works on B and C, `logout` on A, then send `{ me { id } }` to B and C back to back, no pause, until each refuses it (UNAUTHENTICATED); p50/p90/p99 are of the delays from A's answer to each refusal, \"runs\" and req/s do not apply.\n\n",
-			res.Revocation.Replicas, res.Revocation.Logouts)
-	}
-	if res := r.named("bigdb"); res != nil && res.BigDB != nil {
-		p("Big database: on a database of its own, the server migrates it and the load's users register; it is stopped, %s users (with the role user, one real argon2id hash for all) and %s revocations expiring in an hour are inserted by SQL, and it is started again, so that it loads the revocations at start; then `me` runs as above. Its \"at start\" is the RSS right after the restart.\n\n",
-			fmtInt(float64(res.BigDB.Users)), fmtInt(float64(res.BigDB.Revocations)))
-	}
-	p("![req/s per scenario and database, log scale, with the targets](%s)\n\n", svgName)
-	p("| target | database | measured | met |\n|---|---|---|---|\n")
-	for _, row := range targetRows(r) {
-		p("| %s | %s | %s | %s |\n", row[0], row[1], row[2], row[3])
-	}
-	if r.named("replicas") == nil {
-		p("| %s | postgres | not measured (-pg, -scenarios replicas) | |\n", revocationTarget)
-	}
-	if r.named("bigdb") == nil {
-		p("| %s | postgres | not measured (-pg, -scenarios bigdb) | |\n", bigDBTarget)
-	}
-	return b.String()
 }
 
 // The markers around the part of BENCHMARKS.md the tool rewrites.

@@ -21,21 +21,26 @@ const (
 var chartLabels = map[string]string{
 	"me": "me", "refresh": "refresh (chained)", "login": "login",
 	"mix": "mix 90/9/1", "flood": "me during login flood",
+	"me-floor": "floor: gqlgen me", "refresh-floor": "floor: bare rotation",
+	"login-floor": "floor: argon2id",
 }
 
+// dbColors are the bars' colours, one per database in the order measured.
 var dbColors = []string{"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1"}
 
-// chartTarget is the target line drawn over a scenario's bars.
-func chartTarget(r *report, scenario string) (float64, string) {
-	switch scenario {
-	case "me":
-		return 24000, "target ≥ 24,000"
-	case "refresh":
-		return 3000, "target ≥ 3,000"
-	case "login":
-		if hr := r.hashRate(); hr > 0 {
-			return 0.9 * hr, fmt.Sprintf("target ≥ %.1f (90%% of hash rate)", 0.9*hr)
-		}
+// chartTarget is the target line drawn over a scenario's bar on db: a share
+// of the rate of its floor in the same run (of the hash rate for login,
+// without a floor).
+func chartTarget(r *report, db, scenario string) (float64, string) {
+	t := rateTargets[scenario]
+	if t.share == 0 {
+		return 0, ""
+	}
+	if fl := r.result(db, scenario+"-floor"); fl != nil {
+		return t.share * fl.med().Rate(), fmt.Sprintf("target ≥ %.2f × floor", t.share)
+	}
+	if scenario == "login" && r.hashRate() > 0 {
+		return t.share * r.hashRate(), fmt.Sprintf("target ≥ %.2f × hash rate", t.share)
 	}
 	return 0, ""
 }
@@ -47,36 +52,21 @@ func chartTarget(r *report, scenario string) (float64, string) {
 func svgChart(r *report) string {
 	// The PostgreSQL-only scenarios measure a delay and memory, not req/s
 	// to compare: left out of the chart.
-	full := r
-	r = &report{DBs: full.DBs}
-	for _, res := range full.Results {
+	chart := *r
+	chart.Results = nil
+	for _, res := range r.Results {
 		if !slices.Contains(pgScenarios, res.Name) {
-			r.Results = append(r.Results, res)
+			chart.Results = append(chart.Results, res)
 		}
 	}
+	r = &chart
 	var names []string
 	for _, res := range r.Results {
 		if !slices.Contains(names, res.Name) {
 			names = append(names, res.Name)
 		}
 	}
-	lo, hi := math.Inf(1), 0.0
-	for _, res := range r.Results {
-		v := res.med().Rate()
-		if v > 0 {
-			lo, hi = math.Min(lo, v), math.Max(hi, v)
-		}
-	}
-	for _, n := range names {
-		if t, _ := chartTarget(r, n); t > 0 {
-			lo, hi = math.Min(lo, t), math.Max(hi, t)
-		}
-	}
-	if math.IsInf(lo, 1) {
-		lo, hi = 1, 10
-	}
-	lo = math.Pow(10, math.Floor(math.Log10(lo)))
-	hi = math.Pow(10, math.Ceil(math.Log10(hi*1.0001)))
+	lo, hi := chartScale(r, names)
 	y := func(v float64) float64 {
 		if v < lo {
 			v = lo
@@ -103,23 +93,13 @@ func svgChart(r *report) string {
 	p(`<line x1="%.0f" x2="%.0f" y1="%.0f" y2="%.0f" stroke="#333"/>`+"\n", chartLeft, width-20, chartBottom, chartBottom)
 	for gi, name := range names {
 		gx := chartLeft + groupGap/2 + float64(gi)*groupWidth
+		label := ""
 		for di, db := range r.DBs {
-			res := r.result(db, name)
-			if res == nil {
-				continue
+			if res := r.result(db, name); res != nil {
+				label = max(label, drawBar(p, r, res, gx+float64(di)*barWidth, dbColors[di%len(dbColors)], y))
 			}
-			s := res.med()
-			v := s.Rate()
-			x := gx + float64(di)*barWidth
-			top := y(v)
-			p(`<rect x="%.1f" y="%.1f" width="%.0f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
-				x+4, top, barWidth-8, chartBottom-top, dbColors[di%len(dbColors)], esc(fmt.Sprintf("%s %s: %s req/s, p99 %s", db, name, fmtRate(v), fmtDur(s.All.Lat.P99))))
-			p(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11">%s</text>`+"\n", x+barWidth/2, top-16, esc(fmtRate(v)))
-			p(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#555">%s</text>`+"\n", x+barWidth/2, top-4, esc("p99 "+fmtDur(s.All.Lat.P99)))
 		}
-		if t, label := chartTarget(r, name); t > 0 {
-			x1, x2 := gx-groupGap/4, gx+float64(nDB)*barWidth+groupGap/4
-			p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-width="2" stroke-dasharray="6 3"/>`+"\n", x1, x2, y(t), y(t))
+		if label != "" {
 			// Under the scenario's name rather than by the line, where it
 			// would collide with the bars' labels.
 			p(`<text x="%.1f" y="%.0f" text-anchor="middle" fill="#d62728" font-size="10">%s</text>`+"\n", gx+float64(nDB)*barWidth/2, chartBottom+32, esc(label))
@@ -137,6 +117,49 @@ func svgChart(r *report) string {
 	p(`<text x="%.0f" y="%.0f">target</text>`+"\n", lx+30, chartBottom+64)
 	p("</svg>\n")
 	return b.String()
+}
+
+// chartScale returns the powers of ten the chart's axis spans: every
+// bar's rate and every target.
+func chartScale(r *report, names []string) (lo, hi float64) {
+	lo, hi = math.Inf(1), 0.0
+	for _, res := range r.Results {
+		v := res.med().Rate()
+		if v > 0 {
+			lo, hi = math.Min(lo, v), math.Max(hi, v)
+		}
+	}
+	for _, n := range names {
+		for _, db := range r.DBs {
+			if t, _ := chartTarget(r, db, n); t > 0 {
+				lo, hi = math.Min(lo, t), math.Max(hi, t)
+			}
+		}
+	}
+	if math.IsInf(lo, 1) {
+		lo, hi = 1, 10
+	}
+	lo = math.Pow(10, math.Floor(math.Log10(lo)))
+	hi = math.Pow(10, math.Ceil(math.Log10(hi*1.0001)))
+	return lo, hi
+}
+
+// drawBar draws res's bar at x with its rate and p99 above it and, when
+// its scenario has a target on its database, the target's dashed line
+// across the bar; it returns the target's label.
+func drawBar(p func(string, ...any), r *report, res *scenarioResult, x float64, color string, y func(float64) float64) string {
+	s := res.med()
+	v := s.Rate()
+	top := y(v)
+	p(`<rect x="%.1f" y="%.1f" width="%.0f" height="%.1f" fill="%s"><title>%s</title></rect>`+"\n",
+		x+4, top, barWidth-8, chartBottom-top, color, esc(fmt.Sprintf("%s %s: %s req/s, p99 %s", res.DB, res.Name, fmtRate(v), fmtDur(s.All.Lat.P99))))
+	p(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11">%s</text>`+"\n", x+barWidth/2, top-16, esc(fmtRate(v)))
+	p(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#555">%s</text>`+"\n", x+barWidth/2, top-4, esc("p99 "+fmtDur(s.All.Lat.P99)))
+	t, label := chartTarget(r, res.DB, res.Name)
+	if t > 0 {
+		p(`<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-width="2" stroke-dasharray="6 3"/>`+"\n", x, x+barWidth, y(t), y(t))
+	}
+	return label
 }
 
 // shortNumber writes powers of ten as 10, 100, 1k, 10k, 100k, 1M.
