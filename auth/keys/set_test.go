@@ -246,6 +246,76 @@ func TestOpenConcurrentFirstStart(t *testing.T) {
 	})
 }
 
+// TestOpenLegacySecretTakenOver: two first starts on a new store take
+// over the legacy HS256 setting. Here one start's read of the setting comes
+// after another start inserted it (so its own insert changed nothing) and
+// then took it into the key store and deleted it. The late start must settle
+// on the key the other one added, not fail for the setting it cannot find
+// (seen as a flaky TestRunConcurrentStarts: `SettingValue("jwt_hs256_secret"):
+// record not found`). Hooks on the late start's pool force the interleaving.
+func TestOpenLegacySecretTakenOver(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		late, early := testdb.Open(t, dsn), testdb.Open(t, dsn)
+		var theirs *Set
+		reads := 0
+		isSetting := func(tx *gorm.DB) bool {
+			_, ok := tx.Statement.Dest.(*models.Setting)
+			return ok
+		}
+		// After the late start's first read (no setting yet), the early
+		// start inserts the setting.
+		err := late.Callback().Query().After("gorm:query").Register("test:early-inserts", func(tx *gorm.DB) {
+			if !isSetting(tx) {
+				return
+			}
+			if reads++; reads == 1 {
+				s := models.Setting{Name: models.LegacyHS256Setting, Value: base64.RawStdEncoding.EncodeToString(testKey)}
+				if err := early.Create(&s).Error; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Before the late start reads the setting again, after its
+		// insert lost, the early start takes it over and deletes it.
+		err = late.Callback().Query().Before("gorm:query").Register("test:early-takes-over", func(tx *gorm.DB) {
+			if !isSetting(tx) || reads != 1 || theirs != nil {
+				return
+			}
+			var err error
+			if theirs, err = Open(context.Background(), early, Config{}, testTTL, nil, nil); err != nil {
+				t.Errorf("the early start: %v", err)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := Open(context.Background(), late, Config{}, testTTL, nil, nil)
+		if err != nil {
+			t.Fatalf("the late start: %v", err)
+		}
+		if theirs == nil {
+			t.Fatal("the interleaving did not happen: the early start never ran")
+		}
+		if ks.CurrentKID() != theirs.CurrentKID() {
+			t.Errorf("the starts disagree on the signing key: %s and %s", ks.CurrentKID(), theirs.CurrentKID())
+		}
+		if k, _ := newKey(AlgHS256, testKey); ks.CurrentKID() != k.kid {
+			t.Errorf("kid = %s, want the legacy secret's %s", ks.CurrentKID(), k.kid)
+		}
+		rows, _ := models.SigningKeys(context.Background(), early)
+		if len(rows) != 1 {
+			t.Errorf("%d keys stored, want 1", len(rows))
+		}
+		var n int64
+		if err := early.Model(&models.Setting{}).Where("name = ?", models.LegacyHS256Setting).Count(&n).Error; err != nil || n != 0 {
+			t.Errorf("legacy settings left: %d, %v; want none", n, err)
+		}
+	})
+}
+
 // TestUpgradeKeepsHS256Tokens: tokens issued by a version without the key
 // store still verify after the upgrade, with the secret it generated and
 // stored, or with AUTH_JWT_SECRET.
