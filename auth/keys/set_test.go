@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -26,28 +27,14 @@ const testTTL = 15 * time.Minute
 // keyEnv is a key store on a real database with a signer over it.
 type keyEnv struct {
 	db     *gorm.DB
-	clk    *fakeClock
+	clk    *testclock.Clock
 	ks     *Set
 	signer *Signer
 }
 
-func openDB(tb testing.TB, dsn string) *gorm.DB {
-	tb.Helper()
-	db, _, err := models.Open(dsn, models.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	tb.Cleanup(func() { sqlDB.Close() })
-	if err := models.Migrate(context.Background(), db); err != nil {
-		tb.Fatal(err)
-	}
-	return db
-}
-
 func newKeyEnv(tb testing.TB, dsn string, cfg Config) *keyEnv {
 	tb.Helper()
-	e := &keyEnv{db: openDB(tb, dsn), clk: &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}}
+	e := &keyEnv{db: testdb.Open(tb, dsn), clk: testclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))}
 	e.open(tb, cfg)
 	return e
 }
@@ -211,7 +198,7 @@ func TestOpenConcurrentFirstStart(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		for _, alg := range []string{AlgEdDSA, AlgHS256} {
 			t.Run(alg, func(t *testing.T) {
-				db := openDB(t, dsn)
+				db := testdb.Open(t, dsn)
 				if alg == AlgHS256 {
 					// A fresh store for the second algorithm.
 					db.Exec("DELETE FROM signing_keys")
@@ -223,7 +210,7 @@ func TestOpenConcurrentFirstStart(t *testing.T) {
 				for i := range n {
 					wg.Go(func() {
 						// Each its own connection pool, as replicas have.
-						ks, err := Open(context.Background(), openDB(t, dsn), Config{Alg: alg}, testTTL, nil, nil)
+						ks, err := Open(context.Background(), testdb.Open(t, dsn), Config{Alg: alg}, testTTL, nil, nil)
 						if err != nil {
 							t.Error(err)
 							return
@@ -324,7 +311,7 @@ func TestUpgradeKeepsHS256Tokens(t *testing.T) {
 		name := map[bool]string{false: "GeneratedSecret", true: "ConfiguredSecret"}[configured]
 		t.Run(name, func(t *testing.T) {
 			testdb.Each(t, func(t *testing.T, dsn string) {
-				db := openDB(t, dsn)
+				db := testdb.Open(t, dsn)
 				cfg := Config{Secret: testKey}
 				if !configured {
 					// As authql stored its generated secret before the key store.
@@ -357,7 +344,7 @@ func TestUnknownKidReloadThrottled(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		e := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA})
 		// Another process's rotation, not yet seen here.
-		other := &keyEnv{db: openDB(t, dsn), clk: e.clk}
+		other := &keyEnv{db: testdb.Open(t, dsn), clk: e.clk}
 		kid1, err := Rotate(context.Background(), other.db, Config{Alg: AlgEdDSA}, 0, e.clk.Now, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/authql/authql/internal/testclock"
 )
 
 const (
@@ -28,16 +30,9 @@ var (
 	otherKey = []byte("fedcba9876543210fedcba9876543210")
 )
 
-// fakeClock is the injected clock of a Signer: tests advance it instead of
-// sleeping.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) Now() time.Time          { return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
-
-func newTestSigner(tb testing.TB, key []byte) (*Signer, *fakeClock) {
+func newTestSigner(tb testing.TB, key []byte) (*Signer, *testclock.Clock) {
 	tb.Helper()
-	c := &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 	s, err := NewSigner(key, testIssuer, testAudience, c.Now)
 	if err != nil {
 		tb.Fatalf("NewSigner: %v", err)

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/httpapi"
+	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/models"
 )
 
@@ -35,27 +35,10 @@ var TestKey = []byte("test-signing-key-of-at-least-32-bytes!!")
 var CheapArgon2 = auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}
 
 // Clock is a settable clock shared by a test's servers.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type Clock = testclock.Clock
 
 // NewClock returns a clock set to now, to the second.
-func NewClock() *Clock { return &Clock{t: time.Now().UTC().Truncate(time.Second)} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock on by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func NewClock() *Clock { return testclock.New(time.Now().UTC().Truncate(time.Second)) }
 
 // Server is the real handler over a real database, served over HTTP.
 type Server struct {
