@@ -16,7 +16,7 @@ import (
 // through GORM).
 func TestRotateCommonCaseCost(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		db := mustOpen(t, dsn)
+		db := testdb.OpenAsIs(t, dsn)
 		ctx := context.Background()
 		if err := models.Migrate(ctx, db); err != nil {
 			t.Fatal(err)
