@@ -95,16 +95,11 @@ func (e *keyEnv) issue(tb testing.TB) string {
 // sign builds a token with the given header kid (none when "").
 func sign(tb testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.Claims) string {
 	tb.Helper()
-	t := jwt.NewWithClaims(method, claims)
-	t.Header["typ"] = accessTokenType
+	header := map[string]any{"kid": nil}
 	if kid != "" {
-		t.Header["kid"] = kid
+		header["kid"] = kid
 	}
-	s, err := t.SignedString(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
+	return signHeader(tb, method, key, header, claims)
 }
 
 // checkRefused fails unless Verify rejects token as invalid for reason.

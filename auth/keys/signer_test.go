@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -63,9 +64,18 @@ func validClaims(now time.Time) *Claims {
 // deletes the entry.
 func signToken(tb testing.TB, s *Signer, method jwt.SigningMethod, key any, header map[string]any, claims jwt.Claims) string {
 	tb.Helper()
+	h := map[string]any{"kid": s.KeyID()}
+	maps.Copy(h, header)
+	return signHeader(tb, method, key, h, claims)
+}
+
+// signHeader signs claims with method and key under an access token header
+// (typ at+jwt) with header's entries set on top; a nil value deletes the
+// entry.
+func signHeader(tb testing.TB, method jwt.SigningMethod, key any, header map[string]any, claims jwt.Claims) string {
+	tb.Helper()
 	t := jwt.NewWithClaims(method, claims)
 	t.Header["typ"] = accessTokenType
-	t.Header["kid"] = s.KeyID()
 	for k, v := range header {
 		if v == nil {
 			delete(t.Header, k)
