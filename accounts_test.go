@@ -44,7 +44,7 @@ func TestAdminBootstrapHijackRefused(t *testing.T) {
 			t.Fatalf("run with AUTH_ADMIN_EMAIL of another's account = %v (stdout %q), want a refusal naming AUTH_ADMIN_EMAIL and the fix", err, stdout.String())
 		}
 		var admins int64
-		if err := openTestDB(t, dsn).Table("user_roles").Where("role_name = ?", models.RoleAdmin).Count(&admins).Error; err != nil || admins != 0 {
+		if err := testdb.OpenAsIs(t, dsn).Table("user_roles").Where("role_name = ?", models.RoleAdmin).Count(&admins).Error; err != nil || admins != 0 {
 			t.Fatalf("%d admins after the refused start (%v), want none", admins, err)
 		}
 

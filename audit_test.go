@@ -23,12 +23,7 @@ func TestShutdownWritesQueuedAuditEvents(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	db, _, err := models.Open(dsn, models.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
+	db := testdb.OpenAsIs(t, dsn)
 	var got int64
 	if err := db.Model(&models.AuditEvent{}).Where("type = ?", models.AuditRegister).Count(&got).Error; err != nil {
 		t.Fatal(err)

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"gorm.io/gorm"
-
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -130,12 +128,7 @@ func TestCLINoAutoMigrate(t *testing.T) {
 		if r.Err == nil || !strings.Contains(r.Err.Error(), wantErr) {
 			t.Errorf("serve on an unmigrated database: %v, want %q", r.Err, wantErr)
 		}
-		db, _, err := models.Open(dsn, models.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sqlDB, _ := db.DB()
-		defer sqlDB.Close()
+		db := testdb.OpenAsIs(t, dsn)
 		if st, err := models.MigrationStatus(context.Background(), db); err != nil || len(st.Pending) != len(models.MigrationIDs()) {
 			t.Errorf("AUTH_AUTO_MIGRATE=false migrated: %+v, %v", st, err)
 		}
@@ -203,7 +196,7 @@ func TestCLIUserAddThenLogin(t *testing.T) {
 		}
 
 		var hash string
-		if err := openTestDB(t, dsn).Raw(`SELECT password_hash FROM users WHERE id = ?`, id).Scan(&hash).Error; err != nil {
+		if err := testdb.OpenAsIs(t, dsn).Raw(`SELECT password_hash FROM users WHERE id = ?`, id).Scan(&hash).Error; err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(hash, "m=64,t=1,p=1") {
@@ -253,7 +246,7 @@ func TestCLIUserErrors(t *testing.T) {
 			})
 		}
 		var n int64
-		if err := openTestDB(t, dsn).Table("users").Count(&n).Error; err != nil || n != 1 {
+		if err := testdb.OpenAsIs(t, dsn).Table("users").Count(&n).Error; err != nil || n != 1 {
 			t.Errorf("%d users after the failures (%v), want root alone", n, err)
 		}
 		if out := runCLI(t, env, "", "user", "roles", "--email", "Root@Example.com", "--set", " User , ADMIN").ok(t); out != "admin,user\n" {
@@ -321,18 +314,6 @@ func TestCLIHealth(t *testing.T) {
 	}
 }
 
-// openTestDB opens dsn for the test to look into, closing it at the end.
-func openTestDB(t *testing.T, dsn string) *gorm.DB {
-	t.Helper()
-	db, _, err := models.Open(dsn, models.Options{MaxConns: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	return db
-}
-
 // TestRunConcurrentStarts: servers started at the same moment on one new
 // database (replicas of a fresh deployment) all migrate it, or wait for
 // the one that does, ensure the same admin, and serve.
@@ -347,7 +328,7 @@ func TestRunConcurrentStarts(t *testing.T) {
 			// SQLite can refuse the switch to WAL with SQLITE_BUSY, busy
 			// timeout or not, to one of several connections creating the
 			// same file at once (about once in 500 runs of this test).
-			sqlDB, _ := openTestDB(t, dsn).DB()
+			sqlDB, _ := testdb.OpenAsIs(t, dsn).DB()
 			sqlDB.Close()
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -379,7 +360,7 @@ func TestRunConcurrentStarts(t *testing.T) {
 				t.Fatal("the servers did not all start")
 			}
 		}
-		if st, err := models.MigrationStatus(context.Background(), openTestDB(t, dsn)); err != nil || len(st.Pending)+len(st.Unknown) != 0 {
+		if st, err := models.MigrationStatus(context.Background(), testdb.OpenAsIs(t, dsn)); err != nil || len(st.Pending)+len(st.Unknown) != 0 {
 			t.Errorf("schema after the starts: %+v, %v; want at head", st, err)
 		}
 		for _, url := range urls {

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authql/authql/httpapi"
 	"github.com/authql/authql/internal/testdb"
 )
 
@@ -181,12 +180,12 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 // TestShutdownDelay: during AUTH_SHUTDOWN_DELAY the server still answers,
 // new connections included, with /readyz saying it is going away; then it
 // closes the listener and stops. The test ends the delay itself (see
-// httpapi.ShutdownDelayed) once it has seen all that, rather than wait it out.
+// shutdownDelayed) once it has seen all that, rather than wait it out.
 func TestShutdownDelay(t *testing.T) {
 	release := make(chan time.Time)
 	delays := make(chan time.Duration, 1)
-	httpapi.ShutdownDelayed = func(d time.Duration) <-chan time.Time { delays <- d; return release }
-	t.Cleanup(func() { httpapi.ShutdownDelayed = time.After })
+	shutdownDelayed = func(d time.Duration) <-chan time.Time { delays <- d; return release }
+	t.Cleanup(func() { shutdownDelayed = time.After })
 	url, stop := startRun(t, map[string]string{"DATABASE_URL": filepath.Join(t.TempDir(), "delay.db"), "AUTH_SHUTDOWN_DELAY": "3s"})
 	token := gql(t, url, "", `mutation { register(email: "ada@example.com", password: "password1") { accessToken } }`).OK(t).Str("register", "accessToken")
 	stopped := make(chan error, 1)

@@ -118,13 +118,7 @@ func TestRunKeyFile(t *testing.T) {
 	}
 	gql(t, url, oldToken, `{ me { email } }`).OK(t)
 
-	db, _, err := models.Open(dbPath, models.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
-	rows, err := models.SigningKeys(context.Background(), db)
+	rows, err := models.SigningKeys(context.Background(), testdb.OpenAsIs(t, dbPath))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,13 +207,7 @@ func TestRunHelp(t *testing.T) {
 // keyRows returns the signing keys stored in the database of dsn.
 func keyRows(tb testing.TB, dsn string) []models.SigningKey {
 	tb.Helper()
-	db, _, err := models.Open(dsn, models.Options{MaxConns: 1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
-	rows, err := models.SigningKeys(context.Background(), db)
+	rows, err := models.SigningKeys(context.Background(), testdb.OpenAsIs(tb, dsn))
 	if err != nil {
 		tb.Fatal(err)
 	}

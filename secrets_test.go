@@ -20,12 +20,7 @@ import (
 // every setting (by name).
 func storedSecrets(tb testing.TB, dsn string) (keys, settings map[string]string) {
 	tb.Helper()
-	db, _, err := models.Open(dsn, models.Options{MaxConns: 1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
+	db := testdb.OpenAsIs(tb, dsn)
 	var krows []struct{ Kid, PrivateKey string }
 	if err := db.Raw("SELECT kid, private_key FROM signing_keys").Scan(&krows).Error; err != nil {
 		tb.Fatal(err)
@@ -46,13 +41,7 @@ func storedSecrets(tb testing.TB, dsn string) (keys, settings map[string]string)
 
 func execSQL(tb testing.TB, dsn, sql string, args ...any) {
 	tb.Helper()
-	db, _, err := models.Open(dsn, models.Options{MaxConns: 1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
-	if err := db.Exec(sql, args...).Error; err != nil {
+	if err := testdb.OpenAsIs(tb, dsn).Exec(sql, args...).Error; err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -384,8 +384,13 @@ func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.
 		return err
 	case <-ctx.Done():
 	}
-	return httpapi.Shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, log)
+	return httpapi.Shutdown(ready, servers, serveErr, cfg.ShutdownDelay, cfg.ShutdownTimeout, shutdownDelayed, log)
 }
+
+// shutdownDelayed is time.After, for the shutdown delay; a test of the
+// whole program replaces it to end the delay once it has seen what happens
+// during it, rather than wait it out.
+var shutdownDelayed = time.After
 
 // warnLooseFiles logs a warning for each SQLite file (the database, its
 // -wal and -shm) that others than its owner may read: it holds password

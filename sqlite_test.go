@@ -82,12 +82,12 @@ func refreshLoad(tb testing.TB, url string, workers, n int) {
 func TestWALStaysBounded(t *testing.T) {
 	testdb.Long(t, "a few thousand refreshes for seconds")
 	path := filepath.Join(t.TempDir(), "wal.db")
-	var log strings.Builder
+	var log syncBuffer
 	// AUTH_DB_TIMEOUT raised: this test measures the log's size, not
 	// latency, and under the race detector pure-Go SQLite copies pages back
 	// about ten times slower, so a refresh queued behind a checkpoint's
 	// write lock can wait past the default 5 s (seen once in CI).
-	url, stop := startRunLogging(t, map[string]string{"DATABASE_URL": path, "AUTH_REFRESH_LIMIT": "off", "AUTH_DB_TIMEOUT": "1m"}, &syncWriter{w: &log})
+	url, stop := startRunLogging(t, map[string]string{"DATABASE_URL": path, "AUTH_REFRESH_LIMIT": "off", "AUTH_DB_TIMEOUT": "1m"}, &log)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, l := range strings.Split(log.String(), "\n") {
@@ -152,8 +152,8 @@ func TestSQLiteFilesPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(loose, 0o644) // whatever the umask
-	var log strings.Builder
-	_, stop = startRunLogging(t, map[string]string{"DATABASE_URL": loose}, &syncWriter{w: &log})
+	var log syncBuffer
+	_, stop = startRunLogging(t, map[string]string{"DATABASE_URL": loose}, &log)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -163,18 +163,6 @@ func TestSQLiteFilesPrivate(t *testing.T) {
 	if strings.Contains(log.String(), path) {
 		t.Error("a warning for the private database")
 	}
-}
-
-// syncWriter serializes writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // TestDatabaseInMissingDirectory: a DATABASE_URL whose directory does not

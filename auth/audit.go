@@ -17,10 +17,6 @@ import (
 // Config.AuditRetention is zero.
 const DefaultAuditRetention = 90 * 24 * time.Hour
 
-// DefaultAuditQueueBytes is the audit queue's budget when
-// Config.AuditQueueBytes is 0.
-const DefaultAuditQueueBytes = audit.DefaultQueueBytes
-
 // auditLog is what the service needs of its audit writer (audit.Writer):
 // events queued without a database round trip, a flush for readers and
 // for shutdown, and whether sign-ins may still be recorded.

@@ -4,6 +4,7 @@ package auth
 
 import (
 	"context"
+	"slices"
 )
 
 // Synced reports whether the service holds every change other replicas
@@ -21,3 +22,6 @@ func (h *Hasher) VerifyDummy(password string) {
 func WithPrincipal(ctx context.Context, p *Principal) context.Context {
 	return context.WithValue(ctx, principalKey, authResult{principal: p})
 }
+
+// HasRole reports whether the principal has the (lower-case) role.
+func (p *Principal) HasRole(role string) bool { return slices.Contains(p.Roles, role) }

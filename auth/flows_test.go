@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -17,14 +18,14 @@ import (
 // flowEnv is a Service on a fresh database with a settable clock.
 type flowEnv struct {
 	s   *Service
-	c   *lockedClock
+	c   *testclock.Clock
 	ctx context.Context
 	n   int
 }
 
 func newFlowEnv(t *testing.T, dsn string) *flowEnv {
-	c := &lockedClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
-	return &flowEnv{s: newRefreshService(t, openDB(t, dsn), c, 15*time.Minute), c: c, ctx: context.Background()}
+	c := testclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+	return &flowEnv{s: newRefreshService(t, testdb.Open(t, dsn), c, 15*time.Minute), c: c, ctx: context.Background()}
 }
 
 // register signs a new user up.

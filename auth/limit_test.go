@@ -73,7 +73,7 @@ func TestClientLimitKey(t *testing.T) {
 // newPoolService is a Service on SQLite with one hashing worker.
 func newPoolService(t *testing.T) *Service {
 	t.Helper()
-	db := openDB(t, testdb.SQLite(t))
+	db := testdb.Open(t, testdb.SQLite(t))
 	s, err := NewService(context.Background(), db, []byte(strings.Repeat("k", 32)), Config{
 		Issuer: "authql", Audience: "authql", AccessTTL: time.Minute, RefreshTTL: time.Hour,
 		Signup: true, Argon2: Argon2Params{Memory: 64, Time: 1, Threads: 1},
@@ -145,7 +145,7 @@ func TestLimitKeysAreKeyed(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		open := func(dsn string) *Service {
 			t.Helper()
-			s, err := NewService(context.Background(), openDB(t, dsn), []byte(strings.Repeat("k", 32)), Config{
+			s, err := NewService(context.Background(), testdb.Open(t, dsn), []byte(strings.Repeat("k", 32)), Config{
 				Issuer: "authql", Audience: "authql", AccessTTL: time.Minute, RefreshTTL: time.Hour,
 				Argon2: Argon2Params{Memory: 64, Time: 1, Threads: 1},
 			}, slog.New(slog.NewTextHandler(io.Discard, nil)))

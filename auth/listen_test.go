@@ -120,7 +120,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // and once the network heals re-read the logout it missed.
 func TestListenerNoticesASilentPartition(t *testing.T) {
 	dsn := testdb.Postgres(t)
-	db := openDB(t, dsn)
+	db := testdb.Open(t, dsn)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, err := NewService(ctx, db, []byte(strings.Repeat("k", 32)), Config{

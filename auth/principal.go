@@ -18,16 +18,6 @@ type Principal struct {
 	ExpiresAt time.Time
 }
 
-// HasRole reports whether the principal has the (lower-case) role.
-func (p *Principal) HasRole(role string) bool {
-	for _, r := range p.Roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
-}
-
 // Client describes where a request came from; it is recorded on sessions.
 type Client struct {
 	IP        string

@@ -5,37 +5,19 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
 
-// lockedClock is a settable clock safe for concurrent requests.
-type lockedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *lockedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *lockedClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // newRefreshService is a Service on db with the clock c, a 10s reuse
 // interval and the access-token lifetime accessTTL.
-func newRefreshService(t *testing.T, db *gorm.DB, c *lockedClock, accessTTL time.Duration) *Service {
+func newRefreshService(t *testing.T, db *gorm.DB, c *testclock.Clock, accessTTL time.Duration) *Service {
 	t.Helper()
 	s, err := NewService(context.Background(), db, []byte(strings.Repeat("k", 32)), Config{
 		Issuer: "authql", Audience: "authql", AccessTTL: accessTTL, RefreshTTL: 720 * time.Hour, ReuseInterval: 10 * time.Second,
@@ -69,8 +51,8 @@ func refuseRefresh(t *testing.T, s *Service, token, what string) {
 // successors was used (they are spent); anything else revokes the session.
 func TestRefreshRetryRule(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		c := &lockedClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
-		s := newRefreshService(t, openDB(t, dsn), c, 15*time.Minute)
+		c := testclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
+		s := newRefreshService(t, testdb.Open(t, dsn), c, 15*time.Minute)
 		ctx := context.Background()
 		n := 0
 		register := func() *Grant {
@@ -140,8 +122,8 @@ func TestRefreshRetryRule(t *testing.T) {
 // now; the session records that expiry when it starts and at each rotation.
 func TestRevocationUsesLatestAccessExpiry(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		db := openDB(t, dsn)
-		c := &lockedClock{t: time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)}
+		db := testdb.Open(t, dsn)
+		c := testclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 		ctx := context.Background()
 		long := newRefreshService(t, db, c, time.Hour)
 		g, err := long.Register(ctx, "user@example.com", "password1")

@@ -96,7 +96,7 @@ type Config struct {
 	// DefaultAuditRetention); Purge deletes older ones.
 	AuditRetention time.Duration
 	// AuditQueueBytes bounds the memory of the audit events waiting for
-	// the database (0: DefaultAuditQueueBytes); see audit.Writer.
+	// the database (0: audit.DefaultQueueBytes); see audit.Writer.
 	AuditQueueBytes int64
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
@@ -239,7 +239,9 @@ func (s *Service) Grants(role string) []string {
 	return s.grants[role]
 }
 
-// KeyID returns the kid of the current signing key.
+// KeyID returns the kid of the current signing key. The server does not
+// need it: it exists for the HTTP scenario tests (package httpapi_test),
+// which an export_test.go in auth cannot serve.
 func (s *Service) KeyID() string { return s.signer.KeyID() }
 
 // Keys returns the signing keys.

@@ -14,7 +14,9 @@ import (
 const DefaultMaxSessions = 50
 
 // MaxSessions is the bound on a user's live sessions, and on the sessions
-// Sessions returns.
+// Sessions returns. The server reads it from its configuration: this
+// exists for the HTTP scenario tests (package httpapi_test), which an
+// export_test.go in auth cannot serve.
 func (s *Service) MaxSessions() int { return s.cfg.MaxSessions }
 
 // Sessions returns the principal's active sessions (neither revoked nor

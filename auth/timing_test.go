@@ -24,7 +24,7 @@ func newLoginService(tb testing.TB, dsn string, p Argon2Params) *Service {
 	if dsn == "" {
 		dsn = testdb.SQLite(tb)
 	}
-	db := openDB(tb, dsn)
+	db := testdb.Open(tb, dsn)
 	s, err := NewService(context.Background(), db, []byte(strings.Repeat("k", 32)), Config{
 		Issuer: "authql", Audience: "authql", AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour,
 		Signup: true, Argon2: p,

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authql/authql/auth/keys"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 func TestRefreshToken(t *testing.T) {
@@ -58,11 +58,13 @@ func TestRefreshToken(t *testing.T) {
 	})
 	t.Run("NotWellFormed", func(t *testing.T) {
 		token, _ := newRefreshToken()
-		s, err := keys.NewSigner([]byte("0123456789abcdef0123456789abcdef"), "https://authql.test", "authql-test", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		jwtToken, _, err := s.Issue("user-1", "sess-1", nil, time.Minute)
+		// An access token's shape: refresh tokens are never JWTs.
+		at := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"iss": "https://authql.test", "aud": "authql-test", "sub": "user-1", "sid": "sess-1",
+			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix(),
+		})
+		at.Header["typ"], at.Header["kid"] = "at+jwt", "0123456789abcdef"
+		jwtToken, err := at.SignedString([]byte("0123456789abcdef0123456789abcdef"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -203,30 +204,10 @@ func TestForgedTokens(t *testing.T) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
 		user := ts.Register(t, "user@example.com", "password1")
-		c := authtest.Claims(t, user.Access)
 		sign := func(method jwt.SigningMethod, key any, header map[string]any, mutate func(jwt.MapClaims)) string {
-			mc := jwt.MapClaims{}
-			for k, v := range c {
-				mc[k] = v
-			}
-			if mutate != nil {
-				mutate(mc)
-			}
-			tok := jwt.NewWithClaims(method, mc)
-			tok.Header["typ"] = "at+jwt"
-			tok.Header["kid"] = ts.Svc.KeyID()
-			for k, v := range header {
-				if v == nil {
-					delete(tok.Header, k)
-				} else {
-					tok.Header[k] = v
-				}
-			}
-			s, err := tok.SignedString(key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
+			h := map[string]any{"kid": ts.Svc.KeyID()}
+			maps.Copy(h, header)
+			return authtest.ForgeHeader(t, user.Access, method, key, h, mutate)
 		}
 		parts := strings.Split(user.Access, ".")
 		tampered := sign(jwt.SigningMethodHS256, authtest.TestKey, nil, func(m jwt.MapClaims) { m["roles"] = []string{"admin"} })

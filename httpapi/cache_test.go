@@ -31,7 +31,7 @@ func TestHotPathDoesNoSQL(t *testing.T) {
 		// The logins' audit events are written in the background: now,
 		// not while statements are counted.
 		flushAudit(t, ts)
-		sql := authtest.CountSQL(t, ts.DB)
+		sql := testdb.CountSQL(t, ts.DB)
 		for name, q := range queries {
 			t.Run(name, func(t *testing.T) {
 				before := sql.N.Load()

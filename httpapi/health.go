@@ -103,25 +103,22 @@ func (rd *Readiness) check(ctx context.Context) string {
 	return rd.reason
 }
 
-// ShutdownDelayed is time.After, for Shutdown's delay; a test of the
-// whole program replaces it to end the delay once it has seen what happens
-// during it, rather than wait it out.
-var ShutdownDelayed = time.After
-
 // Shutdown stops the servers once the process is told to stop. Readiness
 // fails first, and the servers keep serving for delay, so that load
 // balancers probing /readyz stop sending here; then the listeners close
 // (new connections are refused), idle connections close, and requests in
 // flight get up to timeout to finish. Past it their connections are closed
 // and shutdown reports it. serveErr is the main server's Serve result.
-func Shutdown(ready *Readiness, servers []*http.Server, serveErr <-chan error, delay, timeout time.Duration, log *slog.Logger) error {
+// after is time.After, or a test's stand-in that ends the delay when the
+// test has seen what happens during it.
+func Shutdown(ready *Readiness, servers []*http.Server, serveErr <-chan error, delay, timeout time.Duration, after func(time.Duration) <-chan time.Time, log *slog.Logger) error {
 	ready.Drain()
 	if delay > 0 {
 		log.Info("shutting down: not ready, still serving", "delay", delay.String())
 		select {
 		case err := <-serveErr:
 			return err
-		case <-ShutdownDelayed(delay):
+		case <-after(delay):
 		}
 	}
 	log.Info("shutting down: finishing the requests in flight", "timeout", timeout.String())

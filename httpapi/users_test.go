@@ -267,7 +267,7 @@ func TestUsersConstantStatements(t *testing.T) {
 		// keeps (the user cache) is not counted against the list.
 		users(t, ts, admin.Access, 5, "")
 		flushAudit(t, ts) // the admin's login, written in the background
-		sql := authtest.CountSQL(t, ts.DB)
+		sql := testdb.CountSQL(t, ts.DB)
 
 		counts := map[int]int{}
 		for _, first := range []int{5, 500} {

@@ -76,7 +76,7 @@ func TestNormalizeEmail(t *testing.T) {
 // migration naming both user ids, and change nothing.
 func TestMigrateEmailNormalisation(t *testing.T) {
 	insert := func(t *testing.T, dsn string, rows map[string]string) *gorm.DB {
-		db := mustOpen(t, dsn)
+		db := testdb.OpenAsIs(t, dsn)
 		if err := models.MigrateInitial(db); err != nil {
 			t.Fatal(err)
 		}

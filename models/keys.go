@@ -48,7 +48,28 @@ func SigningKeys(ctx context.Context, db *gorm.DB) (_ []SigningKey, err error) {
 // (KEY_ROTATED, detail its kid).
 func AddSigningKey(ctx context.Context, db *gorm.DB, k *SigningKey) (added bool, err error) {
 	defer Wrap(&err, "AddSigningKey(%q)", k.KID)
+	return addSigningKey(ctx, db, k, false)
+}
+
+// AdoptLegacySigningKey is AddSigningKey for the key made of the HS256
+// secret of LegacyHS256Setting, which it deletes in the same transaction,
+// whether k was added or another process's key came first: from then on the
+// key store is the secret's one place. One transaction, so that a process
+// stopped between the two never leaves the secret in plaintext beside the
+// key store (which may encrypt it): once the store holds a key, nothing
+// would delete the setting any more.
+func AdoptLegacySigningKey(ctx context.Context, db *gorm.DB, k *SigningKey) (added bool, err error) {
+	defer Wrap(&err, "AdoptLegacySigningKey(%q)", k.KID)
+	return addSigningKey(ctx, db, k, true)
+}
+
+func addSigningKey(ctx context.Context, db *gorm.DB, k *SigningKey, adoptLegacy bool) (added bool, err error) {
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if adoptLegacy {
+			if err := tx.Where("name = ?", LegacyHS256Setting).Delete(&Setting{}).Error; err != nil {
+				return err
+			}
+		}
 		res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(k)
 		if res.Error != nil || res.RowsAffected == 0 {
 			return res.Error

@@ -63,18 +63,6 @@ func sortConstraints(stmt string) string {
 	return strings.Join(parts, ",CONSTRAINT ") + ")"
 }
 
-// mustOpen opens dsn, closing it when the test ends.
-func mustOpen(tb testing.TB, dsn string) *gorm.DB {
-	tb.Helper()
-	db, _, err := models.Open(dsn, models.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	tb.Cleanup(func() { sqlDB.Close() })
-	return db
-}
-
 // head is the schema the migrations build: each table's columns and
 // secondary indexes (their names; "unique" marks the unique ones) and
 // foreign keys.
@@ -199,7 +187,7 @@ func sameSet(a, b []string) bool {
 
 func TestMigrateEmptyDatabase(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		db := mustOpen(t, dsn)
+		db := testdb.OpenAsIs(t, dsn)
 		ctx := context.Background()
 		st, err := models.ApplyMigrations(ctx, db)
 		if err != nil {
@@ -235,15 +223,15 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 // the migrations build must be the one GORM derives from the models.
 func TestMigrationsMatchModels(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		migrated := mustOpen(t, dsn)
+		migrated := testdb.OpenAsIs(t, dsn)
 		if err := models.Migrate(context.Background(), migrated); err != nil {
 			t.Fatal(err)
 		}
 		var fromModels *gorm.DB
 		if strings.HasPrefix(dsn, "sqlite://") {
-			fromModels = mustOpen(t, testdb.SQLite(t))
+			fromModels = testdb.OpenAsIs(t, testdb.SQLite(t))
 		} else {
-			fromModels = mustOpen(t, testdb.Postgres(t))
+			fromModels = testdb.OpenAsIs(t, testdb.Postgres(t))
 		}
 		if err := fromModels.AutoMigrate(&models.User{}, &models.Role{}, &models.Permission{}, &models.Session{}, &models.RefreshToken{},
 			&models.Revocation{}, &models.Setting{}, &models.SigningKey{}, &models.RateLimit{}, &models.AuditEvent{}); err != nil {
@@ -291,7 +279,7 @@ func withoutAdded(lines []string) []string {
 // its schema and data and is then at head.
 func TestMigrateUpgradesUnversionedDatabase(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		db := mustOpen(t, dsn)
+		db := testdb.OpenAsIs(t, dsn)
 		ctx := context.Background()
 		if err := models.MigrateInitial(db); err != nil {
 			t.Fatal(err)
@@ -342,7 +330,7 @@ func TestMigrateConcurrently(t *testing.T) {
 		const n = 4
 		dbs := make([]*gorm.DB, n)
 		for i := range dbs {
-			dbs[i] = mustOpen(t, dsn) // a pool each, as separate processes have
+			dbs[i] = testdb.OpenAsIs(t, dsn) // a pool each, as separate processes have
 		}
 		applied := make([][]string, n)
 		errs := make([]error, n)
@@ -377,7 +365,7 @@ func TestMigrateConcurrently(t *testing.T) {
 // further keeps working with this one, which reports what it does not know.
 func TestSchemaUnknownMigration(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		db := mustOpen(t, dsn)
+		db := testdb.OpenAsIs(t, dsn)
 		ctx := context.Background()
 		if err := models.Migrate(ctx, db); err != nil {
 			t.Fatal(err)
@@ -397,7 +385,7 @@ func TestSchemaUnknownMigration(t *testing.T) {
 // them all.
 func TestMigrateFailureChangesNothing(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		db := mustOpen(t, dsn)
+		db := testdb.OpenAsIs(t, dsn)
 		ctx := context.Background()
 		restore := models.AppendMigration(&gormigrate.Migration{ID: "209912310001_fails", Migrate: func(tx *gorm.DB) error {
 			if err := tx.Exec(`CREATE TABLE half_done (id integer)`).Error; err != nil {
@@ -443,7 +431,7 @@ func diff(want, got []string) string {
 func TestMigrateDeletesTakenOverHS256Secret(t *testing.T) {
 	for _, withKey := range []bool{true, false} {
 		testdb.Each(t, func(t *testing.T, dsn string) {
-			db := mustOpen(t, dsn)
+			db := testdb.OpenAsIs(t, dsn)
 			ctx := context.Background()
 			if err := models.MigrateInitial(db); err != nil {
 				t.Fatal(err)

@@ -3,26 +3,12 @@ package models_test
 import (
 	"context"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
-
-// stmtCounter counts the statements GORM runs (it reports each to its
-// logger).
-type stmtCounter struct {
-	logger.Interface
-	n atomic.Int64
-}
-
-func (c *stmtCounter) Trace(context.Context, time.Time, func() (string, int64), error) { c.n.Add(1) }
-func (c *stmtCounter) LogMode(logger.LogLevel) logger.Interface                        { return c }
 
 // TestRotateCommonCaseCost: the retry rule and the recorded access-token
 // expiry cost the common rotation nothing: on SQLite it stays three
@@ -30,7 +16,7 @@ func (c *stmtCounter) LogMode(logger.LogLevel) logger.Interface                 
 // through GORM).
 func TestRotateCommonCaseCost(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
-		db := mustOpen(t, dsn)
+		db := testdb.OpenAsIs(t, dsn)
 		ctx := context.Background()
 		if err := models.Migrate(ctx, db); err != nil {
 			t.Fatal(err)
@@ -45,9 +31,8 @@ func TestRotateCommonCaseCost(t *testing.T) {
 		if _, err := models.CreateSession(ctx, db, &models.NewSession{Session: s, Token: rt}); err != nil {
 			t.Fatal(err)
 		}
-		counter := &stmtCounter{Interface: logger.Discard}
-		counted := db.Session(&gorm.Session{Logger: counter})
-		rot, err := models.RotateRefreshToken(ctx, counted, models.Rotate{
+		counter := testdb.CountSQL(t, db)
+		rot, err := models.RotateRefreshToken(ctx, db, models.Rotate{
 			OldHash: rt.ID, NewHash: strings.Repeat("b", 64), Now: func() time.Time { return now },
 			TTL: time.Hour, AccessTTL: time.Minute, ReuseInterval: 10 * time.Second,
 			Revoke: models.Revoke{For: time.Minute, Skew: time.Second},
@@ -62,7 +47,7 @@ func TestRotateCommonCaseCost(t *testing.T) {
 		if db.Dialector.Name() == "postgres" {
 			want = 0
 		}
-		if got := counter.n.Load(); got != want {
+		if got := counter.N.Load(); got != want {
 			t.Errorf("%d statements through GORM, want %d", got, want)
 		}
 	})

@@ -16,7 +16,7 @@ import (
 // run at once on several connections, all commit: each waits for the write
 // lock at BEGIN instead of failing with SQLITE_BUSY at its first write.
 func TestSQLiteConcurrentWriters(t *testing.T) {
-	db := mustOpen(t, testdb.SQLite(t))
+	db := testdb.OpenAsIs(t, testdb.SQLite(t))
 	if err := models.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}

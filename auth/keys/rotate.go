@@ -30,6 +30,11 @@ func (ks *Set) ensure(ctx context.Context) error {
 			return nil
 		}
 		row, legacy, err := ks.candidate(ctx, rows)
+		if errors.Is(err, models.ErrSettingDeleted) {
+			// Another start took the legacy secret over into the key
+			// store since the rows were read: its key is there now.
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -52,16 +57,15 @@ func (ks *Set) ensure(ctx context.Context) error {
 		if row.PrivateKey, err = ks.seal.Seal(secret.SigningKeyAAD(row.KID), row.PrivateKey); err != nil {
 			return err
 		}
-		added, err := models.AddSigningKey(ctx, ks.db, &row)
-		if err != nil {
-			return err
-		}
+		add := models.AddSigningKey
 		if legacy {
 			// Taken over, by this process or by the one that won: the key
 			// store is the secret's one place from now on.
-			if err := models.DeleteSetting(ctx, ks.db, models.LegacyHS256Setting); err != nil {
-				return err
-			}
+			add = models.AdoptLegacySigningKey
+		}
+		added, err := add(ctx, ks.db, &row)
+		if err != nil {
+			return err
 		}
 		if added {
 			if cur != nil {

@@ -156,7 +156,7 @@ func TestExternalKeys(t *testing.T) {
 			}
 		})
 		t.Run("SecretNotStored", func(t *testing.T) {
-			db := openDB(t, testdb.SQLite(t))
+			db := testdb.Open(t, testdb.SQLite(t))
 			if _, err := Open(context.Background(), db, Config{Secret: testKey}, testTTL, nil, nil); err != nil {
 				t.Fatal(err)
 			}

@@ -98,15 +98,6 @@ type Set struct {
 	lastMiss time.Time // of the last reload for an unknown kid (wall clock)
 }
 
-// staticSet is a set of one HS256 key that never changes.
-func staticSet(key []byte) (*Set, error) {
-	k, err := newKey(AlgHS256, key)
-	if err != nil {
-		return nil, err
-	}
-	return &Set{byKID: map[string]*signingKey{k.kid: k}, keys: []*signingKey{k}, now: time.Now}, nil
-}
-
 // Open makes sure the key store holds a current signing key as cfg asks
 // (creating one, or retiring the current one for one of another algorithm
 // or from another file), and loads it. ttl is the access-token lifetime: a
@@ -344,14 +335,6 @@ func (ks *Set) JWKS() []byte {
 	ks.mu.RUnlock()
 	b, _ := json.Marshal(set) // cannot fail: strings only
 	return b
-}
-
-// CurrentKID returns the kid of the key signing now, or "".
-func (ks *Set) CurrentKID() string {
-	if k := ks.current(); k != nil {
-		return k.kid
-	}
-	return ""
 }
 
 // WipeRetired erases the private material of the keys whose verification

@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -26,28 +27,14 @@ const testTTL = 15 * time.Minute
 // keyEnv is a key store on a real database with a signer over it.
 type keyEnv struct {
 	db     *gorm.DB
-	clk    *fakeClock
+	clk    *testclock.Clock
 	ks     *Set
 	signer *Signer
 }
 
-func openDB(tb testing.TB, dsn string) *gorm.DB {
-	tb.Helper()
-	db, _, err := models.Open(dsn, models.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	tb.Cleanup(func() { sqlDB.Close() })
-	if err := models.Migrate(context.Background(), db); err != nil {
-		tb.Fatal(err)
-	}
-	return db
-}
-
 func newKeyEnv(tb testing.TB, dsn string, cfg Config) *keyEnv {
 	tb.Helper()
-	e := &keyEnv{db: openDB(tb, dsn), clk: &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}}
+	e := &keyEnv{db: testdb.Open(tb, dsn), clk: testclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))}
 	e.open(tb, cfg)
 	return e
 }
@@ -108,16 +95,11 @@ func (e *keyEnv) issue(tb testing.TB) string {
 // sign builds a token with the given header kid (none when "").
 func sign(tb testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.Claims) string {
 	tb.Helper()
-	t := jwt.NewWithClaims(method, claims)
-	t.Header["typ"] = accessTokenType
+	header := map[string]any{"kid": nil}
 	if kid != "" {
-		t.Header["kid"] = kid
+		header["kid"] = kid
 	}
-	s, err := t.SignedString(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s
+	return signHeader(tb, method, key, header, claims)
 }
 
 // checkRefused fails unless Verify rejects token as invalid for reason.
@@ -211,7 +193,7 @@ func TestOpenConcurrentFirstStart(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		for _, alg := range []string{AlgEdDSA, AlgHS256} {
 			t.Run(alg, func(t *testing.T) {
-				db := openDB(t, dsn)
+				db := testdb.Open(t, dsn)
 				if alg == AlgHS256 {
 					// A fresh store for the second algorithm.
 					db.Exec("DELETE FROM signing_keys")
@@ -223,7 +205,7 @@ func TestOpenConcurrentFirstStart(t *testing.T) {
 				for i := range n {
 					wg.Go(func() {
 						// Each its own connection pool, as replicas have.
-						ks, err := Open(context.Background(), openDB(t, dsn), Config{Alg: alg}, testTTL, nil, nil)
+						ks, err := Open(context.Background(), testdb.Open(t, dsn), Config{Alg: alg}, testTTL, nil, nil)
 						if err != nil {
 							t.Error(err)
 							return
@@ -246,6 +228,76 @@ func TestOpenConcurrentFirstStart(t *testing.T) {
 	})
 }
 
+// TestOpenLegacySecretTakenOver: two first starts on a new store take
+// over the legacy HS256 setting. Here one start's read of the setting comes
+// after another start inserted it (so its own insert changed nothing) and
+// then took it into the key store and deleted it. The late start must settle
+// on the key the other one added, not fail for the setting it cannot find
+// (seen as a flaky TestRunConcurrentStarts: `SettingValue("jwt_hs256_secret"):
+// record not found`). Hooks on the late start's pool force the interleaving.
+func TestOpenLegacySecretTakenOver(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		late, early := testdb.Open(t, dsn), testdb.Open(t, dsn)
+		var theirs *Set
+		reads := 0
+		isSetting := func(tx *gorm.DB) bool {
+			_, ok := tx.Statement.Dest.(*models.Setting)
+			return ok
+		}
+		// After the late start's first read (no setting yet), the early
+		// start inserts the setting.
+		err := late.Callback().Query().After("gorm:query").Register("test:early-inserts", func(tx *gorm.DB) {
+			if !isSetting(tx) {
+				return
+			}
+			if reads++; reads == 1 {
+				s := models.Setting{Name: models.LegacyHS256Setting, Value: base64.RawStdEncoding.EncodeToString(testKey)}
+				if err := early.Create(&s).Error; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Before the late start reads the setting again, after its
+		// insert lost, the early start takes it over and deletes it.
+		err = late.Callback().Query().Before("gorm:query").Register("test:early-takes-over", func(tx *gorm.DB) {
+			if !isSetting(tx) || reads != 1 || theirs != nil {
+				return
+			}
+			var err error
+			if theirs, err = Open(context.Background(), early, Config{}, testTTL, nil, nil); err != nil {
+				t.Errorf("the early start: %v", err)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks, err := Open(context.Background(), late, Config{}, testTTL, nil, nil)
+		if err != nil {
+			t.Fatalf("the late start: %v", err)
+		}
+		if theirs == nil {
+			t.Fatal("the interleaving did not happen: the early start never ran")
+		}
+		if ks.CurrentKID() != theirs.CurrentKID() {
+			t.Errorf("the starts disagree on the signing key: %s and %s", ks.CurrentKID(), theirs.CurrentKID())
+		}
+		if k, _ := newKey(AlgHS256, testKey); ks.CurrentKID() != k.kid {
+			t.Errorf("kid = %s, want the legacy secret's %s", ks.CurrentKID(), k.kid)
+		}
+		rows, _ := models.SigningKeys(context.Background(), early)
+		if len(rows) != 1 {
+			t.Errorf("%d keys stored, want 1", len(rows))
+		}
+		var n int64
+		if err := early.Model(&models.Setting{}).Where("name = ?", models.LegacyHS256Setting).Count(&n).Error; err != nil || n != 0 {
+			t.Errorf("legacy settings left: %d, %v; want none", n, err)
+		}
+	})
+}
+
 // TestUpgradeKeepsHS256Tokens: tokens issued by a version without the key
 // store still verify after the upgrade, with the secret it generated and
 // stored, or with AUTH_JWT_SECRET.
@@ -254,7 +306,7 @@ func TestUpgradeKeepsHS256Tokens(t *testing.T) {
 		name := map[bool]string{false: "GeneratedSecret", true: "ConfiguredSecret"}[configured]
 		t.Run(name, func(t *testing.T) {
 			testdb.Each(t, func(t *testing.T, dsn string) {
-				db := openDB(t, dsn)
+				db := testdb.Open(t, dsn)
 				cfg := Config{Secret: testKey}
 				if !configured {
 					// As authql stored its generated secret before the key store.
@@ -287,7 +339,7 @@ func TestUnknownKidReloadThrottled(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		e := newKeyEnv(t, dsn, Config{Alg: AlgEdDSA})
 		// Another process's rotation, not yet seen here.
-		other := &keyEnv{db: openDB(t, dsn), clk: e.clk}
+		other := &keyEnv{db: testdb.Open(t, dsn), clk: e.clk}
 		kid1, err := Rotate(context.Background(), other.db, Config{Alg: AlgEdDSA}, 0, e.clk.Now, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -48,19 +48,6 @@ type Signer struct {
 	parser   *jwt.Parser
 }
 
-// NewSigner returns a Signer for one fixed HS256 key, which must be at
-// least MinSecretLen bytes.
-func NewSigner(key []byte, issuer, audience string, now func() time.Time) (*Signer, error) {
-	ks, err := staticSet(key)
-	if err != nil {
-		return nil, err
-	}
-	if now != nil {
-		ks.now = now
-	}
-	return ks.Signer(issuer, audience, now), nil
-}
-
 // Signer returns a Signer of tokens for issuer and audience with the keys
 // of ks, on the clock now (nil: time.Now).
 func (ks *Set) Signer(issuer, audience string, now func() time.Time) *Signer {
@@ -90,18 +77,18 @@ func (ks *Set) Signer(issuer, audience string, now func() time.Time) *Signer {
 // Keys returns the key set s signs and verifies with.
 func (s *Signer) Keys() *Set { return s.keys }
 
-// KeyID returns the kid of the key signing now.
-func (s *Signer) KeyID() string { return s.keys.CurrentKID() }
-
-// Issue returns a signed access token for the user's session, valid for ttl,
-// and its claims.
-func (s *Signer) Issue(userID, sessionID string, roles []string, ttl time.Duration) (string, *Claims, error) {
-	return s.IssueAt(s.now(), userID, sessionID, roles, ttl)
+// KeyID returns the kid of the key signing now, or "".
+func (s *Signer) KeyID() string {
+	if k := s.keys.current(); k != nil {
+		return k.kid
+	}
+	return ""
 }
 
-// IssueAt is Issue with the token issued at `at` rather than now: at the
-// time its session recorded as its issue (see models.Session's
-// AccessExpiresAt), so that it cannot expire later than recorded.
+// IssueAt returns a signed access token for the user's session, valid for
+// ttl, and its claims. The token is issued at `at`, not now: at the time its
+// session recorded as its issue (see models.Session's AccessExpiresAt), so
+// that it cannot expire later than recorded.
 func (s *Signer) IssueAt(at time.Time, userID, sessionID string, roles []string, ttl time.Duration) (string, *Claims, error) {
 	k := s.keys.current()
 	if k == nil || k.signKey == nil {

@@ -9,12 +9,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/authql/authql/internal/testclock"
 )
 
 const (
@@ -28,16 +31,9 @@ var (
 	otherKey = []byte("fedcba9876543210fedcba9876543210")
 )
 
-// fakeClock is the injected clock of a Signer: tests advance it instead of
-// sleeping.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) Now() time.Time          { return c.t }
-func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
-
-func newTestSigner(tb testing.TB, key []byte) (*Signer, *fakeClock) {
+func newTestSigner(tb testing.TB, key []byte) (*Signer, *testclock.Clock) {
 	tb.Helper()
-	c := &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
 	s, err := NewSigner(key, testIssuer, testAudience, c.Now)
 	if err != nil {
 		tb.Fatalf("NewSigner: %v", err)
@@ -68,9 +64,18 @@ func validClaims(now time.Time) *Claims {
 // deletes the entry.
 func signToken(tb testing.TB, s *Signer, method jwt.SigningMethod, key any, header map[string]any, claims jwt.Claims) string {
 	tb.Helper()
+	h := map[string]any{"kid": s.KeyID()}
+	maps.Copy(h, header)
+	return signHeader(tb, method, key, h, claims)
+}
+
+// signHeader signs claims with method and key under an access token header
+// (typ at+jwt) with header's entries set on top; a nil value deletes the
+// entry.
+func signHeader(tb testing.TB, method jwt.SigningMethod, key any, header map[string]any, claims jwt.Claims) string {
+	tb.Helper()
 	t := jwt.NewWithClaims(method, claims)
 	t.Header["typ"] = accessTokenType
-	t.Header["kid"] = s.KeyID()
 	for k, v := range header {
 		if v == nil {
 			delete(t.Header, k)

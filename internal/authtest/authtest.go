@@ -15,16 +15,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/httpapi"
+	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/models"
 )
 
@@ -35,27 +33,10 @@ var TestKey = []byte("test-signing-key-of-at-least-32-bytes!!")
 var CheapArgon2 = auth.Argon2Params{Memory: 64, Time: 1, Threads: 1}
 
 // Clock is a settable clock shared by a test's servers.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type Clock = testclock.Clock
 
 // NewClock returns a clock set to now, to the second.
-func NewClock() *Clock { return &Clock{t: time.Now().UTC().Truncate(time.Second)} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock on by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func NewClock() *Clock { return testclock.New(time.Now().UTC().Truncate(time.Second)) }
 
 // Server is the real handler over a real database, served over HTTP.
 type Server struct {
@@ -337,32 +318,6 @@ func JWTSegment(tb testing.TB, jwt string, i int) map[string]any {
 		tb.Fatal(err)
 	}
 	return m
-}
-
-// SQLCounter counts the SQL statements run through a *gorm.DB: GORM reports
-// every statement it executes to its logger, and this logger counts them.
-type SQLCounter struct {
-	logger.Interface
-	N atomic.Int64 // the statements counted
-}
-
-// Trace counts one statement.
-func (c *SQLCounter) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
-	c.N.Add(1)
-}
-
-// LogMode returns c: every statement is counted.
-func (c *SQLCounter) LogMode(logger.LogLevel) logger.Interface { return c }
-
-// CountSQL makes db count its statements from now on (for the rest of the
-// test) and returns the counter.
-func CountSQL(tb testing.TB, db *gorm.DB) *SQLCounter {
-	tb.Helper()
-	c := &SQLCounter{Interface: logger.Discard}
-	old := db.Config.Logger
-	db.Config.Logger = c
-	tb.Cleanup(func() { db.Config.Logger = old })
-	return c
 }
 
 // WantUnauthenticated fails the test unless me with token is refused as

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"math/big"
 	"net/http"
 	"strings"
@@ -128,17 +129,30 @@ func StoredKey(tb testing.TB, ts *Server, kid string) (jwt.SigningMethod, any) {
 // are, so that only what the test changes can make them fail.
 func Forge(tb testing.TB, real string, method jwt.SigningMethod, key any, kid string, mutate func(jwt.MapClaims)) string {
 	tb.Helper()
-	mc := jwt.MapClaims{}
-	for k, v := range Claims(tb, real) {
-		mc[k] = v
+	header := map[string]any{"kid": nil}
+	if kid != "" {
+		header["kid"] = kid
 	}
+	return ForgeHeader(tb, real, method, key, header, mutate)
+}
+
+// ForgeHeader is Forge under an access token's header (typ at+jwt) with
+// header's entries set on top; a nil value deletes the entry.
+func ForgeHeader(tb testing.TB, real string, method jwt.SigningMethod, key any, header map[string]any, mutate func(jwt.MapClaims)) string {
+	tb.Helper()
+	mc := jwt.MapClaims{}
+	maps.Copy(mc, Claims(tb, real))
 	if mutate != nil {
 		mutate(mc)
 	}
 	t := jwt.NewWithClaims(method, mc)
 	t.Header["typ"] = "at+jwt"
-	if kid != "" {
-		t.Header["kid"] = kid
+	for k, v := range header {
+		if v == nil {
+			delete(t.Header, k)
+		} else {
+			t.Header[k] = v
+		}
 	}
 	s, err := t.SignedString(key)
 	if err != nil {
