@@ -91,6 +91,7 @@ func TestSQLitePragmas(t *testing.T) {
 			err = c.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&v)
 			return v, err
 		})
+		c.Close()
 	}
 	// The connection a transaction runs on (the write pool's, on SQLite).
 	err = db.Transaction(func(tx *gorm.DB) error {
