@@ -75,7 +75,7 @@ func ParseDSN(dsn string) (Dialect, string, error) {
 	// Times are written in the driver's default format, "2006-01-02
 	// 15:04:05.999999999-07:00", sortable as text since they are always in
 	// UTC (see Now). It is deliberately not asked for with _time_format:
-	// the driver (glebarez/go-sqlite up to v1.23.0 at least) stops reading
+	// the driver (glebarez/go-sqlite, v1.23.0 included) stops reading
 	// the options at _time_format, so _txlock above was silently ignored
 	// and every transaction was DEFERRED. A deferred transaction that reads
 	// before it writes fails at once with SQLITE_BUSY when another
