@@ -2,11 +2,11 @@ package models
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // AuditEventType is what an audit event records. The values are the names
@@ -99,7 +99,22 @@ func InsertAuditEvents(ctx context.Context, db *gorm.DB, events []AuditEvent) (e
 	if len(events) == 0 {
 		return nil
 	}
-	return db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&events).Error
+	// Written as SQL rather than through GORM's Create, whose reflection
+	// over every field of every row was a third of the audit writer's CPU
+	// under chained refreshes (one event each).
+	var q strings.Builder
+	q.WriteString(`INSERT INTO audit_events (id, at, type, outcome, reason, user_id, actor_id, session_id, ip, user_agent, detail) VALUES `)
+	args := make([]any, 0, 11*len(events))
+	for i := range events {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		e := &events[i]
+		args = append(args, e.ID, e.At, string(e.Type), string(e.Outcome), e.Reason, e.UserID, e.ActorID, e.SessionID, e.IP, e.UserAgent, e.Detail)
+	}
+	q.WriteString(" ON CONFLICT DO NOTHING")
+	return db.WithContext(ctx).Exec(q.String(), args...).Error
 }
 
 // AuditFilter narrows AuditEvents: to the events of one user (UserID not

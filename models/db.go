@@ -64,8 +64,16 @@ func ParseDSN(dsn string) (Dialect, string, error) {
 	// keys, which SQLite leaves off unless asked on every connection.
 	// journal_size_limit comes after WAL: it is what a reset WAL file is
 	// truncated back to (see CheckpointWAL), so that one burst of writes does
-	// not leave a large file behind for good.
-	q["_pragma"] = append([]string{"busy_timeout(10000)", "journal_mode(WAL)", fmt.Sprintf("journal_size_limit(%d)", WALSizeLimit), "synchronous(NORMAL)", "foreign_keys(1)"}, q["_pragma"]...)
+	// not leave a large file behind for good. temp_store(MEMORY) keeps
+	// statement journals in memory in small chunks: by default a
+	// statement that needs one (in a transaction, one that may fail after
+	// changing rows, as a rotation's writes do) got a 64 KiB buffer, which
+	// modernc's allocator maps and unmaps with a system call each time;
+	// that was 11% of the server's CPU under chained refreshes, and a
+	// third of a rotation's in BenchmarkRotate. The temporary tables of
+	// large sorts live in memory too (as in PocketBase); authql's queries
+	// sort by an index or a page at a time.
+	q["_pragma"] = append([]string{"busy_timeout(10000)", "journal_mode(WAL)", fmt.Sprintf("journal_size_limit(%d)", WALSizeLimit), "synchronous(NORMAL)", "foreign_keys(1)", "temp_store(MEMORY)"}, q["_pragma"]...)
 	// Every transaction here writes; taking the write lock at BEGIN makes a
 	// concurrent writer wait on busy_timeout instead of failing with
 	// SQLITE_BUSY when a read lock cannot be upgraded.

@@ -59,6 +59,7 @@ func TestSQLitePragmas(t *testing.T) {
 		"journal_size_limit": fmt.Sprint(models.WALSizeLimit),
 		"synchronous":        "1", // NORMAL
 		"foreign_keys":       "1",
+		"temp_store":         "2", // MEMORY
 	}
 	check := func(t *testing.T, where string, read func(pragma string) (string, error)) {
 		t.Helper()
