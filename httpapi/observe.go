@@ -199,8 +199,12 @@ func observe(log *slog.Logger, m *Metrics, next http.Handler) http.Handler {
 		}
 		path := r.URL.Path
 		path = path[:min(len(path), 256)]
-		// request_id is added by requestIDHandler, from ctx.
-		log.LogAttrs(ctx, level, "request",
+		// request_id is added by requestIDHandler, from ctx. The record
+		// goes straight to the handler, without the caller's program
+		// counter that Logger.LogAttrs takes on every line (a stack walk)
+		// for a source location the server's handlers never print.
+		line := slog.NewRecord(time.Now(), level, "request", 0)
+		line.AddAttrs(
 			slog.String("method", r.Method),
 			slog.String("path", path),
 			slog.Int("status", rec.status),
@@ -211,6 +215,7 @@ func observe(log *slog.Logger, m *Metrics, next http.Handler) http.Handler {
 			slog.String("user_id", info.UserID),
 			slog.String("outcome", outcome),
 		)
+		log.Handler().Handle(ctx, line)
 	})
 }
 
