@@ -53,8 +53,13 @@ func PrincipalFrom(ctx context.Context) (*Principal, error) {
 
 // ClientFrom returns the request's client, or the zero Client.
 func ClientFrom(ctx context.Context) Client {
-	c, _ := ctx.Value(clientKey).(Client)
-	return c
+	switch c := ctx.Value(clientKey).(type) {
+	case *requestClient:
+		return c.get()
+	case Client:
+		return c
+	}
+	return Client{}
 }
 
 // revocations is the in-memory set of revoked session and token ids, each

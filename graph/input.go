@@ -45,15 +45,29 @@ type utf8Body struct{ transport.POST }
 var _ graphql.Transport = utf8Body{}
 
 func (t utf8Body) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	// The body is in memory already (limitBody read it, within its limit).
-	body, err := io.ReadAll(r.Body)
+	// The body is in memory already (limitBody read it, within its limit)
+	// and offers its bytes: checked where they are, not copied again.
+	var body []byte
+	var err error
+	if rb, ok := r.Body.(readBody); ok {
+		body = rb.Bytes()
+	} else {
+		body, err = io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	if err == nil && !utf8.Valid(body) {
 		err := gqlerror.WrapIfUnwrapped(models.Errorf(models.BadUserInput, "the request body is not valid UTF-8"))
 		writeRefusal(w, r, exec, http.StatusBadRequest, err)
 		return
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
 	t.POST.Do(w, r, exec)
+}
+
+// readBody is a request body already in memory that hands out its bytes
+// (httpapi's limitBody makes one) so that they need not be read again.
+type readBody interface {
+	io.ReadCloser
+	Bytes() []byte
 }
 
 // writeRefusal answers a request refused before gqlgen parsed it, through

@@ -38,10 +38,22 @@ func limitBody(max int64, next http.Handler) http.Handler {
 			http.Error(w, "could not read the request body", http.StatusBadRequest)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = &readBody{Reader: bytes.NewReader(body), b: body}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// readBody is a request body limitBody has read: the GraphQL transport
+// takes its bytes from Bytes rather than reading them into another copy.
+type readBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (readBody) Close() error { return nil }
+
+// Bytes returns the whole body; the caller must not modify it.
+func (b *readBody) Bytes() []byte { return b.b }
 
 // tooLarge answers 413 with a GraphQL-shaped error, so that clients that
 // only read JSON errors still see why.

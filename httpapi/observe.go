@@ -190,28 +190,49 @@ func observe(log *slog.Logger, m *Metrics, next http.Handler) http.Handler {
 		if !log.Enabled(ctx, level) {
 			return
 		}
-		outcome := info.Outcome
-		if outcome == "" {
-			outcome = "ok"
-			if rec.status >= 400 {
-				outcome = "error"
-			}
-		}
-		path := r.URL.Path
-		path = path[:min(len(path), 256)]
-		// request_id is added by requestIDHandler, from ctx.
-		log.LogAttrs(ctx, level, "request",
-			slog.String("method", r.Method),
-			slog.String("path", path),
-			slog.Int("status", rec.status),
-			slog.Int64("bytes", rec.bytes),
-			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-			slog.String("operation", info.Operation),
-			slog.String("operation_name", info.Name),
-			slog.String("user_id", info.UserID),
-			slog.String("outcome", outcome),
-		)
+		logRequest(ctx, log, level, r, rec, info, d)
 	})
+}
+
+// logRequest writes a request's line (see observe).
+func logRequest(ctx context.Context, log *slog.Logger, level slog.Level, r *http.Request, rec *recorder, info *graph.RequestInfo, d time.Duration) {
+	outcome := info.Outcome
+	if outcome == "" {
+		outcome = "ok"
+		if rec.status >= 400 {
+			outcome = "error"
+		}
+	}
+	path := r.URL.Path
+	path = path[:min(len(path), 256)]
+	// The record goes straight to the handler, without the caller's
+	// program counter that Logger.LogAttrs takes on every line (a
+	// stack walk) for a source location the server's handlers never
+	// print.
+	attrs := [...]slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("path", path),
+		slog.Int("status", rec.status),
+		slog.Int64("bytes", rec.bytes),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
+		slog.String("operation", info.Operation),
+		slog.String("operation_name", info.Name),
+		slog.String("user_id", info.UserID),
+		slog.String("outcome", outcome),
+		{}, // request_id
+	}
+	line := slog.NewRecord(time.Now(), level, "request", 0)
+	h := log.Handler()
+	if rh, ok := h.(requestIDHandler); ok {
+		// The request id, last, as requestIDHandler would add it from
+		// ctx: known here without looking it up.
+		attrs[len(attrs)-1] = slog.String("request_id", info.ID)
+		line.AddAttrs(attrs[:]...)
+		h = rh.Handler
+	} else {
+		line.AddAttrs(attrs[:len(attrs)-1]...)
+	}
+	h.Handle(ctx, line)
 }
 
 // StatusClientClosed and OutcomeClientClosed are the status and outcome
