@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +38,69 @@ type cluster struct {
 	// listeners maps each replica's URL to the backend PID of its
 	// listening connection.
 	listeners map[string]int32
+	// links maps each replica's URL to its own way to the database.
+	links map[string]*dbLink
+}
+
+// dbLink is one replica's own TCP path to PostgreSQL, so that a test can
+// cut that replica off alone: while cut, new connections are closed as
+// soon as they open, and those already open go on working, as when a
+// replica's network to the database fails for new connections. Cutting
+// the whole database off instead (ALLOW_CONNECTIONS false) also refused
+// the other replicas' dials, and failed a logout on A whenever A's pool
+// happened to need a new connection (seen on a loaded machine).
+type dbLink struct {
+	ln  net.Listener
+	cut atomic.Bool
+}
+
+// newDBLink forwards a local port to target (host:port) until the test ends.
+func newDBLink(t *testing.T, target string) *dbLink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &dbLink{ln: ln}
+	var conns sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		conns.Wait()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if l.cut.Load() {
+				c.Close()
+				continue
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				l.forward(c, target)
+			}()
+		}
+	}()
+	return l
+}
+
+// forward copies c to a new connection to target and back until either
+// side closes.
+func (l *dbLink) forward(c net.Conn, target string) {
+	defer c.Close()
+	up, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(up, c); up.Close(); done <- struct{}{} }()
+	go func() { io.Copy(c, up); c.Close(); done <- struct{}{} }()
+	<-done
+	<-done
 }
 
 func newCluster(t *testing.T, env map[string]string) *cluster {
@@ -59,7 +125,8 @@ func newCluster(t *testing.T, env map[string]string) *cluster {
 		"AUTH_ADMIN_PASSWORD": "root-password",
 	}
 	maps.Copy(base, env)
-	return &cluster{dsn: dsn, dbName: strings.TrimPrefix(u.Path, "/"), admin: admin, env: base, listeners: map[string]int32{}}
+	return &cluster{dsn: dsn, dbName: strings.TrimPrefix(u.Path, "/"), admin: admin, env: base,
+		listeners: map[string]int32{}, links: map[string]*dbLink{}}
 }
 
 // start runs one more replica with the cluster's environment plus env and
@@ -69,9 +136,21 @@ func (c *cluster) start(t *testing.T, env map[string]string) string {
 	t.Helper()
 	e := maps.Clone(c.env)
 	maps.Copy(e, env)
+	dsn, err := url.Parse(c.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := dsn.Host
+	if dsn.Port() == "" {
+		target = net.JoinHostPort(dsn.Hostname(), "5432")
+	}
+	link := newDBLink(t, target)
+	dsn.Host = link.ln.Addr().String()
+	e["DATABASE_URL"] = dsn.String()
 	before := c.listenerPIDs(t)
 	u, _ := startRun(t, e)
 	c.listeners[u] = c.newListener(t, before)
+	c.links[u] = link
 	return u
 }
 
@@ -116,19 +195,14 @@ func (c *cluster) exec(t *testing.T, sql string, args ...any) {
 }
 
 // cutOff kills the listening connection of the replica at u and keeps it
-// from reconnecting: the database accepts no new connection (the pools
-// keep the ones they have) until the returned function is called.
+// from reconnecting: its new connections to the database fail (its pool
+// keeps the ones it has, and the other replicas are not touched) until the
+// returned function is called.
 func (c *cluster) cutOff(t *testing.T, u string) (restore func()) {
 	t.Helper()
-	db := pgx.Identifier{c.dbName}.Sanitize()
-	c.exec(t, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS false")
-	restored := false
-	restore = func() {
-		if !restored {
-			restored = true
-			c.exec(t, "ALTER DATABASE "+db+" WITH ALLOW_CONNECTIONS true")
-		}
-	}
+	link := c.links[u]
+	link.cut.Store(true)
+	restore = func() { link.cut.Store(false) }
 	t.Cleanup(restore)
 	pid := c.listeners[u]
 	c.exec(t, "SELECT pg_terminate_backend($1)", pid)
