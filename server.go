@@ -342,12 +342,30 @@ func startBackground(ctx context.Context, g *errgroup.Group, cfg config, db *gor
 		return nil
 	})
 	g.Go(func() error {
-		models.BoundWAL(ctx, db, func(err error) {
-			log.WarnContext(ctx, "checkpoint of the SQLite write-ahead log failed; trying again shortly", "err", err)
-		})
+		models.BoundWAL(ctx, db, walWarnings(ctx, log, time.Now))
 		return nil
 	})
 	return nil
+}
+
+// walWarnEvery is how often a failing checkpoint of the write-ahead log is
+// logged while it keeps failing.
+const walWarnEvery = time.Minute
+
+// walWarnings returns the failure callback of models.BoundWAL: the first
+// failure is logged at once, and later ones at most every walWarnEvery
+// with how many there were. The check runs four times a second, so a
+// lasting fault (a full disk) would otherwise log four lines a second.
+func walWarnings(ctx context.Context, log *slog.Logger, now func() time.Time) func(error) {
+	var last time.Time
+	failures := 0
+	return func(err error) {
+		failures++
+		if t := now(); last.IsZero() || t.Sub(last) >= walWarnEvery {
+			log.WarnContext(ctx, "checkpoint of the SQLite write-ahead log failed; trying again shortly", "err", err, "failures", failures)
+			last, failures = t, 0
+		}
+	}
 }
 
 // serveHTTP serves the API on ln, and the metrics on AUTH_METRICS_ADDR,
