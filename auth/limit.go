@@ -37,6 +37,14 @@ type Limits struct {
 	// fail in bulk when scripted, and each failure of which would be an
 	// audit row: revokeSession and setUserRoles (see limitFailures).
 	Failures Rate
+	// MailAddress and MailClient bound the mails that requests make
+	// (AUTH_MAIL_LIMIT, AUTH_MAIL_CLIENT_LIMIT): per address (counted
+	// alike whether or not it has an account) and per client.
+	MailAddress Rate
+	MailClient  Rate
+	// CodeAccount bounds the wrong mailed codes per account, across all of
+	// its requests (each request also dies after MaxCodeFailures).
+	CodeAccount Rate
 }
 
 // DefaultLimits are the limits when nothing is configured.
@@ -56,6 +64,11 @@ var DefaultLimits = Limits{
 	// Far more than a person fails at by hand; a script looping on wrong
 	// ids is slowed to one attempt every two seconds.
 	Failures: Rate{N: 30, Per: time.Minute},
+	// A person asks again a few times when a mail is slow; more than
+	// that is someone flooding an inbox.
+	MailAddress: Rate{N: 5, Per: time.Hour},
+	MailClient:  Rate{N: 30, Per: time.Hour},
+	CodeAccount: Rate{N: 10, Per: time.Hour},
 }
 
 // rateLimiter is what the service needs of its rate limiter

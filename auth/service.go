@@ -34,6 +34,7 @@ import (
 	"github.com/authql/authql/auth/ratelimit"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/periodic"
+	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 
@@ -98,9 +99,27 @@ type Config struct {
 	// AuditQueueBytes bounds the memory of the audit events waiting for
 	// the database (0: audit.DefaultQueueBytes); see audit.Writer.
 	AuditQueueBytes int64
+	// Mail composes the mails the account flows queue in their
+	// transactions (see the mail package); nil refuses the flows that mail.
+	Mail *mail.Composer
+	// ResetTTL, VerifyTTL and EmailChangeTTL are how long the link and code
+	// of a password reset (AUTH_RESET_TTL), an email verification
+	// (AUTH_VERIFY_TTL) and an email change work (0: the defaults).
+	ResetTTL, VerifyTTL, EmailChangeTTL time.Duration
+	// RequireVerifiedEmail (AUTH_REQUIRE_VERIFIED_EMAIL) refuses tokens to
+	// accounts whose email is not verified: register mails a verification
+	// and login fails with EmailNotVerified.
+	RequireVerifiedEmail bool
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
+
+// Lifetimes of mailed requests when Config leaves them zero.
+const (
+	DefaultResetTTL       = 15 * time.Minute
+	DefaultVerifyTTL      = 24 * time.Hour
+	DefaultEmailChangeTTL = time.Hour
+)
 
 // Service is the token, password and session service.
 type Service struct {
@@ -153,6 +172,15 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	}
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.ResetTTL <= 0 {
+		cfg.ResetTTL = DefaultResetTTL
+	}
+	if cfg.VerifyTTL <= 0 {
+		cfg.VerifyTTL = DefaultVerifyTTL
+	}
+	if cfg.EmailChangeTTL <= 0 {
+		cfg.EmailChangeTTL = DefaultEmailChangeTTL
 	}
 	s := &Service{
 		db: db, cfg: cfg, log: log,

@@ -239,6 +239,21 @@ func (notGraphQL) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphE
 	w.Write(b)
 }
 
+// proof gathers the arguments that answer a mailed request.
+func proof(token, requestID, code *string) auth.Proof {
+	var p auth.Proof
+	if token != nil {
+		p.Token = *token
+	}
+	if requestID != nil {
+		p.RequestID = *requestID
+	}
+	if code != nil {
+		p.Code = *code
+	}
+	return p
+}
+
 // payload turns a grant into the GraphQL AuthPayload.
 func payload(ctx context.Context, g *auth.Grant, err error) (*model.AuthPayload, error) {
 	if err != nil {

@@ -24,6 +24,20 @@ const (
 	AuditRolesChanged   AuditEventType = "ROLES_CHANGED"
 	AuditRateLimited    AuditEventType = "RATE_LIMITED"
 	AuditKeyRotated     AuditEventType = "KEY_ROTATED"
+
+	// The account flows (see the mail package for MAIL_SENT and MAIL_FAILED).
+	AuditPasswordResetRequested     AuditEventType = "PASSWORD_RESET_REQUESTED"
+	AuditPasswordReset              AuditEventType = "PASSWORD_RESET"
+	AuditPasswordChanged            AuditEventType = "PASSWORD_CHANGED"
+	AuditEmailVerificationRequested AuditEventType = "EMAIL_VERIFICATION_REQUESTED"
+	AuditEmailVerified              AuditEventType = "EMAIL_VERIFIED"
+	AuditEmailChangeRequested       AuditEventType = "EMAIL_CHANGE_REQUESTED"
+	AuditEmailChanged               AuditEventType = "EMAIL_CHANGED"
+	AuditMailSent                   AuditEventType = "MAIL_SENT"
+	AuditMailFailed                 AuditEventType = "MAIL_FAILED"
+	AuditAccountDeleted             AuditEventType = "ACCOUNT_DELETED"
+	AuditAccountDisabled            AuditEventType = "ACCOUNT_DISABLED"
+	AuditAccountEnabled             AuditEventType = "ACCOUNT_ENABLED"
 )
 
 // AuditOutcome tells whether the audited operation succeeded. The values

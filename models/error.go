@@ -14,6 +14,11 @@ const (
 	BadRequest      = "BAD_REQUEST" // not a GraphQL request at all: body, Content-Type, extensions
 	NotFound        = "NOT_FOUND"
 	RateLimited     = "RATE_LIMITED"
+	// EmailNotVerified: with AUTH_REQUIRE_VERIFIED_EMAIL, the account's
+	// email must be verified before it signs in.
+	EmailNotVerified = "EMAIL_NOT_VERIFIED"
+	// AccountDisabled: the right password of an account an admin disabled.
+	AccountDisabled = "ACCOUNT_DISABLED"
 	// ServiceUnavailable: the server cannot answer correctly for now (a
 	// replica out of sync with the others, the database unreachable or
 	// unable to write, the audit queue full); the client retries after

@@ -21,7 +21,18 @@ type User struct {
 	CreatedAt    time.Time  `gorm:"not null;index:idx_users_page,priority:1"` // the list's order (see Users)
 	UpdatedAt    time.Time  `gorm:"not null"`
 	LastLoginAt  *time.Time ``
+	// EmailVerified is set when the owner of Email proved it by a mailed
+	// link or code (or by a password reset, which is mailed there too).
+	EmailVerified bool `gorm:"not null;default:false"`
+	// DisabledAt, when set, refuses the account: its tokens at their next
+	// request, its refresh tokens, and its logins (ACCOUNT_DISABLED).
+	DisabledAt *time.Time
+	// DisabledReason is the admin's note, shown to admins only.
+	DisabledReason *string `gorm:"size:512"`
 }
+
+// Disabled reports whether the account is disabled.
+func (u *User) Disabled() bool { return u.DisabledAt != nil }
 
 // RoleNames returns the names of the user's roles, sorted as loaded.
 func (u *User) RoleNames() []string {
