@@ -102,6 +102,10 @@ type Config struct {
 	// Mail composes the mails the account flows queue in their
 	// transactions (see the mail package); nil refuses the flows that mail.
 	Mail *mail.Composer
+	// MailQueued, when set, is called after a transaction that queued
+	// mail has committed, to wake the sender (see mail.Sender) rather than
+	// leave the mail for its next poll.
+	MailQueued func()
 	// ResetTTL, VerifyTTL and EmailChangeTTL are how long the link and code
 	// of a password reset (AUTH_RESET_TTL), an email verification
 	// (AUTH_VERIFY_TTL) and an email change work (0: the defaults).
@@ -229,6 +233,13 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	// Last: nothing above can fail once the writer's goroutine runs.
 	s.audits = audit.NewWriter(db, log, cfg.AuditQueueBytes)
 	return s, nil
+}
+
+// mailQueued wakes the mail sender after a commit that queued mail.
+func (s *Service) mailQueued() {
+	if s.cfg.MailQueued != nil {
+		s.cfg.MailQueued()
+	}
 }
 
 // now is the service clock in UTC (SQLite compares times as UTC text).
