@@ -25,25 +25,34 @@ func EnqueueMail(tx *gorm.DB, mails ...*OutboxMail) error {
 //
 // One statement is the whole transaction. On PostgreSQL the row is chosen
 // FOR UPDATE SKIP LOCKED, so that replicas sharing the database each take
-// a different mail and none waits for another's; the UPDATE's own check
-// of the status and time (re-evaluated on a row changed meanwhile) keeps
-// two from leasing the same one. SQLite serialises writers, so one
-// process's statement sees the previous one's lease.
+// a different mail and none waits for another's (a row another claim has
+// just leased fails the re-checked WHERE and is passed over).
+// SQLite serialises writers, so each statement sees the previous one's
+// lease.
 func ClaimMail(ctx context.Context, db *gorm.DB, now time.Time, lease time.Duration) (_ *OutboxMail, err error) {
 	defer Wrap(&err, "ClaimMail")
 	db = db.WithContext(ctx)
-	due := db.Model(&OutboxMail{}).Select("id").
-		Where("status = ? AND next_attempt_at <= ?", MailQueued, now).
-		Order("next_attempt_at").Limit(1)
-	if db.Dialector.Name() == string(Postgres) {
-		due = due.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate, Options: clause.LockingOptionsSkipLocked})
-	}
 	var rows []OutboxMail
-	res := db.Model(&rows).Clauses(clause.Returning{}).
-		Where("id IN (?) AND status = ? AND next_attempt_at <= ?", due, MailQueued, now).
-		Updates(map[string]any{"attempts": gorm.Expr("attempts + 1"), "next_attempt_at": now.Add(lease)})
-	if res.Error != nil || len(rows) == 0 {
-		return nil, res.Error
+	if db.Dialector.Name() == string(Postgres) {
+		// The CTE runs once: the row it locks is the row updated. (As
+		// "id IN (subquery)" the planner may run the subquery again, or
+		// join it to a scan from the statement's start, and claims came
+		// back empty with mails still due.)
+		err = db.Raw(`WITH due AS (
+				SELECT id FROM outbox_mails WHERE status = ? AND next_attempt_at <= ?
+				ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+			UPDATE outbox_mails o SET attempts = o.attempts + 1, next_attempt_at = ?
+			FROM due WHERE o.id = due.id RETURNING o.*`, MailQueued, now, now.Add(lease)).Scan(&rows).Error
+	} else {
+		due := db.Model(&OutboxMail{}).Select("id").
+			Where("status = ? AND next_attempt_at <= ?", MailQueued, now).
+			Order("next_attempt_at").Limit(1)
+		err = db.Model(&rows).Clauses(clause.Returning{}).
+			Where("id IN (?) AND status = ? AND next_attempt_at <= ?", due, MailQueued, now).
+			Updates(map[string]any{"attempts": gorm.Expr("attempts + 1"), "next_attempt_at": now.Add(lease)}).Error
+	}
+	if err != nil || len(rows) == 0 {
+		return nil, err
 	}
 	return &rows[0], nil
 }
