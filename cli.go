@@ -308,6 +308,12 @@ func openService(ctx context.Context, getenv func(string) string, stderr io.Writ
 	// The commands sign nothing, and are run from shells that may lack the
 	// servers' key variables: they never touch the signing keys.
 	acfg.ReadOnlyKeys = true
+	// A command that mails (authql user reset) queues it in the outbox,
+	// where the servers' senders find it.
+	if acfg.Mail, err = mailComposer(cfg, cfg.Port); err != nil {
+		closeDB()
+		return nil, nil, nil, err
+	}
 	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, acfg, log)
 	if err != nil {
 		closeDB()

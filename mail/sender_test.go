@@ -7,6 +7,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/smtptest"
 	"github.com/authql/authql/internal/testdb"
@@ -19,7 +20,14 @@ import (
 // then wakes the sender as the flow's commit would.
 func queue(t *testing.T, ts *authtest.Server, kind mail.Kind, to string) *models.OutboxMail {
 	t.Helper()
-	c, err := mail.NewComposer(mail.Config{From: authtest.MailFrom, AppURL: authtest.MailAppURL, Now: ts.Clock.Now})
+	return queueWith(t, ts, nil, kind, to)
+}
+
+// queueWith is queue with the message sealed by seal (nil: not sealed).
+// The mail's user is "user-1".
+func queueWith(t *testing.T, ts *authtest.Server, seal *secret.Sealer, kind mail.Kind, to string) *models.OutboxMail {
+	t.Helper()
+	c, err := mail.NewComposer(mail.Config{From: authtest.MailFrom, AppURL: authtest.MailAppURL, Now: ts.Clock.Now, Sealer: seal})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +38,8 @@ func queue(t *testing.T, ts *authtest.Server, kind mail.Kind, to string) *models
 	if err != nil {
 		t.Fatal(err)
 	}
+	user := "user-1"
+	m.UserID = &user
 	if err := ts.DB.Transaction(func(tx *gorm.DB) error { return models.EnqueueMail(tx, m) }); err != nil {
 		t.Fatal(err)
 	}
