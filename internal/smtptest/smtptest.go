@@ -61,12 +61,12 @@ type Server struct {
 
 	srv *smtp.Server
 
-	mu      sync.Mutex
-	mails   []Mail
-	added   chan struct{} // closed and replaced when a mail arrives
-	refuse  error         // returned to DATA while set
-	logins  []string
-	ln      net.Listener
+	mu     sync.Mutex
+	mails  []Mail
+	added  chan struct{} // closed and replaced when a mail arrives
+	refuse error         // returned to DATA while set
+	logins []string
+	ln     net.Listener
 }
 
 // Start runs a server for the test; it stops when the test ends. It
