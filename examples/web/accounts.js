@@ -198,4 +198,13 @@ if (page === 'forgot') {
   $('forgot').hidden = false;
 } else if (REQUESTS[page]) {
   showRequest(page, takeToken(), pending(page));
+  // A second link opened in this tab while it shows the same path changes
+  // only the fragment: the browser does not load the page again.
+  window.addEventListener('hashchange', () => {
+    if (location.hash.startsWith('#token=')) {
+      showError(null);
+      notify('');
+      showRequest(page, takeToken(), pending(page));
+    }
+  });
 }
