@@ -44,10 +44,7 @@ func TestBrowserAccounts(t *testing.T) {
 		pages := app + examplePath
 		b := newBrowser(t, filepath.Join(artifacts, "accounts-"+browserDBName(dsn)))
 		a := &accountSteps{b: b, mails: mails, url: url, pages: pages}
-		steps := []struct {
-			name string
-			f    func(t *testing.T)
-		}{
+		steps := []browserStep{
 			{"OpensSignedOut", a.opensSignedOut},
 			{"RegistersUnverified", a.registers},
 			{"SendsVerification", a.sendsVerification},
@@ -62,16 +59,84 @@ func TestBrowserAccounts(t *testing.T) {
 			{"ShowsRateLimited", a.showsRateLimited},
 			{"DeletesAccount", a.deletesAccount},
 		}
-		for i, s := range steps {
-			ok := t.Run(s.name, func(t *testing.T) {
-				defer b.screenshot(t, fmt.Sprintf("%02d-%s", i+1, s.name))
-				s.f(t)
-			})
-			if !ok {
-				t.Fatalf("step %s failed; the steps after it depend on it", s.name)
+		b.steps(t, steps)
+	})
+}
+
+// TestBrowserAccountGates drives the example through the refusals a user
+// meets and what the page tells them, with AUTH_REQUIRE_VERIFIED_EMAIL=true:
+// register answers EMAIL_NOT_VERIFIED (and mails the link), so does login;
+// the mailed link, opened signed out, verifies; login works; an admin
+// disables the account, the page's session ends at its next request, and
+// login answers ACCOUNT_DISABLED.
+func TestBrowserAccountGates(t *testing.T) {
+	artifacts := browserArtifacts(t)
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		mails := smtptest.Start(t)
+		const admin, adminPassword = "root@example.com", "root-password"
+		url, _ := startRun(t, map[string]string{
+			"DATABASE_URL":                dsn,
+			"AUTH_EXAMPLE_UI":             "true",
+			"AUTH_SMTP_URL":               mails.URL,
+			"AUTH_REQUIRE_VERIFIED_EMAIL": "true",
+			"AUTH_ADMIN_EMAIL":            admin,
+			"AUTH_ADMIN_PASSWORD":         adminPassword,
+		})
+		pages := "http://localhost:" + url[strings.LastIndex(url, ":")+1:] + examplePath
+		b := newBrowser(t, filepath.Join(artifacts, "gates-"+browserDBName(dsn)))
+		a := &accountSteps{b: b, mails: mails, url: url, pages: pages}
+		const email, password = "gated@example.com", "correct horse battery"
+		refused := func(t *testing.T, code, hint string) {
+			t.Helper()
+			b.waitJS(t, "the error shown", `!$('error').hidden`)
+			b.wantJS(t, code+" shown", fmt.Sprintf(`$('error').dataset.code === %q`, code))
+			if got := b.text(t, "#error"); !strings.HasPrefix(got, hint) || !strings.HasSuffix(got, "("+code+")") {
+				t.Errorf("error shown: %q, want %q…(%s)", got, hint, code)
 			}
+			b.wantText(t, "#status", "Signed out")
 		}
-		b.noPageErrors(t)
+		steps := []browserStep{
+			{"RegisterAsksToVerify", func(t *testing.T) {
+				b.run(t, chromedp.Navigate(pages))
+				b.waitText(t, "#status", "Signed out")
+				b.run(t,
+					chromedp.SendKeys("#email", email, chromedp.ByQuery),
+					chromedp.SendKeys("#password", password, chromedp.ByQuery),
+					chromedp.Click("#register", chromedp.ByQuery),
+				)
+				refused(t, "EMAIL_NOT_VERIFIED", "Verify your email first")
+			}},
+			{"LoginAsksToVerify", func(t *testing.T) {
+				b.login(t, email, password)
+				refused(t, "EMAIL_NOT_VERIFIED", "Verify your email first")
+			}},
+			{"VerifiesByLinkSignedOut", func(t *testing.T) {
+				m := a.mail(t, email, "Verify your email", 1)
+				a.openLink(t, m, "verify")
+				b.waitText(t, "#status", "Signed out")
+				b.run(t, chromedp.Click("#request-submit", chromedp.ByQuery))
+				b.waitExample(t, "the email verified", `$('notice').textContent === 'Your email is verified.'`)
+				b.onlyInQuery(t, "the verification token", m.Token())
+			}},
+			{"LogsIn", func(t *testing.T) {
+				b.login(t, email, password)
+				b.waitText(t, "#status", "Signed in as "+email)
+				b.noError(t)
+				b.wantText(t, "#me-verified", "yes")
+			}},
+			{"DisabledSignsOut", func(t *testing.T) {
+				root := tokensOf(postGraphQL(t, url, nil, loginDoc, loginVars(admin, adminPassword)).OK(t), "login")
+				gql(t, url, root.Access, fmt.Sprintf(`mutation { disableUser(userId: %q) { id } }`, b.text(t, "#me-id"))).OK(t)
+				b.run(t, chromedp.Click("#reload-me", chromedp.ByQuery))
+				b.waitText(t, "#status", "Signed out")
+			}},
+			{"LoginShowsDisabled", func(t *testing.T) {
+				b.login(t, email, password)
+				refused(t, "ACCOUNT_DISABLED", "This account is disabled")
+			}},
+		}
+		b.steps(t, steps)
 	})
 }
 
@@ -284,6 +349,30 @@ func (a *accountSteps) deletesAccount(t *testing.T) {
 	a.b.run(t, chromedp.Reload())
 	a.b.waitText(t, "#status", "Signed out")
 	a.b.noError(t)
+}
+
+// browserStep is one step of a browser test: a subtest, named for what it
+// checks, that leaves a screenshot.
+type browserStep struct {
+	name string
+	f    func(t *testing.T)
+}
+
+// steps runs steps in order, each as a subtest that leaves a screenshot,
+// stopping at the first that fails (the steps after it depend on it), and
+// then checks that the page had no errors.
+func (b *browser) steps(t *testing.T, steps []browserStep) {
+	t.Helper()
+	for i, s := range steps {
+		ok := t.Run(s.name, func(t *testing.T) {
+			defer b.screenshot(t, fmt.Sprintf("%02d-%s", i+1, s.name))
+			s.f(t)
+		})
+		if !ok {
+			t.Fatalf("step %s failed; the steps after it depend on it", s.name)
+		}
+	}
+	b.noPageErrors(t)
 }
 
 // mail returns the nth mail (from 1) to the address whose subject
