@@ -11,19 +11,19 @@ import (
 // ExamplePath is where AUTH_EXAMPLE_UI=true serves examples/web.
 const ExamplePath = "/example/"
 
-// ExamplePages are the example's pages besides ExamplePath itself, below
+// examplePages are the example's pages besides ExamplePath itself, below
 // it: the mailed links open them (AUTH_APP_URL defaults to the example
 // outside production, and the link paths are the contract:
 // ${AUTH_APP_URL}/reset#token=…). Each is index.html, whose script shows
 // the page of location.pathname.
-var ExamplePages = []string{"forgot", "reset", "verify", "confirm-email"}
+var examplePages = []string{"forgot", "reset", "verify", "confirm-email"}
 
 // exampleHandler serves the example frontend's files, and index.html at
-// each of ExamplePages.
+// each of examplePages.
 func exampleHandler() http.Handler {
 	files := http.StripPrefix(ExamplePath[:len(ExamplePath)-1], http.FileServerFS(web.Files))
-	pages := make(map[string]bool, len(ExamplePages))
-	for _, p := range ExamplePages {
+	pages := make(map[string]bool, len(examplePages))
+	for _, p := range examplePages {
 		pages[ExamplePath+p] = true
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -295,6 +295,6 @@ $('logout').addEventListener('click', run(logout));
 // On load, the access token is gone with the previous page; the refresh
 // cookie, if any, survived: a silent refresh keeps the user signed in
 // across reloads. Without a cookie the user is simply signed out, with no
-// error shown. (accounts.js, loaded after this file, shows the page of
-// the path first: a mailed link's token leaves the address bar at once.)
+// error shown. (accounts.js, which runs right after this file, shows the
+// part of the path and takes a mailed link's token out of the address bar.)
 refresh().catch(() => {});
