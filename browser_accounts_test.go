@@ -51,6 +51,7 @@ func TestBrowserAccounts(t *testing.T) {
 			{"VerifiesByLink", a.verifiesByLink},
 			{"AsksForReset", a.asksForReset},
 			{"ResetsByLink", a.resetsByLink},
+			{"RefusesUsedLink", a.refusesUsedLink},
 			{"RefusesOldPassword", a.refusesOldPassword},
 			{"LogsInWithNewPassword", a.logsInWithNewPassword},
 			{"ResetsByCode", a.resetsByCode},
@@ -158,6 +159,8 @@ type accountSteps struct {
 	mails *smtptest.Server
 	url   string // the server, for GraphQL requests of the test's own
 	pages string // the example, at AUTH_APP_URL's origin
+
+	reset smtptest.Mail // the reset mail whose link was used
 }
 
 func (a *accountSteps) opensSignedOut(t *testing.T) {
@@ -224,6 +227,22 @@ func (a *accountSteps) resetsByLink(t *testing.T) {
 	a.b.wantJS(t, "the form gone", `$('request').hidden`)
 	a.b.wantText(t, "#status", "Signed out")
 	a.b.onlyInQuery(t, "the reset token", m.Token())
+	a.reset = m
+}
+
+func (a *accountSteps) refusesUsedLink(t *testing.T) {
+	// The same path with a fragment: the browser does not load the page
+	// again, and the page reads the new fragment.
+	a.openLink(t, a.reset, "reset")
+	a.b.wantJS(t, "the link's form again", `!$('request').hidden && !$('request-form').hidden && $('request-code-label').hidden`)
+	a.b.run(t,
+		chromedp.SendKeys("#request-password", "used link's password", chromedp.ByQuery),
+		chromedp.Click("#request-submit", chromedp.ByQuery),
+	)
+	a.b.waitJS(t, "the error shown", `!$('error').hidden`)
+	a.b.wantJS(t, "BAD_USER_INPUT shown", `$('error').dataset.code === 'BAD_USER_INPUT'`)
+	a.b.wantJS(t, "the form kept", `!$('request-form').hidden`)
+	a.b.run(t, chromedp.SetValue("#request-password", "", chromedp.ByQuery))
 }
 
 func (a *accountSteps) refusesOldPassword(t *testing.T) {
