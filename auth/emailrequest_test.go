@@ -32,7 +32,7 @@ type mailEnv struct {
 	n   int
 }
 
-func newMailEnv(t *testing.T, dsn string, opts ...func(*Config)) *mailEnv {
+func newMailEnv(t testing.TB, dsn string, opts ...func(*Config)) *mailEnv {
 	t.Helper()
 	c := testclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 	db := testdb.Open(t, dsn)
@@ -60,7 +60,7 @@ func withLimits(l Limits) func(*Config) { return func(c *Config) { c.Limits = l 
 func requireVerified(c *Config) { c.RequireVerifiedEmail = true }
 
 // register signs a new user up and returns its grant.
-func (e *mailEnv) register(t *testing.T) *Grant {
+func (e *mailEnv) register(t testing.TB) *Grant {
 	t.Helper()
 	e.n++
 	g, err := e.s.Register(e.ctx, "user"+string(rune('a'+e.n))+"@example.com", "password1")

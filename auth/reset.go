@@ -35,7 +35,7 @@ func (s *Service) RequestPasswordReset(ctx context.Context, email string) (*mode
 	if _, err := s.takeMail(ctx, email); err != nil {
 		return nil, err
 	}
-	u, err := models.UserByEmail(ctx, s.db, email)
+	u, err := models.MailUser(ctx, s.db, email)
 	if err != nil && models.ErrorCode(err) != models.NotFound {
 		return nil, err
 	}

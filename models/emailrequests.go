@@ -226,3 +226,21 @@ func PurgeEmailRequests(ctx context.Context, db *gorm.DB, now time.Time) (n int6
 	res := db.WithContext(ctx).Where("expires_at <= ? OR used_at IS NOT NULL", now).Delete(&EmailRequest{})
 	return res.RowsAffected, res.Error
 }
+
+// MailUser returns the id and email of the user with the (normalized)
+// email, without its roles, or a NotFound error. One query whether or not
+// the user exists, so that a flow asked about an email without an account
+// takes the time of one with (UserByEmail loads roles in a second query,
+// only when the user exists).
+func MailUser(ctx context.Context, db *gorm.DB, email string) (_ *User, err error) {
+	defer Wrap(&err, "MailUser")
+	var u User
+	err = db.WithContext(ctx).Select("id", "email").Where("email = ?", email).Take(&u).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, Errorf(NotFound, "user not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
