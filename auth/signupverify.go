@@ -41,7 +41,7 @@ func (s *Service) registerUnverified(ctx context.Context, email, password string
 	if err != nil {
 		return err
 	}
-	owner, err := models.UserByEmail(ctx, s.db, email)
+	owner, err := models.MailUser(ctx, s.db, email)
 	if models.ErrorCode(err) == models.NotFound {
 		u := &models.User{ID: uuid.NewString(), Email: email, PasswordHash: hash}
 		if err = s.createUnverified(ctx, u); err == nil {
@@ -54,7 +54,7 @@ func (s *Service) registerUnverified(ctx context.Context, email, password string
 			return err
 		}
 		// Registered concurrently: that account's owner is told, below.
-		owner, err = models.UserByEmail(ctx, s.db, email)
+		owner, err = models.MailUser(ctx, s.db, email)
 	}
 	if err != nil {
 		return err
