@@ -61,6 +61,10 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	}
 	// Only failures count: a successful login gives its attempt back.
 	giveBack()
+	if err := s.unverified(u); err != nil {
+		s.audit(ctx, event{typ: models.AuditLogin, err: err, userID: u.ID})
+		return nil, err
+	}
 	u.LastLoginAt = &now
 	g, err := s.startSession(ctx, u, &models.LoginStamp{At: now, NewHash: newHash})
 	s.forgetUser(u.ID) // its last login changed (and perhaps its hash)
