@@ -33,16 +33,6 @@ var (
 // account's address when mail is configured. Unauthenticated when the
 // session or the account ended meanwhile.
 func (s *Service) ChangePassword(ctx context.Context, p *Principal, currentPassword, newPw string, signOutOthers bool) (g *Grant, err error) {
-	if err := checkPasswordBytes(currentPassword); err != nil {
-		return nil, err
-	}
-	next, err := newPassword(newPw)
-	if err != nil {
-		return nil, err
-	}
-	if next == norm.NFC.String(currentPassword) {
-		return nil, errSamePassword
-	}
 	if err := s.auditRoom(); err != nil {
 		return nil, err
 	}
@@ -56,6 +46,16 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, currentPassw
 			s.audit(ctx, e)
 		}
 	}()
+	if err := checkPasswordBytes(currentPassword); err != nil {
+		return nil, err
+	}
+	next, err := newPassword(newPw)
+	if err != nil {
+		return nil, err
+	}
+	if next == norm.NFC.String(currentPassword) {
+		return nil, errSamePassword
+	}
 	u, err := s.signedInUser(ctx, p)
 	if err != nil {
 		return nil, err
