@@ -7,10 +7,6 @@ import (
 	"github.com/authql/authql/models"
 )
 
-// errWrongPassword is the answer for a wrong current password: the caller
-// is signed in, so BadUserInput, not the Unauthenticated of a login.
-var errWrongPassword = models.Errorf(models.BadUserInput, "current password is wrong")
-
 // RequestEmailChange mails a confirmation link and code to newEmail, and
 // to the current address a notice of the change asked for (when, from
 // where, both addresses). Nothing changes until ConfirmEmailChange. The
@@ -43,7 +39,7 @@ func (s *Service) RequestEmailChange(ctx context.Context, p *Principal, newEmail
 	if err != nil {
 		return nil, err
 	}
-	if err := s.confirmPassword(ctx, u, currentPassword); err != nil {
+	if err := s.confirmOwnPassword(ctx, u, currentPassword, errWrongCurrentPassword, nil); err != nil {
 		return nil, err
 	}
 	if newEmail == u.Email {
@@ -61,32 +57,6 @@ func (s *Service) RequestEmailChange(ctx context.Context, p *Principal, newEmail
 		return nil, err
 	}
 	return s.mailEmailChange(ctx, u, newEmail)
-}
-
-// confirmPassword checks that password is u's current one, counting the
-// check as a login attempt of u's account from the request's client (a
-// right password gives it back, as a login does); hashing runs on the
-// pool. errWrongPassword when it is not.
-func (s *Service) confirmPassword(ctx context.Context, u *models.User, password string) error {
-	client := ClientFrom(ctx).limitKey()
-	giveBack, err := s.take(ctx, s.now(),
-		[]string{s.limitKey("login-account", u.Email, client), s.limitKey("login-client", client)},
-		[]Rate{s.cfg.Limits.LoginAccount, s.cfg.Limits.LoginClient})
-	if err != nil {
-		return err
-	}
-	_, _, err = s.checkPassword(ctx, u.Email, password)
-	switch {
-	case err == errBadCredentials:
-		return errWrongPassword
-	case err != nil:
-		if models.ErrorCode(err) == models.RateLimited {
-			giveBack() // the password was never checked
-		}
-		return err
-	}
-	giveBack()
-	return nil
 }
 
 // mailEmailChange queues the request for u's change to newEmail, its mail
