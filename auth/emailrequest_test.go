@@ -393,6 +393,12 @@ func TestEmailVerification(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantCode(t, e.s.VerifyEmail(e.ctx, Proof{Token: old.token()}), models.BadUserInput, "verifying the old address")
+			wantCode(t, e.s.VerifyEmail(e.ctx, Proof{RequestID: *old.row.RequestID, Code: old.code()}), models.BadUserInput, "the old address by code")
+			// The code was right: its failed use is not a wrong code.
+			var r models.EmailRequest
+			if err := e.db.Where("id = ?", *old.row.RequestID).Take(&r).Error; err != nil || r.FailedCodes != 0 {
+				t.Errorf("failed_codes %d after a right code, want 0 (%v)", r.FailedCodes, err)
+			}
 		})
 	})
 }
