@@ -256,7 +256,11 @@ func (s *Service) proven(ctx context.Context, kind string, proof Proof) (*models
 	if r.UserID == nil || !hmac.Equal([]byte(mac), []byte(r.CodeMAC)) {
 		return nil, models.ErrRequestSpent
 	}
-	give() // only wrong codes count against the account
+	// Only wrong codes count, against the account and the request.
+	give()
+	if err := models.UncountCodeAttempt(ctx, s.db, r.ID); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 

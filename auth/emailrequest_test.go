@@ -2,11 +2,13 @@ package auth
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime/quotedprintable"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,6 +200,58 @@ func TestPasswordReset(t *testing.T) {
 			wantCode(t, e.s.ResetPassword(e.ctx, Proof{Token: m.token()}, "third password"), models.BadUserInput, "the token used twice")
 			wantCode(t, e.s.ResetPassword(e.ctx, Proof{RequestID: r.ID, Code: m.code()}, "third password"), models.BadUserInput, "the code of a used request")
 		})
+		t.Run("ConcurrentUsesOneWins", func(t *testing.T) {
+			g := e.register(t)
+			_, m := e.reset(t, g.User.Email)
+			errs := make(chan error, 8)
+			var wg sync.WaitGroup
+			for i := range 8 {
+				// A client each: one client's hashes in flight are bounded
+				// (see hashPool), which is not what this tests.
+				ctx := withClient(context.Background(), fmt.Sprintf("192.0.2.%d", 10+i))
+				wg.Go(func() { errs <- e.s.ResetPassword(ctx, Proof{Token: m.token()}, fmt.Sprintf("password %d", i)) })
+			}
+			wg.Wait()
+			close(errs)
+			won := 0
+			for err := range errs {
+				if err == nil {
+					won++
+				} else {
+					wantCode(t, err, models.BadUserInput, "a concurrent use that lost")
+				}
+			}
+			if won != 1 {
+				t.Errorf("%d concurrent uses of one token succeeded, want 1", won)
+			}
+		})
+		t.Run("TwoReadersOneUse", func(t *testing.T) {
+			// Two uses that both read the request pending, as concurrent
+			// ones do: the transaction's conditional UPDATE lets one win.
+			g := e.register(t)
+			_, m := e.reset(t, g.User.Email)
+			var read [2]*models.EmailRequest
+			for i := range read {
+				r, err := models.PendingRequestByToken(e.ctx, e.db, models.RequestReset, hashRefreshToken(m.token()), e.c.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				read[i] = r
+			}
+			for i, r := range read {
+				notice, err := e.s.cfg.Mail.Compose(mail.KindPasswordChanged, g.User.Email, mail.Vars{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = models.ResetPassword(e.ctx, e.db, models.PasswordReset{Request: r, Hash: "x", Revoke: e.s.revocation(e.c.Now()), Notice: notice})
+				if i == 0 && err != nil {
+					t.Fatalf("first use: %v", err)
+				}
+				if i == 1 && err != models.ErrRequestSpent && models.ErrorCode(err) != models.BadUserInput {
+					t.Errorf("second use: %v, want ErrRequestSpent", err)
+				}
+			}
+		})
 		t.Run("ByCode", func(t *testing.T) {
 			g := e.register(t)
 			r, m := e.reset(t, g.User.Email)
@@ -339,6 +393,12 @@ func TestEmailVerification(t *testing.T) {
 				t.Fatal(err)
 			}
 			wantCode(t, e.s.VerifyEmail(e.ctx, Proof{Token: old.token()}), models.BadUserInput, "verifying the old address")
+			wantCode(t, e.s.VerifyEmail(e.ctx, Proof{RequestID: *old.row.RequestID, Code: old.code()}), models.BadUserInput, "the old address by code")
+			// The code was right: its failed use is not a wrong code.
+			var r models.EmailRequest
+			if err := e.db.Where("id = ?", *old.row.RequestID).Take(&r).Error; err != nil || r.FailedCodes != 0 {
+				t.Errorf("failed_codes %d after a right code, want 0 (%v)", r.FailedCodes, err)
+			}
 		})
 	})
 }

@@ -7,8 +7,6 @@ import (
 	"github.com/authql/authql/models"
 )
 
-var errNotBuilt = models.Errorf(models.Internal, "not built yet")
-
 // RequestPasswordReset mails a reset link and code to the address when it
 // has an account, and returns the request's id and expiry. BadUserInput
 // for an email NormalizeEmail refuses; RateLimited past Limits.MailAddress

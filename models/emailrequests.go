@@ -92,6 +92,16 @@ func CountCodeAttempt(ctx context.Context, db *gorm.DB, id string, maxAttempts i
 	return res.RowsAffected == 1, res.Error
 }
 
+// UncountCodeAttempt gives back the attempt CountCodeAttempt counted for a
+// code that was right, so that failed_codes counts wrong codes only: a
+// right code whose use then fails (a busy hashing pool, an outage) must
+// not bring its request closer to death.
+func UncountCodeAttempt(ctx context.Context, db *gorm.DB, id string) (err error) {
+	defer Wrap(&err, "UncountCodeAttempt(%q)", id)
+	return db.WithContext(ctx).Model(&EmailRequest{}).Where("id = ? AND failed_codes > 0", id).
+		Update("failed_codes", gorm.Expr("failed_codes - 1")).Error
+}
+
 // useRequest spends request id in tx, or returns ErrRequestSpent when it
 // is no longer pending. Conditional on used_at IS NULL, so that of two
 // concurrent uses only one wins: the other's UPDATE waits for the first
