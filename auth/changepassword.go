@@ -27,8 +27,9 @@ var (
 // current one).
 //
 // It returns a new pair for the principal's own session, whose other
-// refresh tokens stop working; with signOutOthers every other session of
-// the user ends, on every replica. All of it commits with the new hash, in
+// refresh tokens stop working (for a new session in its place when a
+// refresh of it raced the change); with signOutOthers every other session
+// of the user ends, on every replica. All of it commits with the new hash, in
 // one transaction, with a "your password was changed" notice to the
 // account's address when mail is configured. Unauthenticated when the
 // session or the account ended meanwhile.
@@ -73,20 +74,27 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, currentPassw
 		return nil, err
 	}
 	token, tokenHash := newRefreshToken()
+	restart, restartToken := s.newSession(ctx, nil)
 	sess, revoked, err := models.ChangePassword(ctx, s.db, models.PasswordChange{
 		UserID: u.ID, SessionID: p.SessionID, OldHash: u.PasswordHash, NewHash: hash, TokenHash: tokenHash,
-		TTL: s.cfg.RefreshTTL, AccessTTL: s.cfg.AccessTTL,
+		Restart: restart, TTL: s.cfg.RefreshTTL, AccessTTL: s.cfg.AccessTTL,
 		SignOutOthers: signOutOthers, Revoke: s.revocation(now), Mails: mails,
 	})
 	s.forgetUser(u.ID) // even on error: the transaction's outcome may be unknown
 	if err != nil {
 		return nil, err
 	}
-	ended = len(revoked)
 	s.addRevoked(revoked)
 	if len(mails) > 0 {
 		s.mailQueued()
 	}
+	if sess.ID != p.SessionID {
+		// A refresh of the caller's session raced the change: it ended
+		// (the first of the revoked), and this one took its place (see
+		// models.ChangePassword).
+		token, revoked = restartToken, revoked[1:]
+	}
+	ended = len(revoked)
 	u.PasswordHash = hash
 	return s.grant(ctx, u, sess.ID, token, now)
 }
