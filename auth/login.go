@@ -65,6 +65,10 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	if err := s.refuseDisabled(ctx, u); err != nil {
 		return nil, err
 	}
+	if err := s.unverified(u); err != nil {
+		s.audit(ctx, event{typ: models.AuditLogin, err: err, userID: u.ID})
+		return nil, err
+	}
 	u.LastLoginAt = &now
 	g, err := s.startSession(ctx, u, &models.LoginStamp{At: now, NewHash: newHash})
 	s.forgetUser(u.ID) // its last login changed (and perhaps its hash)

@@ -149,6 +149,8 @@ type Service struct {
 
 	// limitSecret keys the names of rate-limit counters (see limitKey).
 	limitSecret []byte
+	// codeKey keys the MACs of mailed codes (see codeMAC).
+	codeKey lazySecret
 
 	audits     auditLog // see audit.go
 	rateAudits rateAudits
@@ -286,8 +288,8 @@ func (s *Service) KeyID() string { return s.signer.KeyID() }
 // Keys returns the signing keys.
 func (s *Service) Keys() *keys.Set { return s.signer.Keys() }
 
-// Purge deletes expired revocations, refresh tokens and sessions, and
-// audit events older than Config.AuditRetention, and re-reads revocations
+// Purge deletes expired revocations, refresh tokens and sessions, mailed
+// requests expired or spent, and audit events older than Config.AuditRetention, and re-reads revocations
 // and role permissions.
 func (s *Service) Purge(ctx context.Context) error {
 	now := s.now()
@@ -297,12 +299,16 @@ func (s *Service) Purge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	requests, err := models.PurgeEmailRequests(ctx, s.db, now)
+	if err != nil {
+		return err
+	}
 	audits, err := s.purgeAudit(ctx, now)
 	if err != nil {
 		return err
 	}
-	if p != (models.Purged{}) || audits > 0 {
-		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "audit_events", audits)
+	if p != (models.Purged{}) || audits > 0 || requests > 0 {
+		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "email_requests", requests, "audit_events", audits)
 	}
 	s.limiter.Sweep(now)
 	s.tokens.sweep(now)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph"
+	"github.com/authql/authql/mail"
 )
 
 // Metrics are the Prometheus metrics of one server. They live in a registry
@@ -30,6 +31,8 @@ type Metrics struct {
 	// connsRefused counts connections closed by the per-client cap
 	// (AUTH_MAX_CONNS_PER_CLIENT).
 	connsRefused prometheus.Counter
+	// mail counts delivery attempts by outcome (see mail.Sender).
+	mail *prometheus.CounterVec
 	// series holds the requests' and duration's children by their label
 	// values: the vectors' own look-up hashes and checks the values on
 	// every request, which was a few percent of a `me`. It holds no more
@@ -84,9 +87,18 @@ func NewMetrics() *Metrics {
 			Name: "authql_connections_refused_total",
 			Help: "Connections closed at once because their client address had AUTH_MAX_CONNS_PER_CLIENT open already.",
 		}),
+		mail: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "authql_mail_total",
+			Help: "Mail delivery attempts by outcome: sent, retried (failed, tried again later) or failed (given up).",
+		}, []string{"outcome"}),
+	}
+	// Every outcome is a series from the start, so that a rate of failed
+	// mails reads 0, not "no data", until the first one.
+	for _, o := range []string{mail.OutcomeSent, mail.OutcomeRetried, mail.OutcomeFailed} {
+		m.mail.WithLabelValues(o)
 	}
 	m.reg.MustRegister(
-		m.requests, m.duration, m.authEvents, m.hashWait, m.connsRefused,
+		m.requests, m.duration, m.authEvents, m.hashWait, m.connsRefused, m.mail,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -100,6 +112,12 @@ var _ auth.Observer = (*Metrics)(nil)
 func (m *Metrics) AuthEvent(typ, outcome string) {
 	m.authEvents.WithLabelValues(typ, outcome).Inc()
 }
+
+var _ mail.Observer = (*Metrics)(nil)
+
+// MailOutcome counts one delivery attempt; outcome is one of mail's
+// Outcome constants.
+func (m *Metrics) MailOutcome(outcome string) { m.mail.WithLabelValues(outcome).Inc() }
 
 // HashWait records how long a password hash waited for a worker.
 func (m *Metrics) HashWait(d time.Duration) { m.hashWait.Observe(d.Seconds()) }

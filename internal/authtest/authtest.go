@@ -23,6 +23,7 @@ import (
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/httpapi"
 	"github.com/authql/authql/internal/testclock"
+	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 
@@ -45,6 +46,9 @@ type Server struct {
 	DB      *gorm.DB
 	Svc     *auth.Service
 	Clock   *Clock
+	Metrics *httpapi.Metrics
+	// Mail is the mail sender (WithMail), nil without one.
+	Mail *mail.Sender
 }
 
 // Config is what a test server is built from: the service's
@@ -56,6 +60,9 @@ type Config struct {
 	Log  io.Writer // the server's log (default: discarded)
 	// WriteTimeout is the HTTP server's (0: none, httptest's default).
 	WriteTimeout time.Duration
+	// SMTPURL, when set (WithMail), gives the service a mail.Composer and
+	// runs a mail.Sender delivering to it.
+	SMTPURL string
 }
 
 // Option adjusts the configuration of a test server.
@@ -69,6 +76,21 @@ func WithReuseInterval(d time.Duration) Option {
 // WithLimits sets the rate limits (test servers have none by default).
 func WithLimits(l auth.Limits) Option {
 	return func(c *Config) { c.Auth.Limits = l }
+}
+
+// Mail settings of test servers (WithMail): links point at MailAppURL.
+const (
+	MailFrom   = "authql <no-reply@authql.test>"
+	MailAppURL = "http://app.test"
+)
+
+// WithMail has the server mail: its service gets a mail.Composer (From
+// MailFrom, AppURL MailAppURL, sealing with Auth.Encryption's keys if
+// set) and a mail.Sender delivers the queued mails over SMTP to smtpURL
+// (smtptest.Start(t).URL), woken by each commit that queued one
+// (auth.Config.MailQueued) and stopped when the test ends.
+func WithMail(smtpURL string) Option {
+	return func(c *Config) { c.SMTPURL = smtpURL }
 }
 
 // WithPool sizes the server's connection pool.
@@ -135,19 +157,26 @@ func NewServer(tb testing.TB, dsn string, c *Clock, opts ...Option) *Server {
 	if cfg.Auth.Observer == nil {
 		cfg.Auth.Observer = m
 	}
+	var sender *mail.Sender
+	if cfg.SMTPURL != "" {
+		composeMail(tb, &cfg, &sender)
+	}
 	svc, err := auth.NewService(ctx, db, key, cfg.Auth, log)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	// Registered after the database's Close, so run before it.
 	tb.Cleanup(func() { svc.Close(context.Background()) })
+	if cfg.SMTPURL != "" {
+		sender = startSender(tb, db, cfg, m, svc, log)
+	}
 	m.Watch(sqlDB, svc)
 	h := httpapi.New(cfg.HTTP, svc, log, m, httpapi.NewReadiness(sqlDB, svc, log))
 	hs := httptest.NewUnstartedServer(h)
 	hs.Config.WriteTimeout = cfg.WriteTimeout
 	hs.Start()
 	tb.Cleanup(hs.Close)
-	return &Server{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c}
+	return &Server{URL: hs.URL, Handler: h, DB: db, Svc: svc, Clock: c, Metrics: m, Mail: sender}
 }
 
 // GQLError is one GraphQL error of a response.

@@ -1,0 +1,74 @@
+package mail_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"github.com/authql/authql/internal/authtest"
+	"github.com/authql/authql/internal/smtptest"
+	"github.com/authql/authql/internal/testdb"
+	"github.com/authql/authql/mail"
+	"github.com/authql/authql/models"
+)
+
+// queue composes a mail of kind to the address with a link and a code,
+// and queues it in a transaction of its own, as an account flow does,
+// then wakes the sender as the flow's commit would.
+func queue(t *testing.T, ts *authtest.Server, kind mail.Kind, to string) *models.OutboxMail {
+	t.Helper()
+	c, err := mail.NewComposer(mail.Config{From: authtest.MailFrom, AppURL: authtest.MailAppURL, Now: ts.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Compose(kind, to, mail.Vars{
+		AppURL: authtest.MailAppURL, Email: to, Link: c.Link("/reset", "tok_"+strings.Repeat("x", 43)), Code: "ABCD2345",
+		ExpiresAt: ts.Clock.Now().Add(15 * 60e9), ExpiresIn: "15 minutes", At: ts.Clock.Now(), IP: "192.0.2.7",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.DB.Transaction(func(tx *gorm.DB) error { return models.EnqueueMail(tx, m) }); err != nil {
+		t.Fatal(err)
+	}
+	ts.Mail.Wake()
+	return m
+}
+
+// outbox reads the mail's row.
+func outbox(t *testing.T, db *gorm.DB, id string) models.OutboxMail {
+	t.Helper()
+	var m models.OutboxMail
+	if err := db.WithContext(context.Background()).First(&m, "id = ?", id).Error; err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestWithMailDelivers: a mail queued on a test server built WithMail
+// reaches the SMTP server, with its link and code, and its row is marked
+// sent with the message wiped.
+func TestWithMailDelivers(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		smtp := smtptest.Start(t)
+		ts := authtest.NewServer(t, dsn, nil, authtest.WithMail(smtp.URL))
+		m := queue(t, ts, mail.KindReset, "ann@example.com")
+		got := smtp.Wait(t, "ann@example.com", "")
+		if got.Link() != authtest.MailAppURL+"/reset#token=tok_"+strings.Repeat("x", 43) || got.Code() != "ABCD2345" {
+			t.Errorf("delivered link %q code %q, want the queued ones", got.Link(), got.Code())
+		}
+		if got.From != "no-reply@authql.test" {
+			t.Errorf("envelope sender %q, want no-reply@authql.test", got.From)
+		}
+		authtest.WaitFor(t, "the row marked sent", func() bool { return outbox(t, ts.DB, m.ID).Status == models.MailSent })
+		row := outbox(t, ts.DB, m.ID)
+		if row.Message != "" || row.SentAt == nil || row.Attempts != 1 {
+			t.Errorf("sent row: message %d bytes, sent_at %v, attempts %d; want wiped, set, 1", len(row.Message), row.SentAt, row.Attempts)
+		}
+		if n := smtp.Count("ann@example.com"); n != 1 {
+			t.Errorf("%d mails delivered, want 1", n)
+		}
+	})
+}
