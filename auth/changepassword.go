@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"golang.org/x/text/unicode/norm"
@@ -179,8 +178,7 @@ func (s *Service) passwordChangedMail(ctx context.Context, u *models.User, at ti
 		return nil, nil
 	}
 	m, err := s.cfg.Mail.Compose(mail.KindPasswordChanged, u.Email, mail.Vars{
-		AppURL: strings.TrimSuffix(s.cfg.Mail.Link("", ""), "#token="), // the Composer's AUTH_APP_URL
-		Email:  u.Email, At: at, IP: ClientFrom(ctx).IP,
+		AppURL: s.cfg.Mail.AppURL(), Email: u.Email, At: at, IP: ClientFrom(ctx).IP,
 	})
 	if err != nil {
 		return nil, err
