@@ -112,7 +112,7 @@ function showRequest(kind, token, request) {
 async function submitRequest() {
   const { kind, token, request } = shown;
   const reset = kind === 'reset';
-  const vars = token ? { token } : { requestId: request.requestId, code: $('request-code').value.trim().toUpperCase() };
+  const vars = token ? { token } : { requestId: request.requestId, code: $('request-code').value.replace(/[\s-]/g, '').toUpperCase() };
   if (reset) {
     vars.newPassword = $('request-password').value;
   }
@@ -124,7 +124,6 @@ async function submitRequest() {
   $('request-password').value = '';
   $('request').hidden = true;
   $('forgot').hidden = true;
-  notify(REQUESTS[kind].done);
   if (reset) {
     // A reset ends every session of the account, this tab's too if it was
     // signed in to it: find out through the cookie.
@@ -133,6 +132,7 @@ async function submitRequest() {
   } else if (accessToken) {
     await reloadMe();
   }
+  notify(REQUESTS[kind].done);
 }
 
 async function forgot() {

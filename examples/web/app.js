@@ -132,9 +132,10 @@ function show(id, text) {
   $(id).textContent = text; // textContent, never innerHTML: data is not markup
 }
 
-// What to tell the user for the codes that need more than the message.
-// The code, not the message, is what a client decides on.
-const HINTS = {
+// The page's own words for the codes a user must act on, in place of
+// authql's message: a client decides on the code, never on the message
+// (which may change), and says what to do next.
+const SAY = {
   EMAIL_NOT_VERIFIED: () => 'Verify your email first: open the link authql mailed to you, then log in.',
   ACCOUNT_DISABLED: () => 'This account is disabled: ask an administrator.',
   RATE_LIMITED: (e) => `Too many attempts: try again in ${wait(e.extensions.retryAfter)}.`,
@@ -142,7 +143,10 @@ const HINTS = {
 
 function wait(seconds) {
   const s = Number(seconds) || 1;
-  return s < 120 ? `${s} seconds` : `${Math.ceil(s / 60)} minutes`;
+  if (s < 120) {
+    return s === 1 ? 'a second' : `${s} seconds`;
+  }
+  return `${Math.ceil(s / 60)} minutes`;
 }
 
 function showError(err) {
@@ -156,10 +160,7 @@ function showError(err) {
   const errors = err instanceof GraphQLError ? err.errors : [{ message: String(err.message || err) }];
   const code = (e) => (e.extensions && e.extensions.code) || 'NETWORK_ERROR';
   box.textContent = errors
-    .map((e) => {
-      const hint = HINTS[code(e)];
-      return `${hint ? hint(e) + ' ' : ''}${e.message} (${code(e)})`;
-    })
+    .map((e) => `${SAY[code(e)] ? SAY[code(e)](e) : e.message} (${code(e)})`)
     .join('\n');
   box.dataset.code = code(errors[0]);
   box.hidden = false;
