@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -34,35 +33,6 @@ migration is applied once.
 serve runs this at start, unless AUTH_AUTO_MIGRATE=false: then run it
 before starting (or upgrading) the servers, which refuse to start on a
 database that lacks a migration.
-`
-
-const userUsage = `Usage:
-  authql user add --email EMAIL --password-stdin [--role ROLE]...
-  authql user roles --email EMAIL --set ROLE[,ROLE...]
-
-add creates a user and prints its id. The password is the first line of
-standard input, never an argument or variable (those end up in shell
-history and process listings):
-
-  printf '%s\n' "$PASSWORD" | authql user add --email ops@example.com --password-stdin --role admin,user
-
-  --email EMAIL      the user's email
-  --password-stdin   read the password from standard input (required)
-  --role ROLE        a role to give; repeat it or separate roles with commas
-                     (default user)
-
-roles replaces a user's roles and prints them; the last admin cannot lose
-the admin role. On PostgreSQL, running servers apply the change at the
-user's next request. On SQLite a running server has no way to hear of it
-and keeps the roles it has cached for the user until it restarts: there,
-prefer the API's setUserRoles while it runs.
-
-  --email EMAIL      the user's email
-  --set ROLES        the new roles, comma-separated (an empty value takes
-                     every role away)
-
-Both check the email, password and roles as the API does, and hash the
-password with AUTH_ARGON2_*.
 `
 
 const healthUsage = `Usage: authql health [--url URL] [--timeout DURATION]
@@ -164,131 +134,6 @@ func migrateCommand(ctx context.Context, args []string, getenv func(string) stri
 		fmt.Fprintf(stderr, "warning: the database has migrations this version of authql does not know, applied by a newer version: %s\n", strings.Join(st.Unknown, ", "))
 	}
 	return nil
-}
-
-// userCommand runs "authql user ...".
-func userCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		io.WriteString(stdout, userUsage)
-		return nil
-	}
-	switch args[0] {
-	case "add":
-		return userAdd(ctx, args[1:], getenv, stdin, stdout, stderr)
-	case "roles":
-		return userRoles(ctx, args[1:], getenv, stdout, stderr)
-	}
-	return fmt.Errorf("unknown user command %q (see authql user --help)", args[0])
-}
-
-// roleList is a flag of role names, repeatable and comma-separated.
-type roleList struct {
-	names []string
-	set   bool
-}
-
-func (l *roleList) String() string { return strings.Join(l.names, ",") }
-
-func (l *roleList) Set(v string) error {
-	l.set = true
-	for _, r := range strings.Split(v, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			l.names = append(l.names, r)
-		}
-	}
-	return nil
-}
-
-func userAdd(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("user add", flag.ContinueOnError)
-	email := fs.String("email", "", "")
-	fromStdin := fs.Bool("password-stdin", false, "")
-	var roles roleList
-	fs.Var(&roles, "role", "")
-	if done, err := parseFlags(fs, args, userUsage, stdout); done || err != nil {
-		return err
-	}
-	if *email == "" {
-		return errors.New("user add: --email is required (see authql user --help)")
-	}
-	if !*fromStdin {
-		return errors.New("user add: --password-stdin is required: the password is read from standard input only (see authql user --help)")
-	}
-	if !roles.set {
-		roles.names = []string{models.RoleUser}
-	}
-	password, err := readPassword(stdin)
-	if err != nil {
-		return fmt.Errorf("user add: %w", err)
-	}
-	svc, _, closeDB, err := openService(ctx, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	defer closeDB()
-	u, err := svc.AddUser(ctx, *email, password, roles.names)
-	if err != nil {
-		return commandError("user add", err)
-	}
-	fmt.Fprintln(stdout, u.ID)
-	return nil
-}
-
-func userRoles(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("user roles", flag.ContinueOnError)
-	email := fs.String("email", "", "")
-	var roles roleList
-	fs.Var(&roles, "set", "")
-	if done, err := parseFlags(fs, args, userUsage, stdout); done || err != nil {
-		return err
-	}
-	if *email == "" {
-		return errors.New("user roles: --email is required (see authql user --help)")
-	}
-	if !roles.set {
-		return errors.New("user roles: --set is required, such as --set admin,user (see authql user --help)")
-	}
-	svc, db, closeDB, err := openService(ctx, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	defer closeDB()
-	key, err := models.NormalizeEmail(*email)
-	if err != nil {
-		return commandError("user roles", err)
-	}
-	u, err := models.UserByEmail(ctx, db, key)
-	if models.ErrorCode(err) == models.NotFound {
-		return fmt.Errorf("user roles: no user has the email %q", *email)
-	} else if err != nil {
-		return commandError("user roles", err)
-	}
-	// Through the service: it keeps the last admin, and publishes the
-	// change to running servers (on PostgreSQL), which drop their copy of
-	// the user.
-	if u, err = svc.SetUserRoles(ctx, u.ID, roles.names); err != nil {
-		return commandError("user roles", err)
-	}
-	fmt.Fprintln(stdout, strings.Join(u.RoleNames(), ","))
-	return nil
-}
-
-// readPassword returns the first line of r without its line ending.
-func readPassword(r io.Reader) (string, error) {
-	if r == nil {
-		return "", errors.New("no standard input to read the password from")
-	}
-	// A bound well above any valid password, which validation refuses
-	// with its own message.
-	line, err := bufio.NewReader(io.LimitReader(r, 4*auth.MaxPasswordBytes)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("read the password from standard input: %w", err)
-	}
-	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-	if line == "" {
-		return "", errors.New(`empty password on standard input: pipe it in, such as printf '%s\n' "$PASSWORD" | authql user add --password-stdin --email E`)
-	}
-	return line, nil
 }
 
 // openService opens the database as serve does (migrating it unless

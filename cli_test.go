@@ -215,7 +215,7 @@ func TestCLIUserErrors(t *testing.T) {
 			args  []string
 			want  string
 		}{
-			{"UnknownUserCommand", "", []string{"user", "delete"}, `unknown user command "delete"`},
+			{"UnknownUserCommand", "", []string{"user", "remove"}, `unknown user command "remove"`},
 			{"AddBadFlag", "", []string{"user", "add", "--emial", "a@example.com"}, "flag provided but not defined: -emial"},
 			{"AddExtraArgument", "", []string{"user", "add", "--email", "a@example.com", "--password-stdin", "secret123"}, `unexpected argument "secret123"`},
 			{"AddNoEmail", "password1\n", []string{"user", "add", "--password-stdin"}, "--email is required"},

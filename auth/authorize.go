@@ -59,17 +59,28 @@ func anyGrants(roles []string, permission string, grants func(string) []string) 
 // role or permission is checked against the user's current roles (from the
 // user cache), not the token's roles claim, so that a role granted or
 // removed applies to the very next request rather than at the next
-// refresh. A rule naming neither needs no roles: the user is not looked up.
+// refresh.
+//
+// Every rule looks the user up (from the cache: no SQL in the steady
+// state), so that a disabled or deleted account's access tokens are
+// refused (Unauthenticated) at their very next request, on every replica
+// (each drops the user from its cache when the change is published), and
+// not only once its revoked sessions' events arrive.
 func (s *Service) Authorize(ctx context.Context, rule Rule) error {
 	p, err := PrincipalFrom(ctx)
-	if p != nil && (rule.Role != "" || rule.Permission != "") {
+	if p != nil {
 		u, err := s.user(ctx, p.UserID)
 		if err != nil {
 			return err
 		}
-		current := *p // the request's principal stays as its token says
-		current.Roles = u.roles
-		p = &current
+		if u.Disabled() {
+			return errDisabled
+		}
+		if rule.Role != "" || rule.Permission != "" {
+			current := *p // the request's principal stays as its token says
+			current.Roles = u.roles
+			p = &current
+		}
 	}
 	return Authorize(p, err, rule, s.Grants)
 }

@@ -79,6 +79,7 @@ var DefaultLimits = Limits{
 type rateLimiter interface {
 	Take(ctx context.Context, key string, r Rate, now time.Time) (retryAfter time.Duration, err error)
 	Give(ctx context.Context, key string, r Rate, now time.Time) error
+	Clear(ctx context.Context, key string) error
 	Sweep(now time.Time)
 }
 

@@ -19,8 +19,9 @@ var errBadCredentials = models.Errorf(models.Unauthenticated, "invalid email or 
 // MaxPasswordBytes or with bytes no password has (see checkPasswordBytes),
 // are BadUserInput, refused before hashing. Past the failed-login limits of
 // the account and client, or when no hashing worker frees up in time, it
-// returns RateLimited without checking the password. While the audit log
-// cannot take its record (see auditRoom) it returns ServiceUnavailable.
+// returns RateLimited without checking the password. The right password
+// of a disabled account is AccountDisabled. While the audit log cannot
+// take its record (see auditRoom) it returns ServiceUnavailable.
 func (s *Service) Login(ctx context.Context, email, password string) (*Grant, error) {
 	if err := checkPasswordBytes(password); err != nil {
 		return nil, err
@@ -61,6 +62,13 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	}
 	// Only failures count: a successful login gives its attempt back.
 	giveBack()
+	if err := s.refuseDisabled(ctx, u); err != nil {
+		return nil, err
+	}
+	if err := s.unverified(u); err != nil {
+		s.audit(ctx, event{typ: models.AuditLogin, err: err, userID: u.ID})
+		return nil, err
+	}
 	u.LastLoginAt = &now
 	g, err := s.startSession(ctx, u, &models.LoginStamp{At: now, NewHash: newHash})
 	s.forgetUser(u.ID) // its last login changed (and perhaps its hash)

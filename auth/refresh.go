@@ -14,7 +14,8 @@ import (
 // later too when none of its successors was ever used (a retry after a
 // lost answer: the unused successors are spent); any other presentation
 // of a superseded token revokes the session (see
-// models.RotateRefreshToken). Every failure is Unauthenticated, except
+// models.RotateRefreshToken). A disabled account's token is refused. Every
+// failure is Unauthenticated, except
 // ServiceUnavailable while the audit log cannot take its record (see
 // auditRoom) or the database is down.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, err error) {
@@ -54,6 +55,11 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, e
 	u, err := s.user(ctx, rot.Session.UserID)
 	if err != nil {
 		return nil, err
+	}
+	if u.Disabled() {
+		// Disabling revoked the session; this catches a rotation that
+		// raced it, and any session a sign-in started meanwhile.
+		return nil, errDisabled
 	}
 	return s.grant(ctx, u.User, rot.Session.ID, token, rot.At)
 }

@@ -149,6 +149,8 @@ type Service struct {
 
 	// limitSecret keys the names of rate-limit counters (see limitKey).
 	limitSecret []byte
+	// codeKey keys the MACs of mailed codes (see codeMAC).
+	codeKey lazySecret
 
 	audits     auditLog // see audit.go
 	rateAudits rateAudits
@@ -293,14 +295,19 @@ func (s *Service) Keys() *keys.Set { return s.signer.Keys() }
 // (MAIL_SENT, MAIL_FAILED) for AUTH_AUDIT_RETENTION.
 const MailRetention = 7 * 24 * time.Hour
 
-// Purge deletes expired revocations, refresh tokens and sessions, audit
-// events older than Config.AuditRetention and mails done with for
-// MailRetention, and re-reads revocations and role permissions.
+// Purge deletes expired revocations, refresh tokens and sessions, mailed
+// requests expired or spent, audit events older than
+// Config.AuditRetention and mails done with for MailRetention, and
+// re-reads revocations and role permissions.
 func (s *Service) Purge(ctx context.Context) error {
 	now := s.now()
 	// A revoked session is kept while an access token of its could live:
 	// past the current lifetime and past the latest expiry it issued.
 	p, err := models.PurgeExpired(ctx, s.db, now, now.Add(-(s.cfg.AccessTTL + MaxClockSkew)), now.Add(-MaxClockSkew))
+	if err != nil {
+		return err
+	}
+	requests, err := models.PurgeEmailRequests(ctx, s.db, now)
 	if err != nil {
 		return err
 	}
@@ -312,8 +319,8 @@ func (s *Service) Purge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p != (models.Purged{}) || audits > 0 || mails > 0 {
-		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "audit_events", audits, "outbox_mails", mails)
+	if p != (models.Purged{}) || audits > 0 || requests > 0 || mails > 0 {
+		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "email_requests", requests, "audit_events", audits, "outbox_mails", mails)
 	}
 	s.limiter.Sweep(now)
 	s.tokens.sweep(now)

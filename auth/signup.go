@@ -21,6 +21,8 @@ const (
 
 // Register creates a user with the role "user" and signs it in. It returns
 // BadUserInput for an invalid email or password or a taken email, and
+// EmailNotVerified instead of tokens when verified emails are required
+// (see registerUnverified), and
 // Forbidden when sign-up is disabled, ServiceUnavailable when the audit
 // log cannot take its record (see auditRoom) or the database is down.
 func (s *Service) Register(ctx context.Context, email, password string) (_ *Grant, err error) {
@@ -33,6 +35,9 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 	client := ClientFrom(ctx).limitKey()
 	if _, err := s.take(ctx, s.now(), []string{s.limitKey("register", client)}, []Rate{s.cfg.Limits.Register}); err != nil {
 		return nil, err
+	}
+	if s.cfg.RequireVerifiedEmail {
+		return nil, s.registerUnverified(ctx, email, password)
 	}
 	// The user, its roles and its first session commit together or not at
 	// all: a registration that fails after the account was inserted would

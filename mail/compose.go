@@ -125,6 +125,10 @@ func (c *Composer) Link(path, token string) string {
 	return c.cfg.AppURL + path + "#token=" + token
 }
 
+// AppURL is the app's base URL (AUTH_APP_URL), for the mails that link to
+// a page of it without a secret.
+func (c *Composer) AppURL() string { return c.cfg.AppURL }
+
 // Compose renders the mail of kind to the address, as a queued outbox row
 // (its UserID and RequestID are the caller's to set). Variables left zero
 // get defaults: AppURL is AUTH_APP_URL, Email the recipient, At now, and

@@ -63,3 +63,10 @@ func GiveRate(ctx context.Context, db *gorm.DB, key string, interval time.Durati
 	defer Wrap(&err, "GiveRate")
 	return db.WithContext(ctx).Exec(`UPDATE rate_limits SET tat = tat - ? WHERE id = ?`, interval.Microseconds(), key).Error
 }
+
+// ClearRate forgets the operations counted under key: the next one is
+// counted as if it were the first.
+func ClearRate(ctx context.Context, db *gorm.DB, key string) (err error) {
+	defer Wrap(&err, "ClearRate")
+	return db.WithContext(ctx).Exec(`DELETE FROM rate_limits WHERE id = ?`, key).Error
+}

@@ -68,7 +68,8 @@ func Roles(ctx context.Context, db *gorm.DB) (_ []*Role, err error) {
 
 // SetUserRoles replaces the roles of the user. It returns NotFound for an
 // unknown user, and BadUserInput for an unknown role or for taking the admin
-// role from the last admin (which would leave nobody able to administer).
+// role from the last enabled admin (which would leave nobody able to
+// administer).
 // It publishes EventUserChanged.
 func SetUserRoles(ctx context.Context, db *gorm.DB, userID string, roles []string) (_ *User, err error) {
 	defer Wrap(&err, "SetUserRoles(%q)", userID)
@@ -81,13 +82,10 @@ func SetUserRoles(ctx context.Context, db *gorm.DB, userID string, roles []strin
 		if err != nil {
 			return err
 		}
-		if u.HasRole(RoleAdmin) && !containsRole(rs, RoleAdmin) {
-			var admins int64
-			if err := tx.Table("user_roles").Where("role_name = ?", RoleAdmin).Count(&admins).Error; err != nil {
+		if !containsRole(rs, RoleAdmin) {
+			// The last enabled admin: a disabled one cannot administer.
+			if err := keepAnAdmin(tx, u, Errorf(BadUserInput, "cannot remove the admin role from the last admin")); err != nil {
 				return err
-			}
-			if admins <= 1 {
-				return Errorf(BadUserInput, "cannot remove the admin role from the last admin")
 			}
 		}
 		if err := tx.Model(u).Omit("Roles.*").Association("Roles").Replace(rs); err != nil {

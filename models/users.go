@@ -23,23 +23,9 @@ func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string, first
 	// typed stays out of the log.
 	defer Wrap(&err, "CreateUser(%s)", u.ID)
 	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		rs, err := findRoles(tx, roles)
-		if err != nil {
+		if err := insertUser(tx, u, roles); err != nil {
 			return err
 		}
-		u.Roles = nil
-		if err := tx.Omit(clause.Associations).Create(u).Error; err != nil {
-			if errors.Is(err, gorm.ErrDuplicatedKey) {
-				return ErrEmailTaken
-			}
-			return err
-		}
-		if len(rs) > 0 {
-			if err := tx.Model(u).Omit("Roles.*").Association("Roles").Append(rs); err != nil {
-				return err
-			}
-		}
-		u.Roles = rs
 		if first == nil {
 			return nil
 		}
@@ -47,6 +33,28 @@ func CreateUser(ctx context.Context, db *gorm.DB, u *User, roles []string, first
 		_, err = createSession(tx, first)
 		return err
 	})
+}
+
+// insertUser is CreateUser without the session, inside tx.
+func insertUser(tx *gorm.DB, u *User, roles []string) error {
+	rs, err := findRoles(tx, roles)
+	if err != nil {
+		return err
+	}
+	u.Roles = nil
+	if err := tx.Omit(clause.Associations).Create(u).Error; err != nil {
+		if errors.Is(err, gorm.ErrDuplicatedKey) {
+			return ErrEmailTaken
+		}
+		return err
+	}
+	if len(rs) > 0 {
+		if err := tx.Model(u).Omit("Roles.*").Association("Roles").Append(rs); err != nil {
+			return err
+		}
+	}
+	u.Roles = rs
+	return nil
 }
 
 // UserByEmail returns the user with the (normalized) email and its roles, or

@@ -131,6 +131,17 @@ func (l *Limiter) Give(ctx context.Context, key string, r Rate, now time.Time) e
 	return nil
 }
 
+// Clear forgets the operations counted under key.
+func (l *Limiter) Clear(ctx context.Context, key string) error {
+	if l.db != nil {
+		return models.ClearRate(ctx, l.db, key)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.tat, key)
+	return nil
+}
+
 // Sweep drops the counters kept in memory that have run down: their next
 // operation would be allowed as if they had never been seen. The counters
 // in the database are purged with the other expired rows (see

@@ -1,0 +1,49 @@
+package auth
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/authql/authql/internal/testdb"
+)
+
+// BenchmarkRequestPasswordReset times requestPasswordReset for an address
+// with an account and one without, alternately (so that drift of the
+// machine or of the growing tables weighs on both alike), and reports each
+// one's time and their ratio unknown/known: 1 is the goal, the same work
+// for both (see TestResetUnknownEmailIndistinguishable for the rows).
+//
+//	go test ./auth -run '^$' -bench RequestPasswordReset -benchtime 2000x
+func BenchmarkRequestPasswordReset(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchReset(b, testdb.SQLite(b)) })
+	if os.Getenv("TEST_DATABASE_URL") != "" {
+		b.Run("postgres", func(b *testing.B) { benchReset(b, testdb.Postgres(b)) })
+	}
+}
+
+func benchReset(b *testing.B, dsn string) {
+	e := newMailEnv(b, dsn)
+	known := e.register(b).User.Email
+	const unknown = "nobody@example.com"
+	var spent [2]time.Duration
+	i := 0
+	for b.Loop() {
+		for j := range 2 {
+			k := (i + j) % 2 // which of the two goes first alternates
+			email := known
+			if k == 1 {
+				email = unknown
+			}
+			start := time.Now()
+			if _, err := e.s.RequestPasswordReset(e.ctx, email); err != nil {
+				b.Fatal(err)
+			}
+			spent[k] += time.Since(start)
+		}
+		i++
+	}
+	b.ReportMetric(float64(spent[0].Nanoseconds())/float64(i), "known-ns/op")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/float64(i), "unknown-ns/op")
+	b.ReportMetric(float64(spent[1])/float64(spent[0]), "unknown/known")
+}
