@@ -48,6 +48,9 @@ func mailCommand(ctx context.Context, args []string, getenv func(string) string,
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	if err := cfg.Mail.required(); err != nil {
+		return err
+	}
 	// Not sealed: the message goes straight to the transport.
 	c, err := composer(cfg.Mail, nil, appURL(cfg.Mail, cfg.Port))
 	if err != nil {

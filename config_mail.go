@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	netmail "net/mail"
 	"net/url"
@@ -36,6 +37,24 @@ type mailConfig struct {
 	ResetTTL        time.Duration // AUTH_RESET_TTL
 	VerifyTTL       time.Duration // AUTH_VERIFY_TTL
 	RequireVerified bool          // AUTH_REQUIRE_VERIFIED_EMAIL
+
+	// Missing names the variables production needs to mail and lacks
+	// (see required).
+	Missing []string
+}
+
+// required refuses a configuration that cannot mail: production without
+// SMTP, a sender or the app's URL. serve and authql mail test check it;
+// the commands that send no mail (migrate, user add, health) run
+// without, so that a release step or a health probe needs no SMTP
+// password. It names every variable missing at once: a password reset
+// that cannot be mailed, or whose link leads nowhere, would otherwise be
+// found by the first user who forgets theirs.
+func (m mailConfig) required() error {
+	if len(m.Missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("invalid configuration:\n%s: must be set with AUTH_ENV=production: authql mails password resets, verifications and notices over SMTP (AUTH_SMTP_URL, such as smtps://user:pass@smtp.example.com:465) from AUTH_MAIL_FROM (such as \"Example <no-reply@example.com>\") with links to your app at AUTH_APP_URL (such as https://app.example.com)", strings.Join(m.Missing, ", "))
 }
 
 // devMailFrom is AUTH_MAIL_FROM outside production when unset.
@@ -91,19 +110,13 @@ func readMail(r *envReader, c *config) {
 	}
 }
 
-// requireProductionMail refuses production without SMTP, a sender or the
-// app's address, naming every variable missing at once: a password reset
-// that cannot be mailed, or whose link leads nowhere, is found by the
-// first user who forgets theirs.
+// requireProductionMail notes the variables production needs to mail and
+// lacks (see required), and refuses AUTH_SMTP_INSECURE there.
 func requireProductionMail(r *envReader, m *mailConfig) {
-	var missing []string
 	for _, v := range []struct{ name, value string }{{"AUTH_SMTP_URL", m.SMTPURL}, {"AUTH_MAIL_FROM", m.From}, {"AUTH_APP_URL", m.AppURL}} {
 		if v.value == "" {
-			missing = append(missing, v.name)
+			m.Missing = append(m.Missing, v.name)
 		}
-	}
-	if len(missing) > 0 {
-		r.bad(strings.Join(missing, ", "), "must be set with AUTH_ENV=production: authql mails password resets, verifications and notices over SMTP (AUTH_SMTP_URL, such as smtps://user:pass@smtp.example.com:465) from AUTH_MAIL_FROM (such as \"Example <no-reply@example.com>\") with links to your app at AUTH_APP_URL (such as https://app.example.com)")
 	}
 	if m.SMTPInsecure {
 		r.bad("AUTH_SMTP_INSECURE", "true is for a mail catcher in development and is refused with AUTH_ENV=production: mails hold live links, and would cross the network in clear text")

@@ -86,6 +86,15 @@ func TestProductionRequiresMail(t *testing.T) {
 			}
 		})
 	}
+	t.Run("CommandsWithoutMail", func(t *testing.T) {
+		// A release step or a probe needs no SMTP password; the mail test
+		// does, and says so.
+		env := map[string]string{"AUTH_ENV": "production", "DATABASE_URL": filepath.Join(t.TempDir(), "prod.db")}
+		runCLI(t, env, "", "migrate").ok(t)
+		if r := runCLI(t, env, "", "mail", "test", "--to", "ops@example.com"); r.Err == nil || !strings.Contains(r.Err.Error(), "AUTH_SMTP_URL, AUTH_MAIL_FROM, AUTH_APP_URL") {
+			t.Errorf("mail test in production without mail = %v, want the variables named", r.Err)
+		}
+	})
 	t.Run("WithMail", func(t *testing.T) {
 		env := withProductionMail(t, map[string]string{"AUTH_ENV": "production", "DATABASE_URL": filepath.Join(t.TempDir(), "prod.db")})
 		startRun(t, env)

@@ -207,6 +207,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	if err := cfg.Mail.required(); err != nil {
+		return err
+	}
 	log, stopLogging := startLogging(ctx, cfg, stderr)
 	// Deferred first, so run last: every line of the shutdown is written.
 	defer stopLogging()
