@@ -36,15 +36,10 @@ func withProductionMail(t *testing.T, env map[string]string) map[string]string {
 }
 
 // enqueue queues a reset mail to the address in the database at dsn, as
-// a flow of the server would (a server sees it at its next poll),
-// sealed under key when one is given.
-func enqueue(t *testing.T, dsn, to string, key []byte) *models.OutboxMail {
+// another process would (a server sees it at its next poll).
+func enqueue(t *testing.T, dsn, to string) *models.OutboxMail {
 	t.Helper()
-	seal, err := secret.NewSealer(secret.Keys{Current: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := mail.NewComposer(mail.Config{From: devMailFrom, AppURL: "http://localhost:1/example", Sealer: seal})
+	c, err := mail.NewComposer(mail.Config{From: devMailFrom, AppURL: "http://localhost:1/example"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +154,7 @@ func TestDevelopmentMailToFiles(t *testing.T) {
 		t.Fatalf("start line %q does not say %q", line, want)
 	}
 
-	m := enqueue(t, dsn, "dev@example.com", nil)
+	m := enqueue(t, dsn, "dev@example.com")
 	var path string
 	waitFor(t, "the .eml file", func() bool {
 		matches, _ := filepath.Glob(filepath.Join(dir, "mail", "*-"+m.ID+".eml"))
@@ -190,45 +185,64 @@ func TestDevelopmentMailToFiles(t *testing.T) {
 	}
 }
 
-// TestServeDeliversOverSMTP: serve with AUTH_SMTP_URL delivers what the
-// outbox holds, says where on the start line, opens a message sealed
-// under AUTH_ENCRYPTION_KEY, and counts it in authql_mail_total, whose
-// series are all there from the start.
+// TestServeDeliversOverSMTP: with AUTH_ENCRYPTION_KEY a reset queued by
+// authql user reset (no server running) is sealed in its row; serve
+// then delivers it readable over AUTH_SMTP_URL, says where on the start
+// line, and counts it in authql_mail_total, whose series are all there
+// from the start. A reset asked over HTTP links to the default
+// AUTH_APP_URL: the example frontend on the server's port.
 func TestServeDeliversOverSMTP(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		srv := smtptest.Start(t)
 		key := make([]byte, secret.KeySize)
 		copy(key, "mail test key of thirty-two byte")
-		out := &syncBuffer{}
-		env := map[string]string{"DATABASE_URL": dsn, "AUTH_SMTP_URL": srv.URL, "PORT": "0", "AUTH_ARGON2_MEMORY": "64", "AUTH_ARGON2_TIME": "1",
+		env := map[string]string{"DATABASE_URL": dsn, "AUTH_SMTP_URL": srv.URL, "AUTH_ARGON2_MEMORY": "64", "AUTH_ARGON2_TIME": "1",
 			"AUTH_ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(key)}
+		runCLI(t, env, "password1\n", "user", "add", "--email", "ops@example.com", "--password-stdin").ok(t)
+		runCLI(t, env, "", "user", "reset", "--email", "ops@example.com").ok(t)
+		var row models.OutboxMail
+		if err := testdb.OpenAsIs(t, dsn).Where("kind = ?", "reset").First(&row).Error; err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(row.Message, "enc:v1:") || strings.Contains(row.Message, "#token=") || strings.Contains(row.Message, "code in the app") {
+			t.Fatalf("queued message not sealed: %.40q", row.Message)
+		}
+
+		out := &syncBuffer{}
+		env["PORT"] = "0"
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, nil, out, io.Discard) }()
 		defer func() { cancel(); <-done }()
 		waitFor(t, "the start line", func() bool { return listeningRE.MatchString(out.String()) })
-		if !strings.Contains(out.String(), "mails sent through smtp://"+srv.Addr) {
-			t.Errorf("start line %q does not name the SMTP server (without its password)", out.String())
+		if !strings.Contains(out.String(), "mails sent through smtp://"+srv.Addr) || strings.Contains(out.String(), "secret") {
+			t.Errorf("start line %q: want the SMTP server named, without its password", out.String())
 		}
-		if strings.Contains(out.String(), "secret") {
-			t.Errorf("start line %q shows the SMTP password", out.String())
-		}
-		url := "http://127.0.0.1:" + listeningRE.FindStringSubmatch(out.String())[1]
-		for _, o := range []string{"sent", "retried", "failed"} {
-			if !strings.Contains(scrape(t, url), `authql_mail_total{outcome="`+o+`"} 0`) {
-				t.Errorf("/metrics lacks authql_mail_total{outcome=%q} 0 before any mail", o)
+		port := listeningRE.FindStringSubmatch(out.String())[1]
+		url := "http://127.0.0.1:" + port
+		metrics := scrape(t, url)
+		for _, o := range []string{"retried", "failed"} {
+			if !strings.Contains(metrics, `authql_mail_total{outcome="`+o+`"} 0`) {
+				t.Errorf("/metrics lacks authql_mail_total{outcome=%q} 0", o)
 			}
 		}
 
-		m := enqueue(t, dsn, "ops@example.com", key)
-		if !strings.HasPrefix(m.Message, "enc:v1:") || strings.Contains(m.Message, "secret-token") {
-			t.Fatalf("queued message not sealed: %.40q", m.Message)
-		}
 		got := srv.Wait(t, "ops@example.com", "Reset your password")
-		if got.Token() != "secret-token" || got.Code() != "ABCD2345" {
-			t.Errorf("delivered token %q code %q, want the sealed ones opened", got.Token(), got.Code())
+		if !strings.HasPrefix(got.Link(), "http://localhost:8080/example/reset#token=") || len(got.Code()) != 8 {
+			t.Errorf("delivered link %q code %q: want the sealed message opened", got.Link(), got.Code())
 		}
-		waitFor(t, "the sent count", func() bool { return strings.Contains(scrape(t, url), `authql_mail_total{outcome="sent"} 1`) })
+		gql(t, url, "", `mutation { requestPasswordReset(email: "ops@example.com") { requestId } }`).OK(t)
+		var second smtptest.Mail
+		waitFor(t, "the second reset", func() bool {
+			if n := srv.Count("ops@example.com"); n >= 2 {
+				second = srv.Mails()[n-1]
+			}
+			return second.Raw != nil
+		})
+		if want := "http://localhost:" + port + "/example/reset#token="; !strings.HasPrefix(second.Link(), want) {
+			t.Errorf("link %q, want it to start with %s", second.Link(), want)
+		}
+		waitFor(t, "the sent count", func() bool { return strings.Contains(scrape(t, url), `authql_mail_total{outcome="sent"} 2`) })
 	})
 }
 

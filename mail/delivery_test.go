@@ -299,3 +299,50 @@ func TestRetryScheduleLastsADay(t *testing.T) {
 		t.Errorf("backoff starts at %s and ends at %s, want 1m and 4h", mail.RetryBackoff(1), mail.RetryBackoff(100))
 	}
 }
+
+// TestRequestsDoNotWaitOnSMTP: with the SMTP server hanging (it accepts
+// connections and never greets), the sender is stuck in its first
+// attempt, and requests that queue mail answer all the same: none waits
+// on SMTP.
+func TestRequestsDoNotWaitOnSMTP(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted := make(chan net.Conn, 16)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted <- c // held open, never answered
+			}
+		}()
+		t.Cleanup(func() {
+			ln.Close()
+			for len(accepted) > 0 {
+				(<-accepted).Close()
+			}
+		})
+		ts := authtest.NewServer(t, dsn, nil, authtest.WithMail("smtp://"+ln.Addr().String()))
+		ts.Register(t, "hank@example.com", "password1")
+		const doc = `mutation($e: String!) { requestPasswordReset(email: $e) { requestId } }`
+		ts.Do(t, "", doc, map[string]any{"e": "hank@example.com"}).OK(t)
+		select {
+		case <-accepted:
+		case <-time.After(time.Minute):
+			t.Fatal("the sender never connected")
+		}
+		// The sender now waits for a greeting that never comes.
+		for range 3 {
+			ts.Do(t, "", doc, map[string]any{"e": "hank@example.com"}).OK(t)
+		}
+		var queued int64
+		ts.DB.Model(&models.OutboxMail{}).Where("status = ? AND kind = ?", models.MailQueued, "reset").Count(&queued)
+		if queued != 4 {
+			t.Errorf("%d reset mails queued, want 4 (one being attempted, three waiting)", queued)
+		}
+	})
+}
