@@ -113,11 +113,9 @@ func TestGivenUp(t *testing.T) {
 		}
 
 		smtp.Refuse()
-		last := queue(t, ts, mail.KindVerify, "dan@example.com")
-		if err := ts.DB.Model(&models.OutboxMail{}).Where("id = ?", last.ID).Update("attempts", mail.MaxAttempts-1).Error; err != nil {
-			t.Fatal(err)
-		}
-		ts.Mail.Wake()
+		last := compose(t, ts, nil, mail.KindVerify, "dan@example.com")
+		last.Attempts = mail.MaxAttempts - 1 // as after a day of retries
+		insert(t, ts, last)
 		authtest.WaitFor(t, "the last attempt", func() bool { return outbox(t, ts.DB, last.ID).Status != models.MailQueued })
 		if row := outbox(t, ts.DB, last.ID); row.Status != models.MailFailed || row.Attempts != mail.MaxAttempts || row.Message != "" {
 			t.Errorf("after the last attempt: %s, attempts %d, message %d bytes; want failed, %d, wiped", row.Status, row.Attempts, len(row.Message), mail.MaxAttempts)
