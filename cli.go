@@ -153,6 +153,15 @@ func openService(ctx context.Context, getenv func(string) string, stderr io.Writ
 	// The commands sign nothing, and are run from shells that may lack the
 	// servers' key variables: they never touch the signing keys.
 	acfg.ReadOnlyKeys = true
+	// A command that mails (authql user reset) queues it in the outbox,
+	// where the servers' senders find it; without what production needs
+	// to mail, it is refused ("mail is not configured").
+	if cfg.Mail.required() == nil {
+		if acfg.Mail, err = mailComposer(cfg, cfg.Port); err != nil {
+			closeDB()
+			return nil, nil, nil, err
+		}
+	}
 	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, acfg, log)
 	if err != nil {
 		closeDB()

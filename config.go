@@ -98,6 +98,9 @@ type config struct {
 	ShutdownDelay     time.Duration // not ready, still serving, before the listener closes
 	// ExampleUI serves examples/web at /example/ (see httpapi.ExampleOrigins).
 	ExampleUI bool
+
+	// Mail is how authql mails (see config_mail.go).
+	Mail mailConfig
 }
 
 // defaultConfig is the configuration when no variable is set.
@@ -146,6 +149,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	readLimits(r, &c)
 	readGraphQL(r, &c)
 	readBrowser(r, &c)
+	readMail(r, &c)
 	readAudit(r, &c)
 	readOperations(r, &c)
 	return c, r.err()

@@ -51,13 +51,13 @@ func TestMetricsInProduction(t *testing.T) {
 		return resp.StatusCode
 	}
 	t.Run("NotOnThePort", func(t *testing.T) {
-		url, _ := startRun(t, map[string]string{"DATABASE_URL": dir + "/prod.db", "AUTH_ENV": "production"})
+		url, _ := startRun(t, withProductionMail(t, map[string]string{"DATABASE_URL": dir + "/prod.db", "AUTH_ENV": "production"}))
 		if code := get(t, url); code != http.StatusNotFound {
 			t.Errorf("AUTH_ENV=production: GET /metrics = %d, want 404", code)
 		}
 	})
 	t.Run("PublicOnRequest", func(t *testing.T) {
-		url, _ := startRun(t, map[string]string{"DATABASE_URL": dir + "/public.db", "AUTH_ENV": "production", "AUTH_METRICS_PUBLIC": "true"})
+		url, _ := startRun(t, withProductionMail(t, map[string]string{"DATABASE_URL": dir + "/public.db", "AUTH_ENV": "production", "AUTH_METRICS_PUBLIC": "true"}))
 		if code := get(t, url); code != http.StatusOK {
 			t.Errorf("AUTH_METRICS_PUBLIC=true: GET /metrics = %d, want 200", code)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/httpapi"
+	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 
@@ -52,6 +53,7 @@ var usage = `Usage:
   authql user reset|disable|enable|delete --email EMAIL
                               mail a password reset; disable, enable or delete an account
   authql keys rotate [flags]  add a new signing key (see authql keys --help)
+  authql mail test --to ADDR  send a test mail through the configured SMTP server
   authql health [flags]       exit 0 if the local server is ready (for container health checks)
   authql version              print the version and build information
 
@@ -104,6 +106,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return userCommand(ctx, rest, getenv, stdin, stdout, stderr)
 	case "health":
 		return healthCommand(ctx, rest, getenv, stdout)
+	case "mail":
+		return mailCommand(ctx, rest, getenv, stdout)
 	case "version":
 		return versionCommand(rest, stdout)
 	case "help":
@@ -203,6 +207,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	if err := cfg.Mail.required(); err != nil {
+		return err
+	}
 	log, stopLogging := startLogging(ctx, cfg, stderr)
 	// Deferred first, so run last: every line of the shutdown is written.
 	defer stopLogging()
@@ -221,6 +228,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		cfg.CORSOrigins = append(cfg.CORSOrigins, httpapi.ExampleOrigins(ln.Addr())...)
 	}
 
+	ml, err := newMailer(cfg, portOf(ln.Addr()))
+	if err != nil {
+		return err
+	}
 	db, dialect, closeDB, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -228,10 +239,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Runs after the servers have shut down, the background work has
 	// stopped and the service has closed (deferred below, so run before).
 	defer closeDB()
-	svc, err := startService(ctx, cfg, db, m, log)
+	svc, err := startService(ctx, cfg, db, m, ml, log)
 	if err != nil {
 		return err
 	}
+	ml.newSender(db, cfg.Mail.From, svc, m, log)
 	// Deferred after closeDB, so run before it: the audit events still
 	// queued are written while the database is open, retried for up to
 	// AUTH_SHUTDOWN_TIMEOUT (at least 10 s) should it be down.
@@ -243,7 +255,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var g errgroup.Group
 	defer func() { stopBackground(); g.Wait() }()
-	if err := startBackground(bg, &g, cfg, db, svc, log); err != nil {
+	if err := startBackground(bg, &g, cfg, db, svc, ml.sender, log); err != nil {
 		return err
 	}
 	sqlDB, err := db.DB()
@@ -252,7 +264,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	m.Watch(sqlDB, svc)
 	ready := httpapi.NewReadiness(sqlDB, svc, log)
-	return serveHTTP(ctx, cfg, ln, dialect, svc, m, ready, log, stdout)
+	return serveHTTP(ctx, cfg, ln, dialect, svc, m, ready, log, stdout, ml.where())
 }
 
 // startLogging returns the logger of cfg writing to stderr, and the
@@ -271,7 +283,7 @@ func startLogging(ctx context.Context, cfg config, stderr io.Writer) (*slog.Logg
 
 // startService builds the auth service over db and ensures the admin of
 // AUTH_ADMIN_EMAIL.
-func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metrics, log *slog.Logger) (*auth.Service, error) {
+func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metrics, ml *mailer, log *slog.Logger) (*auth.Service, error) {
 	if err := warnLooseFiles(ctx, db, log); err != nil {
 		return nil, err
 	}
@@ -280,6 +292,7 @@ func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metri
 	}
 	acfg := authConfig(cfg)
 	acfg.Observer = m
+	ml.configure(&acfg)
 	svc, err := auth.NewService(ctx, db, cfg.JWTSecret, acfg, log)
 	if err != nil {
 		return nil, err
@@ -316,10 +329,10 @@ const purgeInterval = 10 * time.Minute
 
 // startBackground starts, in g, the work that runs beside the requests
 // until ctx is done: hearing other replicas, purging expired rows,
-// reloading signing keys, measuring the stored hashes' costs and bounding
-// SQLite's write-ahead log. It returns an error, having started nothing,
-// if the other replicas cannot be heard.
-func startBackground(ctx context.Context, g *errgroup.Group, cfg config, db *gorm.DB, svc *auth.Service, log *slog.Logger) error {
+// reloading signing keys, measuring the stored hashes' costs, bounding
+// SQLite's write-ahead log and delivering mail. It returns an error,
+// having started nothing, if the other replicas cannot be heard.
+func startBackground(ctx context.Context, g *errgroup.Group, cfg config, db *gorm.DB, svc *auth.Service, sender *mail.Sender, log *slog.Logger) error {
 	// Several replicas may share a PostgreSQL database: hear what they
 	// change (revocations, users, roles, keys) before serving anything.
 	// (On SQLite, which one process serves, there is no one to hear.)
@@ -347,6 +360,10 @@ func startBackground(ctx context.Context, g *errgroup.Group, cfg config, db *gor
 		models.BoundWAL(ctx, db, walWarnings(ctx, log, time.Now))
 		return nil
 	})
+	// Stopped, like the rest, once the servers have shut down: a mail
+	// queued by a request in flight then still goes out (or waits in the
+	// outbox for the next start).
+	g.Go(func() error { sender.Run(ctx); return nil })
 	return nil
 }
 
@@ -372,7 +389,7 @@ func walWarnings(ctx context.Context, log *slog.Logger, now func() time.Time) fu
 
 // serveHTTP serves the API on ln, and the metrics on AUTH_METRICS_ADDR,
 // until ctx is done, then shuts the servers down (see httpapi.Shutdown).
-func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.Dialect, svc *auth.Service, m *httpapi.Metrics, ready *httpapi.Readiness, log *slog.Logger, stdout io.Writer) error {
+func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.Dialect, svc *auth.Service, m *httpapi.Metrics, ready *httpapi.Readiness, log *slog.Logger, stdout io.Writer, mailTo string) error {
 	hcfg := httpConfig(cfg)
 	srv := &http.Server{
 		Handler:           httpapi.New(hcfg, svc, log, m, ready),
@@ -393,7 +410,9 @@ func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.
 		}
 		servers = append(servers, msrv)
 	}
-	fmt.Fprintf(stdout, "authql listening on http://%s (%s)\n", ln.Addr(), dialect)
+	// Where mails go is on the start line: `go run .` users find there the
+	// directory of the mails whose links they follow.
+	fmt.Fprintf(stdout, "authql listening on http://%s (%s); %s\n", ln.Addr(), dialect, mailTo)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
@@ -455,6 +474,11 @@ func authConfig(cfg config) auth.Config {
 		AuditRetention: cfg.AuditRetention,
 
 		AuditQueueBytes: cfg.AuditQueueBytes,
+
+		// Mailed links and codes (the Composer is serve's, see mailer).
+		ResetTTL:             cfg.Mail.ResetTTL,
+		VerifyTTL:            cfg.Mail.VerifyTTL,
+		RequireVerifiedEmail: cfg.Mail.RequireVerified,
 
 		// Browser sessions: the refresh cookie, CSRF and CORS.
 		RefreshCookie:  cfg.RefreshCookie,

@@ -80,6 +80,7 @@ func startRunLogging(t testing.TB, env map[string]string, stderr io.Writer) (str
 		return url, stop
 	case err := <-done:
 		cancel()
+		stopped = true // run has returned: the cleanup has nothing to wait for
 		t.Fatalf("run returned before listening: %v", err)
 	case <-time.After(30 * time.Second):
 		cancel()
@@ -288,6 +289,9 @@ func TestRunProduction(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.env["DATABASE_URL"] = filepath.Join(t.TempDir(), "prod.db")
+			if tc.env["AUTH_ENV"] != "" {
+				withProductionMail(t, tc.env)
+			}
 			url, _ := startRun(t, tc.env)
 			r := gql(t, url, "", `{ __schema { queryType { name } } }`)
 			if got := len(r.Errors) == 0; got != tc.wantSchema {

@@ -288,9 +288,17 @@ func (s *Service) KeyID() string { return s.signer.KeyID() }
 // Keys returns the signing keys.
 func (s *Service) Keys() *keys.Set { return s.signer.Keys() }
 
+// MailRetention is how long a mail's outbox row is kept once it was sent,
+// given up or suppressed: long enough to answer "did my mail go out?"
+// (its status, attempts and last error), short enough that the
+// recipients' addresses do not pile up. Its story stays in the audit log
+// (MAIL_SENT, MAIL_FAILED) for AUTH_AUDIT_RETENTION.
+const MailRetention = 7 * 24 * time.Hour
+
 // Purge deletes expired revocations, refresh tokens and sessions, mailed
-// requests expired or spent, and audit events older than Config.AuditRetention, and re-reads revocations
-// and role permissions.
+// requests expired or spent, audit events older than
+// Config.AuditRetention and mails done with for MailRetention, and
+// re-reads revocations and role permissions.
 func (s *Service) Purge(ctx context.Context) error {
 	now := s.now()
 	// A revoked session is kept while an access token of its could live:
@@ -307,8 +315,12 @@ func (s *Service) Purge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p != (models.Purged{}) || audits > 0 || requests > 0 {
-		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "email_requests", requests, "audit_events", audits)
+	mails, err := models.PurgeMail(ctx, s.db, now.Add(-MailRetention))
+	if err != nil {
+		return err
+	}
+	if p != (models.Purged{}) || audits > 0 || requests > 0 || mails > 0 {
+		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "email_requests", requests, "audit_events", audits, "outbox_mails", mails)
 	}
 	s.limiter.Sweep(now)
 	s.tokens.sweep(now)

@@ -102,8 +102,20 @@ func NewComposer(cfg Config) (*Composer, error) {
 			return nil, err
 		}
 		c.tpl[k] = t
+		// Tried now, with every variable set: a template naming a field
+		// Vars lacks parses, and would fail only at its first mail.
+		if _, err := c.render(k, "check@example.com", sampleVars); err != nil {
+			return nil, fmt.Errorf("mail templates of %s: %w", k, err)
+		}
 	}
 	return c, nil
+}
+
+// sampleVars fill every variable, for trying the templates.
+var sampleVars = Vars{
+	AppURL: "https://app.example.com", Email: "check@example.com", Link: "https://app.example.com/reset#token=x",
+	Code: "ABCD2345", ExpiresAt: time.Unix(0, 0).UTC(), ExpiresIn: "15 minutes", NewEmail: "new@example.com",
+	At: time.Unix(0, 0).UTC(), IP: "192.0.2.1",
 }
 
 // Link returns the link to path of the app (AUTH_APP_URL) with the secret
@@ -118,8 +130,23 @@ func (c *Composer) Link(path, token string) string {
 func (c *Composer) AppURL() string { return c.cfg.AppURL }
 
 // Compose renders the mail of kind to the address, as a queued outbox row
-// (its UserID and RequestID are the caller's to set).
+// (its UserID and RequestID are the caller's to set). Variables left zero
+// get defaults: AppURL is AUTH_APP_URL, Email the recipient, At now, and
+// ExpiresIn is worked out from ExpiresAt.
 func (c *Composer) Compose(kind Kind, to string, v Vars) (*models.OutboxMail, error) {
+	now := c.cfg.Now().UTC()
+	if v.At.IsZero() {
+		v.At = now
+	}
+	if v.ExpiresIn == "" && !v.ExpiresAt.IsZero() {
+		v.ExpiresIn = Duration(v.ExpiresAt.Sub(now))
+	}
+	if v.AppURL == "" {
+		v.AppURL = c.cfg.AppURL
+	}
+	if v.Email == "" {
+		v.Email = to
+	}
 	msg, err := c.render(kind, to, v)
 	if err != nil {
 		return nil, err
@@ -130,7 +157,6 @@ func (c *Composer) Compose(kind Kind, to string, v Vars) (*models.OutboxMail, er
 			return nil, err
 		}
 	}
-	now := c.cfg.Now().UTC()
 	return &models.OutboxMail{ID: id, CreatedAt: now, Kind: string(kind), Status: models.MailQueued, To: to, Message: msg, NextAttemptAt: now}, nil
 }
 
@@ -145,6 +171,26 @@ func (c *Composer) Suppressed(kind Kind, to string, v Vars) (*models.OutboxMail,
 	}
 	m.Status, m.To, m.Message = models.MailSuppressed, "", ""
 	return m, nil
+}
+
+// Duration writes d as a mail says it: "15 minutes", "1 hour", "24
+// hours", rounded to the minute (and to the hour from 2 hours on).
+func Duration(d time.Duration) string {
+	plural := func(n int64, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return fmt.Sprintf("%d %ss", n, unit)
+	}
+	d = d.Round(time.Minute)
+	switch {
+	case d >= 2*time.Hour:
+		return plural(int64(d.Round(time.Hour)/time.Hour), "hour")
+	case d >= time.Hour && d%time.Hour == 0:
+		return "1 hour"
+	default:
+		return plural(int64(max(d, time.Minute)/time.Minute), "minute")
+	}
 }
 
 // MessageAAD binds a sealed message to its outbox row.

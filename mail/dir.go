@@ -16,14 +16,11 @@ type Dir struct {
 	now func() time.Time
 }
 
-// NewDir returns the transport writing to dir, creating it (private: the
-// files hold live links).
+// NewDir returns the transport writing to dir, which its first mail
+// creates (private: the files hold live links).
 func NewDir(dir string, now func() time.Time) (*Dir, error) {
 	if now == nil {
 		now = time.Now
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("AUTH_MAIL_DIR: %w", err)
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -40,6 +37,9 @@ func (d *Dir) String() string { return d.dir }
 // 0600: it holds a link that works until it expires.
 func (d *Dir) Send(_ context.Context, m Message) error {
 	name := d.now().UTC().Format("20060102T150405.000000000Z") + "-" + m.ID + ".eml"
+	if err := os.MkdirAll(d.dir, 0o700); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(d.dir, ".tmp-*.eml") // created 0600
 	if err != nil {
 		return err

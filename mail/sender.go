@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -86,7 +87,7 @@ type Sender struct {
 	cfg     SenderConfig
 	from    string
 	wake    chan struct{}
-	lastErr time.Time
+	lastErr atomic.Int64 // when logQueryError last logged, in Unix ns
 }
 
 // NewSender returns a Sender; Run starts it.
@@ -221,8 +222,8 @@ func (s *Sender) send(ctx context.Context, m *models.OutboxMail) error {
 
 // logQueryError logs a failing outbox query, at most every errorLogEvery.
 func (s *Sender) logQueryError(ctx context.Context, err error) {
-	if now := time.Now(); s.lastErr.IsZero() || now.Sub(s.lastErr) >= errorLogEvery {
-		s.lastErr = now
+	now, last := time.Now().UnixNano(), s.lastErr.Load()
+	if (last == 0 || time.Duration(now-last) >= errorLogEvery) && s.lastErr.CompareAndSwap(last, now) {
 		s.cfg.Log.ErrorContext(ctx, "reading the mail outbox failed; retrying", "err", err)
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/smtptest"
 	"github.com/authql/authql/internal/testdb"
@@ -19,22 +21,46 @@ import (
 // then wakes the sender as the flow's commit would.
 func queue(t *testing.T, ts *authtest.Server, kind mail.Kind, to string) *models.OutboxMail {
 	t.Helper()
-	c, err := mail.NewComposer(mail.Config{From: authtest.MailFrom, AppURL: authtest.MailAppURL, Now: ts.Clock.Now})
+	return queueWith(t, ts, nil, kind, to)
+}
+
+// queueWith is queue with the message sealed by seal (nil: not sealed).
+// The mail's user is "user-1".
+func queueWith(t *testing.T, ts *authtest.Server, seal *secret.Sealer, kind mail.Kind, to string) *models.OutboxMail {
+	t.Helper()
+	m := compose(t, ts, seal, kind, to)
+	insert(t, ts, m)
+	return m
+}
+
+// compose renders a mail of kind to the address with a link and a code,
+// as a flow would, without queuing it.
+func compose(t *testing.T, ts *authtest.Server, seal *secret.Sealer, kind mail.Kind, to string) *models.OutboxMail {
+	t.Helper()
+	c, err := mail.NewComposer(mail.Config{From: authtest.MailFrom, AppURL: authtest.MailAppURL, Now: ts.Clock.Now, Sealer: seal})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := c.Compose(kind, to, mail.Vars{
-		AppURL: authtest.MailAppURL, Email: to, Link: c.Link("/reset", "tok_"+strings.Repeat("x", 43)), Code: "ABCD2345",
-		ExpiresAt: ts.Clock.Now().Add(15 * 60e9), ExpiresIn: "15 minutes", At: ts.Clock.Now(), IP: "192.0.2.7",
+		Link: c.Link("/reset", "tok_"+strings.Repeat("x", 43)), Code: "ABCD2345",
+		ExpiresAt: ts.Clock.Now().Add(15 * time.Minute), IP: "192.0.2.7",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	user := "user-1"
+	m.UserID = &user
+	return m
+}
+
+// insert queues m in a transaction of its own and wakes the sender, as a
+// flow's commit does.
+func insert(t *testing.T, ts *authtest.Server, m *models.OutboxMail) {
+	t.Helper()
 	if err := ts.DB.Transaction(func(tx *gorm.DB) error { return models.EnqueueMail(tx, m) }); err != nil {
 		t.Fatal(err)
 	}
 	ts.Mail.Wake()
-	return m
 }
 
 // outbox reads the mail's row.

@@ -29,20 +29,22 @@ func (c *Composer) parse(kind Kind) (*templates, error) {
 		return string(b), err
 	}
 	var t templates
+	// Each template is named after its file, so that an error running it
+	// names the file to fix.
 	for _, f := range []struct {
 		suffix string
-		set    func(string) error
+		set    func(name, src string) error
 	}{
-		{".subject.txt", func(s string) (err error) {
-			t.subject, err = texttemplate.New("").Option("missingkey=error").Parse(s)
+		{".subject.txt", func(name, src string) (err error) {
+			t.subject, err = texttemplate.New(name).Option("missingkey=error").Parse(src)
 			return
 		}},
-		{".txt", func(s string) (err error) {
-			t.text, err = texttemplate.New("").Option("missingkey=error").Parse(s)
+		{".txt", func(name, src string) (err error) {
+			t.text, err = texttemplate.New(name).Option("missingkey=error").Parse(src)
 			return
 		}},
-		{".html", func(s string) (err error) {
-			t.html, err = htmltemplate.New("").Option("missingkey=error").Parse(s)
+		{".html", func(name, src string) (err error) {
+			t.html, err = htmltemplate.New(name).Option("missingkey=error").Parse(src)
 			return
 		}},
 	} {
@@ -51,7 +53,7 @@ func (c *Composer) parse(kind Kind) (*templates, error) {
 		if err != nil {
 			return nil, fmt.Errorf("mail template %s: %w", name, err)
 		}
-		if err := f.set(src); err != nil {
+		if err := f.set(name, src); err != nil {
 			return nil, fmt.Errorf("mail template %s: %w", name, err)
 		}
 	}

@@ -61,19 +61,26 @@ type Server struct {
 
 	srv *smtp.Server
 
-	mu      sync.Mutex
-	mails   []Mail
-	added   chan struct{} // closed and replaced when a mail arrives
-	refuse  error         // returned to DATA while set
-	logins  []string
-	ln      net.Listener
-	stopped bool
+	mu     sync.Mutex
+	mails  []Mail
+	added  chan struct{} // closed and replaced when a mail arrives
+	refuse error         // returned to DATA while set
+	logins []string
+	ln     net.Listener
 }
 
 // Start runs a server for the test; it stops when the test ends. It
 // accepts AUTH PLAIN with the user and password of URL over plain text
 // (loopback only), and any sender and recipient.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return StartOn(tb, "127.0.0.1")
+}
+
+// StartOn is Start listening on the address ip of this machine: a
+// non-loopback one, to test what a client requires of a remote server
+// (STARTTLS, which this server does not offer).
+func StartOn(tb testing.TB, ip string) *Server {
 	tb.Helper()
 	s := &Server{added: make(chan struct{})}
 	s.srv = smtp.NewServer(backend{s})
@@ -82,7 +89,7 @@ func Start(tb testing.TB) *Server {
 	s.srv.ReadTimeout = 30 * time.Second
 	s.srv.WriteTimeout = 30 * time.Second
 	s.srv.MaxMessageBytes = 1 << 20
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		tb.Fatal(err)
 	}
