@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -265,8 +266,17 @@ type browser struct {
 	ctx context.Context // the tab
 	dir string          // where screenshots go
 
-	mu     sync.Mutex
-	errors []string // exceptions and console errors of the page
+	mu       sync.Mutex
+	errors   []string      // exceptions and console errors of the page
+	requests []sentRequest // every request the tab sent, in order
+}
+
+// sentRequest is what a request of the tab carried to the network: the
+// fragment of a URL stays in the browser and is not here.
+type sentRequest struct {
+	method, url string
+	headers     []string // "Name: value"
+	body        string
 }
 
 func newBrowser(t *testing.T, dir string) *browser {
@@ -307,6 +317,13 @@ func newBrowser(t *testing.T, dir string) *browser {
 	chromedp.ListenTarget(ctx, func(ev any) {
 		var msg string
 		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			b.sent(ev.Request)
+			return
+		case *network.EventRequestWillBeSentExtraInfo:
+			// The headers as sent, with those the browser adds (Cookie).
+			b.sent(&network.Request{Method: "(headers)", URL: "request " + string(ev.RequestID), Headers: ev.Headers})
+			return
 		case *runtime.EventExceptionThrown:
 			msg = "exception: " + ev.ExceptionDetails.Error()
 		case *runtime.EventConsoleAPICalled:
@@ -338,6 +355,25 @@ func newBrowser(t *testing.T, dir string) *browser {
 		t.Fatalf("start Chromium: %v", err)
 	}
 	return b
+}
+
+// sent records a request of the tab.
+func (b *browser) sent(r *network.Request) {
+	req := sentRequest{method: r.Method, url: r.URL}
+	for k, v := range r.Headers {
+		req.headers = append(req.headers, fmt.Sprintf("%s: %v", k, v))
+	}
+	for _, e := range r.PostDataEntries {
+		// Bytes is base64, as CDP sends binary.
+		data, err := base64.StdEncoding.DecodeString(e.Bytes)
+		if err != nil {
+			data = []byte(e.Bytes)
+		}
+		req.body += string(data)
+	}
+	b.mu.Lock()
+	b.requests = append(b.requests, req)
+	b.mu.Unlock()
 }
 
 // removeProfile removes a Chromium profile directory, retrying while the
@@ -434,6 +470,7 @@ func (b *browser) state() string {
 		url: location.href,
 		status: (document.getElementById('status') || {}).textContent,
 		error: (document.getElementById('error') || {}).textContent,
+		notice: (document.getElementById('notice') || {}).textContent,
 	})`, &s))
 	if err != nil {
 		return "page state unknown: " + err.Error()

@@ -27,6 +27,7 @@ func TestExampleUI(t *testing.T) {
 		{"index.html", "text/html", `<script src="app.js" defer></script>`},
 		{"", "text/html", `<script src="app.js" defer></script>`},
 		{"app.js", "javascript", "mutation { refresh {"},
+		{"accounts.js", "javascript", "history.replaceState("},
 		{"style.css", "text/css", "body {"},
 	} {
 		code, h, body := getNoRedirect(t, url+examplePath+tc.path)
@@ -47,6 +48,7 @@ func TestExampleUI(t *testing.T) {
 	if code, _, _ := getNoRedirect(t, url+examplePath+"web.go"); code != http.StatusNotFound {
 		t.Errorf("GET %sweb.go = %d, want 404: only the frontend's files are served", examplePath, code)
 	}
+	t.Run("Pages", func(t *testing.T) { testExamplePages(t, url) })
 
 	// The cookie of a register is honoured from the server's own origins,
 	// as the example's page sends them, and refused from any other.
@@ -70,6 +72,37 @@ func TestExampleUI(t *testing.T) {
 		t.Errorf("refresh by cookie from another origin: %s, want FORBIDDEN", code)
 	}
 	refresh("http://127.0.0.1:" + port).OK(t)
+}
+
+// testExamplePages checks that the paths of the mailed links (AUTH_APP_URL
+// defaults to the example outside production) serve the example's page,
+// with the same headers as ExamplePath, and that nothing else below it does.
+func testExamplePages(t *testing.T, url string) {
+	code, want, page := getNoRedirect(t, url+examplePath)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s = %d", examplePath, code)
+	}
+	for _, p := range []string{"forgot", "reset", "verify", "confirm-email"} {
+		code, h, body := getNoRedirect(t, url+examplePath+p)
+		if code != http.StatusOK || body != page {
+			t.Errorf("GET %s%s = %d with %d bytes, want 200 with the %d bytes of %s", examplePath, p, code, len(body), len(page), examplePath)
+		}
+		for _, k := range []string{"Content-Type", "Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy", "Cache-Control"} {
+			if h.Get(k) != want.Get(k) || want.Get(k) == "" {
+				t.Errorf("GET %s%s: %s %q, want %q as for %s", examplePath, p, k, h.Get(k), want.Get(k), examplePath)
+			}
+		}
+	}
+	// A query string does not change the page; a path below a page or
+	// another name is no page.
+	if code, _, body := getNoRedirect(t, url+examplePath+"reset?x=1"); code != http.StatusOK || body != page {
+		t.Errorf("GET %sreset?x=1 = %d, want 200 with the page", examplePath, code)
+	}
+	for _, p := range []string{"reset/", "reset/x", "resets", "login"} {
+		if code, _, _ := getNoRedirect(t, url+examplePath+p); code != http.StatusNotFound {
+			t.Errorf("GET %s%s = %d, want 404", examplePath, p, code)
+		}
+	}
 }
 
 // getNoRedirect fetches url without following redirects.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"golang.org/x/text/unicode/norm"
@@ -27,8 +26,9 @@ var (
 // current one).
 //
 // It returns a new pair for the principal's own session, whose other
-// refresh tokens stop working; with signOutOthers every other session of
-// the user ends, on every replica. All of it commits with the new hash, in
+// refresh tokens stop working (for a new session in its place when a
+// refresh of it raced the change); with signOutOthers every other session
+// of the user ends, on every replica. All of it commits with the new hash, in
 // one transaction, with a "your password was changed" notice to the
 // account's address when mail is configured. Unauthenticated when the
 // session or the account ended meanwhile.
@@ -73,20 +73,27 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, currentPassw
 		return nil, err
 	}
 	token, tokenHash := newRefreshToken()
+	restart, restartToken := s.newSession(ctx, nil)
 	sess, revoked, err := models.ChangePassword(ctx, s.db, models.PasswordChange{
 		UserID: u.ID, SessionID: p.SessionID, OldHash: u.PasswordHash, NewHash: hash, TokenHash: tokenHash,
-		TTL: s.cfg.RefreshTTL, AccessTTL: s.cfg.AccessTTL,
+		Restart: restart, TTL: s.cfg.RefreshTTL, AccessTTL: s.cfg.AccessTTL,
 		SignOutOthers: signOutOthers, Revoke: s.revocation(now), Mails: mails,
 	})
 	s.forgetUser(u.ID) // even on error: the transaction's outcome may be unknown
 	if err != nil {
 		return nil, err
 	}
-	ended = len(revoked)
 	s.addRevoked(revoked)
 	if len(mails) > 0 {
 		s.mailQueued()
 	}
+	if sess.ID != p.SessionID {
+		// A refresh of the caller's session raced the change: it ended
+		// (the first of the revoked), and this one took its place (see
+		// models.ChangePassword).
+		token, revoked = restartToken, revoked[1:]
+	}
+	ended = len(revoked)
 	u.PasswordHash = hash
 	return s.grant(ctx, u, sess.ID, token, now)
 }
@@ -171,8 +178,7 @@ func (s *Service) passwordChangedMail(ctx context.Context, u *models.User, at ti
 		return nil, nil
 	}
 	m, err := s.cfg.Mail.Compose(mail.KindPasswordChanged, u.Email, mail.Vars{
-		AppURL: strings.TrimSuffix(s.cfg.Mail.Link("", ""), "#token="), // the Composer's AUTH_APP_URL
-		Email:  u.Email, At: at, IP: ClientFrom(ctx).IP,
+		AppURL: s.cfg.Mail.AppURL(), Email: u.Email, At: at, IP: ClientFrom(ctx).IP,
 	})
 	if err != nil {
 		return nil, err

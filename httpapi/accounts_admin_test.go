@@ -16,6 +16,7 @@ import (
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/internal/authtest"
+	"github.com/authql/authql/internal/smtptest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -466,6 +467,38 @@ func TestAdminFailuresLimited(t *testing.T) {
 			if deref(e.UserID) != admin.UserID {
 				t.Errorf("RATE_LIMITED event %+v does not name the admin", e)
 			}
+		}
+	})
+}
+
+// TestChangePasswordMailsNotice: the "your password was changed" notice
+// reaches the account's address over SMTP, saying when and from where,
+// with the way to reset the password if it was not the owner; a refused
+// change mails nothing.
+func TestChangePasswordMailsNotice(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		srv := smtptest.Start(t)
+		ts := authtest.NewServer(t, dsn, nil, authtest.WithMail(srv.URL))
+		user := ts.Register(t, "ada@example.com", "password1")
+		wantCode(t, "wrong current password", changePassword(t, ts, user.Access, "password2", "new-password", nil), models.BadUserInput, "")
+		changePassword(t, ts, user.Access, "password1", "new-password", nil).OK(t)
+		m := srv.Wait(t, "ada@example.com", "password")
+		for _, want := range []string{"ada@example.com", "was changed", "127.0.0.1", authtest.MailAppURL + "/forgot"} {
+			if !strings.Contains(m.Text, want) {
+				t.Errorf("the notice does not say %q:\n%s", want, m.Text)
+			}
+		}
+		if m.Link() != "" || m.Code() != "" {
+			t.Errorf("the notice carries a link %q or code %q: it has no secret to carry", m.Link(), m.Code())
+		}
+		flushAudit(t, ts)
+		authtest.WaitFor(t, "the notice marked sent", func() bool {
+			return countRows(t, ts, "outbox_mails", "user_id = ? AND status = ?", user.UserID, models.MailSent) == 1
+		})
+		if n := srv.Count("ada@example.com"); n != 1 {
+			t.Errorf("%d mails to the owner, want the one notice", n)
 		}
 	})
 }

@@ -11,10 +11,28 @@ import (
 // ExamplePath is where AUTH_EXAMPLE_UI=true serves examples/web.
 const ExamplePath = "/example/"
 
-// exampleHandler serves the example frontend's files.
+// examplePages are the example's pages besides ExamplePath itself, below
+// it: the mailed links open them (AUTH_APP_URL defaults to the example
+// outside production, and the link paths are the contract:
+// ${AUTH_APP_URL}/reset#token=…). Each is index.html, whose script shows
+// the page of location.pathname.
+var examplePages = []string{"forgot", "reset", "verify", "confirm-email"}
+
+// exampleHandler serves the example frontend's files, and index.html at
+// each of examplePages.
 func exampleHandler() http.Handler {
 	files := http.StripPrefix(ExamplePath[:len(ExamplePath)-1], http.FileServerFS(web.Files))
+	pages := make(map[string]bool, len(examplePages))
+	for _, p := range examplePages {
+		pages[ExamplePath+p] = true
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if pages[r.URL.Path] {
+			// The directory's index, so that the page's relative links
+			// (app.js, style.css) resolve as at ExamplePath.
+			r = r.Clone(r.Context())
+			r.URL.Path, r.URL.RawPath = ExamplePath, ""
+		}
 		h := w.Header()
 		// The page runs only its own files and talks only to this origin:
 		// no inline script (the usual XSS payload), no third party, no

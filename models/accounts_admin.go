@@ -66,57 +66,88 @@ func lockedUser(tx *gorm.DB, id string) (*User, error) {
 // DeleteUser deletes the user with the id and everything of theirs: their
 // sessions and refresh tokens, their mailed requests and their mails in the
 // outbox (queued or not: each holds their address). Their sessions are
-// revoked first, in the same transaction, with revocations published to
-// every replica, so their access tokens stop at once everywhere; the
-// revoked sessions are returned for the caller's own memory. Audit events
-// are not touched: they name users by id only.
+// revoked first, with revocations published to every replica, so their
+// access tokens stop at once everywhere; the revoked sessions are returned
+// for the caller's own memory. Audit events are not touched: they name
+// users by id only.
+//
+// Two transactions, the revocation committed before the deletion: a
+// refresh locks its token, then its session, so a transaction that held
+// the sessions (to revoke them) and then deleted them with their tokens
+// would deadlock with a refresh in flight, which a client looping on
+// refresh (the user, or a thief of their token trying to keep the account)
+// makes likely. Once the revocation has committed, no refresh of these
+// sessions locks a token any more (see RotateRefreshToken), and the
+// deletion deletes the tokens first, waiting for a refresh in flight. A
+// session started in between by a sign-in is revoked by the deletion too;
+// should it be refreshed in a loop meanwhile, the deletion may deadlock
+// with a refresh, and is tried again (see transactRetrying).
 //
 // It returns NotFound for an unknown user and ErrLastAdminDelete for the
 // last enabled admin.
 func DeleteUser(ctx context.Context, db *gorm.DB, id string, r Revoke) (revoked []Revoked, err error) {
 	defer Wrap(&err, "DeleteUser(%q)", id)
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		u, err := lockedUser(tx, id)
+		if _, err := adminKept(tx, id, ErrLastAdminDelete); err != nil {
+			return err
+		}
+		revoked, err = revokeSessions(tx, tx.Where("user_id = ?", id), r)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = transactRetrying(ctx, db, func(tx *gorm.DB) error {
+		if _, err := adminKept(tx, id, ErrLastAdminDelete); err != nil {
+			return err
+		}
+		if err := tx.Where("session_id IN (SELECT id FROM sessions WHERE user_id = ?)", id).Delete(&RefreshToken{}).Error; err != nil {
+			return err
+		}
+		late, err := revokeSessions(tx, tx.Where("user_id = ?", id), r)
 		if err != nil {
 			return err
 		}
-		if err := keepAnAdmin(tx, u, ErrLastAdminDelete); err != nil {
-			return err
-		}
-		// Refresh tokens before sessions: a refresh locks its token, then
-		// its session, and taking them in the same order cannot deadlock
-		// with one in flight (this waits for it to commit instead).
-		sessions := tx.Model(&Session{}).Select("id").Where("user_id = ?", id)
-		if err := tx.Where("session_id IN (?)", sessions).Delete(&RefreshToken{}).Error; err != nil {
-			return err
-		}
-		if revoked, err = revokeSessions(tx, tx.Where("user_id = ?", id), r); err != nil {
-			return err
-		}
-		for _, del := range []struct {
-			model any
-			where string
-		}{
-			// Again: a refresh that committed while the first delete
-			// waited for it added a token.
-			{&RefreshToken{}, "session_id IN (SELECT id FROM sessions WHERE user_id = ?)"},
-			{&Session{}, "user_id = ?"},
-			{&EmailRequest{}, "user_id = ?"},
-			{&OutboxMail{}, "user_id = ?"},
-		} {
-			if err := tx.Where(del.where, id).Delete(del.model).Error; err != nil {
-				return err
-			}
-		}
-		if err := tx.Exec("DELETE FROM user_roles WHERE user_id = ?", id).Error; err != nil {
-			return err
-		}
-		if err := tx.Where("id = ?", id).Delete(&User{}).Error; err != nil {
-			return err
-		}
-		return Publish(tx, Event{Kind: EventUserChanged, ID: id})
+		revoked = append(revoked, late...)
+		return deleteUserRows(tx, id)
 	})
 	return revoked, err
+}
+
+// adminKept returns the user with the id, its row locked (see lockedUser),
+// or refusal when it is the last enabled admin (see keepAnAdmin).
+func adminKept(tx *gorm.DB, id string, refusal error) (*User, error) {
+	u, err := lockedUser(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	return u, keepAnAdmin(tx, u, refusal)
+}
+
+// deleteUserRows is the deletion of DeleteUser, once the user's sessions
+// are revoked: the refresh tokens first, in the order a refresh locks
+// them (see DeleteUser), then everything else of the user, and the user.
+func deleteUserRows(tx *gorm.DB, id string) error {
+	for _, del := range []struct {
+		model any
+		where string
+	}{
+		{&RefreshToken{}, "session_id IN (SELECT id FROM sessions WHERE user_id = ?)"},
+		{&Session{}, "user_id = ?"},
+		{&EmailRequest{}, "user_id = ?"},
+		{&OutboxMail{}, "user_id = ?"},
+	} {
+		if err := tx.Where(del.where, id).Delete(del.model).Error; err != nil {
+			return err
+		}
+	}
+	if err := tx.Exec("DELETE FROM user_roles WHERE user_id = ?", id).Error; err != nil {
+		return err
+	}
+	if err := tx.Where("id = ?", id).Delete(&User{}).Error; err != nil {
+		return err
+	}
+	return Publish(tx, Event{Kind: EventUserChanged, ID: id})
 }
 
 // DisableUser disables the user with the id, with the admin's reason (nil
@@ -130,11 +161,8 @@ func DeleteUser(ctx context.Context, db *gorm.DB, id string, r Revoke) (revoked 
 func DisableUser(ctx context.Context, db *gorm.DB, id string, reason *string, r Revoke) (_ *User, revoked []Revoked, err error) {
 	defer Wrap(&err, "DisableUser(%q)", id)
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		u, err := lockedUser(tx, id)
+		u, err := adminKept(tx, id, ErrLastAdminDisable)
 		if err != nil {
-			return err
-		}
-		if err := keepAnAdmin(tx, u, ErrLastAdminDisable); err != nil {
 			return err
 		}
 		at := r.At
@@ -175,106 +203,4 @@ func EnableUser(ctx context.Context, db *gorm.DB, id string, at time.Time) (_ *U
 		return nil, err
 	}
 	return UserByID(ctx, db, id)
-}
-
-// PasswordChange is a change of a signed-in user's password, made from
-// one of their sessions.
-type PasswordChange struct {
-	UserID, SessionID string
-	// OldHash is the stored hash the current password was checked
-	// against: the change applies only while it is still the stored one,
-	// so that of two concurrent changes the second, checked against the
-	// replaced password, fails.
-	OldHash, NewHash string
-	// TokenHash is the session's new refresh token (see RefreshToken);
-	// every other token of the session is deleted.
-	TokenHash string
-	// TTL and AccessTTL are the lifetimes of the new refresh token (the
-	// session slides, as in a rotation) and of the access token issued
-	// with it.
-	TTL, AccessTTL time.Duration
-	// SignOutOthers revokes the user's other sessions; Revoke says when
-	// and for how long (its At is the change's time).
-	SignOutOthers bool
-	Revoke        Revoke
-	// Mails are queued with the change (the notice to the owner).
-	Mails []*OutboxMail
-}
-
-// ErrPasswordChanged refuses a password change checked against a password
-// that another change replaced meanwhile.
-var ErrPasswordChanged = Errorf(BadUserInput, "the password was changed meanwhile; try again with the new one")
-
-// ChangePassword stores a new password hash and, in the same transaction:
-// gives the caller's session a new refresh token in place of all its
-// others (the old ones stop working, so that whoever else held one is
-// out), revokes the user's other sessions when asked to (revocations
-// published to every replica), publishes the change of the user, and
-// queues c.Mails. It returns the caller's session as it now is and the
-// sessions revoked.
-//
-// It returns ErrPasswordChanged when the stored hash is no longer
-// c.OldHash or the account was disabled meanwhile, and Unauthenticated
-// when the caller's session ended meanwhile.
-func ChangePassword(ctx context.Context, db *gorm.DB, c PasswordChange) (_ *Session, revoked []Revoked, err error) {
-	defer Wrap(&err, "ChangePassword(%q)", c.UserID)
-	at := c.Revoke.At
-	var s Session
-	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&User{}).Where("id = ? AND password_hash = ? AND disabled_at IS NULL", c.UserID, c.OldHash).
-			Updates(map[string]any{"password_hash": c.NewHash, "updated_at": at})
-		if res.Error != nil {
-			return res.Error
-		} else if res.RowsAffected == 0 {
-			return ErrPasswordChanged
-		}
-		if err := replaceSessionTokens(tx, c, &s); err != nil {
-			return err
-		}
-		if c.SignOutOthers {
-			var err error
-			if revoked, err = revokeSessions(tx, tx.Where("user_id = ? AND id <> ?", c.UserID, c.SessionID), c.Revoke); err != nil {
-				return err
-			}
-		}
-		if err := Publish(tx, Event{Kind: EventUserChanged, ID: c.UserID}); err != nil {
-			return err
-		}
-		return EnqueueMail(tx, c.Mails...)
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return &s, revoked, nil
-}
-
-// replaceSessionTokens is ChangePassword's work on the caller's session:
-// it slides the session as a rotation does, and replaces its refresh
-// tokens with c.TokenHash. The session must be the user's and live.
-//
-// The tokens are deleted first, then the session updated, in the order a
-// refresh locks them, so that a refresh in flight is waited for rather
-// than deadlocked with; the token it may have added meanwhile is deleted
-// by the second pass, once the session row is held.
-func replaceSessionTokens(tx *gorm.DB, c PasswordChange, s *Session) error {
-	at := c.Revoke.At
-	if err := tx.Where("session_id = ?", c.SessionID).Delete(&RefreshToken{}).Error; err != nil {
-		return err
-	}
-	accessExp := at.Add(c.AccessTTL)
-	res := tx.Model(s).Clauses(clause.Returning{}).
-		Where("id = ? AND user_id = ? AND revoked_at IS NULL AND expires_at > ?", c.SessionID, c.UserID, at).
-		Updates(map[string]any{
-			"last_used_at": at, "expires_at": at.Add(c.TTL),
-			"access_expires_at": gorm.Expr("CASE WHEN access_expires_at IS NULL OR access_expires_at < ? THEN ? ELSE access_expires_at END", accessExp, accessExp),
-		})
-	if res.Error != nil {
-		return res.Error
-	} else if res.RowsAffected == 0 {
-		return Errorf(Unauthenticated, "the session has ended")
-	}
-	if err := tx.Where("session_id = ?", c.SessionID).Delete(&RefreshToken{}).Error; err != nil {
-		return err
-	}
-	return tx.Create(&RefreshToken{ID: c.TokenHash, SessionID: c.SessionID, CreatedAt: at, ExpiresAt: s.ExpiresAt}).Error
 }

@@ -1,5 +1,7 @@
 // authql example frontend: sign up, log in, me, silent refresh, sessions,
-// log out. Plain JavaScript against authql's GraphQL API; copy what helps.
+// log out; and the account pages (accounts.js): forgot password, reset,
+// verify email, change password or email, delete the account. Plain
+// JavaScript against authql's GraphQL API; copy what helps.
 //
 // Where the tokens live, and why:
 // - The access token (short-lived) is kept in a variable, in memory only.
@@ -93,7 +95,7 @@ function isUnauthenticated(body) {
   return (body.errors || []).some((e) => e.extensions && e.extensions.code === 'UNAUTHENTICATED');
 }
 
-const USER = 'id email roles';
+const USER = 'id email roles emailVerified';
 const GRANT = `accessToken expiresIn user { ${USER} }`; // no refreshToken: it stays in the cookie
 
 // refresh gets a new access token through the refresh cookie. Single
@@ -130,18 +132,44 @@ function show(id, text) {
   $(id).textContent = text; // textContent, never innerHTML: data is not markup
 }
 
+// The page's own words for the codes a user must act on, in place of
+// authql's message: a client decides on the code, never on the message
+// (which may change), and says what to do next.
+const SAY = {
+  EMAIL_NOT_VERIFIED: () => 'Verify your email first: open the link authql mailed to you, then log in.',
+  ACCOUNT_DISABLED: () => 'This account is disabled: ask an administrator.',
+  RATE_LIMITED: (e) => `Too many attempts: try again in ${wait(e.extensions.retryAfter)}.`,
+};
+
+function wait(seconds) {
+  const s = Number(seconds) || 1;
+  if (s < 120) {
+    return s === 1 ? 'a second' : `${s} seconds`;
+  }
+  return `${Math.ceil(s / 60)} minutes`;
+}
+
 function showError(err) {
   const box = $('error');
   if (!err) {
     box.hidden = true;
     box.textContent = '';
+    delete box.dataset.code;
     return;
   }
   const errors = err instanceof GraphQLError ? err.errors : [{ message: String(err.message || err) }];
+  const code = (e) => (e.extensions && e.extensions.code) || 'NETWORK_ERROR';
   box.textContent = errors
-    .map((e) => `${e.message} (${(e.extensions && e.extensions.code) || 'NETWORK_ERROR'})`)
+    .map((e) => `${SAY[code(e)] ? SAY[code(e)](e) : e.message} (${code(e)})`)
     .join('\n');
+  box.dataset.code = code(errors[0]);
   box.hidden = false;
+}
+
+// notify shows what just happened ('' hides it).
+function notify(text) {
+  show('notice', text);
+  $('notice').hidden = !text;
 }
 
 function signedIn(grant) {
@@ -152,6 +180,8 @@ function signedIn(grant) {
 function showUser(user) {
   show('status', `Signed in as ${user.email}`);
   show('me-email', user.email);
+  show('me-verified', user.emailVerified ? 'yes' : 'no');
+  $('send-verification').hidden = user.emailVerified;
   show('me-roles', user.roles.join(', '));
   show('me-id', user.id);
   $('signed-out').hidden = true;
@@ -166,13 +196,15 @@ function signedOut() {
   $('signed-out').hidden = false;
 }
 
-// run runs an action of a button: clears the last error, shows the new one.
+// run runs an action of a button: clears the last error and notice, shows
+// the new ones.
 function run(action) {
   return async (event) => {
     if (event) {
       event.preventDefault();
     }
     showError(null);
+    notify('');
     try {
       await action();
     } catch (err) {
@@ -264,5 +296,6 @@ $('logout').addEventListener('click', run(logout));
 // On load, the access token is gone with the previous page; the refresh
 // cookie, if any, survived: a silent refresh keeps the user signed in
 // across reloads. Without a cookie the user is simply signed out, with no
-// error shown.
+// error shown. (accounts.js, which runs right after this file, shows the
+// part of the path and takes a mailed link's token out of the address bar.)
 refresh().catch(() => {});
