@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/mail"
@@ -38,6 +40,12 @@ func newMailEnv(t testing.TB, dsn string, opts ...func(*Config)) *mailEnv {
 	t.Helper()
 	c := testclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
 	db := testdb.Open(t, dsn)
+	return &mailEnv{s: newMailEnvOn(t, db, c, opts...), db: db, c: c, ctx: withClient(context.Background(), "192.0.2.7")}
+}
+
+// newMailEnvOn is the Service of newMailEnv on db.
+func newMailEnvOn(t testing.TB, db *gorm.DB, c *testclock.Clock, opts ...func(*Config)) *Service {
+	t.Helper()
 	composer, err := mail.NewComposer(mail.Config{From: "authql <no-reply@authql.test>", AppURL: "http://app.test", Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +62,16 @@ func newMailEnv(t testing.TB, dsn string, opts ...func(*Config)) *mailEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(context.Background()) })
-	return &mailEnv{s: s, db: db, c: c, ctx: withClient(context.Background(), "192.0.2.7")}
+	return s
+}
+
+func mustCodeKey(t *testing.T, s *Service) []byte {
+	t.Helper()
+	k, err := s.codeKey.get(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func withLimits(l Limits) func(*Config) { return func(c *Config) { c.Limits = l } }
@@ -555,6 +572,32 @@ func TestPurgeEmailRequests(t *testing.T) {
 		e.db.Model(&models.EmailRequest{}).Pluck("id", &ids)
 		if len(ids) != 1 || ids[0] != pending.ID {
 			t.Errorf("requests left %q, want only %s", ids, pending.ID)
+		}
+	})
+}
+
+// TestCodeKeyStoredSealed: the codes' key is a setting of its own, made at
+// the first request, stored encrypted under AUTH_ENCRYPTION_KEY, and read
+// back alike by a second service on the database (a replica, or the CLI
+// mailing a reset), whose MAC of a code is the same.
+func TestCodeKeyStoredSealed(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		enc := func(c *Config) { c.Encryption = secret.Keys{Current: bytes.Repeat([]byte{7}, secret.KeySize)} }
+		e := newMailEnv(t, dsn, enc)
+		g := e.register(t)
+		r, m := e.reset(t, g.User.Email)
+		var v string
+		if err := e.db.Model(&models.Setting{}).Where("name = ?", codeKeySetting).Pluck("value", &v).Error; err != nil || !strings.HasPrefix(v, "enc:v1:") {
+			t.Fatalf("the code key is stored as %q (%v), want sealed", v, err)
+		}
+		other := &mailEnv{s: newMailEnvOn(t, e.db, e.c, enc), db: e.db, c: e.c, ctx: e.ctx}
+		mac, err := other.s.codeMAC(e.ctx, r.ID, m.code())
+		if err != nil || mac != r.CodeMAC {
+			t.Errorf("a second service MACs the code otherwise (%v)", err)
+		}
+		if string(e.s.limitSecret) == string(mustCodeKey(t, e.s)) {
+			t.Error("the code key is the rate-limit key")
 		}
 	})
 }
