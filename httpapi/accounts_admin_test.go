@@ -502,3 +502,30 @@ func TestChangePasswordMailsNotice(t *testing.T) {
 		}
 	})
 }
+
+// TestCookieChangePasswordAndDeleteAccount: with cookie sessions, the
+// browser's refresh cookie follows the password change (the old one stops
+// working) and is cleared by the account's deletion.
+func TestCookieChangePasswordAndDeleteAccount(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		ts := authtest.NewServer(t, dsn, nil, withCookies(authtest.AppOrigin))
+		r := browser(t, ts, authtest.AppOrigin, "", authtest.RegisterDoc, authtest.Creds("ada@example.com")).OK(t)
+		old, _ := authtest.SetCookie(t, r)
+		access := r.Str("register", "accessToken")
+		r = browser(t, ts, authtest.AppOrigin, access, changePasswordDoc, map[string]any{"c": "password1", "n": "new-password"}, old.Value).OK(t)
+		next, _ := authtest.SetCookie(t, r)
+		if next.Value != r.Str("changePassword", "refreshToken") || next.Value == old.Value {
+			t.Errorf("cookie after changePassword %q, want the new refresh token %q", next.Value, r.Str("changePassword", "refreshToken"))
+		}
+		wantCode(t, "refresh with the old cookie", browser(t, ts, authtest.AppOrigin, "", authtest.RefreshCookieDoc, nil, old.Value), models.Unauthenticated, "")
+		r = browser(t, ts, authtest.AppOrigin, "", authtest.RefreshCookieDoc, nil, next.Value).OK(t)
+		next, _ = authtest.SetCookie(t, r)
+		r = browser(t, ts, authtest.AppOrigin, r.Str("refresh", "accessToken"), deleteAccountDoc, map[string]any{"p": "new-password"}, next.Value).OK(t)
+		if gone, _ := authtest.SetCookie(t, r); gone.Value != "" || gone.MaxAge >= 0 {
+			t.Errorf("cookie after deleteAccount %+v, want it cleared", gone)
+		}
+		wantCode(t, "refresh after deleteAccount", browser(t, ts, authtest.AppOrigin, "", authtest.RefreshCookieDoc, nil, next.Value), models.Unauthenticated, "")
+	})
+}
