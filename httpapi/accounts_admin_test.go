@@ -382,16 +382,16 @@ func TestLastAdminIsAnEnabledOne(t *testing.T) {
 	})
 }
 
-// TestAdminsDeletingEachOtherLeaveOne: two admins deleting (or disabling)
-// each other at the same moment: one wins, the other is refused as the
-// last admin, every time.
+// TestAdminsDeletingEachOtherLeaveOne: two admins deleting, disabling or
+// demoting each other at the same moment: one wins, the other is refused
+// as the last admin, every time.
 func TestAdminsDeletingEachOtherLeaveOne(t *testing.T) {
 	t.Parallel()
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Parallel()
 		ts := authtest.NewServer(t, dsn, nil)
 		root := ts.Admin(t)
-		for round := range 10 {
+		for round := range 12 {
 			a := ts.Register(t, fmt.Sprintf("a%d@example.com", round), "password1")
 			b := ts.Register(t, fmt.Sprintf("b%d@example.com", round), "password1")
 			for _, id := range []string{a.UserID, b.UserID} {
@@ -400,10 +400,11 @@ func TestAdminsDeletingEachOtherLeaveOne(t *testing.T) {
 			// Root steps aside (disabled), so that a and b are the only
 			// enabled admins; whoever survives enables it again.
 			ts.Do(t, a.Access, disableUserDoc, map[string]any{"id": root.UserID}).OK(t)
-			doc := deleteUserDoc
-			if round%2 == 1 {
-				doc = `mutation($id: ID!) { disableUser(userId: $id) { id } }`
-			}
+			doc := []string{
+				deleteUserDoc,
+				`mutation($id: ID!) { disableUser(userId: $id) { id } }`,
+				`mutation($id: ID!) { setUserRoles(userId: $id, roles: ["user"]) { id } }`,
+			}[round%3]
 			var wg sync.WaitGroup
 			var ra, rb authtest.Response
 			start := make(chan struct{})
@@ -419,10 +420,11 @@ func TestAdminsDeletingEachOtherLeaveOne(t *testing.T) {
 			if len(ra.Errors) > 0 {
 				survivor, loser = b, ra
 			}
-			if code := loser.Code(t); code != models.Forbidden && code != models.Unauthenticated {
-				// FORBIDDEN as the last admin, or UNAUTHENTICATED when
-				// the winner's change had committed before the loser's
-				// request was authorized.
+			if code := loser.Code(t); code != models.Forbidden && code != models.Unauthenticated && code != models.BadUserInput {
+				// FORBIDDEN (BAD_USER_INPUT for setUserRoles) as the
+				// last admin, or UNAUTHENTICATED (FORBIDDEN for
+				// setUserRoles) when the winner's change had committed
+				// before the loser's request was authorized.
 				t.Fatalf("round %d: the loser got %s %q", round, code, loser.Errors[0].Message)
 			}
 			if n := countRows(t, ts, "user_roles JOIN users ON users.id = user_roles.user_id", "role_name = ? AND disabled_at IS NULL", models.RoleAdmin); n != 1 {
@@ -500,5 +502,32 @@ func TestChangePasswordMailsNotice(t *testing.T) {
 		if n := srv.Count("ada@example.com"); n != 1 {
 			t.Errorf("%d mails to the owner, want the one notice", n)
 		}
+	})
+}
+
+// TestCookieChangePasswordAndDeleteAccount: with cookie sessions, the
+// browser's refresh cookie follows the password change (the old one stops
+// working) and is cleared by the account's deletion.
+func TestCookieChangePasswordAndDeleteAccount(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		ts := authtest.NewServer(t, dsn, nil, withCookies(authtest.AppOrigin))
+		r := browser(t, ts, authtest.AppOrigin, "", authtest.RegisterDoc, authtest.Creds("ada@example.com")).OK(t)
+		old, _ := authtest.SetCookie(t, r)
+		access := r.Str("register", "accessToken")
+		r = browser(t, ts, authtest.AppOrigin, access, changePasswordDoc, map[string]any{"c": "password1", "n": "new-password"}, old.Value).OK(t)
+		next, _ := authtest.SetCookie(t, r)
+		if next.Value != r.Str("changePassword", "refreshToken") || next.Value == old.Value {
+			t.Errorf("cookie after changePassword %q, want the new refresh token %q", next.Value, r.Str("changePassword", "refreshToken"))
+		}
+		wantCode(t, "refresh with the old cookie", browser(t, ts, authtest.AppOrigin, "", authtest.RefreshCookieDoc, nil, old.Value), models.Unauthenticated, "")
+		r = browser(t, ts, authtest.AppOrigin, "", authtest.RefreshCookieDoc, nil, next.Value).OK(t)
+		next, _ = authtest.SetCookie(t, r)
+		r = browser(t, ts, authtest.AppOrigin, r.Str("refresh", "accessToken"), deleteAccountDoc, map[string]any{"p": "new-password"}, next.Value).OK(t)
+		if gone, _ := authtest.SetCookie(t, r); gone.Value != "" || gone.MaxAge >= 0 {
+			t.Errorf("cookie after deleteAccount %+v, want it cleared", gone)
+		}
+		wantCode(t, "refresh after deleteAccount", browser(t, ts, authtest.AppOrigin, "", authtest.RefreshCookieDoc, nil, next.Value), models.Unauthenticated, "")
 	})
 }
