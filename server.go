@@ -207,9 +207,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	if err := cfg.Mail.required(); err != nil {
-		return err
-	}
 	log, stopLogging := startLogging(ctx, cfg, stderr)
 	// Deferred first, so run last: every line of the shutdown is written.
 	defer stopLogging()
@@ -360,9 +357,7 @@ func startBackground(ctx context.Context, g *errgroup.Group, cfg config, db *gor
 		models.BoundWAL(ctx, db, walWarnings(ctx, log, time.Now))
 		return nil
 	})
-	// Stopped, like the rest, once the servers have shut down: a mail
-	// queued by a request in flight then still goes out (or waits in the
-	// outbox for the next start).
+	// Stopped after the servers: a mail queued by a request in flight goes out.
 	g.Go(func() error { sender.Run(ctx); return nil })
 	return nil
 }

@@ -23,8 +23,11 @@ type mailer struct {
 }
 
 // newMailer builds the mail of cfg for a server listening on port (the
-// default AUTH_APP_URL's).
+// default AUTH_APP_URL's), refusing production without what it needs.
 func newMailer(cfg config, port string) (*mailer, error) {
+	if err := cfg.Mail.required(); err != nil {
+		return nil, err
+	}
 	seal, err := secret.NewSealer(cfg.Encryption)
 	if err != nil {
 		return nil, err

@@ -231,6 +231,14 @@ func (c *Composer) render(kind Kind, to string, v Vars) (string, error) {
 	header("Content-Type", `multipart/alternative; boundary="`+boundary+`"`)
 	b.WriteString("\r\n")
 	for _, part := range []struct{ typ, body string }{{"text/plain", text.String()}, {"text/html", html.String()}} {
+		if part.typ == "text/plain" && plain7bit(part.body) {
+			// As it is, when it can be: the link reads whole in the raw
+			// message (an .eml file in development, grep token= mail/*).
+			fmt.Fprintf(&b, "--%s\r\nContent-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n", boundary, part.typ)
+			(&crlfWriter{&b}).Write([]byte(part.body))
+			b.WriteString("\r\n")
+			continue
+		}
 		fmt.Fprintf(&b, "--%s\r\nContent-Type: %s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n", boundary, part.typ)
 		w := quotedprintable.NewWriter(&crlfWriter{&b})
 		if _, err := w.Write([]byte(part.body)); err != nil {
@@ -243,6 +251,23 @@ func (c *Composer) render(kind Kind, to string, v Vars) (string, error) {
 	}
 	fmt.Fprintf(&b, "--%s--\r\n", boundary)
 	return b.String(), nil
+}
+
+// plain7bit reports whether body can go as 7bit: ASCII without NUL or a
+// bare CR, no line longer than SMTP's 998 bytes, and no line that is a
+// MIME boundary's "--" lead-in.
+func plain7bit(body string) bool {
+	for _, line := range strings.Split(body, "\n") {
+		if len(line) > 998 || strings.HasPrefix(line, "--") {
+			return false
+		}
+		for i := 0; i < len(line); i++ {
+			if c := line[i]; c == 0 || c == '\r' || c >= 0x80 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // crlfWriter writes to b with every bare LF turned into CRLF, as SMTP
