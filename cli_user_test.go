@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/authql/authql/internal/smtptest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -123,4 +125,38 @@ func TestCLIUserAccountHelp(t *testing.T) {
 	if out := runCLI(t, nil, "", "--help").ok(t); !strings.Contains(out, "authql user reset|disable|enable|delete") {
 		t.Errorf("authql --help does not list the account commands:\n%s", out)
 	}
+}
+
+// TestCLIUserReset: authql user reset queues the reset mail the API's
+// sendPasswordReset sends; a server on the database delivers it, and its
+// code resets the password.
+func TestCLIUserReset(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		srv := smtptest.Start(t)
+		env := map[string]string{"DATABASE_URL": dsn, "AUTH_SMTP_URL": srv.URL, "AUTH_APP_URL": "http://app.test"}
+		ada := strings.TrimSpace(runCLI(t, env, "password1\n", "user", "add", "--email", "ada@example.com", "--password-stdin").ok(t))
+		r := runCLI(t, env, "", "user", "reset", "--email", "ADA@example.com")
+		var id, expires string
+		if _, err := fmt.Sscanf(r.ok(t), "request %s expires at %s\n", &id, &expires); err != nil {
+			t.Fatalf("user reset printed %q: %v", r.Stdout, err)
+		}
+		if !strings.Contains(r.Stderr, "queued") {
+			t.Errorf("user reset did not say the mail waits for a server: stderr %q", r.Stderr)
+		}
+		var req models.EmailRequest
+		if err := testdb.OpenAsIs(t, dsn).Where("id = ?", id).Take(&req).Error; err != nil {
+			t.Fatalf("the request printed: %v", err)
+		}
+		if req.Kind != models.RequestReset || deref(req.UserID) != ada || req.ExpiresAt.UTC().Format(time.RFC3339) != expires {
+			t.Errorf("request %+v, want ada's reset expiring at %s", req, expires)
+		}
+
+		url, _ := startRun(t, env)
+		m := srv.Wait(t, "ada@example.com", "")
+		if !strings.HasPrefix(m.Link(), "http://app.test/reset#token=") || m.Code() == "" {
+			t.Fatalf("the mail has link %q and code %q", m.Link(), m.Code())
+		}
+		gql(t, url, "", fmt.Sprintf(`mutation { resetPassword(requestId: %q, code: %q, newPassword: "new-password") }`, id, m.Code())).OK(t)
+		gql(t, url, "", `mutation { login(email: "ada@example.com", password: "new-password") { accessToken } }`).OK(t)
+	})
 }
