@@ -8,7 +8,7 @@ import (
 	netmail "net/mail"
 	"time"
 
-	"github.com/authql/authql/mail"
+	"github.com/authql/authql/auth/mail"
 )
 
 // mailUsage is the help of authql mail --help.

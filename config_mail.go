@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/auth/secret"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 

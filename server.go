@@ -25,8 +25,8 @@ import (
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/auth/keys"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/httpapi"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 

@@ -8,9 +8,9 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/httpapi"
-	"github.com/authql/authql/mail"
 )
 
 // mailer is serve's mail: the Composer the account flows queue mails

@@ -60,6 +60,12 @@ func startRunLogging(t testing.TB, env map[string]string, stderr io.Writer) (str
 	if raceEnabled && env["AUTH_DB_TIMEOUT"] == "" {
 		env["AUTH_DB_TIMEOUT"] = raceDBTimeout.String() // see raceDBTimeout
 	}
+	if env["AUTH_SMTP_URL"] == "" && env["AUTH_MAIL_DIR"] == "" {
+		// The default directory is ./mail on PostgreSQL: the test's working
+		// directory, the package's source. A mail a test sends goes to the
+		// test's own directory instead.
+		env["AUTH_MAIL_DIR"] = t.TempDir()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	out := &addrWriter{addr: addr}

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/internal/testdb"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/authql/authql/mail"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/models"
 )
 

@@ -13,8 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/auth/secret"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 

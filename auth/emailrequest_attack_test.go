@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/internal/testdb"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 

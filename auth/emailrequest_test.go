@@ -15,10 +15,10 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/testclock"
 	"github.com/authql/authql/internal/testdb"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 

@@ -3,7 +3,7 @@ package auth
 import (
 	"context"
 
-	"github.com/authql/authql/mail"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/models"
 )
 

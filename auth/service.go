@@ -14,7 +14,8 @@
 // Its other jobs are packages of their own: auth/keys (signing keys, the
 // signer and verifier, the JWKS), auth/audit (the audit batch writer, used
 // through the auditLog interface), auth/ratelimit (the rate limiter, used
-// through the rateLimiter interface) and auth/secret (secrets at rest).
+// through the rateLimiter interface), auth/secret (secrets at rest) and
+// auth/mail (the mails the account flows queue, and their delivery).
 package auth
 
 import (
@@ -31,10 +32,10 @@ import (
 
 	"github.com/authql/authql/auth/audit"
 	"github.com/authql/authql/auth/keys"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/auth/ratelimit"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/periodic"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 

@@ -5,7 +5,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/authql/authql/mail"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/models"
 )
 

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/graph"
-	"github.com/authql/authql/mail"
 )
 
 // Metrics are the Prometheus metrics of one server. They live in a registry

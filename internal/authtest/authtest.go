@@ -21,9 +21,9 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/httpapi"
 	"github.com/authql/authql/internal/testclock"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 

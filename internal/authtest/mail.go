@@ -8,9 +8,9 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth"
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/httpapi"
-	"github.com/authql/authql/mail"
 )
 
 // composeMail gives cfg.Auth a Composer (unless a test set its own) and

@@ -8,11 +8,11 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/auth/secret"
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/smtptest"
 	"github.com/authql/authql/internal/testdb"
-	"github.com/authql/authql/mail"
 	"github.com/authql/authql/models"
 )
 
