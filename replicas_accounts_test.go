@@ -61,7 +61,9 @@ func TestReplicasAccounts(t *testing.T) {
 	})
 
 	t.Run("PasswordChangedOnAEndsTheOtherSessionsOnB", func(t *testing.T) {
-		c := newCluster(t, nil)
+		// The notice goes to a directory of the test's, not beside the
+		// package's sources (the working directory).
+		c := newCluster(t, map[string]string{"AUTH_MAIL_DIR": t.TempDir()})
 		a, b := c.start(t, nil), c.start(t, nil)
 		u := registerAt(t, b, "ada@example.com", "password1")
 		here := loginAt(t, a, "ada@example.com", "password1")
