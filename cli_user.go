@@ -223,10 +223,12 @@ func lookupUser(ctx context.Context, db *gorm.DB, cmd, email string) (*models.Us
 	return u, nil
 }
 
-// userReset runs "authql user reset": the reset mail of the API's
-// sendPasswordReset, queued in the outbox for a running server to deliver.
-func userReset(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	email, done, err := userFlags("reset", args, stdout, nil)
+// onUser runs a user subcommand that acts on one account: it reads the
+// flags (--email and those define adds), opens the service and looks the
+// account up, then calls do. Flags asking for help end it early.
+func onUser(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer,
+	define func(*flag.FlagSet), do func(svc *auth.Service, u *models.User) error) error {
+	email, done, err := userFlags(name, args, stdout, define)
 	if done || err != nil {
 		return err
 	}
@@ -235,80 +237,68 @@ func userReset(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer closeDB()
-	u, err := lookupUser(ctx, db, "user reset", email)
+	u, err := lookupUser(ctx, db, "user "+name, email)
 	if err != nil {
 		return err
 	}
-	req, err := svc.SendPasswordReset(ctx, u.ID)
-	if err != nil {
-		return commandError("user reset", err)
-	}
-	fmt.Fprintf(stdout, "request %s expires at %s\n", req.ID, req.ExpiresAt.UTC().Format(time.RFC3339))
-	fmt.Fprintf(stderr, "the reset mail to %s is queued: a running authql server on this database delivers it\n", u.Email)
-	return nil
+	return do(svc, u)
+}
+
+// userReset runs "authql user reset": the reset mail of the API's
+// sendPasswordReset, queued in the outbox for a running server to deliver.
+func userReset(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return onUser(ctx, "reset", args, getenv, stdout, stderr, nil, func(svc *auth.Service, u *models.User) error {
+		req, err := svc.SendPasswordReset(ctx, u.ID)
+		if err != nil {
+			return commandError("user reset", err)
+		}
+		fmt.Fprintf(stdout, "request %s expires at %s\n", req.ID, req.ExpiresAt.UTC().Format(time.RFC3339))
+		fmt.Fprintf(stderr, "the reset mail to %s is queued: a running authql server on this database delivers it\n", u.Email)
+		return nil
+	})
 }
 
 // userDisable runs "authql user disable" and "authql user enable".
 func userDisable(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var reason *string
-	email, done, err := userFlags(name, args, stdout, func(fs *flag.FlagSet) {
+	define := func(fs *flag.FlagSet) {
 		if name == "disable" {
 			fs.Func("reason", "", func(v string) error { reason = &v; return nil })
 		}
+	}
+	return onUser(ctx, name, args, getenv, stdout, stderr, define, func(svc *auth.Service, u *models.User) error {
+		// Through the service: it keeps the last admin, ends the sessions,
+		// and publishes the change to running servers (on PostgreSQL).
+		var err error
+		if name == "disable" {
+			_, err = svc.DisableUser(ctx, u.ID, reason)
+		} else {
+			_, err = svc.EnableUser(ctx, u.ID)
+		}
+		if err != nil {
+			return commandError("user "+name, err)
+		}
+		fmt.Fprintf(stdout, "%sd %s\n", name, u.ID)
+		return nil
 	})
-	if done || err != nil {
-		return err
-	}
-	svc, db, closeDB, err := openService(ctx, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	defer closeDB()
-	cmd := "user " + name
-	u, err := lookupUser(ctx, db, cmd, email)
-	if err != nil {
-		return err
-	}
-	// Through the service: it keeps the last admin, ends the sessions,
-	// and publishes the change to running servers (on PostgreSQL).
-	if name == "disable" {
-		_, err = svc.DisableUser(ctx, u.ID, reason)
-	} else {
-		_, err = svc.EnableUser(ctx, u.ID)
-	}
-	if err != nil {
-		return commandError(cmd, err)
-	}
-	fmt.Fprintf(stdout, "%sd %s\n", name, u.ID)
-	return nil
 }
 
 // userDelete runs "authql user delete".
 func userDelete(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var yes bool
-	email, done, err := userFlags("delete", args, stdout, func(fs *flag.FlagSet) { fs.BoolVar(&yes, "yes", false, "") })
-	if done || err != nil {
-		return err
-	}
-	svc, db, closeDB, err := openService(ctx, getenv, stderr)
-	if err != nil {
-		return err
-	}
-	defer closeDB()
-	u, err := lookupUser(ctx, db, "user delete", email)
-	if err != nil {
-		return err
-	}
-	if !yes {
-		if err := confirmDelete(u, stdin, stderr); err != nil {
-			return err
+	define := func(fs *flag.FlagSet) { fs.BoolVar(&yes, "yes", false, "") }
+	return onUser(ctx, "delete", args, getenv, stdout, stderr, define, func(svc *auth.Service, u *models.User) error {
+		if !yes {
+			if err := confirmDelete(u, stdin, stderr); err != nil {
+				return err
+			}
 		}
-	}
-	if err := svc.DeleteUser(ctx, u.ID); err != nil {
-		return commandError("user delete", err)
-	}
-	fmt.Fprintf(stdout, "deleted %s\n", u.ID)
-	return nil
+		if err := svc.DeleteUser(ctx, u.ID); err != nil {
+			return commandError("user delete", err)
+		}
+		fmt.Fprintf(stdout, "deleted %s\n", u.ID)
+		return nil
+	})
 }
 
 // confirmDelete asks the operator to type the user's email, so that a
