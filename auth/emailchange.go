@@ -91,24 +91,6 @@ func (s *Service) mailEmailChange(ctx context.Context, u *models.User, newEmail 
 // the request is BadUserInput, and the request is spent. BadUserInput for
 // an invalid, used or expired token or code; RateLimited past
 // Limits.CodeAccount.
-func (s *Service) ConfirmEmailChange(ctx context.Context, proof Proof) (err error) {
-	if err := s.auditRoom(); err != nil {
-		return err
-	}
-	var userID string
-	defer func() {
-		if models.ErrorCode(err) != models.RateLimited {
-			s.audit(ctx, event{typ: models.AuditEmailChanged, err: err, userID: userID})
-		}
-	}()
-	r, err := s.proven(ctx, models.RequestEmailChange, proof)
-	if err != nil {
-		return err
-	}
-	userID = *r.UserID
-	if err := models.ChangeEmail(ctx, s.db, r, s.now()); err != nil {
-		return err
-	}
-	s.forgetUser(userID)
-	return nil
+func (s *Service) ConfirmEmailChange(ctx context.Context, proof Proof) error {
+	return s.settle(ctx, models.RequestEmailChange, models.AuditEmailChanged, proof, models.ChangeEmail)
 }

@@ -2,6 +2,9 @@ package auth
 
 import (
 	"context"
+	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/authql/authql/models"
 )
@@ -60,22 +63,31 @@ func (s *Service) mailVerification(ctx context.Context, u *models.User) (*models
 // whatever the account holds now. BadUserInput for an invalid, used or
 // expired token or code (or a changed address); RateLimited past
 // Limits.CodeAccount.
-func (s *Service) VerifyEmail(ctx context.Context, proof Proof) (err error) {
+func (s *Service) VerifyEmail(ctx context.Context, proof Proof) error {
+	return s.settle(ctx, models.RequestVerify, models.AuditEmailVerified, proof, models.VerifyEmail)
+}
+
+// settle applies the pending request of kind that proof answers, with
+// apply, and audits it as typ (a refusal by the code limit is a
+// RATE_LIMITED event instead, coalesced): the verification and the email
+// change differ only in what they apply.
+func (s *Service) settle(ctx context.Context, kind string, typ models.AuditEventType, proof Proof,
+	apply func(context.Context, *gorm.DB, *models.EmailRequest, time.Time) error) (err error) {
 	if err := s.auditRoom(); err != nil {
 		return err
 	}
 	var userID string
 	defer func() {
 		if models.ErrorCode(err) != models.RateLimited {
-			s.audit(ctx, event{typ: models.AuditEmailVerified, err: err, userID: userID})
+			s.audit(ctx, event{typ: typ, err: err, userID: userID})
 		}
 	}()
-	r, err := s.proven(ctx, models.RequestVerify, proof)
+	r, err := s.proven(ctx, kind, proof)
 	if err != nil {
 		return err
 	}
 	userID = *r.UserID
-	if err := models.VerifyEmail(ctx, s.db, r, s.now()); err != nil {
+	if err := apply(ctx, s.db, r, s.now()); err != nil {
 		return err
 	}
 	s.forgetUser(userID)
