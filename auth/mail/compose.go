@@ -160,17 +160,40 @@ func (c *Composer) Compose(kind Kind, to string, v Vars) (*models.OutboxMail, er
 	return &models.OutboxMail{ID: id, CreatedAt: now, Kind: string(kind), Status: models.MailQueued, To: to, Message: msg, NextAttemptAt: now}, nil
 }
 
-// Suppressed renders the mail of kind as Compose does, so that it costs
-// the same, and returns a row that is never sent and holds neither the
-// address nor the message: the twin of a real mail for an address without
-// an account (see auth's password reset).
+// Suppressed returns the twin of a real mail for an address without an
+// account (see auth's password reset): a row that is never sent, written
+// as the real one would be, so that the request costs the same. It is
+// rendered, sealed and stored like the real mail, of the same length and
+// make-up: a row of a few kilobytes is compressed and stored out of line
+// by PostgreSQL, an empty one is not, and with the message blanked such
+// requests ran at 0.91 of a real one's time. It is addressed to a stand-in
+// of the same shape (each letter an x, each digit a 0), not to the address
+// typed: that is not anyone's account, and authql does not keep it.
 func (c *Composer) Suppressed(kind Kind, to string, v Vars) (*models.OutboxMail, error) {
-	m, err := c.Compose(kind, to, v)
+	stand := standIn(to)
+	if v.Email == to {
+		v.Email = stand
+	}
+	m, err := c.Compose(kind, stand, v)
 	if err != nil {
 		return nil, err
 	}
-	m.Status, m.To, m.Message = models.MailSuppressed, "", ""
+	m.Status = models.MailSuppressed
 	return m, nil
+}
+
+// standIn is an address of addr's shape that names no one: every letter
+// (of any script) an x and every digit a 0, the separators kept.
+func standIn(addr string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '@' || r == '.' || r == '-' || r == '+' || r == '_':
+			return r
+		case r >= '0' && r <= '9':
+			return '0'
+		}
+		return 'x'
+	}, addr)
 }
 
 // Duration writes d as a mail says it: "15 minutes", "1 hour", "24
