@@ -70,15 +70,7 @@ func TestProductionRequiresMail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.env["AUTH_ENV"] = "production"
 			tc.env["DATABASE_URL"] = filepath.Join(t.TempDir(), "prod.db")
-			r := runCLI(t, tc.env, "", "serve")
-			if r.Err == nil {
-				t.Fatal("production started")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(r.Err.Error(), w) {
-					t.Errorf("error %q does not say %q", r.Err, w)
-				}
-			}
+			_ = wantServeRefused(t, tc.env, tc.want...)
 		})
 	}
 	t.Run("CommandsWithoutMail", func(t *testing.T) {
@@ -119,17 +111,8 @@ func TestMailConfigRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.env["DATABASE_URL"] = filepath.Join(t.TempDir(), "bad.db")
-			r := runCLI(t, tc.env, "", "serve")
-			if r.Err == nil {
-				t.Fatal("run accepted the configuration")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(r.Err.Error(), w) {
-					t.Errorf("error %q does not say %q", r.Err, w)
-				}
-			}
-			if strings.Contains(r.Err.Error(), "hunter2") {
-				t.Errorf("error %q shows the SMTP password", r.Err)
+			if err := wantServeRefused(t, tc.env, tc.want...); strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows the SMTP password", err)
 			}
 		})
 	}
@@ -320,4 +303,21 @@ func TestMailTemplatesOverride(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wantServeRefused runs serve with env and fails the test unless it
+// refuses to start with an error that says each of want, and returns
+// that error.
+func wantServeRefused(t *testing.T, env map[string]string, want ...string) error {
+	t.Helper()
+	r := runCLI(t, env, "", "serve")
+	if r.Err == nil {
+		t.Fatal("serve started")
+	}
+	for _, w := range want {
+		if !strings.Contains(r.Err.Error(), w) {
+			t.Errorf("error %q does not say %q", r.Err, w)
+		}
+	}
+	return r.Err
 }

@@ -82,11 +82,7 @@ func requireVerified(c *Config) { c.RequireVerifiedEmail = true }
 func (e *mailEnv) register(t testing.TB) *Grant {
 	t.Helper()
 	e.n++
-	g, err := e.s.Register(e.ctx, "user"+string(rune('a'+e.n))+"@example.com", "password1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
+	return registerNth(t, e.s, e.ctx, e.n)
 }
 
 // sent is one queued mail, its message decoded.

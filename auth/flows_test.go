@@ -32,7 +32,14 @@ func newFlowEnv(t *testing.T, dsn string) *flowEnv {
 func (e *flowEnv) register(t *testing.T) *Grant {
 	t.Helper()
 	e.n++
-	g, err := e.s.Register(e.ctx, "user"+string(rune('a'+e.n))+"@example.com", "password1")
+	return registerNth(t, e.s, e.ctx, e.n)
+}
+
+// registerNth signs up the n-th test user of a service (userb@…, userc@…)
+// with the password "password1".
+func registerNth(t testing.TB, s *Service, ctx context.Context, n int) *Grant {
+	t.Helper()
+	g, err := s.Register(ctx, "user"+string(rune('a'+n))+"@example.com", "password1")
 	if err != nil {
 		t.Fatal(err)
 	}
