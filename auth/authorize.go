@@ -4,15 +4,20 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/authql/authql/models"
 )
 
 // Rule is the requirement of one @auth directive: any authenticated caller
-// when both are empty, else the role and/or the permission.
+// when all are empty, else the role and/or the permission, and how the
+// caller's session must have authenticated: at level AAL (2: a second
+// factor, when the user has one) and at most MaxAge ago (0: any time).
 type Rule struct {
 	Role       string
 	Permission string
+	AAL        int
+	MaxAge     time.Duration
 }
 
 // Authorize decides a Rule for the principal (nil when the request is not
@@ -82,5 +87,11 @@ func (s *Service) Authorize(ctx context.Context, rule Rule) error {
 			p = &current
 		}
 	}
-	return Authorize(p, err, rule, s.Grants)
+	if err := Authorize(p, err, rule, s.Grants); err != nil {
+		return err
+	}
+	if rule.AAL > models.AalOne || rule.MaxAge > 0 {
+		return s.stepUp(ctx, p, rule)
+	}
+	return nil
 }

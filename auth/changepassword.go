@@ -95,7 +95,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, currentPassw
 	}
 	ended = len(revoked)
 	u.PasswordHash = hash
-	return s.grant(ctx, u, sess.ID, token, now)
+	return s.grant(ctx, u, sess, token, now)
 }
 
 // signedInUser reads the principal's user from the database rather than

@@ -45,6 +45,14 @@ type Limits struct {
 	// CodeAccount bounds the wrong mailed codes per account, across all of
 	// its requests (each request also dies after MaxCodeFailures).
 	CodeAccount Rate
+	// MfaAccount bounds the wrong second-factor proofs per account (TOTP
+	// codes, recovery codes, passkey assertions), across its challenges
+	// and from any address, so that spreading guesses over addresses does
+	// not help (each challenge also dies after models.MaxChallengeFailures).
+	MfaAccount Rate
+	// PasskeyClient bounds the passkey sign-ins begun per client: each
+	// stores a ceremony.
+	PasskeyClient Rate
 }
 
 // DefaultLimits are the limits when nothing is configured.
@@ -69,6 +77,11 @@ var DefaultLimits = Limits{
 	MailAddress: Rate{N: 5, Per: time.Hour},
 	MailClient:  Rate{N: 30, Per: time.Hour},
 	CodeAccount: Rate{N: 10, Per: time.Hour},
+	// A 6-digit code has a million values and three are accepted at a
+	// time: 10 guesses per 15 minutes make a right guess take about 500
+	// days on average.
+	MfaAccount:    Rate{N: 10, Per: 15 * time.Minute},
+	PasskeyClient: Rate{N: 60, Per: time.Hour},
 }
 
 // rateLimiter is what the service needs of its rate limiter

@@ -61,5 +61,5 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, e
 		// raced it, and any session a sign-in started meanwhile.
 		return nil, errDisabled
 	}
-	return s.grant(ctx, u.User, rot.Session.ID, token, rot.At)
+	return s.grant(ctx, u.User, rot.Session, token, rot.At)
 }

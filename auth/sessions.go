@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/models"
 )
 
@@ -100,7 +101,7 @@ func (s *Service) startSession(ctx context.Context, u *models.User, login *model
 		return nil, err
 	}
 	s.sessionsEvicted(ctx, u.ID, evicted)
-	return s.grant(ctx, u, ns.Session.ID, token, ns.Session.CreatedAt)
+	return s.grant(ctx, u, ns.Session, token, ns.Session.CreatedAt)
 }
 
 // newSession returns the rows of a new session starting now for the
@@ -109,11 +110,14 @@ func (s *Service) newSession(ctx context.Context, login *models.LoginStamp) (*mo
 	now, c := s.now(), ClientFrom(ctx)
 	token, hash := newRefreshToken()
 	accessExp := now.Add(s.cfg.AccessTTL)
+	// A password session until the caller says otherwise (see
+	// startSession's callers for second factors and passkeys).
 	sess := &models.Session{
 		ID:        uuid.NewString(),
 		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
 		UserAgent: c.UserAgent, IP: c.IP,
 		AccessExpiresAt: &accessExp,
+		Aal:             models.AalOne, Amr: models.AmrPassword, AuthTime: &now,
 	}
 	rt := &models.RefreshToken{ID: hash, SessionID: sess.ID, CreatedAt: now, ExpiresAt: sess.ExpiresAt}
 	return &models.NewSession{Session: sess, Token: rt, Login: login, Max: s.cfg.MaxSessions, Revoke: s.revocation(now)}, token
@@ -134,13 +138,30 @@ func (s *Service) sessionsEvicted(ctx context.Context, userID string, evicted []
 // its session recorded, see models.Session's AccessExpiresAt), with the
 // refresh token, which also goes into the refresh cookie when cookie
 // sessions are on.
-func (s *Service) grant(ctx context.Context, u *models.User, sessionID, refreshToken string, at time.Time) (*Grant, error) {
-	access, _, err := s.signer.IssueAt(at, u.ID, sessionID, u.RoleNames(), s.cfg.AccessTTL)
+func (s *Service) grant(ctx context.Context, u *models.User, sess *models.Session, refreshToken string, at time.Time) (*Grant, error) {
+	access, _, err := s.signer.IssueAt(at, subject(u, sess), s.cfg.AccessTTL)
 	if err != nil {
 		return nil, err
 	}
 	s.setRefreshCookie(ctx, refreshToken)
-	return &Grant{AccessToken: access, RefreshToken: refreshToken, ExpiresIn: int(s.cfg.AccessTTL / time.Second), User: u, SessionID: sessionID}, nil
+	return &Grant{AccessToken: access, RefreshToken: refreshToken, ExpiresIn: int(s.cfg.AccessTTL / time.Second), User: u, SessionID: sess.ID}, nil
+}
+
+// subject is whom the access tokens of u's session sess are for, with how
+// the session last authenticated.
+func subject(u *models.User, sess *models.Session) keys.Subject {
+	return keys.Subject{
+		UserID: u.ID, SessionID: sess.ID, Roles: u.RoleNames(),
+		ACR: acr(sess.Aal), AMR: sess.Methods(), AuthTime: sess.AuthenticatedAt(),
+	}
+}
+
+// acr is the "acr" claim of a session at level aal.
+func acr(aal int) string {
+	if aal >= models.AalTwo {
+		return "aal2"
+	}
+	return "aal1"
 }
 
 // revocation describes a revocation made now: it lasts until every access

@@ -50,7 +50,7 @@ func (s *Service) Register(ctx context.Context, email, password string) (_ *Gran
 		}
 		return nil, err
 	}
-	g, err := s.grant(ctx, u, ns.Session.ID, token, ns.Session.CreatedAt)
+	g, err := s.grant(ctx, u, ns.Session, token, ns.Session.CreatedAt)
 	s.audit(ctx, event{typ: models.AuditRegister, err: err, userID: u.ID, sessionID: g.sessionID()})
 	return g, err
 }

@@ -39,7 +39,7 @@ type ResolverRoot interface {
 }
 
 type DirectiveRoot struct {
-	Auth func(ctx context.Context, obj any, next graphql.Resolver, role *string, permission *string) (res any, err error)
+	Auth func(ctx context.Context, obj any, next graphql.Resolver, role *string, permission *string, aal *int, maxAge *int) (res any, err error)
 }
 
 type ComplexityRoot struct {
@@ -71,25 +71,67 @@ type ComplexityRoot struct {
 		ID        func(childComplexity int) int
 	}
 
+	MfaEnrollment struct {
+		Factor        func(childComplexity int) int
+		RecoveryCodes func(childComplexity int) int
+		Session       func(childComplexity int) int
+	}
+
+	MfaFactor struct {
+		CreatedAt  func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Label      func(childComplexity int) int
+		LastUsedAt func(childComplexity int) int
+		Type       func(childComplexity int) int
+	}
+
+	MfaStatus struct {
+		Enabled                func(childComplexity int) int
+		Factors                func(childComplexity int) int
+		Passkeys               func(childComplexity int) int
+		RecoveryCodesRemaining func(childComplexity int) int
+	}
+
 	Mutation struct {
-		ChangePassword        func(childComplexity int, currentPassword string, newPassword string, signOutOtherSessions *bool) int
-		ConfirmEmailChange    func(childComplexity int, token *string, requestID *string, code *string) int
-		DeleteAccount         func(childComplexity int, password string) int
-		DeleteUser            func(childComplexity int, userID string) int
-		DisableUser           func(childComplexity int, userID string, reason *string) int
-		EnableUser            func(childComplexity int, userID string) int
-		Login                 func(childComplexity int, email string, password string) int
-		Logout                func(childComplexity int, allSessions *bool) int
-		Refresh               func(childComplexity int, refreshToken *string) int
-		Register              func(childComplexity int, email string, password string) int
-		RequestEmailChange    func(childComplexity int, newEmail string, currentPassword string) int
-		RequestPasswordReset  func(childComplexity int, email string) int
-		ResetPassword         func(childComplexity int, token *string, requestID *string, code *string, newPassword string) int
-		RevokeSession         func(childComplexity int, id string) int
-		SendEmailVerification func(childComplexity int) int
-		SendPasswordReset     func(childComplexity int, userID string) int
-		SetUserRoles          func(childComplexity int, userID string, roles []string) int
-		VerifyEmail           func(childComplexity int, token *string, requestID *string, code *string) int
+		BeginPasskeyLogin         func(childComplexity int, email *string) int
+		BeginPasskeyRegistration  func(childComplexity int, label *string) int
+		ChangePassword            func(childComplexity int, currentPassword string, newPassword string, signOutOtherSessions *bool) int
+		ConfirmEmailChange        func(childComplexity int, token *string, requestID *string, code *string) int
+		ConfirmTotp               func(childComplexity int, factorID string, code string, signOutOtherSessions *bool) int
+		DeleteAccount             func(childComplexity int, password string) int
+		DeletePasskey             func(childComplexity int, id string) int
+		DeleteUser                func(childComplexity int, userID string) int
+		DisableUser               func(childComplexity int, userID string, reason *string) int
+		EnableUser                func(childComplexity int, userID string) int
+		EnrollTotp                func(childComplexity int, label *string) int
+		FinishPasskeyLogin        func(childComplexity int, ceremonyID string, credential string) int
+		FinishPasskeyRegistration func(childComplexity int, ceremonyID string, credential string) int
+		Login                     func(childComplexity int, email string, password string) int
+		Logout                    func(childComplexity int, allSessions *bool) int
+		Reauthenticate            func(childComplexity int, password *string, proof *model.MfaProof) int
+		Refresh                   func(childComplexity int, refreshToken *string) int
+		RegenerateRecoveryCodes   func(childComplexity int) int
+		Register                  func(childComplexity int, email string, password string) int
+		RemoveMfaFactor           func(childComplexity int, id string) int
+		RenamePasskey             func(childComplexity int, id string, label string) int
+		RequestEmailChange        func(childComplexity int, newEmail string, currentPassword string) int
+		RequestPasswordReset      func(childComplexity int, email string) int
+		ResetPassword             func(childComplexity int, token *string, requestID *string, code *string, newPassword string) int
+		ResetUserMfa              func(childComplexity int, userID string) int
+		RevokeSession             func(childComplexity int, id string) int
+		SendEmailVerification     func(childComplexity int) int
+		SendPasswordReset         func(childComplexity int, userID string) int
+		SetUserRoles              func(childComplexity int, userID string, roles []string) int
+		VerifyEmail               func(childComplexity int, token *string, requestID *string, code *string) int
+		VerifyMfa                 func(childComplexity int, challengeID string, proof model.MfaProof) int
+	}
+
+	Passkey struct {
+		BackedUp   func(childComplexity int) int
+		CreatedAt  func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Label      func(childComplexity int) int
+		LastUsedAt func(childComplexity int) int
 	}
 
 	Query struct {
@@ -106,6 +148,9 @@ type ComplexityRoot struct {
 	}
 
 	Session struct {
+		Aal        func(childComplexity int) int
+		Amr        func(childComplexity int) int
+		AuthTime   func(childComplexity int) int
 		CreatedAt  func(childComplexity int) int
 		Current    func(childComplexity int) int
 		ExpiresAt  func(childComplexity int) int
@@ -113,6 +158,14 @@ type ComplexityRoot struct {
 		IP         func(childComplexity int) int
 		LastUsedAt func(childComplexity int) int
 		UserAgent  func(childComplexity int) int
+	}
+
+	TotpEnrollment struct {
+		ExpiresAt  func(childComplexity int) int
+		FactorID   func(childComplexity int) int
+		OtpauthURI func(childComplexity int) int
+		QRCode     func(childComplexity int) int
+		Secret     func(childComplexity int) int
 	}
 
 	User struct {
@@ -123,8 +176,15 @@ type ComplexityRoot struct {
 		EmailVerified func(childComplexity int) int
 		ID            func(childComplexity int) int
 		LastLoginAt   func(childComplexity int) int
+		Mfa           func(childComplexity int) int
 		Permissions   func(childComplexity int) int
 		Roles         func(childComplexity int) int
+	}
+
+	WebAuthnCeremony struct {
+		CeremonyID func(childComplexity int) int
+		ExpiresAt  func(childComplexity int) int
+		Options    func(childComplexity int) int
 	}
 }
 
@@ -150,6 +210,19 @@ type MutationResolver interface {
 	EnableUser(ctx context.Context, userID string) (*models.User, error)
 	DeleteUser(ctx context.Context, userID string) (bool, error)
 	SendPasswordReset(ctx context.Context, userID string) (*models.EmailRequest, error)
+	VerifyMfa(ctx context.Context, challengeID string, proof model.MfaProof) (*model.AuthPayload, error)
+	Reauthenticate(ctx context.Context, password *string, proof *model.MfaProof) (*model.AuthPayload, error)
+	EnrollTotp(ctx context.Context, label *string) (*model.TotpEnrollment, error)
+	ConfirmTotp(ctx context.Context, factorID string, code string, signOutOtherSessions *bool) (*model.MfaEnrollment, error)
+	RegenerateRecoveryCodes(ctx context.Context) ([]string, error)
+	RemoveMfaFactor(ctx context.Context, id string) (bool, error)
+	BeginPasskeyRegistration(ctx context.Context, label *string) (*model.WebAuthnCeremony, error)
+	FinishPasskeyRegistration(ctx context.Context, ceremonyID string, credential string) (*models.Passkey, error)
+	BeginPasskeyLogin(ctx context.Context, email *string) (*model.WebAuthnCeremony, error)
+	FinishPasskeyLogin(ctx context.Context, ceremonyID string, credential string) (*model.AuthPayload, error)
+	RenamePasskey(ctx context.Context, id string, label string) (*models.Passkey, error)
+	DeletePasskey(ctx context.Context, id string) (bool, error)
+	ResetUserMfa(ctx context.Context, userID string) (bool, error)
 	RevokeSession(ctx context.Context, id string) (bool, error)
 }
 type QueryResolver interface {
@@ -164,12 +237,16 @@ type RoleResolver interface {
 }
 type SessionResolver interface {
 	Current(ctx context.Context, obj *models.Session) (bool, error)
+
+	Amr(ctx context.Context, obj *models.Session) ([]string, error)
+	AuthTime(ctx context.Context, obj *models.Session) (*time.Time, error)
 }
 type UserResolver interface {
 	Roles(ctx context.Context, obj *models.User) ([]string, error)
 	Permissions(ctx context.Context, obj *models.User) ([]string, error)
 
 	Disabled(ctx context.Context, obj *models.User) (*bool, error)
+	Mfa(ctx context.Context, obj *models.User) (*model.MfaStatus, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -307,6 +384,103 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.EmailRequest.ID(childComplexity), true
 
+	case "MfaEnrollment.factor":
+		if e.ComplexityRoot.MfaEnrollment.Factor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaEnrollment.Factor(childComplexity), true
+	case "MfaEnrollment.recoveryCodes":
+		if e.ComplexityRoot.MfaEnrollment.RecoveryCodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaEnrollment.RecoveryCodes(childComplexity), true
+	case "MfaEnrollment.session":
+		if e.ComplexityRoot.MfaEnrollment.Session == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaEnrollment.Session(childComplexity), true
+
+	case "MfaFactor.createdAt":
+		if e.ComplexityRoot.MfaFactor.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.CreatedAt(childComplexity), true
+	case "MfaFactor.id":
+		if e.ComplexityRoot.MfaFactor.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.ID(childComplexity), true
+	case "MfaFactor.label":
+		if e.ComplexityRoot.MfaFactor.Label == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.Label(childComplexity), true
+	case "MfaFactor.lastUsedAt":
+		if e.ComplexityRoot.MfaFactor.LastUsedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.LastUsedAt(childComplexity), true
+	case "MfaFactor.type":
+		if e.ComplexityRoot.MfaFactor.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaFactor.Type(childComplexity), true
+
+	case "MfaStatus.enabled":
+		if e.ComplexityRoot.MfaStatus.Enabled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaStatus.Enabled(childComplexity), true
+	case "MfaStatus.factors":
+		if e.ComplexityRoot.MfaStatus.Factors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaStatus.Factors(childComplexity), true
+	case "MfaStatus.passkeys":
+		if e.ComplexityRoot.MfaStatus.Passkeys == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaStatus.Passkeys(childComplexity), true
+	case "MfaStatus.recoveryCodesRemaining":
+		if e.ComplexityRoot.MfaStatus.RecoveryCodesRemaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MfaStatus.RecoveryCodesRemaining(childComplexity), true
+
+	case "Mutation.beginPasskeyLogin":
+		if e.ComplexityRoot.Mutation.BeginPasskeyLogin == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_beginPasskeyLogin_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.BeginPasskeyLogin(childComplexity, args["email"].(*string)), true
+	case "Mutation.beginPasskeyRegistration":
+		if e.ComplexityRoot.Mutation.BeginPasskeyRegistration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_beginPasskeyRegistration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.BeginPasskeyRegistration(childComplexity, args["label"].(*string)), true
 	case "Mutation.changePassword":
 		if e.ComplexityRoot.Mutation.ChangePassword == nil {
 			break
@@ -329,6 +503,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ConfirmEmailChange(childComplexity, args["token"].(*string), args["requestId"].(*string), args["code"].(*string)), true
+	case "Mutation.confirmTotp":
+		if e.ComplexityRoot.Mutation.ConfirmTotp == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_confirmTotp_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ConfirmTotp(childComplexity, args["factorId"].(string), args["code"].(string), args["signOutOtherSessions"].(*bool)), true
 	case "Mutation.deleteAccount":
 		if e.ComplexityRoot.Mutation.DeleteAccount == nil {
 			break
@@ -340,6 +525,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteAccount(childComplexity, args["password"].(string)), true
+	case "Mutation.deletePasskey":
+		if e.ComplexityRoot.Mutation.DeletePasskey == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deletePasskey_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeletePasskey(childComplexity, args["id"].(string)), true
 	case "Mutation.deleteUser":
 		if e.ComplexityRoot.Mutation.DeleteUser == nil {
 			break
@@ -373,6 +569,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.EnableUser(childComplexity, args["userId"].(string)), true
+	case "Mutation.enrollTotp":
+		if e.ComplexityRoot.Mutation.EnrollTotp == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_enrollTotp_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.EnrollTotp(childComplexity, args["label"].(*string)), true
+	case "Mutation.finishPasskeyLogin":
+		if e.ComplexityRoot.Mutation.FinishPasskeyLogin == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_finishPasskeyLogin_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.FinishPasskeyLogin(childComplexity, args["ceremonyId"].(string), args["credential"].(string)), true
+	case "Mutation.finishPasskeyRegistration":
+		if e.ComplexityRoot.Mutation.FinishPasskeyRegistration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_finishPasskeyRegistration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.FinishPasskeyRegistration(childComplexity, args["ceremonyId"].(string), args["credential"].(string)), true
 	case "Mutation.login":
 		if e.ComplexityRoot.Mutation.Login == nil {
 			break
@@ -395,6 +624,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Logout(childComplexity, args["allSessions"].(*bool)), true
+	case "Mutation.reauthenticate":
+		if e.ComplexityRoot.Mutation.Reauthenticate == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_reauthenticate_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.Reauthenticate(childComplexity, args["password"].(*string), args["proof"].(*model.MfaProof)), true
 	case "Mutation.refresh":
 		if e.ComplexityRoot.Mutation.Refresh == nil {
 			break
@@ -406,6 +646,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Refresh(childComplexity, args["refreshToken"].(*string)), true
+	case "Mutation.regenerateRecoveryCodes":
+		if e.ComplexityRoot.Mutation.RegenerateRecoveryCodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.RegenerateRecoveryCodes(childComplexity), true
 	case "Mutation.register":
 		if e.ComplexityRoot.Mutation.Register == nil {
 			break
@@ -417,6 +663,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Register(childComplexity, args["email"].(string), args["password"].(string)), true
+	case "Mutation.removeMfaFactor":
+		if e.ComplexityRoot.Mutation.RemoveMfaFactor == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeMfaFactor_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveMfaFactor(childComplexity, args["id"].(string)), true
+	case "Mutation.renamePasskey":
+		if e.ComplexityRoot.Mutation.RenamePasskey == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_renamePasskey_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RenamePasskey(childComplexity, args["id"].(string), args["label"].(string)), true
 	case "Mutation.requestEmailChange":
 		if e.ComplexityRoot.Mutation.RequestEmailChange == nil {
 			break
@@ -450,6 +718,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ResetPassword(childComplexity, args["token"].(*string), args["requestId"].(*string), args["code"].(*string), args["newPassword"].(string)), true
+	case "Mutation.resetUserMfa":
+		if e.ComplexityRoot.Mutation.ResetUserMfa == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resetUserMfa_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResetUserMfa(childComplexity, args["userId"].(string)), true
 	case "Mutation.revokeSession":
 		if e.ComplexityRoot.Mutation.RevokeSession == nil {
 			break
@@ -500,6 +779,48 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.VerifyEmail(childComplexity, args["token"].(*string), args["requestId"].(*string), args["code"].(*string)), true
+	case "Mutation.verifyMfa":
+		if e.ComplexityRoot.Mutation.VerifyMfa == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_verifyMfa_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.VerifyMfa(childComplexity, args["challengeId"].(string), args["proof"].(model.MfaProof)), true
+
+	case "Passkey.backedUp":
+		if e.ComplexityRoot.Passkey.BackedUp == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Passkey.BackedUp(childComplexity), true
+	case "Passkey.createdAt":
+		if e.ComplexityRoot.Passkey.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Passkey.CreatedAt(childComplexity), true
+	case "Passkey.id":
+		if e.ComplexityRoot.Passkey.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Passkey.ID(childComplexity), true
+	case "Passkey.label":
+		if e.ComplexityRoot.Passkey.Label == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Passkey.Label(childComplexity), true
+	case "Passkey.lastUsedAt":
+		if e.ComplexityRoot.Passkey.LastUsedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Passkey.LastUsedAt(childComplexity), true
 
 	case "Query.auditLog":
 		if e.ComplexityRoot.Query.AuditLog == nil {
@@ -556,6 +877,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Role.Permissions(childComplexity), true
 
+	case "Session.aal":
+		if e.ComplexityRoot.Session.Aal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Session.Aal(childComplexity), true
+	case "Session.amr":
+		if e.ComplexityRoot.Session.Amr == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Session.Amr(childComplexity), true
+	case "Session.authTime":
+		if e.ComplexityRoot.Session.AuthTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Session.AuthTime(childComplexity), true
 	case "Session.createdAt":
 		if e.ComplexityRoot.Session.CreatedAt == nil {
 			break
@@ -599,6 +938,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Session.UserAgent(childComplexity), true
 
+	case "TotpEnrollment.expiresAt":
+		if e.ComplexityRoot.TotpEnrollment.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TotpEnrollment.ExpiresAt(childComplexity), true
+	case "TotpEnrollment.factorId":
+		if e.ComplexityRoot.TotpEnrollment.FactorID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TotpEnrollment.FactorID(childComplexity), true
+	case "TotpEnrollment.otpauthUri":
+		if e.ComplexityRoot.TotpEnrollment.OtpauthURI == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TotpEnrollment.OtpauthURI(childComplexity), true
+	case "TotpEnrollment.qrCode":
+		if e.ComplexityRoot.TotpEnrollment.QRCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TotpEnrollment.QRCode(childComplexity), true
+	case "TotpEnrollment.secret":
+		if e.ComplexityRoot.TotpEnrollment.Secret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TotpEnrollment.Secret(childComplexity), true
+
 	case "User.createdAt":
 		if e.ComplexityRoot.User.CreatedAt == nil {
 			break
@@ -641,6 +1011,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.LastLoginAt(childComplexity), true
+	case "User.mfa":
+		if e.ComplexityRoot.User.Mfa == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.Mfa(childComplexity), true
 	case "User.permissions":
 		if e.ComplexityRoot.User.Permissions == nil {
 			break
@@ -654,6 +1030,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.User.Roles(childComplexity), true
 
+	case "WebAuthnCeremony.ceremonyId":
+		if e.ComplexityRoot.WebAuthnCeremony.CeremonyID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebAuthnCeremony.CeremonyID(childComplexity), true
+	case "WebAuthnCeremony.expiresAt":
+		if e.ComplexityRoot.WebAuthnCeremony.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebAuthnCeremony.ExpiresAt(childComplexity), true
+	case "WebAuthnCeremony.options":
+		if e.ComplexityRoot.WebAuthnCeremony.Options == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebAuthnCeremony.Options(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -662,7 +1057,9 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	opCtx := graphql.GetOperationContext(ctx)
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
-		return graphql.NewInputUnmarshalerIndex()
+		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("MfaProof", ec.unmarshalInputMfaProof),
+		)
 	}
 	first := true
 
@@ -737,7 +1134,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "accounts.graphqls" "audit.graphqls" "auth.graphqls" "sessions.graphqls"
+//go:embed "accounts.graphqls" "audit.graphqls" "auth.graphqls" "mfa.graphqls" "sessions.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -752,6 +1149,7 @@ var sources = []*ast.Source{
 	{Name: "accounts.graphqls", Input: sourceData("accounts.graphqls"), BuiltIn: false},
 	{Name: "audit.graphqls", Input: sourceData("audit.graphqls"), BuiltIn: false},
 	{Name: "auth.graphqls", Input: sourceData("auth.graphqls"), BuiltIn: false},
+	{Name: "mfa.graphqls", Input: sourceData("mfa.graphqls"), BuiltIn: false},
 	{Name: "sessions.graphqls", Input: sourceData("sessions.graphqls"), BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -816,6 +1214,64 @@ func (ec *executionContext) childFields_EmailRequest(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type EmailRequest", field.Name)
 }
 
+func (ec *executionContext) childFields_MfaEnrollment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "factor":
+		return ec.fieldContext_MfaEnrollment_factor(ctx, field)
+	case "recoveryCodes":
+		return ec.fieldContext_MfaEnrollment_recoveryCodes(ctx, field)
+	case "session":
+		return ec.fieldContext_MfaEnrollment_session(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MfaEnrollment", field.Name)
+}
+
+func (ec *executionContext) childFields_MfaFactor(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_MfaFactor_id(ctx, field)
+	case "type":
+		return ec.fieldContext_MfaFactor_type(ctx, field)
+	case "label":
+		return ec.fieldContext_MfaFactor_label(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_MfaFactor_createdAt(ctx, field)
+	case "lastUsedAt":
+		return ec.fieldContext_MfaFactor_lastUsedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MfaFactor", field.Name)
+}
+
+func (ec *executionContext) childFields_MfaStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "enabled":
+		return ec.fieldContext_MfaStatus_enabled(ctx, field)
+	case "factors":
+		return ec.fieldContext_MfaStatus_factors(ctx, field)
+	case "passkeys":
+		return ec.fieldContext_MfaStatus_passkeys(ctx, field)
+	case "recoveryCodesRemaining":
+		return ec.fieldContext_MfaStatus_recoveryCodesRemaining(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MfaStatus", field.Name)
+}
+
+func (ec *executionContext) childFields_Passkey(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Passkey_id(ctx, field)
+	case "label":
+		return ec.fieldContext_Passkey_label(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Passkey_createdAt(ctx, field)
+	case "lastUsedAt":
+		return ec.fieldContext_Passkey_lastUsedAt(ctx, field)
+	case "backedUp":
+		return ec.fieldContext_Passkey_backedUp(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Passkey", field.Name)
+}
+
 func (ec *executionContext) childFields_Role(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "name":
@@ -842,8 +1298,30 @@ func (ec *executionContext) childFields_Session(ctx context.Context, field graph
 		return ec.fieldContext_Session_ip(ctx, field)
 	case "current":
 		return ec.fieldContext_Session_current(ctx, field)
+	case "aal":
+		return ec.fieldContext_Session_aal(ctx, field)
+	case "amr":
+		return ec.fieldContext_Session_amr(ctx, field)
+	case "authTime":
+		return ec.fieldContext_Session_authTime(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Session", field.Name)
+}
+
+func (ec *executionContext) childFields_TotpEnrollment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "factorId":
+		return ec.fieldContext_TotpEnrollment_factorId(ctx, field)
+	case "secret":
+		return ec.fieldContext_TotpEnrollment_secret(ctx, field)
+	case "otpauthUri":
+		return ec.fieldContext_TotpEnrollment_otpauthUri(ctx, field)
+	case "qrCode":
+		return ec.fieldContext_TotpEnrollment_qrCode(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_TotpEnrollment_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TotpEnrollment", field.Name)
 }
 
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -866,8 +1344,22 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_emailVerified(ctx, field)
 	case "disabled":
 		return ec.fieldContext_User_disabled(ctx, field)
+	case "mfa":
+		return ec.fieldContext_User_mfa(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type User", field.Name)
+}
+
+func (ec *executionContext) childFields_WebAuthnCeremony(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ceremonyId":
+		return ec.fieldContext_WebAuthnCeremony_ceremonyId(ctx, field)
+	case "options":
+		return ec.fieldContext_WebAuthnCeremony_options(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_WebAuthnCeremony_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebAuthnCeremony", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1005,6 +1497,50 @@ func (ec *executionContext) dir_auth_args(ctx context.Context, rawArgs map[strin
 		return nil, err
 	}
 	args["permission"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "aal",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["aal"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "maxAge",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["maxAge"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_beginPasskeyLogin_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "email",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["email"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_beginPasskeyRegistration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "label",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["label"] = arg0
 	return args, nil
 }
 
@@ -1068,6 +1604,36 @@ func (ec *executionContext) field_Mutation_confirmEmailChange_args(ctx context.C
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_confirmTotp_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "factorId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["factorId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "code",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["code"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "signOutOtherSessions",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["signOutOtherSessions"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_deleteAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1079,6 +1645,20 @@ func (ec *executionContext) field_Mutation_deleteAccount_args(ctx context.Contex
 		return nil, err
 	}
 	args["password"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deletePasskey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -1132,6 +1712,64 @@ func (ec *executionContext) field_Mutation_enableUser_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_enrollTotp_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "label",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["label"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_finishPasskeyLogin_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "ceremonyId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ceremonyId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "credential",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["credential"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_finishPasskeyRegistration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "ceremonyId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ceremonyId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "credential",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["credential"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_login_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1168,6 +1806,28 @@ func (ec *executionContext) field_Mutation_logout_args(ctx context.Context, rawA
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_reauthenticate_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "password",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["password"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "proof",
+		func(ctx context.Context, v any) (*model.MfaProof, error) {
+			return ec.unmarshalOMfaProof2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐMfaProof(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["proof"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_refresh_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1201,6 +1861,42 @@ func (ec *executionContext) field_Mutation_register_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["password"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_removeMfaFactor_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_renamePasskey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "label",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["label"] = arg1
 	return args, nil
 }
 
@@ -1275,6 +1971,20 @@ func (ec *executionContext) field_Mutation_resetPassword_args(ctx context.Contex
 		return nil, err
 	}
 	args["newPassword"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_resetUserMfa_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg0
 	return args, nil
 }
 
@@ -1355,6 +2065,28 @@ func (ec *executionContext) field_Mutation_verifyEmail_args(ctx context.Context,
 		return nil, err
 	}
 	args["code"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_verifyMfa_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "challengeId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["challengeId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "proof",
+		func(ctx context.Context, v any) (model.MfaProof, error) {
+			return ec.unmarshalNMfaProof2githubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐMfaProof(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["proof"] = arg1
 	return args, nil
 }
 
@@ -1952,6 +2684,318 @@ func (ec *executionContext) fieldContext_EmailRequest_expiresAt(_ context.Contex
 	return graphql.NewScalarFieldContext("EmailRequest", field, false, false, "Time")
 }
 
+func (ec *executionContext) _MfaEnrollment_factor(ctx context.Context, field graphql.CollectedField, obj *model.MfaEnrollment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaEnrollment_factor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Factor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *models.MfaFactor) graphql.Marshaler {
+			return ec.marshalNMfaFactor2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐMfaFactor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaEnrollment_factor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MfaEnrollment",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MfaFactor(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MfaEnrollment_recoveryCodes(ctx context.Context, field graphql.CollectedField, obj *model.MfaEnrollment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaEnrollment_recoveryCodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecoveryCodes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalOString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MfaEnrollment_recoveryCodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaEnrollment", field, false, false, "String")
+}
+
+func (ec *executionContext) _MfaEnrollment_session(ctx context.Context, field graphql.CollectedField, obj *model.MfaEnrollment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaEnrollment_session(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Session, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
+			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaEnrollment_session(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MfaEnrollment",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthPayload(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MfaFactor_id(ctx context.Context, field graphql.CollectedField, obj *models.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "ID")
+}
+
+func (ec *executionContext) _MfaFactor_type(ctx context.Context, field graphql.CollectedField, obj *models.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "String")
+}
+
+func (ec *executionContext) _MfaFactor_label(ctx context.Context, field graphql.CollectedField, obj *models.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_label(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Label, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_label(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "String")
+}
+
+func (ec *executionContext) _MfaFactor_createdAt(ctx context.Context, field graphql.CollectedField, obj *models.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MfaFactor_lastUsedAt(ctx context.Context, field graphql.CollectedField, obj *models.MfaFactor) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaFactor_lastUsedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastUsedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MfaFactor_lastUsedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaFactor", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MfaStatus_enabled(ctx context.Context, field graphql.CollectedField, obj *model.MfaStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaStatus_enabled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Enabled, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaStatus_enabled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaStatus", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _MfaStatus_factors(ctx context.Context, field graphql.CollectedField, obj *model.MfaStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaStatus_factors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Factors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*models.MfaFactor) graphql.Marshaler {
+			return ec.marshalNMfaFactor2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐMfaFactorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaStatus_factors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MfaStatus",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MfaFactor(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MfaStatus_passkeys(ctx context.Context, field graphql.CollectedField, obj *model.MfaStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaStatus_passkeys(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Passkeys, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*models.Passkey) graphql.Marshaler {
+			return ec.marshalNPasskey2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐPasskeyᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaStatus_passkeys(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MfaStatus",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Passkey(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MfaStatus_recoveryCodesRemaining(ctx context.Context, field graphql.CollectedField, obj *model.MfaStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MfaStatus_recoveryCodesRemaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecoveryCodesRemaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MfaStatus_recoveryCodesRemaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MfaStatus", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Mutation_register(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2104,7 +3148,7 @@ func (ec *executionContext) _Mutation_logout(ctx context.Context, field graphql.
 					var zeroVal bool
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
 			}
 
 			next = directive1
@@ -2162,11 +3206,16 @@ func (ec *executionContext) _Mutation_setUserRoles(ctx context.Context, field gr
 					var zeroVal *models.User
 					return zeroVal, err
 				}
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal *models.User
+					return zeroVal, err
+				}
 				if ec.Directives.Auth == nil {
 					var zeroVal *models.User
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, role, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, role, nil, aal, nil)
 			}
 
 			next = directive1
@@ -2307,11 +3356,16 @@ func (ec *executionContext) _Mutation_changePassword(ctx context.Context, field 
 			directive0 := next
 
 			directive1 := func(ctx context.Context) (any, error) {
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal *model.AuthPayload
+					return zeroVal, err
+				}
 				if ec.Directives.Auth == nil {
 					var zeroVal *model.AuthPayload
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, aal, nil)
 			}
 
 			next = directive1
@@ -2367,7 +3421,7 @@ func (ec *executionContext) _Mutation_sendEmailVerification(ctx context.Context,
 					var zeroVal *models.EmailRequest
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
 			}
 
 			next = directive1
@@ -2453,11 +3507,16 @@ func (ec *executionContext) _Mutation_requestEmailChange(ctx context.Context, fi
 			directive0 := next
 
 			directive1 := func(ctx context.Context) (any, error) {
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal *models.EmailRequest
+					return zeroVal, err
+				}
 				if ec.Directives.Auth == nil {
 					var zeroVal *models.EmailRequest
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, aal, nil)
 			}
 
 			next = directive1
@@ -2554,11 +3613,16 @@ func (ec *executionContext) _Mutation_deleteAccount(ctx context.Context, field g
 			directive0 := next
 
 			directive1 := func(ctx context.Context) (any, error) {
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
 				if ec.Directives.Auth == nil {
 					var zeroVal bool
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, aal, nil)
 			}
 
 			next = directive1
@@ -2616,11 +3680,16 @@ func (ec *executionContext) _Mutation_disableUser(ctx context.Context, field gra
 					var zeroVal *models.User
 					return zeroVal, err
 				}
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal *models.User
+					return zeroVal, err
+				}
 				if ec.Directives.Auth == nil {
 					var zeroVal *models.User
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, role, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, role, nil, aal, nil)
 			}
 
 			next = directive1
@@ -2678,11 +3747,16 @@ func (ec *executionContext) _Mutation_enableUser(ctx context.Context, field grap
 					var zeroVal *models.User
 					return zeroVal, err
 				}
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal *models.User
+					return zeroVal, err
+				}
 				if ec.Directives.Auth == nil {
 					var zeroVal *models.User
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, role, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, role, nil, aal, nil)
 			}
 
 			next = directive1
@@ -2740,11 +3814,16 @@ func (ec *executionContext) _Mutation_deleteUser(ctx context.Context, field grap
 					var zeroVal bool
 					return zeroVal, err
 				}
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
 				if ec.Directives.Auth == nil {
 					var zeroVal bool
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, role, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, role, nil, aal, nil)
 			}
 
 			next = directive1
@@ -2802,11 +3881,16 @@ func (ec *executionContext) _Mutation_sendPasswordReset(ctx context.Context, fie
 					var zeroVal *models.EmailRequest
 					return zeroVal, err
 				}
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal *models.EmailRequest
+					return zeroVal, err
+				}
 				if ec.Directives.Auth == nil {
 					var zeroVal *models.EmailRequest
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, role, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, role, nil, aal, nil)
 			}
 
 			next = directive1
@@ -2843,6 +3927,747 @@ func (ec *executionContext) fieldContext_Mutation_sendPasswordReset(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_verifyMfa(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_verifyMfa(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().VerifyMfa(ctx, fc.Args["challengeId"].(string), fc.Args["proof"].(model.MfaProof))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
+			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_verifyMfa(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_verifyMfa_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_reauthenticate(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_reauthenticate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().Reauthenticate(ctx, fc.Args["password"].(*string), fc.Args["proof"].(*model.MfaProof))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.AuthPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
+			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_reauthenticate(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_reauthenticate_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_enrollTotp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_enrollTotp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().EnrollTotp(ctx, fc.Args["label"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal *model.TotpEnrollment
+					return zeroVal, err
+				}
+				maxAge, err := ec.unmarshalOInt2ᚖint(ctx, 600)
+				if err != nil {
+					var zeroVal *model.TotpEnrollment
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.TotpEnrollment
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, aal, maxAge)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.TotpEnrollment) graphql.Marshaler {
+			return ec.marshalNTotpEnrollment2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐTotpEnrollment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_enrollTotp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TotpEnrollment(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_enrollTotp_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_confirmTotp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_confirmTotp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ConfirmTotp(ctx, fc.Args["factorId"].(string), fc.Args["code"].(string), fc.Args["signOutOtherSessions"].(*bool))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.MfaEnrollment
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MfaEnrollment) graphql.Marshaler {
+			return ec.marshalNMfaEnrollment2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐMfaEnrollment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_confirmTotp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MfaEnrollment(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_confirmTotp_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_regenerateRecoveryCodes(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_regenerateRecoveryCodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Mutation().RegenerateRecoveryCodes(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal []string
+					return zeroVal, err
+				}
+				maxAge, err := ec.unmarshalOInt2ᚖint(ctx, 300)
+				if err != nil {
+					var zeroVal []string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, aal, maxAge)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_regenerateRecoveryCodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Mutation", field, true, true, "String")
+}
+
+func (ec *executionContext) _Mutation_removeMfaFactor(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeMfaFactor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveMfaFactor(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				maxAge, err := ec.unmarshalOInt2ᚖint(ctx, 300)
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, aal, maxAge)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeMfaFactor(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeMfaFactor_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_beginPasskeyRegistration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_beginPasskeyRegistration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().BeginPasskeyRegistration(ctx, fc.Args["label"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal *model.WebAuthnCeremony
+					return zeroVal, err
+				}
+				maxAge, err := ec.unmarshalOInt2ᚖint(ctx, 600)
+				if err != nil {
+					var zeroVal *model.WebAuthnCeremony
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.WebAuthnCeremony
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, aal, maxAge)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.WebAuthnCeremony) graphql.Marshaler {
+			return ec.marshalNWebAuthnCeremony2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐWebAuthnCeremony(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_beginPasskeyRegistration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebAuthnCeremony(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_beginPasskeyRegistration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_finishPasskeyRegistration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_finishPasskeyRegistration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().FinishPasskeyRegistration(ctx, fc.Args["ceremonyId"].(string), fc.Args["credential"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Auth == nil {
+					var zeroVal *models.Passkey
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Passkey) graphql.Marshaler {
+			return ec.marshalNPasskey2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐPasskey(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_finishPasskeyRegistration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Passkey(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_finishPasskeyRegistration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_beginPasskeyLogin(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_beginPasskeyLogin(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().BeginPasskeyLogin(ctx, fc.Args["email"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.WebAuthnCeremony) graphql.Marshaler {
+			return ec.marshalNWebAuthnCeremony2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐWebAuthnCeremony(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_beginPasskeyLogin(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebAuthnCeremony(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_beginPasskeyLogin_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_finishPasskeyLogin(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_finishPasskeyLogin(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().FinishPasskeyLogin(ctx, fc.Args["ceremonyId"].(string), fc.Args["credential"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
+			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_finishPasskeyLogin(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_finishPasskeyLogin_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_renamePasskey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_renamePasskey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RenamePasskey(ctx, fc.Args["id"].(string), fc.Args["label"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Auth == nil {
+					var zeroVal *models.Passkey
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *models.Passkey) graphql.Marshaler {
+			return ec.marshalNPasskey2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐPasskey(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_renamePasskey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Passkey(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_renamePasskey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deletePasskey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deletePasskey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeletePasskey(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				maxAge, err := ec.unmarshalOInt2ᚖint(ctx, 300)
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, aal, maxAge)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deletePasskey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deletePasskey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_resetUserMfa(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_resetUserMfa(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ResetUserMfa(ctx, fc.Args["userId"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalOString2ᚖstring(ctx, "admin")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				aal, err := ec.unmarshalOInt2ᚖint(ctx, 2)
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, role, nil, aal, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_resetUserMfa(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_resetUserMfa_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_revokeSession(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2863,7 +4688,7 @@ func (ec *executionContext) _Mutation_revokeSession(ctx context.Context, field g
 					var zeroVal bool
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
 			}
 
 			next = directive1
@@ -2900,6 +4725,121 @@ func (ec *executionContext) fieldContext_Mutation_revokeSession(ctx context.Cont
 	return fc, nil
 }
 
+func (ec *executionContext) _Passkey_id(ctx context.Context, field graphql.CollectedField, obj *models.Passkey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Passkey_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Passkey_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Passkey", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Passkey_label(ctx context.Context, field graphql.CollectedField, obj *models.Passkey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Passkey_label(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Label, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Passkey_label(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Passkey", field, false, false, "String")
+}
+
+func (ec *executionContext) _Passkey_createdAt(ctx context.Context, field graphql.CollectedField, obj *models.Passkey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Passkey_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Passkey_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Passkey", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Passkey_lastUsedAt(ctx context.Context, field graphql.CollectedField, obj *models.Passkey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Passkey_lastUsedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastUsedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Passkey_lastUsedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Passkey", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Passkey_backedUp(ctx context.Context, field graphql.CollectedField, obj *models.Passkey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Passkey_backedUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BackedUp, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Passkey_backedUp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Passkey", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _Query_me(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2919,7 +4859,7 @@ func (ec *executionContext) _Query_me(ctx context.Context, field graphql.Collect
 					var zeroVal *models.User
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
 			}
 
 			next = directive1
@@ -2970,7 +4910,7 @@ func (ec *executionContext) _Query_users(ctx context.Context, field graphql.Coll
 					var zeroVal []*models.User
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, role, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, role, nil, nil, nil)
 			}
 
 			next = directive1
@@ -3031,7 +4971,7 @@ func (ec *executionContext) _Query_roles(ctx context.Context, field graphql.Coll
 					var zeroVal []*models.Role
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, permission)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, permission, nil, nil)
 			}
 			directive2 := func(ctx context.Context) (any, error) {
 				role, err := ec.unmarshalOString2ᚖstring(ctx, "admin")
@@ -3043,7 +4983,7 @@ func (ec *executionContext) _Query_roles(ctx context.Context, field graphql.Coll
 					var zeroVal []*models.Role
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive1, role, nil)
+				return ec.Directives.Auth(ctx, nil, directive1, role, nil, nil, nil)
 			}
 
 			next = directive2
@@ -3094,7 +5034,7 @@ func (ec *executionContext) _Query_auditLog(ctx context.Context, field graphql.C
 					var zeroVal []*models.AuditEvent
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, role, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, role, nil, nil, nil)
 			}
 
 			next = directive1
@@ -3150,7 +5090,7 @@ func (ec *executionContext) _Query_mySessions(ctx context.Context, field graphql
 					var zeroVal []*models.Session
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, nil, nil)
+				return ec.Directives.Auth(ctx, nil, directive0, nil, nil, nil, nil)
 			}
 
 			next = directive1
@@ -3459,6 +5399,190 @@ func (ec *executionContext) fieldContext_Session_current(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("Session", field, true, true, "Boolean")
 }
 
+func (ec *executionContext) _Session_aal(ctx context.Context, field graphql.CollectedField, obj *models.Session) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Session_aal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Aal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Session_aal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Session", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Session_amr(ctx context.Context, field graphql.CollectedField, obj *models.Session) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Session_amr(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Session().Amr(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Session_amr(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Session", field, true, true, "String")
+}
+
+func (ec *executionContext) _Session_authTime(ctx context.Context, field graphql.CollectedField, obj *models.Session) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Session_authTime(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Session().AuthTime(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Session_authTime(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Session", field, true, true, "Time")
+}
+
+func (ec *executionContext) _TotpEnrollment_factorId(ctx context.Context, field graphql.CollectedField, obj *model.TotpEnrollment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TotpEnrollment_factorId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FactorID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TotpEnrollment_factorId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TotpEnrollment", field, false, false, "ID")
+}
+
+func (ec *executionContext) _TotpEnrollment_secret(ctx context.Context, field graphql.CollectedField, obj *model.TotpEnrollment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TotpEnrollment_secret(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Secret, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TotpEnrollment_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TotpEnrollment", field, false, false, "String")
+}
+
+func (ec *executionContext) _TotpEnrollment_otpauthUri(ctx context.Context, field graphql.CollectedField, obj *model.TotpEnrollment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TotpEnrollment_otpauthUri(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OtpauthURI, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TotpEnrollment_otpauthUri(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TotpEnrollment", field, false, false, "String")
+}
+
+func (ec *executionContext) _TotpEnrollment_qrCode(ctx context.Context, field graphql.CollectedField, obj *model.TotpEnrollment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TotpEnrollment_qrCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QRCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TotpEnrollment_qrCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TotpEnrollment", field, false, false, "String")
+}
+
+func (ec *executionContext) _TotpEnrollment_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.TotpEnrollment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TotpEnrollment_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TotpEnrollment_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TotpEnrollment", field, false, false, "Time")
+}
+
 func (ec *executionContext) _User_id(ctx context.Context, field graphql.CollectedField, obj *models.User) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3621,7 +5745,7 @@ func (ec *executionContext) _User_lastLoginAt(ctx context.Context, field graphql
 					var zeroVal *time.Time
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, obj, directive0, role, nil)
+				return ec.Directives.Auth(ctx, obj, directive0, role, nil, nil, nil)
 			}
 
 			next = directive1
@@ -3685,7 +5809,7 @@ func (ec *executionContext) _User_disabled(ctx context.Context, field graphql.Co
 					var zeroVal *bool
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, obj, directive0, role, nil)
+				return ec.Directives.Auth(ctx, obj, directive0, role, nil, nil, nil)
 			}
 
 			next = directive1
@@ -3700,6 +5824,107 @@ func (ec *executionContext) _User_disabled(ctx context.Context, field graphql.Co
 }
 func (ec *executionContext) fieldContext_User_disabled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("User", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _User_mfa(ctx context.Context, field graphql.CollectedField, obj *models.User) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_User_mfa(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.User().Mfa(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MfaStatus) graphql.Marshaler {
+			return ec.marshalNMfaStatus2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐMfaStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_User_mfa(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "User",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MfaStatus(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WebAuthnCeremony_ceremonyId(ctx context.Context, field graphql.CollectedField, obj *model.WebAuthnCeremony) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebAuthnCeremony_ceremonyId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CeremonyID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebAuthnCeremony_ceremonyId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebAuthnCeremony", field, false, false, "ID")
+}
+
+func (ec *executionContext) _WebAuthnCeremony_options(ctx context.Context, field graphql.CollectedField, obj *model.WebAuthnCeremony) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebAuthnCeremony_options(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Options, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebAuthnCeremony_options(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebAuthnCeremony", field, false, false, "String")
+}
+
+func (ec *executionContext) _WebAuthnCeremony_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.WebAuthnCeremony) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebAuthnCeremony_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebAuthnCeremony_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebAuthnCeremony", field, false, false, "Time")
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -4775,6 +7000,62 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputMfaProof(ctx context.Context, obj any) (model.MfaProof, error) {
+	var it model.MfaProof
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"totpCode", "recoveryCode", "webauthnResponse"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "totpCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("totpCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TotpCode = data
+		case "recoveryCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recoveryCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RecoveryCode = data
+		case "webauthnResponse":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("webauthnResponse"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WebauthnResponse = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalMfaProof unmarshals raw into the MfaProof input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMfaProof(ctx context.Context, raw any) (model.MfaProof, error) {
+	var out model.MfaProof
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MfaProof", raw, &out)
+	return out, err
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
@@ -4962,6 +7243,150 @@ func (ec *executionContext) _EmailRequest(ctx context.Context, sel ast.Selection
 	return out
 }
 
+var mfaEnrollmentImplementors = []string{"MfaEnrollment"}
+
+func (ec *executionContext) _MfaEnrollment(ctx context.Context, sel ast.SelectionSet, obj *model.MfaEnrollment) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, mfaEnrollmentImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MfaEnrollment")
+		case "factor":
+			out.Values[i] = ec._MfaEnrollment_factor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recoveryCodes":
+			out.Values[i] = ec._MfaEnrollment_recoveryCodes(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "session":
+			out.Values[i] = ec._MfaEnrollment_session(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var mfaFactorImplementors = []string{"MfaFactor"}
+
+func (ec *executionContext) _MfaFactor(ctx context.Context, sel ast.SelectionSet, obj *models.MfaFactor) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, mfaFactorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MfaFactor")
+		case "id":
+			out.Values[i] = ec._MfaFactor_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "type":
+			out.Values[i] = ec._MfaFactor_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "label":
+			out.Values[i] = ec._MfaFactor_label(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._MfaFactor_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastUsedAt":
+			out.Values[i] = ec._MfaFactor_lastUsedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var mfaStatusImplementors = []string{"MfaStatus"}
+
+func (ec *executionContext) _MfaStatus(ctx context.Context, sel ast.SelectionSet, obj *model.MfaStatus) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, mfaStatusImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MfaStatus")
+		case "enabled":
+			out.Values[i] = ec._MfaStatus_enabled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "factors":
+			out.Values[i] = ec._MfaStatus_factors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "passkeys":
+			out.Values[i] = ec._MfaStatus_passkeys(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recoveryCodesRemaining":
+			out.Values[i] = ec._MfaStatus_recoveryCodesRemaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -5100,10 +7525,154 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "verifyMfa":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_verifyMfa(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reauthenticate":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_reauthenticate(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "enrollTotp":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_enrollTotp(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "confirmTotp":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_confirmTotp(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "regenerateRecoveryCodes":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_regenerateRecoveryCodes(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeMfaFactor":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeMfaFactor(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "beginPasskeyRegistration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_beginPasskeyRegistration(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "finishPasskeyRegistration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_finishPasskeyRegistration(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "beginPasskeyLogin":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_beginPasskeyLogin(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "finishPasskeyLogin":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_finishPasskeyLogin(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "renamePasskey":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_renamePasskey(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deletePasskey":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deletePasskey(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resetUserMfa":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_resetUserMfa(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "revokeSession":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeSession(ctx, field)
 			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var passkeyImplementors = []string{"Passkey"}
+
+func (ec *executionContext) _Passkey(ctx context.Context, sel ast.SelectionSet, obj *models.Passkey) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, passkeyImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Passkey")
+		case "id":
+			out.Values[i] = ec._Passkey_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "label":
+			out.Values[i] = ec._Passkey_label(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Passkey_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastUsedAt":
+			out.Values[i] = ec._Passkey_lastUsedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "backedUp":
+			out.Values[i] = ec._Passkey_backedUp(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5290,6 +7859,76 @@ func (ec *executionContext) _Session(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Session_current(ctx, field, obj)
 				})
+		case "aal":
+			out.Values[i] = ec._Session_aal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amr":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Session_amr(ctx, field, obj)
+				})
+		case "authTime":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Session_authTime(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var totpEnrollmentImplementors = []string{"TotpEnrollment"}
+
+func (ec *executionContext) _TotpEnrollment(ctx context.Context, sel ast.SelectionSet, obj *model.TotpEnrollment) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, totpEnrollmentImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TotpEnrollment")
+		case "factorId":
+			out.Values[i] = ec._TotpEnrollment_factorId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "secret":
+			out.Values[i] = ec._TotpEnrollment_secret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "otpauthUri":
+			out.Values[i] = ec._TotpEnrollment_otpauthUri(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "qrCode":
+			out.Values[i] = ec._TotpEnrollment_qrCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._TotpEnrollment_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5366,6 +8005,55 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_disabled(ctx, field, obj)
 				})
+		case "mfa":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._User_mfa(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var webAuthnCeremonyImplementors = []string{"WebAuthnCeremony"}
+
+func (ec *executionContext) _WebAuthnCeremony(ctx context.Context, sel ast.SelectionSet, obj *model.WebAuthnCeremony) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, webAuthnCeremonyImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WebAuthnCeremony")
+		case "ceremonyId":
+			out.Values[i] = ec._WebAuthnCeremony_ceremonyId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "options":
+			out.Values[i] = ec._WebAuthnCeremony_options(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._WebAuthnCeremony_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5807,6 +8495,17 @@ var (
 		"ACCOUNT_DELETED":              models.AuditAccountDeleted,
 		"ACCOUNT_DISABLED":             models.AuditAccountDisabled,
 		"ACCOUNT_ENABLED":              models.AuditAccountEnabled,
+		"MFA_CHALLENGE":                models.AuditMfaChallenge,
+		"MFA_VERIFIED":                 models.AuditMfaVerified,
+		"MFA_ENROLLED":                 models.AuditMfaEnrolled,
+		"MFA_REMOVED":                  models.AuditMfaRemoved,
+		"RECOVERY_CODE_USED":           models.AuditRecoveryCodeUsed,
+		"RECOVERY_CODES_GENERATED":     models.AuditRecoveryCodesGenerated,
+		"PASSKEY_ADDED":                models.AuditPasskeyAdded,
+		"PASSKEY_REMOVED":              models.AuditPasskeyRemoved,
+		"PASSKEY_LOGIN":                models.AuditPasskeyLogin,
+		"STEP_UP":                      models.AuditStepUp,
+		"MFA_RESET":                    models.AuditMfaReset,
 	}
 	marshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType = map[models.AuditEventType]string{
 		models.AuditLogin:                      "LOGIN",
@@ -5830,6 +8529,17 @@ var (
 		models.AuditAccountDeleted:             "ACCOUNT_DELETED",
 		models.AuditAccountDisabled:            "ACCOUNT_DISABLED",
 		models.AuditAccountEnabled:             "ACCOUNT_ENABLED",
+		models.AuditMfaChallenge:               "MFA_CHALLENGE",
+		models.AuditMfaVerified:                "MFA_VERIFIED",
+		models.AuditMfaEnrolled:                "MFA_ENROLLED",
+		models.AuditMfaRemoved:                 "MFA_REMOVED",
+		models.AuditRecoveryCodeUsed:           "RECOVERY_CODE_USED",
+		models.AuditRecoveryCodesGenerated:     "RECOVERY_CODES_GENERATED",
+		models.AuditPasskeyAdded:               "PASSKEY_ADDED",
+		models.AuditPasskeyRemoved:             "PASSKEY_REMOVED",
+		models.AuditPasskeyLogin:               "PASSKEY_LOGIN",
+		models.AuditStepUp:                     "STEP_UP",
+		models.AuditMfaReset:                   "MFA_RESET",
 	}
 )
 
@@ -5915,6 +8625,75 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNMfaEnrollment2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐMfaEnrollment(ctx context.Context, sel ast.SelectionSet, v *model.MfaEnrollment) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MfaEnrollment!")
+		return graphql.Null
+	}
+	return ec._MfaEnrollment(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMfaFactor2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐMfaFactorᚄ(ctx context.Context, sel ast.SelectionSet, v []*models.MfaFactor) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMfaFactor2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐMfaFactor(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMfaFactor2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐMfaFactor(ctx context.Context, sel ast.SelectionSet, v *models.MfaFactor) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MfaFactor!")
+		return graphql.Null
+	}
+	return ec._MfaFactor(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNMfaProof2githubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐMfaProof(ctx context.Context, v any) (model.MfaProof, error) {
+	res, err := ec.unmarshalInputMfaProof(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMfaStatus2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐMfaStatus(ctx context.Context, sel ast.SelectionSet, v *model.MfaStatus) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MfaStatus!")
+		return graphql.Null
+	}
+	return ec._MfaStatus(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPasskey2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐPasskeyᚄ(ctx context.Context, sel ast.SelectionSet, v []*models.Passkey) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPasskey2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐPasskey(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPasskey2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐPasskey(ctx context.Context, sel ast.SelectionSet, v *models.Passkey) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Passkey!")
+		return graphql.Null
+	}
+	return ec._Passkey(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNRole2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐRoleᚄ(ctx context.Context, sel ast.SelectionSet, v []*models.Role) graphql.Marshaler {
@@ -6022,6 +8801,32 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) unmarshalNTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	res, err := graphql.UnmarshalTime(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTime2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Time!")
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalTime(*v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNTotpEnrollment2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐTotpEnrollment(ctx context.Context, sel ast.SelectionSet, v *model.TotpEnrollment) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TotpEnrollment!")
+		return graphql.Null
+	}
+	return ec._TotpEnrollment(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNUser2ᚕᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐUserᚄ(ctx context.Context, sel ast.SelectionSet, v []*models.User) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -6044,6 +8849,14 @@ func (ec *executionContext) marshalNUser2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmod
 		return graphql.Null
 	}
 	return ec._User(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNWebAuthnCeremony2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐWebAuthnCeremony(ctx context.Context, sel ast.SelectionSet, v *model.WebAuthnCeremony) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WebAuthnCeremony!")
+		return graphql.Null
+	}
+	return ec._WebAuthnCeremony(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -6230,6 +9043,17 @@ var (
 		"ACCOUNT_DELETED":              models.AuditAccountDeleted,
 		"ACCOUNT_DISABLED":             models.AuditAccountDisabled,
 		"ACCOUNT_ENABLED":              models.AuditAccountEnabled,
+		"MFA_CHALLENGE":                models.AuditMfaChallenge,
+		"MFA_VERIFIED":                 models.AuditMfaVerified,
+		"MFA_ENROLLED":                 models.AuditMfaEnrolled,
+		"MFA_REMOVED":                  models.AuditMfaRemoved,
+		"RECOVERY_CODE_USED":           models.AuditRecoveryCodeUsed,
+		"RECOVERY_CODES_GENERATED":     models.AuditRecoveryCodesGenerated,
+		"PASSKEY_ADDED":                models.AuditPasskeyAdded,
+		"PASSKEY_REMOVED":              models.AuditPasskeyRemoved,
+		"PASSKEY_LOGIN":                models.AuditPasskeyLogin,
+		"STEP_UP":                      models.AuditStepUp,
+		"MFA_RESET":                    models.AuditMfaReset,
 	}
 	marshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType = map[models.AuditEventType]string{
 		models.AuditLogin:                      "LOGIN",
@@ -6253,6 +9077,17 @@ var (
 		models.AuditAccountDeleted:             "ACCOUNT_DELETED",
 		models.AuditAccountDisabled:            "ACCOUNT_DISABLED",
 		models.AuditAccountEnabled:             "ACCOUNT_ENABLED",
+		models.AuditMfaChallenge:               "MFA_CHALLENGE",
+		models.AuditMfaVerified:                "MFA_VERIFIED",
+		models.AuditMfaEnrolled:                "MFA_ENROLLED",
+		models.AuditMfaRemoved:                 "MFA_REMOVED",
+		models.AuditRecoveryCodeUsed:           "RECOVERY_CODE_USED",
+		models.AuditRecoveryCodesGenerated:     "RECOVERY_CODES_GENERATED",
+		models.AuditPasskeyAdded:               "PASSKEY_ADDED",
+		models.AuditPasskeyRemoved:             "PASSKEY_REMOVED",
+		models.AuditPasskeyLogin:               "PASSKEY_LOGIN",
+		models.AuditStepUp:                     "STEP_UP",
+		models.AuditMfaReset:                   "MFA_RESET",
 	}
 )
 
@@ -6320,6 +9155,49 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOMfaProof2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋgraphᚋmodelᚐMfaProof(ctx context.Context, v any) (*model.MfaProof, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputMfaProof(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

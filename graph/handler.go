@@ -117,15 +117,22 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 
 // authDirective implements @auth: it lets the field resolve only when the
 // request's principal satisfies the rule; otherwise the field is null with
-// an UNAUTHENTICATED or FORBIDDEN error at its path.
-func authDirective(svc *auth.Service) func(ctx context.Context, obj any, next graphql.Resolver, role, permission *string) (any, error) {
-	return func(ctx context.Context, _ any, next graphql.Resolver, role, permission *string) (any, error) {
+// an UNAUTHENTICATED, FORBIDDEN or INSUFFICIENT_USER_AUTHENTICATION error
+// at its path.
+func authDirective(svc *auth.Service) func(ctx context.Context, obj any, next graphql.Resolver, role, permission *string, aal, maxAge *int) (any, error) {
+	return func(ctx context.Context, _ any, next graphql.Resolver, role, permission *string, aal, maxAge *int) (any, error) {
 		var rule auth.Rule
 		if role != nil {
 			rule.Role = *role
 		}
 		if permission != nil {
 			rule.Permission = *permission
+		}
+		if aal != nil {
+			rule.AAL = *aal
+		}
+		if maxAge != nil {
+			rule.MaxAge = time.Duration(*maxAge) * time.Second
 		}
 		if err := svc.Authorize(ctx, rule); err != nil {
 			return nil, err
@@ -148,6 +155,9 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		case errors.As(err, &coded):
 			gerr.Message = coded.Message
 			gerr.Extensions = map[string]any{"code": coded.Code}
+			for k, v := range coded.Extensions {
+				gerr.Extensions[k] = v
+			}
 			if coded.RetryAfter > 0 {
 				gerr.Extensions["retryAfter"] = coded.RetryAfterSeconds()
 			}
@@ -252,6 +262,27 @@ func proof(token, requestID, code *string) auth.Proof {
 		p.Code = *code
 	}
 	return p
+}
+
+// mfaProof is the service's form of an MfaProof argument.
+func mfaProof(p *model.MfaProof) auth.MfaProof {
+	return auth.MfaProof{TOTPCode: deref(p.TotpCode), RecoveryCode: deref(p.RecoveryCode), WebAuthnResponse: deref(p.WebauthnResponse)}
+}
+
+// ceremony turns a begun WebAuthn ceremony into its GraphQL type.
+func ceremony(c *auth.Ceremony, err error) (*model.WebAuthnCeremony, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &model.WebAuthnCeremony{CeremonyID: c.ID, Options: c.Options, ExpiresAt: c.ExpiresAt}, nil
+}
+
+// deref is *s, or "" for nil.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // payload turns a grant into the GraphQL AuthPayload.

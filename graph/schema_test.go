@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"regexp"
 	"slices"
 	"testing"
 
@@ -52,7 +53,7 @@ func TestRootFieldsDefaultDeny(t *testing.T) {
 	// The check itself, on small schemas, so a check that never reports
 	// anything cannot pass for a schema that is clean.
 	const directives = `
-		directive @auth(role: String, permission: String) on FIELD_DEFINITION | OBJECT
+		directive @auth(role: String, permission: String, aal: Int, maxAge: Int) on FIELD_DEFINITION | OBJECT
 		directive @public on FIELD_DEFINITION
 	`
 	for _, tc := range []struct {
@@ -100,5 +101,62 @@ func TestRootFieldsDefaultDeny(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// credentialWords name the mutations that manage credentials: passwords,
+// emails, second factors, passkeys, recovery codes, and accounts and
+// sessions of other users (the admin's). Every mutation whose name has one
+// must carry @auth with aal or maxAge, or be listed in notStepped with the
+// reason it needs neither, so that a new one cannot ship without step-up.
+var credentialWords = regexp.MustCompile(`Password|Email|Mfa|Factor|Passkey|Recovery|Totp|User|Account|Session`)
+
+// notStepped are the credential mutations that carry no aal or maxAge of
+// their own, and why.
+var notStepped = map[string]string{
+	"requestPasswordReset":      "public: proves nothing, mails the address",
+	"resetPassword":             "public: the mailed secret is the proof, and factors stay (the next login asks for one)",
+	"verifyEmail":               "public: the mailed secret is the proof",
+	"confirmEmailChange":        "public: the mailed secret is the proof; requestEmailChange is stepped",
+	"sendEmailVerification":     "mails the caller's own address; changes no credential",
+	"confirmTotp":               "completes enrollTotp, which is stepped, with a code of the new factor",
+	"finishPasskeyRegistration": "completes beginPasskeyRegistration, which is stepped, with its single-use ceremony",
+	"renamePasskey":             "changes a label, not a credential",
+	"beginPasskeyLogin":         "public: a sign-in",
+	"finishPasskeyLogin":        "public: a sign-in",
+	"revokeSession":             "ends one of the caller's own sessions: taking access away is never a risk to the account",
+	"verifyMfa":                 "public: a sign-in",
+}
+
+// TestCredentialMutationsStepUp: every mutation that manages credentials
+// requires a second factor (aal) or a recent sign-in (maxAge), except
+// those notStepped explains.
+func TestCredentialMutationsStepUp(t *testing.T) {
+	s := NewExecutableSchema(Config{}).Schema()
+	found := 0
+	for _, f := range s.Mutation.Fields {
+		if !credentialWords.MatchString(f.Name) {
+			continue
+		}
+		found++
+		stepped := false
+		if d := f.Directives.ForName("auth"); d != nil {
+			stepped = d.Arguments.ForName("aal") != nil || d.Arguments.ForName("maxAge") != nil
+		}
+		why, exempt := notStepped[f.Name]
+		switch {
+		case !stepped && !exempt:
+			t.Errorf("Mutation.%s manages credentials but its @auth has neither aal nor maxAge", f.Name)
+		case stepped && exempt:
+			t.Errorf("Mutation.%s is stepped up, but notStepped says %q: remove it from the list", f.Name, why)
+		}
+	}
+	for name := range notStepped {
+		if s.Mutation.Fields.ForName(name) == nil {
+			t.Errorf("notStepped lists %s, which is not a mutation", name)
+		}
+	}
+	if found < 20 {
+		t.Errorf("only %d credential mutations found; the pattern matches too little to prove anything", found)
 	}
 }

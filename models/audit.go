@@ -38,6 +38,19 @@ const (
 	AuditAccountDeleted             AuditEventType = "ACCOUNT_DELETED"
 	AuditAccountDisabled            AuditEventType = "ACCOUNT_DISABLED"
 	AuditAccountEnabled             AuditEventType = "ACCOUNT_ENABLED"
+
+	// Second factors and step-up.
+	AuditMfaChallenge           AuditEventType = "MFA_CHALLENGE"            // a login asked for a second factor
+	AuditMfaVerified            AuditEventType = "MFA_VERIFIED"             // verifyMfa: success or failure
+	AuditMfaEnrolled            AuditEventType = "MFA_ENROLLED"             // a TOTP factor confirmed
+	AuditMfaRemoved             AuditEventType = "MFA_REMOVED"              // a TOTP factor removed
+	AuditRecoveryCodeUsed       AuditEventType = "RECOVERY_CODE_USED"       // detail: codes left
+	AuditRecoveryCodesGenerated AuditEventType = "RECOVERY_CODES_GENERATED" // a new batch
+	AuditPasskeyAdded           AuditEventType = "PASSKEY_ADDED"
+	AuditPasskeyRemoved         AuditEventType = "PASSKEY_REMOVED"
+	AuditPasskeyLogin           AuditEventType = "PASSKEY_LOGIN"
+	AuditStepUp                 AuditEventType = "STEP_UP"   // reauthenticate
+	AuditMfaReset               AuditEventType = "MFA_RESET" // an admin removed every factor
 )
 
 // AuditOutcome tells whether the audited operation succeeded. The values

@@ -19,6 +19,12 @@ const (
 	EmailNotVerified = "EMAIL_NOT_VERIFIED"
 	// AccountDisabled: the right password of an account an admin disabled.
 	AccountDisabled = "ACCOUNT_DISABLED"
+	// MfaRequired: the right password of a user with a second factor;
+	// extensions carry the challenge to answer with verifyMfa.
+	MfaRequired = "MFA_REQUIRED"
+	// InsufficientUserAuthentication: an @auth(aal, maxAge) the session
+	// does not meet (RFC 9470's error); extensions say what is missing.
+	InsufficientUserAuthentication = "INSUFFICIENT_USER_AUTHENTICATION"
 	// ServiceUnavailable: the server cannot answer correctly for now (a
 	// replica out of sync with the others, the database unreachable or
 	// unable to write, the audit queue full); the client retries after
@@ -36,6 +42,10 @@ type Error struct {
 	// RetryAfter, when positive, tells the client how long to wait before
 	// trying again; it is sent as extensions.retryAfter in whole seconds.
 	RetryAfter time.Duration
+	// Extensions are further extensions of the GraphQL error, beside code
+	// (and retryAfter): what a client needs to act on it, such as the
+	// challenge of MFA_REQUIRED. Never anything secret or internal.
+	Extensions map[string]any
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Code, e.Message) }

@@ -37,6 +37,7 @@ var migrations = []*gormigrate.Migration{
 	{ID: "202611290003_secrets_at_rest", Migrate: migrateSecretsAtRest},
 	{ID: "202611290004_refresh_successor", Migrate: migrateRefreshSuccessor},
 	{ID: "202611300001_accounts", Migrate: migrateAccounts},
+	{ID: "202612010001_mfa", Migrate: migrateMfa},
 }
 
 // migrationsTable records the IDs of the applied migrations.

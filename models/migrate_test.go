@@ -70,8 +70,8 @@ var head = map[string]struct {
 	columns, indexes, foreignKeys []string
 }{
 	"users": {
-		columns: []string{"id", "email", "password_hash", "created_at", "updated_at", "last_login_at", "email_verified", "disabled_at", "disabled_reason"},
-		indexes: []string{"idx_users_email unique", "idx_users_page(created_at,id)"},
+		columns: []string{"id", "email", "password_hash", "created_at", "updated_at", "last_login_at", "email_verified", "disabled_at", "disabled_reason", "web_authn_id"},
+		indexes: []string{"idx_users_email unique", "idx_users_page(created_at,id)", "idx_users_web_authn_id unique"},
 	},
 	"roles":       {columns: []string{"name"}},
 	"permissions": {columns: []string{"name"}},
@@ -84,7 +84,7 @@ var head = map[string]struct {
 		foreignKeys: []string{"fk_role_permissions_role", "fk_role_permissions_permission"},
 	},
 	"sessions": {
-		columns:     []string{"id", "user_id", "created_at", "last_used_at", "expires_at", "revoked_at", "user_agent", "ip", "access_expires_at"},
+		columns:     []string{"id", "user_id", "created_at", "last_used_at", "expires_at", "revoked_at", "user_agent", "ip", "access_expires_at", "aal", "amr", "auth_time"},
 		indexes:     []string{"idx_sessions_user_id", "idx_sessions_expires_at"},
 		foreignKeys: []string{"fk_sessions_user"},
 	},
@@ -111,6 +111,22 @@ var head = map[string]struct {
 	"outbox_mails": {
 		columns: []string{"id", "created_at", "kind", "status", "user_id", "request_id", "to", "message", "attempts", "next_attempt_at", "sent_at", "last_error"},
 		indexes: []string{"idx_outbox_mails_due(next_attempt_at,status)", "idx_outbox_mails_user_id"},
+	},
+	"mfa_factors": {
+		columns: []string{"id", "user_id", "type", "label", "secret", "created_at", "confirmed_at", "expires_at", "last_step", "last_used_at"},
+		indexes: []string{"idx_mfa_factors_user_id"},
+	},
+	"recovery_codes": {
+		columns: []string{"id", "user_id", "hash", "created_at", "used_at"},
+		indexes: []string{"idx_recovery_codes_user_id"},
+	},
+	"passkeys": {
+		columns: []string{"id", "user_id", "credential_id", "public_key", "attestation_type", "transports", "aaguid", "sign_count", "backup_eligible", "backed_up", "label", "created_at", "last_used_at"},
+		indexes: []string{"idx_passkeys_user_id", "idx_passkeys_credential_id unique"},
+	},
+	"auth_challenges": {
+		columns: []string{"id", "kind", "user_id", "data", "created_at", "expires_at", "used_at", "failures"},
+		indexes: []string{"idx_auth_challenges_user_id", "idx_auth_challenges_expires_at"},
 	},
 	"schema_migrations": {columns: []string{"id"}},
 }
@@ -243,7 +259,8 @@ func TestMigrationsMatchModels(t *testing.T) {
 		}
 		if err := fromModels.AutoMigrate(&models.User{}, &models.Role{}, &models.Permission{}, &models.Session{}, &models.RefreshToken{},
 			&models.Revocation{}, &models.Setting{}, &models.SigningKey{}, &models.RateLimit{}, &models.AuditEvent{},
-			&models.EmailRequest{}, &models.OutboxMail{}); err != nil {
+			&models.EmailRequest{}, &models.OutboxMail{},
+			&models.MfaFactor{}, &models.RecoveryCode{}, &models.Passkey{}, &models.AuthChallenge{}); err != nil {
 			t.Fatal(err)
 		}
 		want, got := dumpSchema(t, fromModels), dumpSchema(t, migrated)
@@ -256,9 +273,9 @@ func TestMigrationsMatchModels(t *testing.T) {
 // addedColumns are the columns that migrations after the initial one added
 // to its tables: table -> column -> SQLite type.
 var addedColumns = map[string]map[string]string{
-	"sessions":       {"access_expires_at": "datetime"},
+	"sessions":       {"access_expires_at": "datetime", "aal": "integer NOT NULL DEFAULT 1", "amr": "text NOT NULL DEFAULT \"pwd\"", "auth_time": "datetime"},
 	"refresh_tokens": {"parent_id": "text", "spent_at": "datetime"},
-	"users":          {"email_verified": "numeric NOT NULL DEFAULT false", "disabled_at": "datetime", "disabled_reason": "text"},
+	"users":          {"email_verified": "numeric NOT NULL DEFAULT false", "disabled_at": "datetime", "disabled_reason": "text", "web_authn_id": "text"},
 }
 
 // withoutAdded removes addedColumns from a schema dump: PostgreSQL's column
@@ -317,7 +334,12 @@ func TestMigrateUpgradesUnversionedDatabase(t *testing.T) {
 		// columns of their own; of what the old version made, nothing
 		// may change.
 		after := withoutAdded(slices.DeleteFunc(dumpSchema(t, db), func(l string) bool {
-			return strings.Contains(l, "audit_events") || strings.Contains(l, "email_requests") || strings.Contains(l, "outbox_mails")
+			for _, added := range []string{"audit_events", "email_requests", "outbox_mails", "mfa_factors", "recovery_codes", "passkeys", "auth_challenges", "idx_users_web_authn_id"} {
+				if strings.Contains(l, added) {
+					return true
+				}
+			}
+			return false
 		}))
 		if !slices.Equal(before, after) {
 			t.Errorf("upgrade changed the existing schema:\n%s", diff(before, after))

@@ -1,6 +1,7 @@
 package models
 
 import (
+	"strings"
 	"time"
 )
 
@@ -29,6 +30,10 @@ type User struct {
 	DisabledAt *time.Time
 	// DisabledReason is the admin's note, shown to admins only.
 	DisabledReason *string `gorm:"size:512"`
+	// WebAuthnID is the user handle of the user's passkeys: random, made
+	// at the first registration, so that an authenticator never learns
+	// the account's id (WebAuthn §14.6.1).
+	WebAuthnID *string `gorm:"size:64;uniqueIndex"`
 }
 
 // Disabled reports whether the account is disabled.
@@ -91,6 +96,32 @@ type Session struct {
 	// the access-token lifetime is configured to now. Nil for sessions
 	// created before it was recorded.
 	AccessExpiresAt *time.Time
+	// Aal is the authenticator assurance level the session proved: 1 for
+	// one factor, 2 for two (or a passkey with user verification). Amr is
+	// how it last authenticated, RFC 8176 method values separated by
+	// spaces, and AuthTime when (nil only for sessions made before they
+	// were recorded, whose login was CreatedAt). A reauthentication
+	// changes all three in place; refreshes carry them into each access
+	// token.
+	Aal      int    `gorm:"not null;default:1"`
+	Amr      string `gorm:"size:64;not null;default:pwd"`
+	AuthTime *time.Time
+}
+
+// AuthenticatedAt is when the session last authenticated.
+func (s *Session) AuthenticatedAt() time.Time {
+	if s.AuthTime != nil {
+		return *s.AuthTime
+	}
+	return s.CreatedAt
+}
+
+// Methods returns the session's amr values.
+func (s *Session) Methods() []string {
+	if s.Amr == "" {
+		return []string{AmrPassword}
+	}
+	return strings.Fields(s.Amr)
 }
 
 // RefreshToken is one refresh token of a session. ID is the hex SHA-256 of

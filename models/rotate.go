@@ -203,9 +203,9 @@ func continueSession(tx *gorm.DB, r Rotate, sessionID string, out *Rotation) err
 	err := scanRow(tx.Raw(`UPDATE sessions SET last_used_at = ?, expires_at = ?,
 			access_expires_at = CASE WHEN access_expires_at IS NULL OR access_expires_at < ? THEN ? ELSE access_expires_at END
 		WHERE id = ? AND revoked_at IS NULL AND expires_at > ?
-		RETURNING id, user_id, created_at, last_used_at, expires_at, user_agent, ip, access_expires_at`,
+		RETURNING id, user_id, created_at, last_used_at, expires_at, user_agent, ip, access_expires_at, aal, amr, auth_time`,
 		now, now.Add(r.TTL), accessExp, accessExp, sessionID, now),
-		&s.ID, &s.UserID, &s.CreatedAt, &s.LastUsedAt, &s.ExpiresAt, &s.UserAgent, &s.IP, &s.AccessExpiresAt)
+		&s.ID, &s.UserID, &s.CreatedAt, &s.LastUsedAt, &s.ExpiresAt, &s.UserAgent, &s.IP, &s.AccessExpiresAt, &s.Aal, &s.Amr, &s.AuthTime)
 	if errors.Is(err, sql.ErrNoRows) {
 		return errInvalidRefresh
 	} else if err != nil {
@@ -294,14 +294,14 @@ func rotatePostgres(ctx context.Context, db *gorm.DB, r Rotate) (Rotation, error
 		), sess AS (
 			UPDATE sessions SET last_used_at = $1, expires_at = $4, access_expires_at = GREATEST(sessions.access_expires_at, $5)
 			FROM tok WHERE sessions.id = tok.session_id
-			RETURNING sessions.id, sessions.user_id, sessions.created_at, sessions.last_used_at, sessions.expires_at, sessions.user_agent, sessions.ip, sessions.access_expires_at
+			RETURNING sessions.id, sessions.user_id, sessions.created_at, sessions.last_used_at, sessions.expires_at, sessions.user_agent, sessions.ip, sessions.access_expires_at, sessions.aal, sessions.amr, sessions.auth_time
 		), ins AS (
 			INSERT INTO refresh_tokens (id, session_id, created_at, expires_at, parent_id)
 			SELECT $3, sess.id, $1, $4, $2 FROM sess
 		)
 		SELECT * FROM sess`,
 		now, r.OldHash, r.NewHash, now.Add(r.TTL), now.Add(r.AccessTTL),
-	).Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastUsedAt, &s.ExpiresAt, &s.UserAgent, &s.IP, &s.AccessExpiresAt)
+	).Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastUsedAt, &s.ExpiresAt, &s.UserAgent, &s.IP, &s.AccessExpiresAt, &s.Aal, &s.Amr, &s.AuthTime)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Rotation{}, nil
 	}

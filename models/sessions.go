@@ -73,6 +73,9 @@ type NewSession struct {
 	// ended for it are kept.
 	Max    int
 	Revoke Revoke
+	// Mfa, when set, is spent in the same transaction (see MfaUse): the
+	// session exists only if the proof was not spent before.
+	Mfa *MfaUse
 }
 
 // CreateSession inserts a session and its first refresh token and, for a
@@ -93,6 +96,11 @@ func CreateSession(ctx context.Context, db *gorm.DB, ns *NewSession) (evicted []
 // createSession is CreateSession inside tx.
 func createSession(tx *gorm.DB, ns *NewSession) (evicted []Revoked, err error) {
 	s, login := ns.Session, ns.Login
+	if ns.Mfa != nil {
+		if err := spendMfa(tx, ns.Mfa); err != nil {
+			return nil, err
+		}
+	}
 	if login != nil {
 		updates := map[string]any{"last_login_at": login.At}
 		if login.NewHash != "" {

@@ -21,7 +21,7 @@ func NewSigner(key []byte, issuer, audience string, now func() time.Time) (*Sign
 
 // Issue is IssueAt now.
 func (s *Signer) Issue(userID, sessionID string, roles []string, ttl time.Duration) (string, *Claims, error) {
-	return s.IssueAt(s.now(), userID, sessionID, roles, ttl)
+	return s.IssueAt(s.now(), Subject{UserID: userID, SessionID: sessionID, Roles: roles}, ttl)
 }
 
 // CurrentKID returns the kid of the key signing now, or "".

@@ -28,6 +28,13 @@ type Claims struct {
 	jwt.RegisteredClaims
 	SessionID string   `json:"sid"`
 	Roles     []string `json:"roles"`
+	// ACR, AMR and AuthTime say how the session last authenticated
+	// (OpenID Connect Core §2; RFC 8176 for AMR's values): "aal1" or
+	// "aal2", the methods, and when. They are as of the token's issue;
+	// authql's own step-up checks read the session's current state.
+	ACR      string           `json:"acr,omitempty"`
+	AMR      []string         `json:"amr,omitempty"`
+	AuthTime *jwt.NumericDate `json:"auth_time,omitempty"`
 
 	// keyUntil is when the key that verified the token stops verifying
 	// (zero: not retired), set by Verify.
@@ -85,11 +92,21 @@ func (s *Signer) KeyID() string {
 	return ""
 }
 
-// IssueAt returns a signed access token for the user's session, valid for
-// ttl, and its claims. The token is issued at `at`, not now: at the time its
-// session recorded as its issue (see models.Session's AccessExpiresAt), so
-// that it cannot expire later than recorded.
-func (s *Signer) IssueAt(at time.Time, userID, sessionID string, roles []string, ttl time.Duration) (string, *Claims, error) {
+// Subject is whom an access token is for: the user, the session, the
+// roles, and how the session last authenticated (see Claims).
+type Subject struct {
+	UserID, SessionID string
+	Roles             []string
+	ACR               string
+	AMR               []string
+	AuthTime          time.Time // zero: none
+}
+
+// IssueAt returns a signed access token for sub, valid for ttl, and its
+// claims. The token is issued at `at`, not now: at the time its session
+// recorded as its issue (see models.Session's AccessExpiresAt), so that it
+// cannot expire later than recorded.
+func (s *Signer) IssueAt(at time.Time, sub Subject, ttl time.Duration) (string, *Claims, error) {
 	k := s.keys.current()
 	if k == nil || k.signKey == nil {
 		return "", nil, errNoSigningKey
@@ -99,14 +116,19 @@ func (s *Signer) IssueAt(at time.Time, userID, sessionID string, roles []string,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.issuer,
 			Audience:  jwt.ClaimStrings{s.audience},
-			Subject:   userID,
+			Subject:   sub.UserID,
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now),
 			ID:        uuid.NewString(),
 		},
-		SessionID: sessionID,
-		Roles:     roles,
+		SessionID: sub.SessionID,
+		Roles:     sub.Roles,
+		ACR:       sub.ACR,
+		AMR:       sub.AMR,
+	}
+	if !sub.AuthTime.IsZero() {
+		c.AuthTime = jwt.NewNumericDate(sub.AuthTime.Truncate(time.Second))
 	}
 	t := jwt.NewWithClaims(k.method, c)
 	t.Header["typ"] = accessTokenType

@@ -101,7 +101,7 @@ func meFloor(secret []byte, n int) http.Handler {
 		users[id] = &models.User{ID: id, Email: id + "@floor.example.com"}
 	}
 	cfg := graph.Config{Resolvers: floorResolver{}}
-	cfg.Directives.Auth = func(ctx context.Context, _ any, next graphql.Resolver, _, _ *string) (any, error) {
+	cfg.Directives.Auth = func(ctx context.Context, _ any, next graphql.Resolver, _, _ *string, _, _ *int) (any, error) {
 		if ctx.Value(floorPrincipal{}) == nil {
 			return nil, errors.New("unauthenticated")
 		}

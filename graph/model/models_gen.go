@@ -3,6 +3,8 @@
 package model
 
 import (
+	"time"
+
 	"github.com/authql/authql/models"
 )
 
@@ -19,8 +21,60 @@ type AuthPayload struct {
 	User      *models.User `json:"user"`
 }
 
+// A confirmed TOTP factor.
+type MfaEnrollment struct {
+	Factor *models.MfaFactor `json:"factor"`
+	// Ten single-use recovery codes, only with the user's first factor: shown this once, stored hashed.
+	RecoveryCodes []string `json:"recoveryCodes,omitempty"`
+	// The caller's session, raised to level 2 (its refresh token rotated).
+	Session *AuthPayload `json:"session"`
+}
+
+// A proof of a second factor: exactly one of the three, otherwise
+// BAD_USER_INPUT.
+type MfaProof struct {
+	// A 6-digit code of an authenticator app (TOTP). Each code is accepted once.
+	TotpCode *string `json:"totpCode,omitempty"`
+	// One of the recovery codes; case, spaces and hyphens do not matter. Each works once.
+	RecoveryCode *string `json:"recoveryCode,omitempty"`
+	// The JSON of the PublicKeyCredential that navigator.credentials.get returned for the challenge's options.
+	WebauthnResponse *string `json:"webauthnResponse,omitempty"`
+}
+
+// The second factors of an account.
+type MfaStatus struct {
+	// Whether a sign-in with the password also asks for a second factor: true once a TOTP factor is confirmed or a passkey registered.
+	Enabled  bool                `json:"enabled"`
+	Factors  []*models.MfaFactor `json:"factors"`
+	Passkeys []*models.Passkey   `json:"passkeys"`
+	// Unused recovery codes.
+	RecoveryCodesRemaining int `json:"recoveryCodesRemaining"`
+}
+
 type Mutation struct {
 }
 
 type Query struct {
+}
+
+// A TOTP factor waiting for its first code (`confirmTotp`).
+type TotpEnrollment struct {
+	FactorID string `json:"factorId"`
+	// The seed, base32 without padding: for typing into an app that cannot scan the QR code.
+	Secret string `json:"secret"`
+	// otpauth://totp/… for authenticator apps.
+	OtpauthURI string `json:"otpauthUri"`
+	// The otpauth URI as a QR code: an SVG image as a data: URI, for an <img src>.
+	QRCode string `json:"qrCode"`
+	// When the enrollment lapses unless confirmed.
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// A WebAuthn ceremony begun: pass `options` to navigator.credentials.create or .get, and the result back with `ceremonyId`.
+type WebAuthnCeremony struct {
+	// Opaque and single use.
+	CeremonyID string `json:"ceremonyId"`
+	// PublicKeyCredentialCreationOptions or PublicKeyCredentialRequestOptions, as JSON (the `publicKey` member).
+	Options   string    `json:"options"`
+	ExpiresAt time.Time `json:"expiresAt"`
 }
