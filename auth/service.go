@@ -152,6 +152,9 @@ type Service struct {
 	limitSecret []byte
 	// codeKey keys the MACs of mailed codes (see codeMAC).
 	codeKey lazySecret
+	// seal encrypts secrets kept in rows (TOTP seeds) under
+	// AUTH_ENCRYPTION_KEY when it is set.
+	seal *secret.Sealer
 
 	audits     auditLog // see audit.go
 	rateAudits rateAudits
@@ -216,6 +219,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	if err != nil {
 		return nil, err
 	}
+	s.seal = seal
 	if cfg.ReadOnlyKeys {
 		// The commands take no rate limits: a key of their own, rather
 		// than one read (and perhaps not decryptable) or written.
