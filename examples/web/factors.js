@@ -194,7 +194,8 @@ async function deletePasskey(id) {
 hooks.signedIn = () => {
   endSecondStep();
   loadMfa().catch((err) => {
-    show('mfa-state', 'Could not load your second factors: ' + err.message);
+    delete $('mfa-state').dataset.enabled;
+    showError(err, $('mfa-state'));
   });
 };
 
@@ -204,6 +205,7 @@ hooks.signedOut = () => {
   endEnrollment();
   hideRecoveryCodes();
   show('mfa-state', '…');
+  delete $('mfa-state').dataset.enabled;
 };
 
 $('totp-enroll-form').addEventListener('submit', run(enrollTotp));
