@@ -68,6 +68,7 @@ func TestBrowserMfa(t *testing.T) {
 			{"LoginAsksForSecondFactor", m.loginAsksForSecondFactor},
 			{"LogsInWithTotp", m.logsInWithTotp},
 			{"RegeneratesRecoveryCodes", m.regeneratesRecoveryCodes},
+			{"LogsInWithRecoveryCode", m.logsInWithRecoveryCode},
 			{"RegistersPasskey", m.registersPasskey},
 			{"RenamesPasskey", m.renamesPasskey},
 			{"SignsInWithPasskey", m.signsInWithPasskey},
@@ -163,6 +164,7 @@ func (m *mfaSteps) enrollsTotp(t *testing.T) {
 	// without a width, and be a page error).
 	m.b.waitJS(t, "the QR code shown", `$('totp-qr').src.startsWith('data:image/svg+xml') && $('totp-qr').complete && $('totp-qr').naturalWidth > 0`)
 	m.b.wantJS(t, "the otpauth link", `$('totp-uri').href.startsWith('otpauth://totp/')`)
+	m.b.shot(t, "#totp-setup", "04a-totp-key")
 	m.secret = strings.ReplaceAll(m.b.text(t, "#totp-secret"), " ", "")
 	// The other browser's session is to stay, at level 1, for the step-up
 	// at the end.
@@ -179,6 +181,7 @@ func (m *mfaSteps) enrollsTotp(t *testing.T) {
 	m.b.waitJS(t, "the factor listed", `$('mfa-state').dataset.enabled === 'true' && $('mfa-factors').querySelectorAll('tbody tr').length === 1`)
 	m.b.wantJS(t, "named as typed", `$('mfa-factors').querySelector('tbody td').textContent === 'Phone'`)
 	m.codes = m.recoveryCodes(t)
+	m.b.shot(t, "#recovery-codes", "04b-recovery-codes")
 	m.b.wantText(t, "#recovery-remaining", fmt.Sprintf("%d unused recovery codes.", len(m.codes)))
 	m.b.wantText(t, "#status", "Signed in as "+mfaEmail)
 	m.wantLevel(t, "after confirmTotp", "aal2", "otp")
@@ -237,6 +240,7 @@ func (m *mfaSteps) regeneratesRecoveryCodes(t *testing.T) {
 			t.Errorf("recovery code %s in both batches", c)
 		}
 	}
+	m.b.wantText(t, "#recovery-remaining", fmt.Sprintf("%d unused recovery codes.", len(codes)))
 	m.b.run(t, chromedp.Click("#recovery-saved", chromedp.ByQuery))
 	// The first batch is gone: one of its codes no longer signs in.
 	challenge := m.mfaChallenge(t)
@@ -244,6 +248,24 @@ func (m *mfaSteps) regeneratesRecoveryCodes(t *testing.T) {
 		map[string]any{"c": challenge, "r": m.codes[0]}).Code(t); code != "BAD_USER_INPUT" {
 		t.Errorf("verifyMfa with a code of the replaced batch: %s, want BAD_USER_INPUT", code)
 	}
+	m.codes = codes
+}
+
+func (m *mfaSteps) logsInWithRecoveryCode(t *testing.T) {
+	m.logout(t, m.b)
+	m.b.login(t, mfaEmail, mfaPassword)
+	m.b.waitExample(t, "the second step", `!$('mfa-step').hidden`)
+	// In lower case and without its hyphens, as a user may type it: the
+	// page sends it as typed (it is no 6-digit code), authql normalises.
+	typed := strings.ToLower(strings.ReplaceAll(m.codes[0], "-", ""))
+	m.b.run(t,
+		chromedp.SendKeys("#mfa-code", typed, chromedp.ByQuery),
+		chromedp.Click("#mfa-verify", chromedp.ByQuery),
+	)
+	m.b.waitText(t, "#status", "Signed in as "+mfaEmail)
+	m.b.noError(t)
+	m.wantLevel(t, "after verifyMfa with a recovery code", "aal2", "rc")
+	m.b.waitText(t, "#recovery-remaining", fmt.Sprintf("%d unused recovery codes.", len(m.codes)-1))
 }
 
 func (m *mfaSteps) registersPasskey(t *testing.T) {
@@ -471,4 +493,13 @@ func tokenClaims(t *testing.T, token string) acrClaims {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// shot scrolls the element of selector into view and saves the tab as
+// name.png: a part of the page the step's own screenshot, taken at its
+// end, would not show.
+func (b *browser) shot(t *testing.T, selector, name string) {
+	t.Helper()
+	b.run(t, chromedp.ScrollIntoView(selector, chromedp.ByQuery))
+	b.screenshot(t, name)
 }

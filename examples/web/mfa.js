@@ -163,6 +163,8 @@ function stepUp(err) {
     stepping.reject = reject;
   });
   $('stepup').showModal();
+  // Where the missing proof goes: the code for a second factor.
+  (secondFactor && codes ? $('stepup-code') : $('stepup-password')).focus();
   return stepping.promise;
 }
 
