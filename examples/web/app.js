@@ -336,4 +336,7 @@ $('logout').addEventListener('click', run(logout));
 // across reloads. Without a cookie the user is simply signed out, with no
 // error shown. (accounts.js, which runs right after this file, shows the
 // part of the path and takes a mailed link's token out of the address bar.)
-refresh().catch(() => {});
+// Once every script has run (DOMContentLoaded comes after the deferred
+// ones): the answer must find mfa.js's hooks in place, and a script still
+// loading could otherwise let it arrive first.
+document.addEventListener('DOMContentLoaded', () => refresh().catch(() => {}));
