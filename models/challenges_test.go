@@ -49,7 +49,9 @@ func TestMfaSpentOnce(t *testing.T) {
 			use  func(challenge string) *models.MfaUse
 			want error
 		}{
-			{"TOTPStep", func(c string) *models.MfaUse { return &models.MfaUse{At: now, ChallengeID: c, FactorID: factorID, Step: 101} }, models.ErrMfaSpent},
+			{"TOTPStep", func(c string) *models.MfaUse {
+				return &models.MfaUse{At: now, ChallengeID: c, FactorID: factorID, Step: 101}
+			}, models.ErrMfaSpent},
 			{"RecoveryCode", func(c string) *models.MfaUse { return &models.MfaUse{At: now, ChallengeID: c, RecoveryCodeID: codeID} }, models.ErrMfaSpent},
 			{"Challenge", func(string) *models.MfaUse { return &models.MfaUse{At: now, ChallengeID: "shared"} }, models.ErrChallengeInvalid},
 		} {
