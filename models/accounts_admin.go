@@ -91,6 +91,21 @@ func DeleteUser(ctx context.Context, db *gorm.DB, id string, r Revoke) (revoked 
 		if _, err := adminKept(tx, id, ErrLastAdminDelete); err != nil {
 			return err
 		}
+		// The account is disabled with the revocation, so that it no
+		// longer counts as an enabled admin: of two admins deleting each
+		// other at once, the second is refused here, before it revokes
+		// anything of the one who stays. (Counted as enabled until the
+		// second transaction, both passed this check, and the loser of
+		// the deletion had already ended the winner's sessions.) Should
+		// the deletion then fail, the account stays disabled, which a
+		// retry of the deletion finishes.
+		if err := tx.Model(&User{}).Where("id = ? AND disabled_at IS NULL", id).
+			Updates(map[string]any{"disabled_at": r.At, "updated_at": r.At}).Error; err != nil {
+			return err
+		}
+		if err := Publish(tx, Event{Kind: EventUserChanged, ID: id}); err != nil {
+			return err
+		}
 		revoked, err = revokeSessions(tx, tx.Where("user_id = ?", id), r)
 		return err
 	})
