@@ -301,7 +301,8 @@ func (s *Service) Keys() *keys.Set { return s.signer.Keys() }
 const MailRetention = 7 * 24 * time.Hour
 
 // Purge deletes expired revocations, refresh tokens and sessions, mailed
-// requests expired or spent, audit events older than
+// requests expired or spent, expired challenges and lapsed TOTP
+// enrollments, audit events older than
 // Config.AuditRetention and mails done with for MailRetention, and
 // re-reads revocations and role permissions.
 func (s *Service) Purge(ctx context.Context) error {
@@ -324,8 +325,13 @@ func (s *Service) Purge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p != (models.Purged{}) || audits > 0 || requests > 0 || mails > 0 {
-		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "email_requests", requests, "audit_events", audits, "outbox_mails", mails)
+	challenges, err := models.PurgeChallenges(ctx, s.db, now)
+	if err != nil {
+		return err
+	}
+	if p != (models.Purged{}) || audits > 0 || requests > 0 || mails > 0 || challenges > 0 {
+		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits,
+			"email_requests", requests, "audit_events", audits, "outbox_mails", mails, "challenges", challenges)
 	}
 	s.limiter.Sweep(now)
 	s.tokens.sweep(now)
