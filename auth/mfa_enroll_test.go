@@ -2,8 +2,8 @@ package auth
 
 import (
 	"bytes"
-	"errors"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
