@@ -52,6 +52,8 @@ var usage = `Usage:
   authql user roles [flags]   set a user's roles
   authql user reset|disable|enable|delete --email EMAIL
                               mail a password reset; disable, enable or delete an account
+  authql user mfa reset --email EMAIL
+                              remove every second factor of a user (lost factors)
   authql keys rotate [flags]  add a new signing key (see authql keys --help)
   authql mail test --to ADDR  send a test mail through the configured SMTP server
   authql health [flags]       exit 0 if the local server is ready (for container health checks)

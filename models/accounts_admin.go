@@ -64,8 +64,9 @@ func lockedUser(tx *gorm.DB, id string) (*User, error) {
 }
 
 // DeleteUser deletes the user with the id and everything of theirs: their
-// sessions and refresh tokens, their mailed requests and their mails in the
-// outbox (queued or not: each holds their address). Their sessions are
+// sessions and refresh tokens, their mailed requests, their mails in the
+// outbox (queued or not: each holds their address), and their second
+// factors, recovery codes, passkeys and pending challenges. Their sessions are
 // revoked first, with revocations published to every replica, so their
 // access tokens stop at once everywhere; the revoked sessions are returned
 // for the caller's own memory. Audit events are not touched: they name
@@ -151,6 +152,10 @@ func deleteUserRows(tx *gorm.DB, id string) error {
 		{&Session{}, "user_id = ?"},
 		{&EmailRequest{}, "user_id = ?"},
 		{&OutboxMail{}, "user_id = ?"},
+		{&MfaFactor{}, "user_id = ?"},
+		{&RecoveryCode{}, "user_id = ?"},
+		{&Passkey{}, "user_id = ?"},
+		{&AuthChallenge{}, "user_id = ?"},
 	} {
 		if err := tx.Where(del.where, id).Delete(del.model).Error; err != nil {
 			return err
