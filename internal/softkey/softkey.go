@@ -103,9 +103,11 @@ func (a *Authenticator) Create(optionsJSON string) (string, error) {
 	}
 	c := &Credential{ID: make([]byte, 32), Key: key, RPID: o.RP.ID, UserHandle: handle}
 	rand.Read(c.ID)
-	x, y := make([]byte, 32), make([]byte, 32)
-	key.PublicKey.X.FillBytes(x)
-	key.PublicKey.Y.FillBytes(y)
+	point, err := key.PublicKey.Bytes() // 0x04 || X || Y
+	if err != nil {
+		return "", err
+	}
+	x, y := point[1:33], point[33:65]
 	cose, err := webauthncbor.Marshal(webauthncose.EC2PublicKeyData{
 		PublicKeyData: webauthncose.PublicKeyData{KeyType: int64(webauthncose.EllipticKey), Algorithm: int64(webauthncose.AlgES256)},
 		Curve:         1, XCoord: x, YCoord: y, // P-256
