@@ -223,9 +223,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ln = httpapi.LimitConns(ln, cfg.MaxConnsPerClient, cfg.TrustedProxies, m)
 	}
 	defer ln.Close()
-	if cfg.ExampleUI {
-		cfg.CORSOrigins = append(cfg.CORSOrigins, httpapi.ExampleOrigins(ln.Addr())...)
-	}
+	listenOrigins(&cfg, ln.Addr())
 
 	ml, err := newMailer(cfg, portOf(ln.Addr()))
 	if err != nil {
@@ -471,6 +469,8 @@ func authConfig(cfg config) auth.Config {
 		AuditRetention: cfg.AuditRetention,
 
 		AuditQueueBytes: cfg.AuditQueueBytes,
+		WebAuthnRPID:    cfg.WebAuthnRPID,
+		WebAuthnOrigins: cfg.WebAuthnOrigins,
 
 		// Mailed links and codes (the Composer is serve's, see mailer).
 		ResetTTL:             cfg.Mail.ResetTTL,

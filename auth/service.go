@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth/audit"
@@ -115,6 +116,13 @@ type Config struct {
 	// accounts whose email is not verified: register mails a verification
 	// and login fails with EmailNotVerified.
 	RequireVerifiedEmail bool
+	// WebAuthnRPID is the relying party id of passkeys
+	// (AUTH_WEBAUTHN_RP_ID): the domain they are bound to; "" turns
+	// passkeys off. WebAuthnOrigins are the exact origins their ceremonies
+	// may come from (AUTH_WEBAUTHN_ORIGINS); WebAuthnRPName is the name
+	// authenticators show ("": DefaultWebAuthnRPName).
+	WebAuthnRPID, WebAuthnRPName string
+	WebAuthnOrigins              []string
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -155,6 +163,8 @@ type Service struct {
 	// seal encrypts secrets kept in rows (TOTP seeds) under
 	// AUTH_ENCRYPTION_KEY when it is set.
 	seal *secret.Sealer
+	// webauthn is the passkeys' relying party, nil when they are off.
+	webauthn *webauthn.WebAuthn
 
 	audits     auditLog // see audit.go
 	rateAudits rateAudits
@@ -220,6 +230,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		return nil, err
 	}
 	s.seal = seal
+	if s.webauthn, err = newWebAuthn(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.ReadOnlyKeys {
 		// The commands take no rate limits: a key of their own, rather
 		// than one read (and perhaps not decryptable) or written.
