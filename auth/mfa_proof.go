@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/models"
 )
 
@@ -164,7 +165,5 @@ func (s *Service) recoveryCodeNotice(ctx context.Context, u *models.User, f *sec
 	if f.codesLeft < 0 {
 		return nil
 	}
-	// TODO(lead): wire the notice once mfa-manage's mail kind is merged:
-	//	return s.mfaNotice(mail.KindRecoveryCodeUsed, u, mail.Vars{CodesLeft: f.codesLeft, IP: ClientFrom(ctx).IP})
-	return nil
+	return s.mfaNotice(mail.KindRecoveryCodeUsed, u, mail.Vars{CodesLeft: f.codesLeft, IP: ClientFrom(ctx).IP})
 }
