@@ -23,6 +23,7 @@ const userUsage = `Usage:
   authql user disable --email EMAIL [--reason TEXT]
   authql user enable --email EMAIL
   authql user delete --email EMAIL [--yes]
+  authql user mfa reset --email EMAIL
 
 add creates a user and prints its id. The password is the first line of
 standard input, never an argument or variable (those end up in shell
@@ -54,6 +55,12 @@ delete deletes the user with their sessions, pending requests and queued
 mails; the audit log keeps their id. It asks to type the email to confirm,
 unless --yes. The last enabled admin can be neither disabled nor deleted.
 
+mfa reset removes every second factor of the user (authenticator apps,
+passkeys, recovery codes), ends all their sessions and mails them a
+notice, as the API's resetUserMfa does: for a user who lost their
+factors, once you have made sure who they are. They sign in with their
+password alone and can set up a second factor again.
+
 On PostgreSQL, running servers apply roles, disable and delete at the
 user's next request. On SQLite a running server has no way to hear of
 them: it refuses the user's sign-ins and refreshes at once, but keeps
@@ -82,6 +89,11 @@ func userCommand(ctx context.Context, args []string, getenv func(string) string,
 		return userDisable(ctx, args[0], args[1:], getenv, stdout, stderr)
 	case "delete":
 		return userDelete(ctx, args[1:], getenv, stdin, stdout, stderr)
+	case "mfa":
+		if len(args) < 2 || args[1] != "reset" {
+			return errors.New("user mfa: the only command is reset: authql user mfa reset --email EMAIL (see authql user --help)")
+		}
+		return userMfaReset(ctx, args[2:], getenv, stdout, stderr)
 	}
 	return fmt.Errorf("unknown user command %q (see authql user --help)", args[0])
 }
@@ -279,6 +291,22 @@ func userDisable(ctx context.Context, name string, args []string, getenv func(st
 			return commandError("user "+name, err)
 		}
 		fmt.Fprintf(stdout, "%sd %s\n", name, u.ID)
+		return nil
+	})
+}
+
+// userMfaReset runs "authql user mfa reset". No confirmation asked, as for
+// disable: it takes nothing the user cannot set up again, and an operator
+// runs it for a user locked out, who is waiting.
+func userMfaReset(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return onUser(ctx, "mfa reset", args, getenv, stdout, stderr, nil, func(svc *auth.Service, u *models.User) error {
+		// Through the service: it ends the sessions on every replica, mails
+		// the notice and audits the reset.
+		if _, err := svc.ResetUserMfa(ctx, nil, u.ID); err != nil {
+			return commandError("user mfa reset", err)
+		}
+		fmt.Fprintf(stdout, "reset the second factors of %s\n", u.ID)
+		fmt.Fprintf(stderr, "every session of %s ended; the notice is queued: a running authql server on this database delivers it\n", u.Email)
 		return nil
 	})
 }

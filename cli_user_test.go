@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/smtptest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
@@ -158,5 +161,73 @@ func TestCLIUserReset(t *testing.T) {
 		}
 		gql(t, url, "", fmt.Sprintf(`mutation { resetPassword(requestId: %q, code: %q, newPassword: "new-password") }`, id, m.Code())).OK(t)
 		gql(t, url, "", `mutation { login(email: "ada@example.com", password: "new-password") { accessToken } }`).OK(t)
+	})
+}
+
+// TestCLIUserMfaReset: authql user mfa reset removes every second factor of
+// the user (factors, recovery codes, passkeys), ends their sessions and
+// queues the mfa_reset notice, as the API's resetUserMfa does; the audit
+// log names no actor.
+func TestCLIUserMfaReset(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		srv := smtptest.Start(t)
+		env := map[string]string{"DATABASE_URL": dsn, "AUTH_SMTP_URL": srv.URL, "AUTH_APP_URL": "http://app.test"}
+		ada := strings.TrimSpace(runCLI(t, env, "password1\n", "user", "add", "--email", "ada@example.com", "--password-stdin").ok(t))
+		ts := newTestServer(t, dsn, nil)
+		session := authtest.TokensOf(ts.Login(t, "ada@example.com", "password1").OK(t), "login")
+
+		// Factors as enrollment leaves them (the rows alone: the seed is
+		// never read here).
+		db := testdb.OpenAsIs(t, dsn)
+		now := time.Now().UTC()
+		rows := []any{
+			&models.MfaFactor{ID: uuid.NewString(), UserID: ada, Type: models.FactorTOTP, Label: "phone", Secret: "x", CreatedAt: now, ConfirmedAt: &now},
+			&models.RecoveryCode{ID: uuid.NewString(), UserID: ada, Hash: "x", CreatedAt: now},
+			&models.Passkey{ID: uuid.NewString(), UserID: ada, CredentialID: "cred", PublicKey: []byte{1}, Label: "key", CreatedAt: now},
+		}
+		for _, r := range rows {
+			if err := db.Create(r).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		r := runCLI(t, env, "", "user", "mfa", "reset", "--email", "ADA@example.com")
+		if out := r.ok(t); out != "reset the second factors of "+ada+"\n" {
+			t.Errorf("user mfa reset printed %q", out)
+		}
+		m, err := models.UserMfaMethods(t.Context(), db, ada)
+		if err != nil || m != (models.MfaMethods{}) {
+			t.Errorf("after the reset: %+v, %v", m, err)
+		}
+		if code := ts.Refresh(t, session.Refresh).Code(t); code != models.Unauthenticated {
+			t.Errorf("refresh after the reset: %s, want UNAUTHENTICATED", code)
+		}
+		var mails int64
+		db.Model(&models.OutboxMail{}).Where(`"to" = ? AND kind = ?`, "ada@example.com", "mfa_reset").Count(&mails)
+		if mails != 1 {
+			t.Errorf("%d mfa_reset mails queued, want 1", mails)
+		}
+		ts.Login(t, "ada@example.com", "password1").OK(t)
+
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"user", "mfa", "reset", "--email", "nobody@example.com"}, `no user has the email "nobody@example.com"`},
+			{[]string{"user", "mfa", "reset"}, "--email is required"},
+			{[]string{"user", "mfa", "remove", "--email", "ada@example.com"}, "the only command is reset"},
+		} {
+			r := runCLI(t, env, "", tc.args...)
+			if r.Err == nil || !strings.Contains(r.Err.Error(), tc.want) || r.Stdout != "" {
+				t.Errorf("%s: %v (stdout %q), want an error saying %q", strings.Join(tc.args, " "), r.Err, r.Stdout, tc.want)
+			}
+		}
+		if err := ts.Svc.FlushAudit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var e models.AuditEvent
+		if err := db.Where("type = ?", models.AuditMfaReset).Take(&e).Error; err != nil || deref(e.UserID) != ada || e.ActorID != nil || e.Outcome != models.AuditSuccess {
+			t.Errorf("audit event %+v (%v), want ada's MFA_RESET without an actor", e, err)
+		}
 	})
 }

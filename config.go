@@ -101,6 +101,12 @@ type config struct {
 
 	// Mail is how authql mails (see config_mail.go).
 	Mail mailConfig
+
+	// WebAuthnRPID and WebAuthnOrigins are the passkeys' relying party
+	// (AUTH_WEBAUTHN_RP_ID, AUTH_WEBAUTHN_ORIGINS), as set; serve fills
+	// in their defaults (see config_webauthn.go).
+	WebAuthnRPID    string
+	WebAuthnOrigins []string
 }
 
 // defaultConfig is the configuration when no variable is set.
@@ -150,6 +156,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	readGraphQL(r, &c)
 	readBrowser(r, &c)
 	readMail(r, &c)
+	readWebAuthn(r, &c)
 	readAudit(r, &c)
 	readOperations(r, &c)
 	return c, r.err()

@@ -5,10 +5,12 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -197,5 +199,59 @@ func TestVariablesInReadme(t *testing.T) {
 		if !strings.Contains(section, "`"+v.Name+"`") {
 			t.Errorf("README.md's Configuration section does not name %s", v.Name)
 		}
+	}
+}
+
+// TestWebAuthnConfig: the passkeys' relying party as set, its defaults
+// once the port is known (AUTH_APP_URL's host and origin, with
+// AUTH_CORS_ORIGINS), and the settings refused at start.
+func TestWebAuthnConfig(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantRPID    string
+		wantOrigins []string
+		wantErr     []string
+	}{
+		{"DevDefaults", nil, "localhost", []string{"http://localhost:8081"}, nil},
+		{"DevExampleUI", map[string]string{"AUTH_EXAMPLE_UI": "true"}, "localhost",
+			[]string{"http://localhost:8081", "http://127.0.0.1:8081", "http://[::1]:8081"}, nil},
+		{"FromAppURLAndCORS", map[string]string{"AUTH_APP_URL": "https://app.example.com:8443/base/", "AUTH_CORS_ORIGINS": "https://admin.example.com, https://app.example.com:8443"},
+			"app.example.com", []string{"https://app.example.com:8443", "https://admin.example.com"}, nil},
+		{"Set", map[string]string{"AUTH_APP_URL": "https://app.example.com", "AUTH_WEBAUTHN_RP_ID": "Example.COM", "AUTH_WEBAUTHN_ORIGINS": "https://app.example.com, https://example.com:443"},
+			"example.com", []string{"https://app.example.com", "https://example.com"}, nil},
+		{"RPIDWithScheme", map[string]string{"AUTH_WEBAUTHN_RP_ID": "https://example.com"}, "", nil, []string{"AUTH_WEBAUTHN_RP_ID", "not a domain"}},
+		{"RPIDWithPort", map[string]string{"AUTH_WEBAUTHN_RP_ID": "example.com:443"}, "", nil, []string{"AUTH_WEBAUTHN_RP_ID"}},
+		{"RPIDAddress", map[string]string{"AUTH_WEBAUTHN_RP_ID": "10.0.0.1"}, "", nil, []string{"AUTH_WEBAUTHN_RP_ID"}},
+		{"OriginPath", map[string]string{"AUTH_WEBAUTHN_ORIGINS": "https://app.example.com/login"}, "", nil, []string{"AUTH_WEBAUTHN_ORIGINS", "no path"}},
+		{"OriginOffRPID", map[string]string{"AUTH_WEBAUTHN_RP_ID": "example.com", "AUTH_WEBAUTHN_ORIGINS": "https://evil-example.com"}, "", nil, []string{"AUTH_WEBAUTHN_ORIGINS", "not on example.com"}},
+		{"HTTPInProduction", map[string]string{"AUTH_ENV": "production", "AUTH_WEBAUTHN_ORIGINS": "http://app.example.com"}, "", nil, []string{"AUTH_WEBAUTHN_ORIGINS", "https"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadConfig(func(name string) string { return tc.env[name] })
+			if tc.wantErr != nil {
+				if err == nil {
+					t.Fatal("loadConfig accepted it")
+				}
+				for _, w := range tc.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			listenOrigins(&c, &net.TCPAddr{IP: net.IPv4zero, Port: 8081})
+			if c.WebAuthnRPID != tc.wantRPID || !slices.Equal(c.WebAuthnOrigins, tc.wantOrigins) {
+				t.Errorf("RP ID %q, origins %q; want %q, %q", c.WebAuthnRPID, c.WebAuthnOrigins, tc.wantRPID, tc.wantOrigins)
+			}
+			a := authConfig(c)
+			if a.WebAuthnRPID != c.WebAuthnRPID || !slices.Equal(a.WebAuthnOrigins, c.WebAuthnOrigins) {
+				t.Errorf("authConfig: %q %q", a.WebAuthnRPID, a.WebAuthnOrigins)
+			}
+		})
 	}
 }

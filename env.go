@@ -74,6 +74,8 @@ var variables = []variable{
 	{"AUTH_SMTP_INSECURE", "false", "true allows smtp:// without STARTTLS to a host that is not loopback, without credentials: a mail catcher such as Mailpit in development; refused in production"},
 	{"AUTH_MAIL_FROM", "", "the sender of mails, such as \"Example <no-reply@example.com>\"; required in production (default outside production: authql <no-reply@localhost>)"},
 	{"AUTH_APP_URL", "", "your app's base URL, which mailed links start with (${AUTH_APP_URL}/reset#token=…), never taken from a request; absolute http(s) without query or fragment, https in production; required in production (default outside production: http://localhost:PORT/example, the example frontend)"},
+	{"AUTH_WEBAUTHN_RP_ID", "", "the passkeys' relying party id: the domain they are bound to, your app's host or a parent domain of it, such as example.com (default: the host of AUTH_APP_URL)"},
+	{"AUTH_WEBAUTHN_ORIGINS", "", "comma-separated exact origins (https://app.example.com) passkey ceremonies may come from, each on AUTH_WEBAUTHN_RP_ID or a subdomain of it; https in production, except localhost (default: the origin of AUTH_APP_URL and AUTH_CORS_ORIGINS)"},
 	{"AUTH_MAIL_DIR", "", "without AUTH_SMTP_URL (development only), the directory mails are written to as <time>-<id>.eml files, private (0600) (default: mail/ beside the SQLite file, or in the working directory for PostgreSQL)"},
 	{"AUTH_MAIL_TEMPLATES", "", "a directory of mail templates replacing the embedded ones of the same name (see README's Mail templates); checked at start (default: the embedded ones only)"},
 	{"AUTH_RESET_TTL", "15m", "how long a password-reset link and code work, 1m to 24h"},

@@ -52,6 +52,8 @@ var usage = `Usage:
   authql user roles [flags]   set a user's roles
   authql user reset|disable|enable|delete --email EMAIL
                               mail a password reset; disable, enable or delete an account
+  authql user mfa reset --email EMAIL
+                              remove every second factor of a user (lost factors)
   authql keys rotate [flags]  add a new signing key (see authql keys --help)
   authql mail test --to ADDR  send a test mail through the configured SMTP server
   authql health [flags]       exit 0 if the local server is ready (for container health checks)
@@ -221,9 +223,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ln = httpapi.LimitConns(ln, cfg.MaxConnsPerClient, cfg.TrustedProxies, m)
 	}
 	defer ln.Close()
-	if cfg.ExampleUI {
-		cfg.CORSOrigins = append(cfg.CORSOrigins, httpapi.ExampleOrigins(ln.Addr())...)
-	}
+	listenOrigins(&cfg, ln.Addr())
 
 	ml, err := newMailer(cfg, portOf(ln.Addr()))
 	if err != nil {
@@ -469,6 +469,8 @@ func authConfig(cfg config) auth.Config {
 		AuditRetention: cfg.AuditRetention,
 
 		AuditQueueBytes: cfg.AuditQueueBytes,
+		WebAuthnRPID:    cfg.WebAuthnRPID,
+		WebAuthnOrigins: cfg.WebAuthnOrigins,
 
 		// Mailed links and codes (the Composer is serve's, see mailer).
 		ResetTTL:             cfg.Mail.ResetTTL,

@@ -20,7 +20,9 @@ var errBadCredentials = models.Errorf(models.Unauthenticated, "invalid email or 
 // are BadUserInput, refused before hashing. Past the failed-login limits of
 // the account and client, or when no hashing worker frees up in time, it
 // returns RateLimited without checking the password. The right password
-// of a disabled account is AccountDisabled. While the audit log cannot
+// of a disabled account is AccountDisabled. The right password of a user
+// with a second factor is MfaRequired, with a challenge to answer with
+// VerifyMfa (see secondFactorRequired), and no session. While the audit log cannot
 // take its record (see auditRoom) it returns ServiceUnavailable.
 func (s *Service) Login(ctx context.Context, email, password string) (*Grant, error) {
 	if err := checkPasswordBytes(password); err != nil {
@@ -68,6 +70,9 @@ func (s *Service) Login(ctx context.Context, email, password string) (*Grant, er
 	if err := s.unverified(u); err != nil {
 		s.audit(ctx, event{typ: models.AuditLogin, err: err, userID: u.ID})
 		return nil, err
+	}
+	if err := s.secondFactorRequired(ctx, u, newHash); err != nil {
+		return nil, err // MfaRequired with its challenge, audited there
 	}
 	u.LastLoginAt = &now
 	g, err := s.startSession(ctx, u, &models.LoginStamp{At: now, NewHash: newHash})

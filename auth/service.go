@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/auth/audit"
@@ -115,6 +116,13 @@ type Config struct {
 	// accounts whose email is not verified: register mails a verification
 	// and login fails with EmailNotVerified.
 	RequireVerifiedEmail bool
+	// WebAuthnRPID is the relying party id of passkeys
+	// (AUTH_WEBAUTHN_RP_ID): the domain they are bound to; "" turns
+	// passkeys off. WebAuthnOrigins are the exact origins their ceremonies
+	// may come from (AUTH_WEBAUTHN_ORIGINS); WebAuthnRPName is the name
+	// authenticators show ("": DefaultWebAuthnRPName).
+	WebAuthnRPID, WebAuthnRPName string
+	WebAuthnOrigins              []string
 	// Now is the clock; nil means time.Now. Times are used in UTC.
 	Now func() time.Time
 }
@@ -155,6 +163,8 @@ type Service struct {
 	// seal encrypts secrets kept in rows (TOTP seeds) under
 	// AUTH_ENCRYPTION_KEY when it is set.
 	seal *secret.Sealer
+	// webauthn is the passkeys' relying party, nil when they are off.
+	webauthn *webauthn.WebAuthn
 
 	audits     auditLog // see audit.go
 	rateAudits rateAudits
@@ -220,6 +230,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		return nil, err
 	}
 	s.seal = seal
+	if s.webauthn, err = newWebAuthn(cfg); err != nil {
+		return nil, err
+	}
 	if cfg.ReadOnlyKeys {
 		// The commands take no rate limits: a key of their own, rather
 		// than one read (and perhaps not decryptable) or written.
@@ -301,7 +314,8 @@ func (s *Service) Keys() *keys.Set { return s.signer.Keys() }
 const MailRetention = 7 * 24 * time.Hour
 
 // Purge deletes expired revocations, refresh tokens and sessions, mailed
-// requests expired or spent, audit events older than
+// requests expired or spent, expired challenges and lapsed TOTP
+// enrollments, audit events older than
 // Config.AuditRetention and mails done with for MailRetention, and
 // re-reads revocations and role permissions.
 func (s *Service) Purge(ctx context.Context) error {
@@ -324,8 +338,13 @@ func (s *Service) Purge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p != (models.Purged{}) || audits > 0 || requests > 0 || mails > 0 {
-		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits, "email_requests", requests, "audit_events", audits, "outbox_mails", mails)
+	challenges, err := models.PurgeChallenges(ctx, s.db, now)
+	if err != nil {
+		return err
+	}
+	if p != (models.Purged{}) || audits > 0 || requests > 0 || mails > 0 || challenges > 0 {
+		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits,
+			"email_requests", requests, "audit_events", audits, "outbox_mails", mails, "challenges", challenges)
 	}
 	s.limiter.Sweep(now)
 	s.tokens.sweep(now)

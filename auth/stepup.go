@@ -21,24 +21,42 @@ import (
 // A failure is InsufficientUserAuthentication (RFC 9470) with what is
 // missing in its extensions: acrValues "aal2" and/or maxAge in seconds.
 func (s *Service) stepUp(ctx context.Context, p *Principal, rule Rule) error {
-	sess, err := models.SessionAuthn(ctx, s.db, p.UserID, p.SessionID, s.now())
-	if err != nil {
-		return err
+	var sess *models.Session
+	session := func() (*models.Session, error) {
+		var err error
+		if sess == nil {
+			sess, err = models.SessionAuthn(ctx, s.db, p.UserID, p.SessionID, s.now())
+		}
+		return sess, err
 	}
 	ext := map[string]any{}
 	var msg string
-	if rule.MaxAge > 0 && s.now().Sub(sess.AuthenticatedAt()) > rule.MaxAge {
-		ext["maxAge"] = int(rule.MaxAge / time.Second)
-		msg = fmt.Sprintf("this operation requires a sign-in within the last %d seconds", int(rule.MaxAge/time.Second))
+	if rule.MaxAge > 0 {
+		sess, err := session()
+		if err != nil {
+			return err
+		}
+		if s.now().Sub(sess.AuthenticatedAt()) > rule.MaxAge {
+			ext["maxAge"] = int(rule.MaxAge / time.Second)
+			msg = fmt.Sprintf("this operation requires a sign-in within the last %d seconds", int(rule.MaxAge/time.Second))
+		}
 	}
-	if rule.AAL >= models.AalTwo && sess.Aal < models.AalTwo {
+	if rule.AAL >= models.AalTwo {
+		// The factors first: most users have none, and then the session
+		// need not be read at all.
 		m, err := models.UserMfaMethods(ctx, s.db, p.UserID)
 		if err != nil {
 			return err
 		}
 		if m.Any() {
-			ext["acrValues"] = "aal2"
-			msg = "this operation requires a second factor"
+			sess, err := session()
+			if err != nil {
+				return err
+			}
+			if sess.Aal < models.AalTwo {
+				ext["acrValues"] = "aal2"
+				msg = "this operation requires a second factor"
+			}
 		}
 	}
 	if len(ext) == 0 {

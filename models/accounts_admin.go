@@ -64,8 +64,9 @@ func lockedUser(tx *gorm.DB, id string) (*User, error) {
 }
 
 // DeleteUser deletes the user with the id and everything of theirs: their
-// sessions and refresh tokens, their mailed requests and their mails in the
-// outbox (queued or not: each holds their address). Their sessions are
+// sessions and refresh tokens, their mailed requests, their mails in the
+// outbox (queued or not: each holds their address), and their second
+// factors, recovery codes, passkeys and pending challenges. Their sessions are
 // revoked first, with revocations published to every replica, so their
 // access tokens stop at once everywhere; the revoked sessions are returned
 // for the caller's own memory. Audit events are not touched: they name
@@ -89,6 +90,21 @@ func DeleteUser(ctx context.Context, db *gorm.DB, id string, r Revoke) (revoked 
 	defer Wrap(&err, "DeleteUser(%q)", id)
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if _, err := adminKept(tx, id, ErrLastAdminDelete); err != nil {
+			return err
+		}
+		// The account is disabled with the revocation, so that it no
+		// longer counts as an enabled admin: of two admins deleting each
+		// other at once, the second is refused here, before it revokes
+		// anything of the one who stays. (Counted as enabled until the
+		// second transaction, both passed this check, and the loser of
+		// the deletion had already ended the winner's sessions.) Should
+		// the deletion then fail, the account stays disabled, which a
+		// retry of the deletion finishes.
+		if err := tx.Model(&User{}).Where("id = ? AND disabled_at IS NULL", id).
+			Updates(map[string]any{"disabled_at": r.At, "updated_at": r.At}).Error; err != nil {
+			return err
+		}
+		if err := Publish(tx, Event{Kind: EventUserChanged, ID: id}); err != nil {
 			return err
 		}
 		revoked, err = revokeSessions(tx, tx.Where("user_id = ?", id), r)
@@ -136,6 +152,10 @@ func deleteUserRows(tx *gorm.DB, id string) error {
 		{&Session{}, "user_id = ?"},
 		{&EmailRequest{}, "user_id = ?"},
 		{&OutboxMail{}, "user_id = ?"},
+		{&MfaFactor{}, "user_id = ?"},
+		{&RecoveryCode{}, "user_id = ?"},
+		{&Passkey{}, "user_id = ?"},
+		{&AuthChallenge{}, "user_id = ?"},
 	} {
 		if err := tx.Where(del.where, id).Delete(del.model).Error; err != nil {
 			return err

@@ -120,3 +120,18 @@ func spent(res *gorm.DB) error {
 	}
 	return nil
 }
+
+// PurgeChallenges deletes the challenges and ceremonies expired at now,
+// answered or not, and the TOTP enrollments that lapsed unconfirmed. It
+// returns how many rows it deleted.
+func PurgeChallenges(ctx context.Context, db *gorm.DB, now time.Time) (n int64, err error) {
+	defer Wrap(&err, "PurgeChallenges")
+	db = db.WithContext(ctx)
+	res := db.Where("expires_at <= ?", now).Delete(&AuthChallenge{})
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	n = res.RowsAffected
+	res = db.Where("confirmed_at IS NULL AND expires_at <= ?", now).Delete(&MfaFactor{})
+	return n + res.RowsAffected, res.Error
+}

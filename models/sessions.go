@@ -76,6 +76,8 @@ type NewSession struct {
 	// Mfa, when set, is spent in the same transaction (see MfaUse): the
 	// session exists only if the proof was not spent before.
 	Mfa *MfaUse
+	// Mails are queued with the session (a recovery code's notice).
+	Mails []*OutboxMail
 }
 
 // CreateSession inserts a session and its first refresh token and, for a
@@ -124,7 +126,7 @@ func createSession(tx *gorm.DB, ns *NewSession) (evicted []Revoked, err error) {
 	if err := tx.Omit(clause.Associations).Create(ns.Token).Error; err != nil {
 		return nil, err
 	}
-	return evicted, nil
+	return evicted, EnqueueMail(tx, ns.Mails...)
 }
 
 // evictSessions revokes the user's live sessions at now past its keep most

@@ -38,10 +38,13 @@ const (
 	KindPasswordChanged   Kind = "password_changed"    // a notice after a reset or a change
 	KindSignupAttempt     Kind = "signup_attempt"      // someone tried to register an address that has an account
 	KindTest              Kind = "test"                // authql mail test
+	KindMfaChanged        Kind = "mfa_changed"         // a second factor added or removed, recovery codes regenerated
+	KindRecoveryCodeUsed  Kind = "recovery_code_used"  // a recovery code was spent; how many are left
+	KindMfaReset          Kind = "mfa_reset"           // an administrator removed every second factor
 )
 
 // Kinds lists every Kind, for the template checks.
-var Kinds = []Kind{KindReset, KindVerify, KindEmailChange, KindEmailChangeNotice, KindPasswordChanged, KindSignupAttempt, KindTest}
+var Kinds = []Kind{KindReset, KindVerify, KindEmailChange, KindEmailChangeNotice, KindPasswordChanged, KindSignupAttempt, KindTest, KindMfaChanged, KindRecoveryCodeUsed, KindMfaReset}
 
 // Vars are the values a template can use; README's "Mail templates"
 // documents each. Fields a mail has no use for are zero.
@@ -55,6 +58,14 @@ type Vars struct {
 	NewEmail  string    // an email change: the new address
 	At        time.Time // when the change or the request happened
 	IP        string    // the client address of the request
+	// Change says what changed, for mfa_changed: a phrase chosen by
+	// authql ("an authenticator app was added"), never a user's label,
+	// since the notice goes out exactly when someone else may hold the
+	// account.
+	Change string
+	// CodesLeft is how many unused recovery codes remain, for
+	// recovery_code_used.
+	CodesLeft int
 }
 
 // Config configures a Composer.
@@ -115,7 +126,7 @@ func NewComposer(cfg Config) (*Composer, error) {
 var sampleVars = Vars{
 	AppURL: "https://app.example.com", Email: "check@example.com", Link: "https://app.example.com/reset#token=x",
 	Code: "ABCD2345", ExpiresAt: time.Unix(0, 0).UTC(), ExpiresIn: "15 minutes", NewEmail: "new@example.com",
-	At: time.Unix(0, 0).UTC(), IP: "192.0.2.1",
+	At: time.Unix(0, 0).UTC(), IP: "192.0.2.1", Change: "an authenticator app was added", CodesLeft: 9,
 }
 
 // Link returns the link to path of the app (AUTH_APP_URL) with the secret

@@ -126,6 +126,8 @@ func NewServer(tb testing.TB, dsn string, c *Clock, opts ...Option) *Server {
 			Issuer: "authql", Audience: "authql",
 			AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, ReuseInterval: 10 * time.Second,
 			Signup: true, Argon2: CheapArgon2, Now: c.Now,
+			// Passkeys for an Authenticator (see webauthn.go).
+			WebAuthnRPID: WebAuthnRPID, WebAuthnOrigins: []string{WebAuthnOrigin},
 		},
 		HTTP: httpapi.DefaultConfig(),
 	}
