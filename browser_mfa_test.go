@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
@@ -32,7 +34,8 @@ import (
 // second factor of a password login; and, in a second browser whose
 // session began before the app was set up (so at level 1), remove the app:
 // the page asks the user to prove themself again (step-up), and removes
-// it once they have.
+// it once they have; then, in another such session, the passkey (synced
+// to that browser) proves the user for new recovery codes.
 //
 // WebAuthn needs a secure context and an origin its RP ID covers: the page
 // is driven at http://localhost:PORT with AUTH_WEBAUTHN_RP_ID=localhost.
@@ -75,6 +78,7 @@ func TestBrowserMfa(t *testing.T) {
 			{"PasskeyAsSecondFactor", m.passkeyAsSecondFactor},
 			{"StepUpCancelled", m.stepUpCancelled},
 			{"StepsUpToRemoveFactor", m.stepsUpToRemoveFactor},
+			{"StepsUpWithPasskey", m.stepsUpWithPasskey},
 		})
 		m.other.noPageErrors(t)
 	})
@@ -106,6 +110,7 @@ type mfaSteps struct {
 	pages string   // the example, at http://localhost:PORT
 
 	authenticator webauthn.AuthenticatorID // the virtual one, in b
+	spare         tokens                   // a session at level 1, begun before the app was set up
 
 	secret   string   // the authenticator app's key, as the page showed it
 	lastStep int64    // the TOTP step of the last code used: codes are single use
@@ -113,12 +118,19 @@ type mfaSteps struct {
 }
 
 func (m *mfaSteps) addsAuthenticator(t *testing.T) {
-	// A platform authenticator (a phone's or a laptop's) that keeps
-	// passkeys (resident keys) and verifies its user: the passkeys authql
-	// asks for. Presence and verification succeed without a prompt.
-	m.b.run(t, webauthn.Enable(), chromedp.ActionFunc(func(ctx context.Context) error {
+	m.authenticator = addAuthenticator(t, m.b)
+}
+
+// addAuthenticator gives b's tab a platform authenticator (a phone's or a
+// laptop's) that keeps passkeys (resident keys) and verifies its user: the
+// passkeys authql asks for. Presence and verification succeed without a
+// prompt.
+func addAuthenticator(t *testing.T, b *browser) webauthn.AuthenticatorID {
+	t.Helper()
+	var id webauthn.AuthenticatorID
+	b.run(t, webauthn.Enable(), chromedp.ActionFunc(func(ctx context.Context) error {
 		var err error
-		m.authenticator, err = webauthn.AddVirtualAuthenticator(&webauthn.VirtualAuthenticatorOptions{
+		id, err = webauthn.AddVirtualAuthenticator(&webauthn.VirtualAuthenticatorOptions{
 			Protocol:                    webauthn.AuthenticatorProtocolCtap2,
 			Ctap2version:                webauthn.Ctap2versionCtap21,
 			Transport:                   webauthn.AuthenticatorTransportInternal,
@@ -129,6 +141,7 @@ func (m *mfaSteps) addsAuthenticator(t *testing.T) {
 		}).Do(ctx)
 		return err
 	}))
+	return id
 }
 
 func (m *mfaSteps) registers(t *testing.T) {
@@ -151,6 +164,7 @@ func (m *mfaSteps) otherBrowserSignsIn(t *testing.T) {
 	m.other.login(t, mfaEmail, mfaPassword)
 	m.other.waitText(t, "#status", "Signed in as "+mfaEmail)
 	m.other.noError(t)
+	m.spare = tokensOf(postGraphQL(t, m.url, nil, loginDoc, loginVars(mfaEmail, mfaPassword)).OK(t), "login")
 }
 
 func (m *mfaSteps) enrollsTotp(t *testing.T) {
@@ -364,6 +378,76 @@ func (m *mfaSteps) stepsUpToRemoveFactor(t *testing.T) {
 	if claims.Acr != "aal2" || !slices.Contains(claims.Amr, "otp") {
 		t.Errorf("the other browser's token after reauthenticate: acr %q amr %v, want aal2 with otp", claims.Acr, claims.Amr)
 	}
+}
+
+func (m *mfaSteps) stepsUpWithPasskey(t *testing.T) {
+	o := m.other
+	// The other browser takes up the spare session (level 1, older than
+	// the app), as its cookie; and the passkey, as a synced one would
+	// reach a second device.
+	o.run(t, network.SetCookie(auth.CookieName, m.spare.Refresh).
+		WithURL(m.pages).WithPath(auth.CookiePath).WithHTTPOnly(true).WithSecure(true).
+		WithSameSite(network.CookieSameSiteStrict))
+	o.run(t, chromedp.Reload())
+	o.waitText(t, "#status", "Signed in as "+mfaEmail)
+	o.waitJS(t, "the passkey listed", `$('passkeys').querySelectorAll('tbody tr').length === 1`)
+	replaced, _ := pageSessions(t, o)
+	synced := addAuthenticator(t, o)
+	before := m.signCount(t)
+	creds := m.credentials(t)
+	o.run(t, chromedp.ActionFunc(func(ctx context.Context) error {
+		for _, c := range creds {
+			if err := webauthn.AddCredential(synced, c).Do(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	o.run(t, chromedp.Click("#recovery-regenerate", chromedp.ByQuery))
+	o.waitJS(t, "the step-up prompt", `$('stepup').open && !$('stepup-passkey').hidden`)
+	o.run(t, chromedp.Click("#stepup-passkey", chromedp.ByQuery))
+	// A passkey sign-in replaces the session, and the regeneration, sent
+	// again, goes through.
+	o.waitExample(t, "new codes shown", `$('notice').textContent.startsWith('New recovery codes')`)
+	o.wantJS(t, "the prompt closed", `!$('stepup').open`)
+	o.screenshot(t, "stepped-up-with-passkey")
+	current, all := pageSessions(t, o)
+	if current == replaced || slices.Contains(all, replaced) {
+		t.Errorf("the session the passkey sign-in replaced, %s, is still there: current %s, all %v", replaced, current, all)
+	}
+	claims := tokenClaims(t, m.accessToken(t, o))
+	if claims.Acr != "aal2" || !slices.Contains(claims.Amr, "user") {
+		t.Errorf("the other browser's token after the passkey: acr %q amr %v, want aal2 with user", claims.Acr, claims.Amr)
+	}
+	var after int64
+	o.run(t, chromedp.ActionFunc(func(ctx context.Context) error {
+		creds, err := webauthn.GetCredentials(synced).Do(ctx)
+		for _, c := range creds {
+			after += c.SignCount
+		}
+		return err
+	}))
+	if after <= before {
+		t.Errorf("the synced passkey's counter went from %d to %d: it was not used", before, after)
+	}
+}
+
+// pageSessions returns the session of b's page and all the sessions of
+// its user, as mySessions lists them.
+func pageSessions(t *testing.T, b *browser) (current string, all []string) {
+	t.Helper()
+	var s struct {
+		Current string   `json:"current"`
+		All     []string `json:"all"`
+	}
+	b.run(t, chromedp.Evaluate(`authed('{ mySessions { id current } }').then((d) => ({
+		current: (d.mySessions.find((s) => s.current) || {}).id || '',
+		all: d.mySessions.map((s) => s.id),
+	}))`, &s, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
+	if s.Current == "" {
+		t.Fatalf("no current session among %v", s.All)
+	}
+	return s.Current, s.All
 }
 
 // code returns the authenticator app's code now and its step. fresh: a

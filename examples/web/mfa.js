@@ -21,7 +21,10 @@
 //   for a second factor (@auth(aal: 2)) and/or a recent sign-in (maxAge).
 //   authql refuses them before doing anything, saying what is missing;
 //   the page asks the user to prove themself again in the same session
-//   (reauthenticate), then sends the same operation once more.
+//   (reauthenticate with the password and/or a code), then sends the same
+//   operation once more. A passkey answers a ceremony authql began, which
+//   reauthenticate has none of: it signs in afresh instead (level 2, just
+//   now), and the page ends the session it replaces.
 'use strict';
 
 // ---- WebAuthn ----
@@ -177,7 +180,11 @@ async function reauthenticate(proof) {
     reauthenticate(password: $password, proof: $proof) { ${GRANT} } }`, vars);
   // A new access token for the raised session, and its rotated refresh
   // token in the cookie.
-  signedIn(data.reauthenticate);
+  steppedUp(data.reauthenticate);
+}
+
+function steppedUp(grant) {
+  signedIn(grant);
   const s = stepping;
   stepping = null;
   $('stepup').close();
@@ -208,13 +215,26 @@ async function stepUpWithForm() {
   await reauthenticate(typed ? proofOf(typed) : null);
 }
 
-// stepUpWithPasskey proves a passkey of the signed-in user: a ceremony of
-// beginPasskeyLogin for the account, whose answer goes to reauthenticate
-// (authql finds the ceremony by the challenge the answer signed).
+// stepUpWithPasskey signs the user in again with a passkey of theirs (a
+// ceremony bound to their email: authql refuses another account's
+// passkey), and ends the session it replaces, which would otherwise stay
+// signed in, at its old level, until it expires.
 async function stepUpWithPasskey() {
+  const sessions = await authed('{ mySessions { id current } }');
+  const replaced = sessions.mySessions.find((s) => s.current);
   const begun = await call('mutation ($email: String) { beginPasskeyLogin(email: $email) { ceremonyId options } }',
     { email: $('me-email').textContent });
-  await reauthenticate({ webauthnResponse: await webauthn('get', begun.beginPasskeyLogin.options) });
+  const credential = await webauthn('get', begun.beginPasskeyLogin.options);
+  const data = await call(`mutation ($ceremonyId: ID!, $credential: String!) {
+    finishPasskeyLogin(ceremonyId: $ceremonyId, credential: $credential) { ${GRANT} } }`,
+  { ceremonyId: begun.beginPasskeyLogin.ceremonyId, credential });
+  // The new session's tokens first (its refresh token is in the cookie
+  // now), then the old session ends, with the new session's token.
+  accessToken = data.finishPasskeyLogin.accessToken;
+  if (replaced) {
+    await authed('mutation ($id: ID!) { revokeSession(id: $id) }', { id: replaced.id });
+  }
+  steppedUp(data.finishPasskeyLogin);
 }
 
 // The prompt closed without a reauthenticate (Cancel, or Escape): the
