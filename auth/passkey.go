@@ -12,6 +12,7 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/google/uuid"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/models"
 )
 
@@ -147,9 +148,7 @@ func (s *Service) FinishPasskeyRegistration(ctx context.Context, p *Principal, c
 	}
 	now := s.now()
 	pk = newPasskey(u.ID, data.Label, cred, now)
-	// TODO(mfa-manage): queue the mfa_changed notice here with
-	// s.mfaNotice(...) once main has it ("a passkey was added").
-	var mails []*models.OutboxMail
+	mails := s.mfaNotice(mail.KindMfaChanged, u, mail.Vars{Change: changePasskeyAdded, IP: ClientFrom(ctx).IP})
 	if err := models.AddPasskey(ctx, s.db, pk, c.ID, mails); err != nil {
 		return nil, err
 	}
@@ -219,9 +218,11 @@ func (s *Service) DeletePasskey(ctx context.Context, p *Principal, id string) (_
 	if _, perr := uuid.Parse(id); perr != nil {
 		return false, models.ErrPasskeyNotFound
 	}
-	// TODO(mfa-manage): queue the mfa_changed notice here with
-	// s.mfaNotice(...) once main has it ("a passkey was removed").
-	var mails []*models.OutboxMail
+	u, err := s.signedInUser(ctx, p)
+	if err != nil {
+		return false, err
+	}
+	mails := s.mfaNotice(mail.KindMfaChanged, u, mail.Vars{Change: changePasskeyRemoved, IP: ClientFrom(ctx).IP})
 	codesDeleted, err := models.DeletePasskey(ctx, s.db, p.UserID, id, mails)
 	detail := id
 	if codesDeleted {
