@@ -64,13 +64,14 @@ func (s *Service) BeginPasskeyRegistration(ctx context.Context, p *Principal, la
 	if err != nil {
 		return nil, err
 	}
-	return s.newCeremony(ctx, models.ChallengePasskeyRegister, &u.ID, creation, ceremonyData{Session: *session, Label: label})
+	token, _ := newRefreshToken()
+	return s.newCeremony(ctx, models.ChallengePasskeyRegister, &u.ID, token, creation, ceremonyData{Session: *session, Label: label})
 }
 
 // newCeremony stores a ceremony of kind with its data and returns it with
 // options (the library's creation or assertion, of which the client gets
 // the publicKey member).
-func (s *Service) newCeremony(ctx context.Context, kind string, userID *string, options any, data ceremonyData) (*Ceremony, error) {
+func (s *Service) newCeremony(ctx context.Context, kind string, userID *string, token string, options any, data ceremonyData) (*Ceremony, error) {
 	opts, err := publicKeyJSON(options)
 	if err != nil {
 		return nil, err
@@ -80,10 +81,10 @@ func (s *Service) newCeremony(ctx context.Context, kind string, userID *string, 
 		return nil, err
 	}
 	now := s.now()
-	// The client holds the token, the database its hash: a read of the
-	// database yields no ceremony that can be finished.
-	token, hash := newRefreshToken()
-	c := &models.AuthChallenge{ID: hash, Kind: kind, UserID: userID, Data: string(raw), CreatedAt: now, ExpiresAt: now.Add(passkeyCeremonyTTL)}
+	// The client holds the token (a newRefreshToken), the database its
+	// hash: a read of the database yields no ceremony that can be
+	// finished.
+	c := &models.AuthChallenge{ID: hashRefreshToken(token), Kind: kind, UserID: userID, Data: string(raw), CreatedAt: now, ExpiresAt: now.Add(passkeyCeremonyTTL)}
 	if err := models.CreateChallenge(ctx, s.db, c); err != nil {
 		return nil, err
 	}
