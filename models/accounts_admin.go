@@ -92,6 +92,14 @@ func DeleteUser(ctx context.Context, db *gorm.DB, id string, r Revoke) (revoked 
 		if _, err := adminKept(tx, id, ErrLastAdminDelete); err != nil {
 			return err
 		}
+		// Disabled with the revocation, so that the admin counts of other
+		// transactions (keepAnAdmin) leave the user out until the deletion
+		// commits: otherwise two admins deleting each other could both pass
+		// this check, and the one refused in the second transaction would
+		// already have ended the survivor's sessions.
+		if err := tx.Model(&User{}).Where("id = ? AND disabled_at IS NULL", id).Update("disabled_at", r.At).Error; err != nil {
+			return err
+		}
 		revoked, err = revokeSessions(tx, tx.Where("user_id = ?", id), r)
 		return err
 	})
