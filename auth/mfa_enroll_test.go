@@ -474,3 +474,36 @@ func TestTotpSeedAtRest(t *testing.T) {
 		}
 	})
 }
+
+// Deleting an account deletes its factors, recovery codes, passkeys and
+// challenges with it.
+func TestDeleteUserDeletesMfa(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		e := newMailEnv(t, dsn)
+		g := e.register(t)
+		m, _ := e.addTotp(t, g)
+		e.enroll(t, m.Session)
+		h := e.register(t)
+		e.addTotp(t, h)
+		if err := e.db.Create(&models.AuthChallenge{ID: "c", Kind: models.ChallengeMfaLogin, UserID: &g.User.ID, CreatedAt: e.c.Now(), ExpiresAt: e.c.Now().Add(time.Minute)}).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.Create(&models.Passkey{ID: g.User.ID, UserID: g.User.ID, CredentialID: "cred", PublicKey: []byte{1}, Label: "key", CreatedAt: e.c.Now()}).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := e.s.DeleteUser(e.ctx, g.User.ID); err != nil {
+			t.Fatal(err)
+		}
+		for _, model := range []any{&models.MfaFactor{}, &models.RecoveryCode{}, &models.Passkey{}, &models.AuthChallenge{}} {
+			var n int64
+			e.db.Model(model).Where("user_id = ?", g.User.ID).Count(&n)
+			if n != 0 {
+				t.Errorf("%T: %d rows left", model, n)
+			}
+		}
+		if got := e.methods(t, h.User.ID); got.TOTP != 1 || got.RecoveryCodes != 10 {
+			t.Errorf("the other user's factors: %+v", got)
+		}
+	})
+}
