@@ -507,3 +507,31 @@ func TestDeleteUserDeletesMfa(t *testing.T) {
 		}
 	})
 }
+
+// Wrong enrollment codes count against the account's second-factor limit;
+// a right one gives its attempt back.
+func TestConfirmTotpLimited(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		lim := DefaultLimits
+		lim.MfaAccount = Rate{N: 3, Per: 15 * time.Minute}
+		e := newMailEnv(t, dsn, withLimits(lim))
+		g := e.register(t)
+		p, en := e.enroll(t, g)
+		wrong := "000000"
+		if wrong == e.code(t, en.Secret) {
+			wrong = "111111"
+		}
+		// Two wrong, one right (given back), one wrong: within 3.
+		for range 2 {
+			_, err := e.s.ConfirmTotp(e.ctx, p, en.FactorID, wrong, false)
+			wantCode(t, err, models.BadUserInput, "a wrong code")
+		}
+		m := e.confirm(t, p, en, false)
+		p, en = e.enroll(t, m.Session)
+		_, err := e.s.ConfirmTotp(e.ctx, p, en.FactorID, wrong, false)
+		wantCode(t, err, models.BadUserInput, "the third wrong code")
+		_, err = e.s.ConfirmTotp(e.ctx, p, en.FactorID, e.code(t, en.Secret), false)
+		wantCode(t, err, models.RateLimited, "past the limit, even the right code")
+	})
+}
