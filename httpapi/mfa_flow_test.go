@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/smtptest"
@@ -72,6 +73,34 @@ func TestMfaNoticesAndPasskeySecondFactor(t *testing.T) {
 		again := ts.Do(t, "", verifyMfaDoc, map[string]any{"c": ext["challengeId"], "p": map[string]any{"webauthnResponse": assertion}})
 		wantCode(t, "an assertion replayed", again, models.BadUserInput, "")
 
+		// Five minutes on, deleting the passkey asks for a fresh sign-in;
+		// the passkey itself gives it, through a sign-in ceremony.
+		c.Advance(301 * time.Second)
+		r = ts.Do(t, tok.Access, deletePassDoc, map[string]any{"id": passkeyID})
+		wantCode(t, "a stale session deleting a passkey", r, models.InsufficientUserAuthentication, "")
+		if r.Errors[0].Extensions["maxAge"] != float64(300) {
+			t.Errorf("extensions = %v, want maxAge 300", r.Errors[0].Extensions)
+		}
+		// Another account's passkey does not step this one up.
+		other := ts.Register(t, "eve@example.com", "password1")
+		b := authtest.NewAuthenticator()
+		registerPasskey(t, ts, other.Access, b, "eve's")
+		begin := ts.Do(t, "", beginLogDoc, nil).OK(t)
+		foreign, err := b.Get(begin.Str("beginPasskeyLogin", "options"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, "a step-up with another's passkey", ts.Do(t, tok.Access, reauthDoc, map[string]any{"p": map[string]any{"webauthnResponse": foreign}}), models.BadUserInput, "")
+		begin = ts.Do(t, "", beginLogDoc, nil).OK(t)
+		assertion, err = a.Get(begin.Str("beginPasskeyLogin", "options"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		reauth := ts.Do(t, tok.Access, reauthDoc, map[string]any{"p": map[string]any{"webauthnResponse": assertion}}).OK(t)
+		if amr := fmt.Sprint(authtest.Claims(t, reauth.Str("reauthenticate", "accessToken"))["amr"]); amr != "[hwk user mfa]" {
+			t.Errorf("amr after a passkey step-up = %s", amr)
+		}
+		wantCode(t, "the step-up's assertion again", ts.Do(t, tok.Access, reauthDoc, map[string]any{"p": map[string]any{"webauthnResponse": assertion}}), models.BadUserInput, "")
 		ts.Do(t, tok.Access, deletePassDoc, map[string]any{"id": passkeyID}).OK(t)
 		waitText(t, smtp, email, "a passkey was removed")
 	})
