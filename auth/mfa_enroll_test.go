@@ -474,3 +474,64 @@ func TestTotpSeedAtRest(t *testing.T) {
 		}
 	})
 }
+
+// Deleting an account deletes its factors, recovery codes, passkeys and
+// challenges with it.
+func TestDeleteUserDeletesMfa(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		e := newMailEnv(t, dsn)
+		g := e.register(t)
+		m, _ := e.addTotp(t, g)
+		e.enroll(t, m.Session)
+		h := e.register(t)
+		e.addTotp(t, h)
+		if err := e.db.Create(&models.AuthChallenge{ID: "c", Kind: models.ChallengeMfaLogin, UserID: &g.User.ID, CreatedAt: e.c.Now(), ExpiresAt: e.c.Now().Add(time.Minute)}).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.Create(&models.Passkey{ID: g.User.ID, UserID: g.User.ID, CredentialID: "cred", PublicKey: []byte{1}, Label: "key", CreatedAt: e.c.Now()}).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := e.s.DeleteUser(e.ctx, g.User.ID); err != nil {
+			t.Fatal(err)
+		}
+		for _, model := range []any{&models.MfaFactor{}, &models.RecoveryCode{}, &models.Passkey{}, &models.AuthChallenge{}} {
+			var n int64
+			e.db.Model(model).Where("user_id = ?", g.User.ID).Count(&n)
+			if n != 0 {
+				t.Errorf("%T: %d rows left", model, n)
+			}
+		}
+		if got := e.methods(t, h.User.ID); got.TOTP != 1 || got.RecoveryCodes != 10 {
+			t.Errorf("the other user's factors: %+v", got)
+		}
+	})
+}
+
+// Wrong enrollment codes count against the account's second-factor limit;
+// a right one gives its attempt back.
+func TestConfirmTotpLimited(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		lim := DefaultLimits
+		lim.MfaAccount = Rate{N: 3, Per: 15 * time.Minute}
+		e := newMailEnv(t, dsn, withLimits(lim))
+		g := e.register(t)
+		p, en := e.enroll(t, g)
+		wrong := "000000"
+		if wrong == e.code(t, en.Secret) {
+			wrong = "111111"
+		}
+		// Two wrong, one right (given back), one wrong: within 3.
+		for range 2 {
+			_, err := e.s.ConfirmTotp(e.ctx, p, en.FactorID, wrong, false)
+			wantCode(t, err, models.BadUserInput, "a wrong code")
+		}
+		m := e.confirm(t, p, en, false)
+		p, en = e.enroll(t, m.Session)
+		_, err := e.s.ConfirmTotp(e.ctx, p, en.FactorID, wrong, false)
+		wantCode(t, err, models.BadUserInput, "the third wrong code")
+		_, err = e.s.ConfirmTotp(e.ctx, p, en.FactorID, e.code(t, en.Secret), false)
+		wantCode(t, err, models.RateLimited, "past the limit, even the right code")
+	})
+}

@@ -12,9 +12,6 @@ import (
 
 var (
 	errOneProof = models.Errorf(models.BadUserInput, "give exactly one of totpCode, recoveryCode and webauthnResponse")
-	// errPasskeyStepUp: a passkey proves itself against a ceremony the
-	// server began; reauthenticate has none (see Reauthenticate).
-	errPasskeyStepUp = models.Errorf(models.BadUserInput, "reauthenticate does not take a webauthnResponse: sign in again with beginPasskeyLogin and finishPasskeyLogin, or give a TOTP or recovery code")
 )
 
 // check refuses a proof that is not exactly one of its fields.
@@ -91,7 +88,9 @@ func (s *Service) checkProof(ctx context.Context, userID string, proof MfaProof,
 	case proof.RecoveryCode != "":
 		return s.checkRecoveryCode(ctx, userID, proof.RecoveryCode)
 	case c == nil:
-		return nil, errPasskeyStepUp
+		// A step-up's passkey answers a ceremony of its own (see
+		// passkeyStepUp), not this check.
+		return nil, models.ErrMfaSpent
 	case c.Data == "":
 		// The user had no passkey at login: no assertion was asked for.
 		return nil, models.ErrMfaSpent

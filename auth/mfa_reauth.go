@@ -22,11 +22,9 @@ var errNothingToProve = models.Errorf(models.BadUserInput, "give the password, a
 // session's sign-in. The password is checked as ChangePassword checks it
 // (BadUserInput when wrong, counted against the login limits); a proof as
 // VerifyMfa checks one (ErrMfaSpent when wrong or used, counted against
-// Limits.MfaAccount), but with no challenge: a webauthnResponse is
-// BadUserInput here, since a passkey assertion answers a ceremony the
-// server began and reauthenticate has none to name (a passkey-only user
-// steps up by signing in again with finishPasskeyLogin, which is level 2
-// with a fresh auth_time). Neither given is BadUserInput. Unauthenticated
+// Limits.MfaAccount), but with no challenge: a webauthnResponse answers a
+// ceremony begun with beginPasskeyLogin (see passkeyStepUp), which must be
+// a passkey of the caller's. Neither given is BadUserInput. Unauthenticated
 // when the session or the account ended; RateLimited while a refresh of
 // the session holds its token.
 func (s *Service) Reauthenticate(ctx context.Context, p *Principal, password *string, proof *MfaProof) (g *Grant, err error) {
@@ -63,7 +61,12 @@ func (s *Service) Reauthenticate(ctx context.Context, p *Principal, password *st
 	}
 	var f *secondFactor
 	if proof != nil {
-		if f, err = s.proveSecondFactor(ctx, u.ID, *proof, nil); err != nil {
+		if proof.WebAuthnResponse != "" {
+			f, err = s.passkeyStepUp(ctx, u.ID, proof.WebAuthnResponse)
+		} else {
+			f, err = s.proveSecondFactor(ctx, u.ID, *proof, nil)
+		}
+		if err != nil {
 			return nil, err
 		}
 		methods = append(append(methods, f.amr...), models.AmrMFA)

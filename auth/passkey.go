@@ -12,6 +12,7 @@ import (
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/google/uuid"
 
+	"github.com/authql/authql/auth/mail"
 	"github.com/authql/authql/models"
 )
 
@@ -63,13 +64,14 @@ func (s *Service) BeginPasskeyRegistration(ctx context.Context, p *Principal, la
 	if err != nil {
 		return nil, err
 	}
-	return s.newCeremony(ctx, models.ChallengePasskeyRegister, &u.ID, creation, ceremonyData{Session: *session, Label: label})
+	token, _ := newRefreshToken()
+	return s.newCeremony(ctx, models.ChallengePasskeyRegister, &u.ID, token, creation, ceremonyData{Session: *session, Label: label})
 }
 
 // newCeremony stores a ceremony of kind with its data and returns it with
 // options (the library's creation or assertion, of which the client gets
 // the publicKey member).
-func (s *Service) newCeremony(ctx context.Context, kind string, userID *string, options any, data ceremonyData) (*Ceremony, error) {
+func (s *Service) newCeremony(ctx context.Context, kind string, userID *string, token string, options any, data ceremonyData) (*Ceremony, error) {
 	opts, err := publicKeyJSON(options)
 	if err != nil {
 		return nil, err
@@ -79,10 +81,10 @@ func (s *Service) newCeremony(ctx context.Context, kind string, userID *string, 
 		return nil, err
 	}
 	now := s.now()
-	// The client holds the token, the database its hash: a read of the
-	// database yields no ceremony that can be finished.
-	token, hash := newRefreshToken()
-	c := &models.AuthChallenge{ID: hash, Kind: kind, UserID: userID, Data: string(raw), CreatedAt: now, ExpiresAt: now.Add(passkeyCeremonyTTL)}
+	// The client holds the token (a newRefreshToken), the database its
+	// hash: a read of the database yields no ceremony that can be
+	// finished.
+	c := &models.AuthChallenge{ID: hashRefreshToken(token), Kind: kind, UserID: userID, Data: string(raw), CreatedAt: now, ExpiresAt: now.Add(passkeyCeremonyTTL)}
 	if err := models.CreateChallenge(ctx, s.db, c); err != nil {
 		return nil, err
 	}
@@ -147,9 +149,7 @@ func (s *Service) FinishPasskeyRegistration(ctx context.Context, p *Principal, c
 	}
 	now := s.now()
 	pk = newPasskey(u.ID, data.Label, cred, now)
-	// TODO(mfa-manage): queue the mfa_changed notice here with
-	// s.mfaNotice(...) once main has it ("a passkey was added").
-	var mails []*models.OutboxMail
+	mails := s.mfaNotice(mail.KindMfaChanged, u, mail.Vars{Change: changePasskeyAdded, IP: ClientFrom(ctx).IP})
 	if err := models.AddPasskey(ctx, s.db, pk, c.ID, mails); err != nil {
 		return nil, err
 	}
@@ -219,9 +219,11 @@ func (s *Service) DeletePasskey(ctx context.Context, p *Principal, id string) (_
 	if _, perr := uuid.Parse(id); perr != nil {
 		return false, models.ErrPasskeyNotFound
 	}
-	// TODO(mfa-manage): queue the mfa_changed notice here with
-	// s.mfaNotice(...) once main has it ("a passkey was removed").
-	var mails []*models.OutboxMail
+	u, err := s.signedInUser(ctx, p)
+	if err != nil {
+		return false, err
+	}
+	mails := s.mfaNotice(mail.KindMfaChanged, u, mail.Vars{Change: changePasskeyRemoved, IP: ClientFrom(ctx).IP})
 	codesDeleted, err := models.DeletePasskey(ctx, s.db, p.UserID, id, mails)
 	detail := id
 	if codesDeleted {

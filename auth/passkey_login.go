@@ -45,11 +45,51 @@ func (s *Service) BeginPasskeyLogin(ctx context.Context, email string) (*Ceremon
 			return nil, err
 		}
 	}
-	assertion, session, err := rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
+	// The ceremony's id is its WebAuthn challenge, so that an assertion
+	// names the ceremony it answers (its clientDataJSON holds the
+	// challenge): reauthenticate, which takes the assertion alone, finds
+	// it so (see passkeyStepUp). The challenge is no secret (it is in
+	// the options), and the id never was: what finishes a ceremony is a
+	// signature by a passkey.
+	token, _ := newRefreshToken()
+	challenge, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
 		return nil, err
 	}
-	return s.newCeremony(ctx, models.ChallengePasskeyLogin, userID, assertion, ceremonyData{Session: *session, Bound: bound})
+	assertion, session, err := rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired), webauthn.WithChallenge(challenge))
+	if err != nil {
+		return nil, err
+	}
+	return s.newCeremony(ctx, models.ChallengePasskeyLogin, userID, token, assertion, ceremonyData{Session: *session, Bound: bound})
+}
+
+// passkeyStepUp checks response, an assertion answering a passkey sign-in
+// ceremony (begun by BeginPasskeyLogin, and found by the challenge the
+// authenticator signed), as one of userID's passkeys: the passkey proof of
+// Reauthenticate. It is counted as FinishPasskeyLogin counts one, and the
+// ceremony is spent with the session's raise. BadUserInput for a ceremony
+// that cannot be finished, an assertion that does not verify, or a passkey
+// of another account.
+func (s *Service) passkeyStepUp(ctx context.Context, userID, response string) (*secondFactor, error) {
+	if _, err := s.relyingParty(); err != nil {
+		return nil, err
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes([]byte(response))
+	if err != nil {
+		return nil, s.passkeyRefused(ctx, "passkey step-up", err)
+	}
+	c, data, err := s.liveCeremony(ctx, models.ChallengePasskeyLogin, parsed.Response.CollectedClientData.Challenge)
+	if err != nil {
+		return nil, err
+	}
+	pu, use, err := s.checkPasskeyLogin(ctx, c, data, response)
+	if err != nil {
+		return nil, err
+	}
+	if pu.u.ID != userID {
+		return nil, errPasskeyUnverified
+	}
+	return &secondFactor{use: use, amr: passkeyAmr(use.BackedUp), codesLeft: -1, give: func() {}}, nil
 }
 
 // FinishPasskeyLogin finishes the passkey sign-in ceremonyID with
