@@ -53,7 +53,7 @@ type Options struct {
 // The complexity limit is set by the largest page the contract allows with
 // every scalar field of its rows: auditLog(first: 500) with the 12 scalars
 // of AuditEvent is 1 + 500 × 12 = 6,001 (an admin's users(first: 500) with
-// the 7 of User is 3,501; mySessions with the 10 of Session, 1 + 50 × 10
+// the 9 of User is 4,501; mySessions with the 10 of Session, 1 + 50 × 10
 // = 501; a page of users with their mfa counts 17 more per user for the
 // factors and passkeys its resolver reads, so 300 fit and 500 do not).
 // 6,500 lets the largest through with room for a few more fields,
