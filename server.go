@@ -42,27 +42,6 @@ func main() {
 	}
 }
 
-// usage is the help of authql --help.
-var usage = `Usage:
-  authql [serve]              serve the GraphQL API: POST /query, playground at GET /,
-                              public keys at GET /.well-known/jwks.json (and the
-                              example frontend at /example/ with AUTH_EXAMPLE_UI=true)
-  authql migrate              apply the database migrations and exit
-  authql user add [flags]     add a user (see authql user --help)
-  authql user roles [flags]   set a user's roles
-  authql user reset|disable|enable|delete --email EMAIL
-                              mail a password reset; disable, enable or delete an account
-  authql user mfa reset --email EMAIL
-                              remove every second factor of a user (lost factors)
-  authql keys rotate [flags]  add a new signing key (see authql keys --help)
-  authql mail test --to ADDR  send a test mail through the configured SMTP server
-  authql health [flags]       exit 0 if the local server is ready (for container health checks)
-  authql version              print the version and build information
-
-Each command takes --help. All read the configuration below.
-
-` + configHelp
-
 // keysUsage is the help of authql keys --help.
 const keysUsage = `Usage: authql keys rotate [--alg ALG] [--activate-in DURATION]
 

@@ -20,8 +20,6 @@ const (
 	mfaChallengeTTL = 5 * time.Minute
 )
 
-var errNotYet = models.Errorf(models.Internal, "not implemented yet")
-
 // VerifyMfa answers login's MFA_REQUIRED challenge with a proof, and signs
 // in at level 2: a new session whose amr is the password and the proof
 // ("pwd otp mfa", "pwd rc mfa", "pwd hwk user mfa"), stamped as the user's

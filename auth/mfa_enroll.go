@@ -95,15 +95,6 @@ func factorLabel(label, def string) (string, error) {
 	return l, nil
 }
 
-// mfaAccountLimit reserves one second-factor attempt of the user against
-// Limits.MfaAccount (RateLimited past it), as login's verifyMfa counts
-// them: a wrong code keeps its attempt, a right one gives it back. Keyed by
-// the user alone, not the client: spreading guesses over addresses must
-// not help.
-func (s *Service) mfaAccountLimit(ctx context.Context, now time.Time, userID string) (give func(), err error) {
-	return s.takeFor(ctx, now, userID, []string{s.limitKey("mfa-account", userID)}, []Rate{s.cfg.Limits.MfaAccount})
-}
-
 // ConfirmTotp confirms the principal's pending TOTP factor with a code of
 // it (BadUserInput for a wrong code, or for an enrollment unknown, of
 // someone else, lapsed or confirmed already; a wrong code counts against

@@ -59,7 +59,7 @@ type secondFactor struct {
 // right one used already.
 func (s *Service) proveSecondFactor(ctx context.Context, userID string, proof MfaProof, c *models.AuthChallenge) (*secondFactor, error) {
 	now := s.now()
-	give, err := s.takeFor(ctx, now, userID, []string{s.limitKey("mfa-account", userID)}, []Rate{s.cfg.Limits.MfaAccount})
+	give, err := s.mfaAccountLimit(ctx, now, userID)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +78,15 @@ func (s *Service) proveSecondFactor(ctx context.Context, userID string, proof Mf
 	}
 	f.use.At, f.give = now, give
 	return f, nil
+}
+
+// mfaAccountLimit reserves one second-factor attempt of the user against
+// Limits.MfaAccount (RateLimited past it), as login's verifyMfa counts
+// them: a wrong code keeps its attempt, a right one gives it back. Keyed by
+// the user alone, not the client: spreading guesses over addresses must
+// not help.
+func (s *Service) mfaAccountLimit(ctx context.Context, now time.Time, userID string) (give func(), err error) {
+	return s.takeFor(ctx, now, userID, []string{s.limitKey("mfa-account", userID)}, []Rate{s.cfg.Limits.MfaAccount})
 }
 
 // checkProof is proveSecondFactor's check, uncounted.

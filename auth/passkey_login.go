@@ -175,7 +175,7 @@ func (s *Service) checkPasskeyLogin(ctx context.Context, c *models.AuthChallenge
 	} else if err != nil {
 		return nil, nil, err
 	}
-	give, err := s.takeFor(ctx, now, u.ID, []string{s.limitKey("mfa-account", u.ID)}, []Rate{s.cfg.Limits.MfaAccount})
+	give, err := s.mfaAccountLimit(ctx, now, u.ID)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -61,7 +61,7 @@ func (w *walker) walk(typ *ast.Definition, set ast.SelectionSet) cost {
 			if c.complexity > (maxCost-1)/rows {
 				c.complexity = maxCost
 			} else {
-				c.complexity = min(1+rows*c.complexity, maxCost)
+				c.complexity = min(1+rows*c.complexity+loads(typ, def), maxCost)
 			}
 		case *ast.InlineFragment:
 			t := typ
@@ -89,8 +89,8 @@ func (w *walker) walk(typ *ast.Definition, set ast.SelectionSet) cost {
 // lacks it) may return: a list with a page size argument `first` returns
 // that many, its default when absent or null, and at most
 // models.MaxPageSize (a larger first is refused by the resolver, and loads
-// nothing); mySessions returns at most maxSessions; any other field counts
-// one. Before the variables are known, a page given by a variable counts
+// nothing); mySessions returns at most maxSessions, MfaStatus's factors
+// and passkeys their bounds; any other field counts one. Before the variables are known, a page given by a variable counts
 // one, the least it can be, so that the count before validation never
 // refuses what the count after it would let through.
 func (w *walker) rows(typ *ast.Definition, def *ast.FieldDefinition, f *ast.Field) int {
@@ -99,6 +99,15 @@ func (w *walker) rows(typ *ast.Definition, def *ast.FieldDefinition, f *ast.Fiel
 	}
 	if typ == w.schema.Query && def.Name == "mySessions" {
 		return w.maxSessions
+	}
+	if typ.Name == "MfaStatus" {
+		// A user's factors and passkeys are bounded by their counts.
+		switch def.Name {
+		case "factors":
+			return models.MaxTotpFactors
+		case "passkeys":
+			return models.MaxPasskeys
+		}
 	}
 	argDef := def.Arguments.ForName("first")
 	if argDef == nil {
@@ -132,6 +141,17 @@ func (w *walker) rows(typ *ast.Definition, def *ast.FieldDefinition, f *ast.Fiel
 		}
 	}
 	return min(max(n, 1), models.MaxPageSize)
+}
+
+// loads is how many rows the resolver of field def of typ reads whatever
+// is selected of it, beyond the one the field counts: User.mfa reads the
+// user's factors and passkeys for any selection, so that a page of users
+// with their mfa counts what it costs the database.
+func loads(typ *ast.Definition, def *ast.FieldDefinition) int {
+	if typ != nil && def != nil && typ.Name == "User" && def.Name == "mfa" {
+		return models.MaxTotpFactors + models.MaxPasskeys
+	}
+	return 0
 }
 
 // toInt reads a page size from a coerced variable or a literal; null

@@ -53,8 +53,10 @@ type Options struct {
 // The complexity limit is set by the largest page the contract allows with
 // every scalar field of its rows: auditLog(first: 500) with the 12 scalars
 // of AuditEvent is 1 + 500 × 12 = 6,001 (an admin's users(first: 500) with
-// the 7 of User is 3,501; mySessions with the 7 of Session, 1 + 50 × 7 =
-// 351). 6,500 lets the largest through with room for a few more fields,
+// the 9 of User is 4,501; mySessions with the 10 of Session, 1 + 50 × 10
+// = 501; a page of users with their mfa counts 17 more per user for the
+// factors and passkeys its resolver reads, so 300 fit and 500 do not).
+// 6,500 lets the largest through with room for a few more fields,
 // and refuses a few dozen aliased lists: 24 aliased users(first: 500)
 // { id } are 24 × 501 = 12,024, 24 default pages of auditLog with every
 // scalar 24 × 601 = 14,424.

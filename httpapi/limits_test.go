@@ -267,7 +267,8 @@ func TestDocumentCacheKeepsOnlyPassedDocumentsWithinItsBytes(t *testing.T) {
 const (
 	allUserFields    = `id email roles permissions createdAt cursor lastLoginAt`
 	allAuditFields   = `id at type outcome reason userId actorId sessionId ip userAgent detail cursor`
-	allSessionFields = `id createdAt lastUsedAt expiresAt userAgent ip current`
+	allSessionFields = `id createdAt lastUsedAt expiresAt userAgent ip current aal amr authTime`
+	allMfaFields     = `enabled recoveryCodesRemaining factors { id type label createdAt lastUsedAt } passkeys { id label createdAt lastUsedAt backedUp }`
 )
 
 func TestListComplexityByPageSize(t *testing.T) {
@@ -308,8 +309,13 @@ func TestListComplexityByPageSize(t *testing.T) {
 			{"AliasedDefaultPagesByAbsentVariable", aliased(24, "auditLog(first: $n) { "+allAuditFields+" }"), map[string]any{}, false},
 			{"AliasedDefaultPagesByNullVariable", aliased(24, "auditLog(first: $n) { "+allAuditFields+" }"), map[string]any{"n": nil}, false},
 			// mySessions counts as many rows as a user may hold sessions.
-			{"AliasedSessions", aliased(19, "mySessions { "+allSessionFields+" }"), nil, false},
-			{"FewerAliasedSessions", aliased(18, "mySessions { "+allSessionFields+" }"), nil, true},
+			{"AliasedSessions", aliased(13, "mySessions { "+allSessionFields+" }"), nil, false},
+			{"FewerAliasedSessions", aliased(12, "mySessions { "+allSessionFields+" }"), nil, true},
+			// A user's second factors count by their bounds, and what the
+			// mfa resolver reads counts whatever is selected of it.
+			{"MyMfaFull", `{ me { mfa { ` + allMfaFields + ` } } }`, nil, true},
+			{"UsersFullPageWithMfa", `{ users(first: 500) { id mfa { enabled } } }`, nil, false},
+			{"UsersSmallerPageWithMfa", `{ users(first: 300) { id mfa { enabled } } }`, nil, true},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := ts.Do(t, admin.Access, tc.doc, tc.vars)

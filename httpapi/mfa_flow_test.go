@@ -1,9 +1,10 @@
 package httpapi_test
 
 // One account through every second factor over real HTTP, with the mail
-// delivered over SMTP: the notices each change mails, and a passkey as the
+// delivered over SMTP: the notices each change mails, a passkey as the
 // second factor of a password login (MFA_REQUIRED's webauthnOptions
-// answered through verifyMfa).
+// answered through verifyMfa) and as a step-up, and the audit event of
+// every step.
 
 import (
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/auth"
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/smtptest"
 	"github.com/authql/authql/internal/testdb"
@@ -27,7 +29,7 @@ func TestMfaNoticesAndPasskeySecondFactor(t *testing.T) {
 		ts := authtest.NewServer(t, dsn, c, authtest.WithMail(smtp.URL))
 		const email = "noa@example.com"
 		user := ts.Register(t, email, "password1")
-		confirmed, _ := enrollTotpHTTP(t, ts, c, user.Access, "phone")
+		confirmed, secret := enrollTotpHTTP(t, ts, c, user.Access, "phone")
 		codes := confirmed.Get("confirmTotp", "recoveryCodes").([]any)
 		smtp.Wait(t, email, subjMfaChanged)
 
@@ -45,6 +47,15 @@ func TestMfaNoticesAndPasskeySecondFactor(t *testing.T) {
 		if m := smtp.Wait(t, email, "recovery code"); !strings.Contains(m.Text, "9") {
 			t.Errorf("the notice does not say 9 codes are left:\n%s", m.Text)
 		}
+
+		// A wrong code is refused (and audited).
+		ext = mfaChallenge(t, ts, nil, email)
+		bad := "000000"
+		if code, _ := auth.TOTPCodeAt(secret, c.Now()); code == bad {
+			bad = "111111"
+		}
+		wrong := ts.Do(t, "", verifyMfaDoc, map[string]any{"c": ext["challengeId"], "p": map[string]any{"totpCode": bad}})
+		wantCode(t, "a wrong code", wrong, models.BadUserInput, "")
 
 		// A passkey, registered from that fresh level-2 session, mails a notice.
 		a := authtest.NewAuthenticator()
@@ -101,8 +112,42 @@ func TestMfaNoticesAndPasskeySecondFactor(t *testing.T) {
 			t.Errorf("amr after a passkey step-up = %s", amr)
 		}
 		wantCode(t, "the step-up's assertion again", ts.Do(t, tok.Access, reauthDoc, map[string]any{"p": map[string]any{"webauthnResponse": assertion}}), models.BadUserInput, "")
+		// A passkey sign-in, then the passkey and the factor go, new
+		// codes are made, and an admin resets what is left.
+		passkeySignIn(t, ts, email, a).OK(t)
 		ts.Do(t, tok.Access, deletePassDoc, map[string]any{"id": passkeyID}).OK(t)
 		waitText(t, smtp, email, "a passkey was removed")
+		ts.Do(t, tok.Access, regenerateDoc, nil).OK(t)
+		ts.Do(t, tok.Access, removeFactDoc, map[string]any{"id": confirmed.Str("confirmTotp", "factor", "id")}).OK(t)
+		second, _ := enrollTotpHTTP(t, ts, c, tok.Access, "tablet")
+		admin := ts.Admin(t)
+		ts.Do(t, admin.Access, resetMfaDoc, map[string]any{"u": user.UserID}).OK(t)
+		if second.Get("confirmTotp", "recoveryCodes") == nil {
+			t.Error("a first factor again (after the removal) came without recovery codes")
+		}
+
+		// Each step is in the audit log, the refusals too.
+		want := []string{"MFA_ENROLLED SUCCESS", "MFA_CHALLENGE SUCCESS", "MFA_VERIFIED SUCCESS", "MFA_VERIFIED FAILURE",
+			"RECOVERY_CODE_USED SUCCESS", "PASSKEY_ADDED SUCCESS", "STEP_UP SUCCESS", "STEP_UP FAILURE", "PASSKEY_LOGIN SUCCESS",
+			"PASSKEY_REMOVED SUCCESS", "RECOVERY_CODES_GENERATED SUCCESS", "MFA_REMOVED SUCCESS", "MFA_RESET SUCCESS"}
+		var seen map[string]bool
+		waitUntil(t, func() bool {
+			seen = map[string]bool{}
+			for _, e := range auditLog(t, ts, admin.Access, 500, "", user.UserID, "") {
+				seen[e.Type+" "+e.Outcome] = true
+			}
+			for _, w := range want {
+				if !seen[w] {
+					return false
+				}
+			}
+			return true
+		})
+		for _, w := range want {
+			if !seen[w] {
+				t.Errorf("no %s event; the user's events: %v", w, seen)
+			}
+		}
 	})
 }
 
@@ -117,4 +162,16 @@ func waitText(t *testing.T, smtp *smtptest.Server, to, want string) {
 		}
 		return false
 	})
+}
+
+// waitUntil waits a while for cond, and returns when it holds or the wait
+// is over: the caller tells what is missing.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 100 {
+		if cond() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -162,22 +162,24 @@ func RemoveTotpFactor(ctx context.Context, db *gorm.DB, userID, id string, mails
 		} else if res.RowsAffected == 0 {
 			return ErrFactorNotFound
 		}
-		if err := DropOrphanRecoveryCodes(tx, userID); err != nil {
+		if _, err := dropOrphanRecoveryCodes(tx, userID); err != nil {
 			return err
 		}
 		return EnqueueMail(tx, mails...)
 	})
 }
 
-// DropOrphanRecoveryCodes deletes the user's recovery codes in tx when the
-// user has no second factor left (no confirmed TOTP factor, no passkey):
-// a code must not outlive the factors it stands in for, or it would be a
-// second factor of its own. For the flows that remove a factor.
-func DropOrphanRecoveryCodes(tx *gorm.DB, userID string) error {
-	return tx.Where(`user_id = ?
+// dropOrphanRecoveryCodes deletes the user's recovery codes in tx when the
+// user has no second factor left (no confirmed TOTP factor, no passkey),
+// and reports whether it deleted any: a code must not outlive the factors
+// it stands in for, or it would be a second factor of its own. For the
+// flows that remove a factor.
+func dropOrphanRecoveryCodes(tx *gorm.DB, userID string) (bool, error) {
+	res := tx.Where(`user_id = ?
 		AND NOT EXISTS (SELECT 1 FROM mfa_factors WHERE user_id = ? AND confirmed_at IS NOT NULL)
 		AND NOT EXISTS (SELECT 1 FROM passkeys WHERE user_id = ?)`, userID, userID, userID).
-		Delete(&RecoveryCode{}).Error
+		Delete(&RecoveryCode{})
+	return res.RowsAffected > 0, res.Error
 }
 
 // UserFactors returns the user's confirmed TOTP factors and passkeys,

@@ -133,17 +133,9 @@ func DeletePasskey(ctx context.Context, db *gorm.DB, userID, id string, mails []
 		} else if res.RowsAffected == 0 {
 			return ErrPasskeyNotFound
 		}
-		var left int64
-		if err := tx.Raw(`SELECT
-			(SELECT COUNT(*) FROM mfa_factors WHERE user_id = ? AND confirmed_at IS NOT NULL) +
-			(SELECT COUNT(*) FROM passkeys WHERE user_id = ?)`, userID, userID).Row().Scan(&left); err != nil {
+		var err error
+		if codesDeleted, err = dropOrphanRecoveryCodes(tx, userID); err != nil {
 			return err
-		}
-		if left == 0 {
-			if err := tx.Where("user_id = ?", userID).Delete(&RecoveryCode{}).Error; err != nil {
-				return err
-			}
-			codesDeleted = true
 		}
 		return EnqueueMail(tx, mails...)
 	})
