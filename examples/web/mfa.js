@@ -21,10 +21,9 @@
 //   for a second factor (@auth(aal: 2)) and/or a recent sign-in (maxAge).
 //   authql refuses them before doing anything, saying what is missing;
 //   the page asks the user to prove themself again in the same session
-//   (reauthenticate with the password and/or a code), then sends the same
-//   operation once more. A passkey answers a ceremony authql began, which
-//   reauthenticate has none of: it signs in afresh instead (level 2, just
-//   now), and the page ends the session it replaces.
+//   (reauthenticate), then sends the same operation once more. A passkey
+//   answers a ceremony authql began: beginPasskeyLogin's, whose challenge
+//   names it to reauthenticate.
 'use strict';
 
 // ---- WebAuthn ----
@@ -215,26 +214,14 @@ async function stepUpWithForm() {
   await reauthenticate(typed ? proofOf(typed) : null);
 }
 
-// stepUpWithPasskey signs the user in again with a passkey of theirs (a
-// ceremony bound to their email: authql refuses another account's
-// passkey), and ends the session it replaces, which would otherwise stay
-// signed in, at its old level, until it expires.
+// stepUpWithPasskey proves a passkey of the signed-in user: the ceremony
+// of a beginPasskeyLogin for their email, answered to reauthenticate
+// (which refuses another account's passkey). The session stays the same,
+// raised, as with a code.
 async function stepUpWithPasskey() {
-  const sessions = await authed('{ mySessions { id current } }');
-  const replaced = sessions.mySessions.find((s) => s.current);
-  const begun = await call('mutation ($email: String) { beginPasskeyLogin(email: $email) { ceremonyId options } }',
+  const begun = await call('mutation ($email: String) { beginPasskeyLogin(email: $email) { options } }',
     { email: $('me-email').textContent });
-  const credential = await webauthn('get', begun.beginPasskeyLogin.options);
-  const data = await call(`mutation ($ceremonyId: ID!, $credential: String!) {
-    finishPasskeyLogin(ceremonyId: $ceremonyId, credential: $credential) { ${GRANT} } }`,
-  { ceremonyId: begun.beginPasskeyLogin.ceremonyId, credential });
-  // The new session's tokens first (its refresh token is in the cookie
-  // now), then the old session ends, with the new session's token.
-  accessToken = data.finishPasskeyLogin.accessToken;
-  if (replaced) {
-    await authed('mutation ($id: ID!) { revokeSession(id: $id) }', { id: replaced.id });
-  }
-  steppedUp(data.finishPasskeyLogin);
+  await reauthenticate({ webauthnResponse: await webauthn('get', begun.beginPasskeyLogin.options) });
 }
 
 // The prompt closed without a reauthenticate (Cancel, or Escape): the
