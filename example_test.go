@@ -28,6 +28,8 @@ func TestExampleUI(t *testing.T) {
 		{"", "text/html", `<script src="app.js" defer></script>`},
 		{"app.js", "javascript", "mutation { refresh {"},
 		{"accounts.js", "javascript", "history.replaceState("},
+		{"mfa.js", "javascript", "reauthenticate(password: $password, proof: $proof)"},
+		{"factors.js", "javascript", "enrollTotp(label: $label)"},
 		{"style.css", "text/css", "body {"},
 	} {
 		code, h, body := getNoRedirect(t, url+examplePath+tc.path)

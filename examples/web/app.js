@@ -1,6 +1,8 @@
 // authql example frontend: sign up, log in, me, silent refresh, sessions,
-// log out; and the account pages (accounts.js): forgot password, reset,
-// verify email, change password or email, delete the account. Plain
+// log out; the account pages (accounts.js): forgot password, reset,
+// verify email, change password or email, delete the account; and second
+// factors (mfa.js: the second step of a login, passkey sign-in, step-up;
+// factors.js: authenticator apps, recovery codes, passkeys). Plain
 // JavaScript against authql's GraphQL API; copy what helps.
 //
 // Where the tokens live, and why:
@@ -23,6 +25,14 @@ const API = '/query';
 let accessToken = null; // in memory only (see above)
 let refreshes = 0; // silent refreshes done, shown on the page
 let refreshing = null; // the refresh in flight, if any (see refresh)
+
+// What mfa.js adds to the flows here, each null until it is loaded:
+// - mfaRequired(extensions): login answered MFA_REQUIRED; show the second step.
+// - stepUp(err): an operation answered INSUFFICIENT_USER_AUTHENTICATION;
+//   resolves once the user has proven themself again (reauthenticate),
+//   rejects when they decline.
+// - signedIn(), signedOut(): the signed-in view opened or closed.
+const hooks = { mfaRequired: null, stepUp: null, signedIn: null, signedOut: null };
 
 // GraphQLError carries the errors of a GraphQL response. code is the first
 // error's extensions.code (UNAUTHENTICATED, BAD_USER_INPUT, ...).
@@ -69,7 +79,9 @@ async function call(query, variables) {
 // authed runs an operation with the access token. When authql answers
 // UNAUTHENTICATED (the access token expired, typically) it refreshes once,
 // silently, through the cookie, and tries again; only if that fails too is
-// the user signed out.
+// the user signed out. When it answers INSUFFICIENT_USER_AUTHENTICATION
+// (the operation wants a second factor or a recent sign-in: @auth(aal,
+// maxAge)), the user proves themself again and it is tried once more.
 async function authed(query, variables) {
   if (!accessToken) {
     await refresh();
@@ -85,6 +97,11 @@ async function authed(query, variables) {
     }
     body = await post(query, variables, accessToken);
   }
+  if (hooks.stepUp && hasCode(body, 'INSUFFICIENT_USER_AUTHENTICATION')) {
+    // Nothing was done: the directive refused before the resolver ran.
+    await hooks.stepUp(new GraphQLError(body.errors));
+    body = await post(query, variables, accessToken);
+  }
   if (body.errors && body.errors.length) {
     throw new GraphQLError(body.errors);
   }
@@ -92,7 +109,11 @@ async function authed(query, variables) {
 }
 
 function isUnauthenticated(body) {
-  return (body.errors || []).some((e) => e.extensions && e.extensions.code === 'UNAUTHENTICATED');
+  return hasCode(body, 'UNAUTHENTICATED');
+}
+
+function hasCode(body, code) {
+  return (body.errors || []).some((e) => e.extensions && e.extensions.code === code);
 }
 
 const USER = 'id email roles emailVerified';
@@ -149,8 +170,7 @@ function wait(seconds) {
   return `${Math.ceil(s / 60)} minutes`;
 }
 
-function showError(err) {
-  const box = $('error');
+function showError(err, box = $('error')) {
   if (!err) {
     box.hidden = true;
     box.textContent = '';
@@ -184,8 +204,12 @@ function showUser(user) {
   $('send-verification').hidden = user.emailVerified;
   show('me-roles', user.roles.join(', '));
   show('me-id', user.id);
+  const opened = $('signed-in').hidden;
   $('signed-out').hidden = true;
   $('signed-in').hidden = false;
+  if (opened && hooks.signedIn) {
+    hooks.signedIn();
+  }
 }
 
 function signedOut() {
@@ -194,6 +218,9 @@ function signedOut() {
   $('signed-in').hidden = true;
   $('sessions').hidden = true;
   $('signed-out').hidden = false;
+  if (hooks.signedOut) {
+    hooks.signedOut();
+  }
 }
 
 // run runs an action of a button: clears the last error and notice, shows
@@ -218,8 +245,19 @@ function credentials() {
 }
 
 async function login() {
-  const data = await call(`mutation ($email: String!, $password: String!) {
-    login(email: $email, password: $password) { ${GRANT} } }`, credentials());
+  let data;
+  try {
+    data = await call(`mutation ($email: String!, $password: String!) {
+      login(email: $email, password: $password) { ${GRANT} } }`, credentials());
+  } catch (err) {
+    if (err.code === 'MFA_REQUIRED' && hooks.mfaRequired) {
+      // The password was right; the account asks for a second factor.
+      $('password').value = '';
+      hooks.mfaRequired(err.errors[0].extensions);
+      return;
+    }
+    throw err;
+  }
   signedIn(data.login);
   $('password').value = '';
 }
@@ -298,4 +336,7 @@ $('logout').addEventListener('click', run(logout));
 // across reloads. Without a cookie the user is simply signed out, with no
 // error shown. (accounts.js, which runs right after this file, shows the
 // part of the path and takes a mailed link's token out of the address bar.)
-refresh().catch(() => {});
+// Once every script has run (DOMContentLoaded comes after the deferred
+// ones): the answer must find mfa.js's hooks in place, and a script still
+// loading could otherwise let it arrive first.
+document.addEventListener('DOMContentLoaded', () => refresh().catch(() => {}));
