@@ -53,6 +53,9 @@ type Limits struct {
 	// PasskeyClient bounds the passkey sign-ins begun per client: each
 	// stores a ceremony.
 	PasskeyClient Rate
+	// RecoveryCodes bounds the batches of recovery codes a user has made
+	// (regenerateRecoveryCodes): each costs ten password hashes.
+	RecoveryCodes Rate
 }
 
 // DefaultLimits are the limits when nothing is configured.
@@ -82,6 +85,9 @@ var DefaultLimits = Limits{
 	// take about 350 days on average (333,000 guesses).
 	MfaAccount:    Rate{N: 10, Per: 15 * time.Minute},
 	PasskeyClient: Rate{N: 60, Per: time.Hour},
+	// A person regenerates after using a few, or after losing the sheet;
+	// more is a script spending the hash pool.
+	RecoveryCodes: Rate{N: 5, Per: time.Hour},
 }
 
 // rateLimiter is what the service needs of its rate limiter

@@ -535,3 +535,26 @@ func TestConfirmTotpLimited(t *testing.T) {
 		wantCode(t, err, models.RateLimited, "past the limit, even the right code")
 	})
 }
+
+// TestRecoveryCodesRegenerateLimited: each batch costs ten hashes, so a
+// user makes Limits.RecoveryCodes of them an hour.
+func TestRecoveryCodesRegenerateLimited(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		e := newMailEnv(t, dsn, withLimits(Limits{RecoveryCodes: Rate{N: 2, Per: time.Hour}}))
+		g := e.register(t)
+		m, _ := e.addTotp(t, g)
+		p := e.principalOf(t, m.Session)
+		for i := range 2 {
+			if _, err := e.s.RegenerateRecoveryCodes(e.ctx, p); err != nil {
+				t.Fatalf("batch %d: %v", i+1, err)
+			}
+		}
+		_, err := e.s.RegenerateRecoveryCodes(e.ctx, p)
+		wantCode(t, err, models.RateLimited, "a third batch in the hour")
+		e.c.Advance(31 * time.Minute)
+		if _, err := e.s.RegenerateRecoveryCodes(e.ctx, p); err != nil {
+			t.Errorf("after half an hour: %v", err)
+		}
+	})
+}

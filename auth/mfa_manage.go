@@ -21,8 +21,9 @@ type MfaStatus struct {
 // not, with ten new ones, returned this once, and queues an mfa_changed
 // notice in the same transaction. BadUserInput when the user has no
 // second factor (no confirmed TOTP factor, no passkey): codes stand in for
-// a lost factor and exist only beside one. RateLimited when the hash pool
-// has no room for the client.
+// a lost factor and exist only beside one. RateLimited past
+// Limits.RecoveryCodes for the user, or when the hash pool has no room for
+// the client.
 func (s *Service) RegenerateRecoveryCodes(ctx context.Context, p *Principal) (_ []string, err error) {
 	if err := s.auditRoom(); err != nil {
 		return nil, err
@@ -42,6 +43,11 @@ func (s *Service) RegenerateRecoveryCodes(ctx context.Context, p *Principal) (_ 
 		return nil, err
 	} else if !m.Any() {
 		return nil, models.ErrNoSecondFactor
+	}
+	// Ten hashes a batch: a user makes a few an hour (every attempt
+	// counts, since each spends the pool's time).
+	if _, err := s.take(ctx, s.now(), []string{s.limitKey("recovery-codes", u.ID)}, []Rate{s.cfg.Limits.RecoveryCodes}); err != nil {
+		return nil, err
 	}
 	codes := newRecoveryCodes()
 	var hashes []string
