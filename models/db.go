@@ -210,6 +210,9 @@ func Open(dsn string, opts Options) (*gorm.DB, Dialect, error) {
 		return nil, "", fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
 	pool := &deadlinePool{db: sqlDB, timeout: opts.Timeout}
+	if dialect == SQLite {
+		pool.writers = make(chan struct{}, 1)
+	}
 	db.ConnPool, db.Statement.ConnPool = pool, pool
 	return db, dialect, nil
 }

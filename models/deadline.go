@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -29,6 +30,10 @@ const DefaultTimeout = 5 * time.Second
 type deadlinePool struct {
 	db      *sql.DB
 	timeout time.Duration
+	// writers, on SQLite, queues the transactions of this process for
+	// the database's one write lock, first come first served (see
+	// BeginTx); nil on PostgreSQL.
+	writers chan struct{}
 }
 
 var (
@@ -114,12 +119,48 @@ func (p *deadlinePool) QueryRowContext(ctx context.Context, query string, args .
 
 func (p *deadlinePool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
 	ctx, cancel := p.bound(ctx)
+	release := p.queue(ctx)
+	if release == nil {
+		cancel()
+		return nil, ctx.Err()
+	}
 	tx, err := p.db.BeginTx(ctx, opts)
 	if err != nil {
+		release()
 		cancel()
 		return nil, err
 	}
-	return &deadlineTx{Tx: tx, db: p.db, ctx: ctx, cancel: cancel}, nil
+	done := func() {
+		release()
+		cancel()
+	}
+	return &deadlineTx{Tx: tx, db: p.db, ctx: ctx, cancel: done}, nil
+}
+
+// queue waits for this process's turn to begin a transaction on SQLite
+// and returns the function that ends it, or nil when ctx ends first. On
+// PostgreSQL it returns at once.
+//
+// Every SQLite transaction here takes the write lock at BEGIN
+// (_txlock=immediate), and SQLite's own wait for it (busy_timeout) polls
+// at intervals: a connection that commits and begins again at once, such
+// as a client refreshing in a loop, wins the lock again and again, and a
+// password change or an account deletion waiting beside it could time out
+// on a loaded machine. Waiting here instead, in a channel whose waiters
+// Go serves in arrival order, each transaction gets the lock in its turn,
+// and holds no connection while it waits. Other processes (the commands)
+// still meet the busy timeout.
+func (p *deadlinePool) queue(ctx context.Context) (release func()) {
+	if p.writers == nil {
+		return func() {}
+	}
+	select {
+	case p.writers <- struct{}{}:
+	case <-ctx.Done():
+		return nil
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-p.writers }) }
 }
 
 // deadlineTx is a transaction under the deadline it began with: every
