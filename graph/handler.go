@@ -287,6 +287,19 @@ func deref(s *string) string {
 	return *s
 }
 
+// signedInOrCaller is whom a user's own fields are shown to: the
+// request's caller or, in the answer of a register, login, verifyMfa or
+// refresh, the user it signed in (named by payload in the request's
+// RequestInfo), whose request carried no token of theirs yet. Without the
+// latter, login { user { mfa } } would fail, and the non-null error would
+// take the tokens of the sign-in down with it.
+func signedInOrCaller(ctx context.Context, u *models.User) (*auth.Principal, error) {
+	if info := RequestInfoFrom(ctx); info != nil && info.SignedIn == u.ID {
+		return &auth.Principal{UserID: u.ID}, nil
+	}
+	return auth.PrincipalFrom(ctx)
+}
+
 // payload turns a grant into the GraphQL AuthPayload.
 func payload(ctx context.Context, g *auth.Grant, err error) (*model.AuthPayload, error) {
 	if err != nil {
@@ -295,7 +308,7 @@ func payload(ctx context.Context, g *auth.Grant, err error) (*model.AuthPayload,
 	// The request carried no principal: its log line names the user it
 	// signed in.
 	if info := RequestInfoFrom(ctx); info != nil {
-		info.UserID = g.User.ID
+		info.UserID, info.SignedIn = g.User.ID, g.User.ID
 	}
 	return &model.AuthPayload{
 		AccessToken:  g.AccessToken,

@@ -152,7 +152,7 @@ func (r *sessionResolver) AuthTime(ctx context.Context, obj *models.Session) (*t
 
 // Mfa is the resolver for the mfa field.
 func (r *userResolver) Mfa(ctx context.Context, obj *models.User) (*model.MfaStatus, error) {
-	p, err := auth.PrincipalFrom(ctx)
+	p, err := signedInOrCaller(ctx, obj)
 	if err != nil {
 		return nil, err
 	}

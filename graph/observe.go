@@ -29,6 +29,10 @@ type RequestInfo struct {
 	// UserID is the authenticated caller's, or the user a register, login
 	// or refresh signed in.
 	UserID string
+	// SignedIn is the user a register, login, verifyMfa or refresh of
+	// this request signed in, whose own fields its answer may show (see
+	// signedInOrCaller).
+	SignedIn string
 	// Outcome is "ok" or the code of the response's first error (see
 	// Outcome).
 	Outcome string

@@ -175,3 +175,26 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSignInAnswerShowsOwnMfa: the answer of a sign-in shows the signed-in
+// user's own mfa, though the request carried no token of theirs, or
+// another's (the non-null field refused would take the tokens down with
+// it). Others' stay hidden: TestUserMfaVisibility.
+func TestSignInAnswerShowsOwnMfa(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		ts := authtest.NewServer(t, dsn, nil)
+		const fields = `accessToken user { email mfa { enabled recoveryCodesRemaining } }`
+		reg := ts.Do(t, "", `mutation { register(email: "una@example.com", password: "password1") { `+fields+` } }`, nil).OK(t)
+		if reg.Get("register", "user", "mfa", "enabled") != false || reg.Str("register", "accessToken") == "" {
+			t.Errorf("register's answer: %v", reg.Get("register"))
+		}
+		other := ts.Register(t, "vic@example.com", "password1")
+		// A stranger's token on the request does not change whose answer it is.
+		login := ts.Do(t, other.Access, `mutation { login(email: "una@example.com", password: "password1") { `+fields+` } }`, nil).OK(t)
+		if login.Get("login", "user", "mfa", "enabled") != false || login.Str("login", "accessToken") == "" {
+			t.Errorf("login's answer: %v", login.Get("login"))
+		}
+	})
+}
