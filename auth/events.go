@@ -62,6 +62,8 @@ func (s *Service) apply(ctx context.Context, e models.Event) error {
 		return s.reloadGrants(ctx)
 	case models.EventKeysChanged:
 		return s.Keys().Reload(ctx)
+	case models.EventLive:
+		return s.applyLive(ctx, e)
 	default:
 		// A kind this version does not know, say from a newer replica
 		// during a rolling upgrade: the caller re-reads everything rather
@@ -83,7 +85,16 @@ func (s *Service) resync(ctx context.Context) error {
 	if err := s.reloadGrants(ctx); err != nil {
 		return err
 	}
-	return s.Keys().Reload(ctx)
+	if err := s.Keys().Reload(ctx); err != nil {
+		return err
+	}
+	if lost := s.liveLostAt.Swap(0); lost != 0 {
+		if err := s.resyncLive(ctx, time.Unix(0, lost)); err != nil {
+			s.liveLostAt.CompareAndSwap(0, lost)
+			return err
+		}
+	}
+	return nil
 }
 
 // Listen keeps s in step with the other replicas sharing its PostgreSQL
@@ -108,6 +119,7 @@ func (r replicaEvents) Apply(ctx context.Context, e models.Event) error { return
 
 func (r replicaEvents) Lost(ctx context.Context, lastAlive time.Time, err error) {
 	r.s.sync.markStale(lastAlive)
+	r.s.liveLostAt.CompareAndSwap(0, lastAlive.UnixNano())
 	r.s.log.WarnContext(ctx, "listening connection lost: reconnecting; access tokens are refused if it takes over the sync timeout",
 		"err", err, "sync_timeout", r.s.sync.timeout)
 }

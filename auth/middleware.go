@@ -28,7 +28,7 @@ func (s *Service) Middleware(next http.Handler) http.Handler {
 		if token, ok := bearerToken(r.Header.Get("Authorization")); ok {
 			res.principal, res.err = s.Authenticate(ctx, token)
 		} else if r.Header.Get("Authorization") != "" {
-			res.err = models.Errorf(models.Unauthenticated, "malformed Authorization header: expected \"Bearer <token>\"")
+			res.err = models.Unauthenticatedf(models.ReasonTokenInvalid, "malformed Authorization header: expected \"Bearer <token>\"")
 		} else {
 			res.err = errNoToken
 		}
@@ -132,12 +132,13 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*Principal, e
 	}
 	p := v.p
 	if s.revs.revoked(p.SessionID, p.TokenID) {
-		return nil, models.Errorf(models.Unauthenticated, "access token revoked")
+		return nil, errTokenRevoked
 	}
 	return p, nil
 }
 
 var (
-	errTokenExpired = models.Errorf(models.Unauthenticated, "access token expired")
-	errTokenInvalid = models.Errorf(models.Unauthenticated, "invalid access token")
+	errTokenExpired = models.Unauthenticatedf(models.ReasonTokenExpired, "access token expired")
+	errTokenInvalid = models.Unauthenticatedf(models.ReasonTokenInvalid, "invalid access token")
+	errTokenRevoked = models.Unauthenticatedf(models.ReasonTokenRevoked, "access token revoked")
 )

@@ -39,7 +39,7 @@ type authResult struct {
 }
 
 // errNoToken is the reason given when a request carries no access token.
-var errNoToken = models.Errorf(models.Unauthenticated, "authentication required")
+var errNoToken = models.Unauthenticatedf(models.ReasonNoToken, "authentication required")
 
 // PrincipalFrom returns the request's principal or, when there is none, an
 // Unauthenticated error saying why.

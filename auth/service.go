@@ -26,6 +26,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -156,6 +157,13 @@ type Service struct {
 
 	sync syncState // whether changes by other replicas may have been missed
 
+	// live fans account and session events out to sockets and feeds;
+	// liveLostAt is when the listening connection was last known alive
+	// before it dropped (Unix nanoseconds, 0 when it has not), from
+	// which the events missed are re-read.
+	live       *LiveHub
+	liveLostAt atomic.Int64
+
 	// limitSecret keys the names of rate-limit counters (see limitKey).
 	limitSecret []byte
 	// codeKey keys the MACs of mailed codes (see codeMAC).
@@ -210,7 +218,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		users:   newUserCache(cfg.UserCacheSize),
 		tokens:  newTokenCache(),
 		origins: map[string]bool{},
+		live:    newLiveHub(),
 	}
+	models.OnLiveCommit(db, s.live.Publish)
 	for _, o := range cfg.AllowedOrigins {
 		s.origins[strings.ToLower(o)] = true
 	}

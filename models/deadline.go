@@ -34,6 +34,8 @@ type deadlinePool struct {
 	// the database's one write lock, first come first served (see
 	// BeginTx); nil on PostgreSQL.
 	writers chan struct{}
+	// sink receives the live events of each committed transaction.
+	sink liveSink
 }
 
 var (
@@ -134,7 +136,7 @@ func (p *deadlinePool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.C
 		release()
 		cancel()
 	}
-	return &deadlineTx{Tx: tx, db: p.db, ctx: ctx, cancel: done}, nil
+	return &deadlineTx{Tx: tx, db: p.db, ctx: ctx, cancel: done, pool: p}, nil
 }
 
 // queue waits for this process's turn to begin a transaction on SQLite
@@ -171,6 +173,10 @@ type deadlineTx struct {
 	db     *sql.DB
 	ctx    context.Context
 	cancel context.CancelFunc
+	pool   *deadlinePool
+	// live are the events RecordLive added, handed to the pool's sink
+	// once the transaction has committed.
+	live []LiveEvent
 }
 
 func (t *deadlineTx) GetDBConn() (*sql.DB, error) { return t.db, nil }
@@ -213,8 +219,12 @@ func (t *deadlineTx) QueryRowContext(ctx context.Context, query string, args ...
 }
 
 func (t *deadlineTx) Commit() error {
-	defer t.cancel()
-	return t.Tx.Commit()
+	err := t.Tx.Commit()
+	t.cancel()
+	if err == nil {
+		t.pool.sink.deliver(t.live)
+	}
+	return err
 }
 
 func (t *deadlineTx) Rollback() error {

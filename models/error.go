@@ -33,6 +33,34 @@ const (
 	Internal           = "INTERNAL_SERVER_ERROR"
 )
 
+// Reasons of an Unauthenticated error, sent as extensions.reason, so that
+// a client refreshes only when refreshing can help (TokenExpired), and
+// never after a wrong password.
+const (
+	ReasonNoToken             = "NO_TOKEN"
+	ReasonTokenExpired        = "TOKEN_EXPIRED"
+	ReasonTokenRevoked        = "TOKEN_REVOKED"
+	ReasonTokenInvalid        = "TOKEN_INVALID"
+	ReasonInvalidCredentials  = "INVALID_CREDENTIALS"
+	ReasonRefreshTokenInvalid = "REFRESH_TOKEN_INVALID"
+	ReasonRefreshTokenReused  = "REFRESH_TOKEN_REUSED"
+)
+
+// Unauthenticatedf returns an Unauthenticated *Error with reason (one of
+// the Reason constants) in its extensions.
+func Unauthenticatedf(reason, format string, args ...any) *Error {
+	return &Error{Code: Unauthenticated, Message: fmt.Sprintf(format, args...), Extensions: map[string]any{"reason": reason}}
+}
+
+// Reason returns the extensions.reason of err's coded error, or "".
+func Reason(err error) string {
+	if e := Coded(err); e != nil {
+		r, _ := e.Extensions["reason"].(string)
+		return r
+	}
+	return ""
+}
+
 // Error is the one coded error the application returns on purpose. Its
 // Message is safe to show to clients; anything that is not an *Error is an
 // internal failure and is shown only as "internal error".

@@ -33,6 +33,8 @@ type Event struct {
 	Kind  string    `json:"k"`
 	ID    string    `json:"id,omitempty"`
 	Until time.Time `json:"until,omitzero"`
+	// Live is the event of an EventLive (nil when ID names its row).
+	Live *LiveEvent `json:"e,omitempty"`
 }
 
 // maxPayload bounds one notification's payload. PostgreSQL refuses payloads

@@ -38,6 +38,7 @@ var migrations = []*gormigrate.Migration{
 	{ID: "202611290004_refresh_successor", Migrate: migrateRefreshSuccessor},
 	{ID: "202611300001_accounts", Migrate: migrateAccounts},
 	{ID: "202612010001_mfa", Migrate: migrateMfa},
+	{ID: "202612150001_live", Migrate: migrateLive},
 }
 
 // migrationsTable records the IDs of the applied migrations.

@@ -3,10 +3,28 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
 	"time"
 
 	"github.com/authql/authql/models"
 )
+
+// A short-lived access token for one downstream service (RFC 8693 in spirit).
+type AccessToken struct {
+	// Send as `Authorization: Bearer <accessToken>` to the service of `audience`.
+	AccessToken string `json:"accessToken"`
+	// Always `Bearer`.
+	TokenType string `json:"tokenType"`
+	// Seconds until it expires.
+	ExpiresIn int `json:"expiresIn"`
+	// The one audience the token is for.
+	Audience string `json:"audience"`
+	// The permissions it carries: a subset of the caller's.
+	Scope []string `json:"scope"`
+}
 
 // A signed-in session: a short-lived access token and a rotating refresh token.
 type AuthPayload struct {
@@ -57,6 +75,34 @@ type Mutation struct {
 type Query struct {
 }
 
+// One event of sessionEvents.
+type SessionEvent struct {
+	Type SessionEventType `json:"type"`
+	// When it happened.
+	At time.Time `json:"at"`
+	// The session it is about, when it is about one.
+	SessionID *string `json:"sessionId,omitempty"`
+	// Whether it is about the session of this socket.
+	Current bool `json:"current"`
+	// The account's roles after a ROLES_CHANGED; null otherwise.
+	Roles []string `json:"roles,omitempty"`
+}
+
+// The credentials a socket now runs on.
+type SocketAuth struct {
+	SessionID string `json:"sessionId"`
+	// When the new access token expires; the socket lives on past it only if the session is refreshed.
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// Live events, over the graphql-transport-ws protocol on /query: the access token
+// goes in connection_init's payload, {"authorization": "Bearer <token>"}, never in
+// the URL. Close codes: 4401 the session ended (do not reconnect with it), 4403
+// missing, invalid or expired token (refresh, then reconnect), 4408 no
+// connection_init within 10 s, 4429 too many sockets or subscriptions.
+type Subscription struct {
+}
+
 // A TOTP factor waiting for its first code (`confirmTotp`).
 type TotpEnrollment struct {
 	FactorID string `json:"factorId"`
@@ -77,4 +123,80 @@ type WebAuthnCeremony struct {
 	// PublicKeyCredentialCreationOptions or PublicKeyCredentialRequestOptions, as JSON (the `publicKey` member).
 	Options   string    `json:"options"`
 	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// What happened to the caller's account or one of its sessions.
+type SessionEventType string
+
+const (
+	// A session ended: logout, revokeSession, logout of all sessions, a reused refresh token, a password reset or change, a deletion, the session cap.
+	SessionEventTypeSessionRevoked SessionEventType = "SESSION_REVOKED"
+	// A new session of the account began (a sign-in elsewhere).
+	SessionEventTypeSessionCreated SessionEventType = "SESSION_CREATED"
+	// The account's roles, or the permissions of one of its roles, changed; `roles` holds the account's roles now.
+	SessionEventTypeRolesChanged SessionEventType = "ROLES_CHANGED"
+	// The account's password changed or was reset.
+	SessionEventTypePasswordChanged SessionEventType = "PASSWORD_CHANGED"
+	// The account's email address changed.
+	SessionEventTypeEmailChanged SessionEventType = "EMAIL_CHANGED"
+	// A second factor of the account was added, removed or reset, or its recovery codes were replaced.
+	SessionEventTypeMfaChanged SessionEventType = "MFA_CHANGED"
+	// An admin disabled the account; its sockets close after this event.
+	SessionEventTypeAccountDisabled SessionEventType = "ACCOUNT_DISABLED"
+	// The socket's access token expires in a minute: refresh it and send it with authenticateSocket, or the socket closes (4403).
+	SessionEventTypeTokenExpiring SessionEventType = "TOKEN_EXPIRING"
+)
+
+var AllSessionEventType = []SessionEventType{
+	SessionEventTypeSessionRevoked,
+	SessionEventTypeSessionCreated,
+	SessionEventTypeRolesChanged,
+	SessionEventTypePasswordChanged,
+	SessionEventTypeEmailChanged,
+	SessionEventTypeMfaChanged,
+	SessionEventTypeAccountDisabled,
+	SessionEventTypeTokenExpiring,
+}
+
+func (e SessionEventType) IsValid() bool {
+	switch e {
+	case SessionEventTypeSessionRevoked, SessionEventTypeSessionCreated, SessionEventTypeRolesChanged, SessionEventTypePasswordChanged, SessionEventTypeEmailChanged, SessionEventTypeMfaChanged, SessionEventTypeAccountDisabled, SessionEventTypeTokenExpiring:
+		return true
+	}
+	return false
+}
+
+func (e SessionEventType) String() string {
+	return string(e)
+}
+
+func (e *SessionEventType) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SessionEventType(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SessionEventType", str)
+	}
+	return nil
+}
+
+func (e SessionEventType) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SessionEventType) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SessionEventType) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
