@@ -1,0 +1,54 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/authql/authql/graph"
+)
+
+// Handler is authql's HTTP surface (see New) with the websockets it holds
+// open, which the server's shutdown closes (CloseSockets).
+type Handler struct {
+	http.Handler
+	sockets *graph.Sockets
+}
+
+// CloseSockets closes every open socket with 1001 (going away). Register
+// it with http.Server.RegisterOnShutdown: Shutdown neither waits for nor
+// closes hijacked connections.
+func (h *Handler) CloseSockets() { h.sockets.CloseAll() }
+
+// OpenSockets is the number of websockets open now.
+func (h *Handler) OpenSockets() int { return h.sockets.Open() }
+
+// socketOptions are the sockets' limits from cfg.
+func socketOptions(cfg Config) graph.SocketOptions {
+	return graph.SocketOptions{
+		MaxPerUser:       cfg.WSMaxSocketsPerUser,
+		MaxSubscriptions: cfg.WSMaxSubscriptions,
+		MaxMessageBytes:  cfg.WSMaxMessageBytes,
+		PingInterval:     cfg.WSPingInterval,
+		InitTimeout:      cfg.WSInitTimeout,
+		ClockPoll:        cfg.WSClockPoll,
+	}
+}
+
+// watchSockets adds the open sockets gauge and the closes counter, and
+// returns the function that counts a close.
+func (m *Metrics) watchSockets(open func() int) func(code int) {
+	closes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "authql_websocket_closes_total",
+		Help: "Websockets closed, by close code (4401 session ended, 4403 token, 4408 no connection_init, 4429 limits, 1001 shutdown, 1006 gone without a close, ...).",
+	}, []string{"code"})
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_websockets_open",
+			Help: "Websockets open now (subscriptions over graphql-transport-ws).",
+		}, func() float64 { return float64(open()) }),
+		closes,
+	)
+	return func(code int) { closes.WithLabelValues(strconv.Itoa(code)).Inc() }
+}
