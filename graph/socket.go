@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -101,6 +102,8 @@ type Sockets struct {
 	open    map[*socket]struct{}
 	perUser map[string]int
 	closing bool
+	// listening counts the sessionEvents subscriptions receiving events.
+	listening atomic.Int64
 }
 
 // NewSockets returns the socket set of a handler over svc. Zero fields of
@@ -134,6 +137,9 @@ func (m *Sockets) Open() int {
 	defer m.mu.Unlock()
 	return len(m.open)
 }
+
+// Listening is the number of sessionEvents subscriptions receiving events.
+func (m *Sockets) Listening() int { return int(m.listening.Load()) }
 
 // CloseAll closes every open socket with 1001 (going away) and refuses new
 // ones: the server is shutting down. http.Server.Shutdown does not wait for

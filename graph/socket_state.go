@@ -333,6 +333,7 @@ func (s *socket) listen() *liveListener {
 		s.listeners = map[*liveListener]struct{}{}
 	}
 	s.listeners[l] = struct{}{}
+	s.m.listening.Add(1)
 	return l
 }
 
@@ -340,7 +341,10 @@ func (s *socket) listen() *liveListener {
 func (s *socket) unlisten(l *liveListener) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.listeners, l)
+	if _, ok := s.listeners[l]; ok {
+		delete(s.listeners, l)
+		s.m.listening.Add(-1)
+	}
 }
 
 // beginSubscription counts a subscription starting, unless the socket

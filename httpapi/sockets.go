@@ -24,6 +24,10 @@ func (h *Handler) CloseSockets() { h.sockets.CloseAll() }
 // OpenSockets is the number of websockets open now.
 func (h *Handler) OpenSockets() int { return h.sockets.Open() }
 
+// ListeningSockets is the number of sessionEvents subscriptions receiving
+// events now.
+func (h *Handler) ListeningSockets() int { return h.sockets.Listening() }
+
 // socketOptions are the sockets' limits from cfg.
 func socketOptions(cfg Config) graph.SocketOptions {
 	return graph.SocketOptions{
