@@ -280,7 +280,9 @@ func refuseUpgrade(w http.ResponseWriter, r *http.Request, exec graphql.GraphExe
 // socketAccept accepts the upgrade with gqlgen's coder adapter and wraps
 // the connection, so that the socket can close it with its own codes and
 // count how it closed.
-type socketAccept struct{ inner transport.CoderWebsocketImplementation }
+type socketAccept struct {
+	inner transport.CoderWebsocketImplementation
+}
 
 func (a socketAccept) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
 	c, err := a.inner.Accept(w, r, opts)

@@ -7,9 +7,9 @@ package httpapi
 
 import (
 	"io"
-	"time"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph"

@@ -101,7 +101,7 @@ func eventOf(t *testing.T, m wsclient.Message, id string) sessionEvent {
 	t.Helper()
 	var p struct {
 		Data   struct{ SessionEvents sessionEvent } `json:"data"`
-		Errors []authtest.GQLError              `json:"errors"`
+		Errors []authtest.GQLError                  `json:"errors"`
 	}
 	if m.Type != "next" || m.ID != id || json.Unmarshal(m.Payload, &p) != nil || len(p.Errors) > 0 {
 		t.Fatalf("want an event of %s, got %s %s %s", id, m.Type, m.ID, m.Payload)
