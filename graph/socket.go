@@ -245,7 +245,10 @@ func (t socketTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
 	ctx, holder := t.m.svc.SocketContext(r)
-	s := &socket{m: t.m, svc: t.m.svc, holder: holder, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	s := &socket{m: t.m, svc: t.m.svc, holder: holder, done: make(chan struct{}), wake: make(chan struct{}, 1), info: RequestInfoFrom(ctx)}
+	// The upgrade's RequestInfo is the socket's one log line; the
+	// operations run on the socket concurrently and fill none.
+	ctx = WithRequestInfo(ctx, nil)
 	if !t.m.add(s) {
 		refuseUpgrade(w, r, exec, http.StatusServiceUnavailable, models.ServiceUnavailable, "the server is shutting down")
 		return

@@ -36,6 +36,7 @@ type socket struct {
 	wake   chan struct{} // the expiry changed
 
 	initTimer *time.Timer
+	info      *RequestInfo // the upgrade request's, or nil
 
 	mu        sync.Mutex
 	code      int    // the close code, once closing
@@ -103,6 +104,11 @@ func (m *Sockets) initFunc(ctx context.Context, payload transport.InitPayload) (
 	s.mu.Lock()
 	s.userID, s.expiry = p.UserID, p.ExpiresAt
 	s.mu.Unlock()
+	if s.info != nil {
+		// Read only once the upgrade's handler has returned; initFunc runs
+		// on its goroutine.
+		s.info.UserID = p.UserID
+	}
 	sub := m.svc.Live().Subscribe(p.UserID)
 	// A revocation applied between Authenticate and Subscribe was not
 	// seen by the subscription: look again now that it runs.
