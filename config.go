@@ -99,6 +99,8 @@ type config struct {
 	// ExampleUI serves examples/web at /example/ (see httpapi.ExampleOrigins).
 	ExampleUI bool
 
+	socketConfig // AUTH_WS_*: see config_sockets.go
+
 	// Mail is how authql mails (see config_mail.go).
 	Mail mailConfig
 
@@ -137,6 +139,7 @@ func defaultConfig() config {
 		Metrics:           true,
 		MaxConnsPerClient: httpapi.DefaultMaxConnsPerClient,
 		ShutdownTimeout:   10 * time.Second,
+		socketConfig:      defaultSocketConfig(),
 	}
 }
 
@@ -154,6 +157,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	readAccounts(r, &c)
 	readLimits(r, &c)
 	readGraphQL(r, &c)
+	readSockets(r, &c)
 	readBrowser(r, &c)
 	readMail(r, &c)
 	readWebAuthn(r, &c)

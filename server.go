@@ -482,5 +482,10 @@ func httpConfig(cfg config) httpapi.Config {
 		MetricsAddr:   cfg.MetricsAddr,
 		MetricsPublic: cfg.MetricsPublic,
 		ExampleUI:     cfg.ExampleUI,
+
+		WSMaxSocketsPerUser: cfg.WSMaxSocketsPerUser,
+		WSMaxSubscriptions:  cfg.WSMaxSubscriptions,
+		WSMaxMessageBytes:   int64(cfg.WSMaxMessageBytes),
+		WSPingInterval:      cfg.WSPingInterval,
 	}
 }
