@@ -250,7 +250,9 @@ func (s *socket) checkExpiry() bool {
 		// the socket lives as long as its session.
 		s.rebind(p, next)
 		return false
-	case !warned:
+	case !warned && now.Before(exp):
+		// A warning at or past the expiry (the clock jumped) would only
+		// arrive with the close, or be lost in it.
 		s.mu.Lock()
 		s.warned = true
 		s.mu.Unlock()

@@ -56,8 +56,9 @@ func TestSocketExpiry(t *testing.T) {
 			if got := nextEvent(t, c, "a"); got.Type != models.LiveMfaChanged {
 				t.Fatalf("after the refresh: %+v", got)
 			}
-			// And it warns again before the refreshed token's expiry.
-			ts.Clock.Advance(14 * time.Minute)
+			// And it warns again before the refreshed token's expiry
+			// (the refresh was at 14:30, its token expires at 29:30).
+			ts.Clock.Advance(13*time.Minute + 15*time.Second)
 			if got := nextEvent(t, c, "a"); got.Type != "TOKEN_EXPIRING" {
 				t.Fatalf("want TOKEN_EXPIRING of the refreshed token, got %+v", got)
 			}
