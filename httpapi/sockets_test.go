@@ -297,6 +297,24 @@ func TestSocketRevocation(t *testing.T) {
 			record(t, ts, models.NewLiveEvent(models.LiveSessionRevoked, u.UserID, authtest.SID(t, v.Access), nil))
 			wantClose(t, c, graph.CloseSessionEnded)
 		})
+		t.Run("LogoutOverHTTP", func(t *testing.T) {
+			v := authtest.TokensOf(ts.Login(t, "ada@example.com", "password1"), "login")
+			c := openSocket(t, ts, v.Access)
+			ts.Do(t, v.Access, `mutation { logout }`, nil).OK(t)
+			wantClose(t, c, graph.CloseSessionEnded)
+		})
+		t.Run("RolesChangedByAdmin", func(t *testing.T) {
+			c := openSocket(t, ts, u.Access)
+			if err := c.Subscribe(socketCtx(t), "r", sessionEventsDoc, nil); err != nil {
+				t.Fatal(err)
+			}
+			waitListening(t, ts, 1)
+			admin := ts.Admin(t)
+			ts.Do(t, admin.Access, `mutation($id: ID!) { setUserRoles(userId: $id, roles: ["user", "admin"]) { id } }`, map[string]any{"id": u.UserID}).OK(t)
+			if got := nextEvent(t, c, "r"); got.Type != models.LiveRolesChanged || strings.Join(got.Roles, ",") != "admin,user" {
+				t.Fatalf("want ROLES_CHANGED [admin user], got %+v", got)
+			}
+		})
 		t.Run("OtherSessionRevokedKeepsSocket", func(t *testing.T) {
 			c := openSocket(t, ts, u.Access)
 			record(t, ts, models.NewLiveEvent(models.LiveSessionRevoked, u.UserID, "another-session", nil))
