@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -306,20 +307,40 @@ type socketConn struct {
 
 // WriteClose closes with the first code asked for; gqlgen's own closes
 // after the socket closed (its "terminated" 1000 when the context ends)
-// change nothing.
+// change nothing. gqlgen closes a message it cannot read or does not
+// expect with 1002 (protocol error): the contract's code for it is 4400,
+// as graphql-ws's own server sends.
 func (c *socketConn) WriteClose(code int, msg string) error {
+	if code == int(websocket.StatusProtocolError) {
+		code = CloseBadMessage
+	}
 	c.s.closeWith(code, msg)
 	return nil
 }
 
-// NextReader notes how the connection ended when reading fails.
+// NextReader notes how the connection ended when reading fails, and
+// closes with 4400 on a message that is not one of the protocol's: gqlgen
+// leaves a bad message after connection_init without a close code.
 func (c *socketConn) NextReader() (int, io.Reader, error) {
 	typ, rd, err := c.WebsocketConn.NextReader()
 	if err != nil {
 		c.s.readFailed(err)
+		return typ, rd, err
 	}
-	return typ, rd, err
+	b, err := io.ReadAll(rd) // the adapter has read the whole message already
+	if err != nil {
+		return typ, nil, err
+	}
+	var m struct{ Type string }
+	if json.Unmarshal(b, &m) != nil || !clientMessages[m.Type] {
+		c.s.closeWith(CloseBadMessage, "invalid message")
+	}
+	return typ, bytes.NewReader(b), nil
 }
+
+// clientMessages are the types of message a graphql-transport-ws client
+// sends.
+var clientMessages = map[string]bool{"connection_init": true, "ping": true, "pong": true, "subscribe": true, "complete": true}
 
 func (c *socketConn) SetReadLimit(n int64) {
 	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {

@@ -152,6 +152,20 @@ func TestSocketLimits(t *testing.T) {
 			}
 			wantClose(t, c, graph.CloseTooBig)
 		})
+		t.Run("BadMessage", func(t *testing.T) {
+			for _, msg := range []string{`not json`, `{"type":"subscribe","id":"a","payload":{"query":"{ me { id } }"}}`} {
+				c := dial(t, ts, wsclient.Options{})
+				if err := c.SendRaw(socketCtx(t), []byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				wantClose(t, c, graph.CloseBadMessage)
+			}
+			c := openSocket(t, ts, u.Access)
+			if err := c.SendRaw(socketCtx(t), []byte(`{"type":"what"}`)); err != nil {
+				t.Fatal(err)
+			}
+			wantClose(t, c, graph.CloseBadMessage)
+		})
 		t.Run("DocumentGate", func(t *testing.T) {
 			c := openSocket(t, ts, u.Access)
 			// Over MaxComplexity (6,500): 24 × 501. Refused before it runs,
