@@ -112,7 +112,7 @@ func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logg
 	// Subscriptions: the websocket upgrade. No svc.Middleware: a socket's
 	// token comes from its connection_init only, and its Origin is checked
 	// against the same allowed origins (graph.SocketOptions.OriginAllowed).
-	mux.Handle("GET /query", gql)
+	mux.Handle("GET /query", upgradeOnly(gql))
 	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
 	if cfg.Playground {
 		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))

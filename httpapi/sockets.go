@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -27,6 +28,21 @@ func (h *Handler) OpenSockets() int { return h.sockets.Open() }
 // ListeningSockets is the number of sessionEvents subscriptions receiving
 // events now.
 func (h *Handler) ListeningSockets() int { return h.sockets.Listening() }
+
+// upgradeOnly passes on the websocket upgrades of GET /query and answers
+// any other GET with 405: a query in a GET could be set off cross-site by
+// a link or an image (see graph.NewHandler), and a websocket's Origin is
+// checked before it is accepted.
+func upgradeOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "POST /query, or a websocket upgrade (graphql-transport-ws)", http.StatusMethodNotAllowed)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // socketOptions are the sockets' limits from cfg.
 func socketOptions(cfg Config) graph.SocketOptions {
