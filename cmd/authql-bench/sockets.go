@@ -35,13 +35,13 @@ const socketWait = 5 * time.Second
 
 // openBenchSocket logs in on a as u, opens a socket to url with the
 // session's token and subscribes to sessionEvents; closed receives the
-// time the server closed it, and its code.
+// time the server closed it, and its code. url is the replica's /query.
 func openBenchSocket(ctx context.Context, a *client, url string, u *user, buf *bytes.Buffer) (string, chan closeSeen, error) {
 	t, _, err := a.authMutation(loginDoc, "login", map[string]string{"email": u.email, "password": benchPassword}, buf)
 	if err != nil {
 		return "", nil, err
 	}
-	c, _, err := wsclient.Dial(ctx, url+"/query", wsclient.Options{})
+	c, _, err := wsclient.Dial(ctx, url, wsclient.Options{})
 	if err != nil {
 		return "", nil, err
 	}
