@@ -207,12 +207,12 @@ func (s *socket) watch(sub *auth.LiveSub) {
 }
 
 // untilDue is how long until the socket must look at its token's expiry:
-// the warning a minute before, then the expiry itself.
+// the warning a minute before, then the end of the token's use.
 func (s *socket) untilDue() time.Duration {
 	s.mu.Lock()
-	due := s.expiry
+	due := tokenEnd(s.expiry)
 	if !s.warned {
-		due = due.Add(-expiringNotice)
+		due = s.expiry.Add(-expiringNotice)
 	}
 	s.mu.Unlock()
 	d := max(due.Sub(s.svc.Now()), 0)
@@ -221,6 +221,11 @@ func (s *socket) untilDue() time.Duration {
 	}
 	return d
 }
+
+// tokenEnd is when a token expiring at exp stops being accepted: with the
+// leeway for clocks that HTTP requests get too (auth.Authenticate), so
+// that a socket lasts exactly as long as its token would over HTTP.
+func tokenEnd(exp time.Time) time.Time { return exp.Add(auth.MaxClockSkew) }
 
 // checkExpiry warns of the token's expiry a minute before it, and at it
 // lets the socket live on if its session was refreshed (the session's
@@ -231,7 +236,8 @@ func (s *socket) checkExpiry() bool {
 	s.mu.Lock()
 	exp, warned := s.expiry, s.warned
 	s.mu.Unlock()
-	if now.Before(exp.Add(-expiringNotice)) || (warned && now.Before(exp)) {
+	end := tokenEnd(exp)
+	if now.Before(exp.Add(-expiringNotice)) || (warned && now.Before(end)) {
 		return false
 	}
 	p := s.holder.Get()
@@ -250,7 +256,7 @@ func (s *socket) checkExpiry() bool {
 		// the socket lives as long as its session.
 		s.rebind(p, next)
 		return false
-	case !warned && now.Before(exp):
+	case !warned && now.Before(end):
 		// A warning at or past the expiry (the clock jumped) would only
 		// arrive with the close, or be lost in it.
 		s.mu.Lock()
