@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/authql/authql/graph"
+	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/internal/wsclient"
 )
 
@@ -70,5 +71,38 @@ func TestReplicasSocketRevocation(t *testing.T) {
 	var cl *wsclient.Closed
 	if errors.As(err, &cl) {
 		t.Fatalf("C's socket closed: %v", cl)
+	}
+}
+
+// TestShutdownClosesSockets: a shutdown closes the open sockets with 1001
+// (going away) at once, and run returns without waiting out
+// AUTH_SHUTDOWN_TIMEOUT for them (http.Server.Shutdown does not track
+// hijacked connections).
+func TestShutdownClosesSockets(t *testing.T) {
+	url, stop := startRun(t, map[string]string{"DATABASE_URL": testdb.SQLite(t), "AUTH_SHUTDOWN_TIMEOUT": "10m"})
+	token := gql(t, url, "", `mutation { register(email: "ada@example.com", password: "password1") { accessToken } }`).OK(t).Str("register", "accessToken")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, _, err := wsclient.Dial(ctx, url+"/query", wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	if err := conn.InitToken(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	cl, seen, err := conn.WaitClose(ctx)
+	if err != nil || cl.Code != graph.CloseGoingAway {
+		t.Fatalf("socket at shutdown: %v %v (read %+v), want 1001", cl, err, seen)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Errorf("run = %v, want nil", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("run did not return within a minute of the shutdown with a socket open (AUTH_SHUTDOWN_TIMEOUT is 10m)")
 	}
 }
