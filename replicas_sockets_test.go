@@ -106,3 +106,26 @@ func TestShutdownClosesSockets(t *testing.T) {
 		t.Fatal("run did not return within a minute of the shutdown with a socket open (AUTH_SHUTDOWN_TIMEOUT is 10m)")
 	}
 }
+
+// TestSocketOutOfSync: a replica cut off from the database past
+// AUTH_SYNC_TIMEOUT refuses every token, over HTTP with
+// SERVICE_UNAVAILABLE and at connection_init with 1013 (try again later).
+func TestSocketOutOfSync(t *testing.T) {
+	c := newCluster(t, nil)
+	b := c.start(t, map[string]string{"AUTH_SYNC_TIMEOUT": "500ms"})
+	u := registerAt(t, b, "ada@example.com", "password1")
+	restore := c.cutOff(t, b)
+	defer restore()
+	waitFor(t, "B to refuse tokens", func() bool { return len(gql(t, b, u.Access, `{ me { id } }`).Errors) > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, _, err := wsclient.Dial(ctx, b+"/query", wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	var cl *wsclient.Closed
+	if err := conn.InitToken(ctx, u.Access); !errors.As(err, &cl) || cl.Code != graph.CloseTryLater {
+		t.Fatalf("init at B out of sync: %v, want close 1013", err)
+	}
+}

@@ -177,6 +177,21 @@ func TestSocketInit(t *testing.T) {
 				}
 			})
 		}
+		t.Run("TokenOnlyFromConnectionInit", func(t *testing.T) {
+			// A token in the upgrade's header, query string or cookie is
+			// not read: connection_init without one is refused.
+			c, status, err := wsclient.Dial(socketCtx(t), ts.URL+"/query?access_token="+u.Access+"&authorization=Bearer+"+u.Access, wsclient.Options{
+				Header: http.Header{"Authorization": {"Bearer " + u.Access}, "Cookie": {"authql_refresh=" + u.Refresh}},
+			})
+			if err != nil {
+				t.Fatalf("dial: %d %v", status, err)
+			}
+			defer c.CloseNow()
+			var cl *wsclient.Closed
+			if err := c.Init(socketCtx(t), map[string]any{}); !errors.As(err, &cl) || cl.Code != graph.CloseBadToken {
+				t.Fatalf("init without a token in its payload: %v, want 4403", err)
+			}
+		})
 		t.Run("NoConnectionInit", func(t *testing.T) {
 			c := dial(t, ts, wsclient.Options{})
 			wantClose(t, c, graph.CloseInitTimeout)
@@ -314,6 +329,20 @@ func TestSocketRevocation(t *testing.T) {
 			if got := nextEvent(t, c, "r"); got.Type != models.LiveRolesChanged || strings.Join(got.Roles, ",") != "admin,user" {
 				t.Fatalf("want ROLES_CHANGED [admin user], got %+v", got)
 			}
+		})
+		t.Run("LaggingClosesTryLater", func(t *testing.T) {
+			// More events at once than a subscriber may have waiting: the
+			// hub drops the socket's watch, and the socket closes 1013 (the
+			// client reconnects and reads its state afresh).
+			c := openSocket(t, ts, u.Access)
+			events := make([]models.LiveEvent, 100)
+			for i := range events {
+				events[i] = models.NewLiveEvent(models.LiveMfaChanged, u.UserID, "", nil)
+			}
+			if err := ts.DB.Transaction(func(tx *gorm.DB) error { return models.RecordLive(tx, events...) }); err != nil {
+				t.Fatal(err)
+			}
+			wantClose(t, c, graph.CloseTryLater)
 		})
 		t.Run("OtherSessionRevokedKeepsSocket", func(t *testing.T) {
 			c := openSocket(t, ts, u.Access)

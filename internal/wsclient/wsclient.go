@@ -26,6 +26,8 @@ type Options struct {
 	Subprotocols []string
 	// HTTPClient dials (nil: http.DefaultClient).
 	HTTPClient *http.Client
+	// Header is added to the upgrade request.
+	Header http.Header
 }
 
 // Conn is one socket.
@@ -48,7 +50,10 @@ func Dial(ctx context.Context, url string, opts Options) (*Conn, int, error) {
 	if protos == nil {
 		protos = []string{Protocol}
 	}
-	h := http.Header{}
+	h := opts.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
 	if opts.Origin != "" {
 		h.Set("Origin", opts.Origin)
 	}
