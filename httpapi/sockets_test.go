@@ -156,6 +156,15 @@ func TestSocketInit(t *testing.T) {
 				t.Fatalf("me over the socket: %v", r.Data)
 			}
 		})
+	})
+}
+
+// TestSocketInitRefused: connection_init without a good token closes with
+// the contract's codes.
+func TestSocketInitRefused(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ts := authtest.NewServer(t, dsn, nil, withSockets(func(c *authtest.Config) { c.HTTP.WSInitTimeout = 200 * time.Millisecond }))
+		u := ts.Register(t, "ada@example.com", "password1")
 		refusals := []struct {
 			name    string
 			payload map[string]any
