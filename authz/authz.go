@@ -23,7 +23,7 @@ import (
 
 // Defaults of a Config.
 const (
-	DefaultFeedMaxLag  = 10 * time.Second
+	DefaultFeedMaxLag   = 10 * time.Second
 	DefaultMaxTokenLife = time.Hour
 	// MaxClockSkew is how far token times may disagree with this clock:
 	// authql's own leeway (auth/keys.MaxClockSkew).
