@@ -163,6 +163,16 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if coded.RetryAfter > 0 {
 				gerr.Extensions["retryAfter"] = coded.RetryAfterSeconds()
 			}
+			if coded.Code == models.Unauthenticated && gerr.Extensions["reason"] == nil {
+				// Clients refresh only on TOKEN_EXPIRED and sign out on the
+				// other reasons; an UNAUTHENTICATED without one would leave
+				// them guessing (Apollo's usual link refreshed after a wrong
+				// password). TestUnauthenticatedHasReason keeps the code
+				// from reaching this; should it, the answer still has a
+				// reason, the safe one (sign in again), and the log says so.
+				log.ErrorContext(ctx, "UNAUTHENTICATED without a reason", "path", gerr.Path.String(), "err", err)
+				gerr.Extensions["reason"] = models.ReasonTokenInvalid
+			}
 		case gerr.Extensions["code"] != nil:
 			// A parse, validation or argument error from gqlgen.
 		case refusedRequest(err, gerr):

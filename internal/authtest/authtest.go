@@ -222,6 +222,15 @@ func (r Response) Code(tb testing.TB) string {
 	return code
 }
 
+// Reason returns the extensions.reason of the only error, failing
+// unless there is exactly one.
+func (r Response) Reason(tb testing.TB) string {
+	tb.Helper()
+	r.Code(tb)
+	reason, _ := r.Errors[0].Extensions["reason"].(string)
+	return reason
+}
+
 // OK fails the test if the response has errors.
 func (r Response) OK(tb testing.TB) Response {
 	tb.Helper()
