@@ -15,7 +15,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -30,14 +32,16 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Getenv); err != nil {
+	if err := run(ctx, os.Getenv, os.Stderr, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "service:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, getenv func(string) string) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+// run serves until ctx ends; listening, when set, is told the address
+// (tests listen on PORT=0).
+func run(ctx context.Context, getenv func(string) string, stderr io.Writer, listening func(addr string)) error {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 	issuer := strings.TrimSpace(getenv("AUTHQL_URL"))
 	if issuer == "" {
 		return errors.New("AUTHQL_URL is required: authql's public URL (its AUTH_ISSUER)")
@@ -56,15 +60,22 @@ func run(ctx context.Context, getenv func(string) string) error {
 	defer v.Close()
 	mux := http.NewServeMux()
 	mux.Handle("/query", v.Middleware(api.NewHandler(v)))
-	srv := &http.Server{Addr: ":" + or(getenv("PORT"), "8081"), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", ":"+or(getenv("PORT"), "8081"))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(shutdown)
 	}()
-	log.Info("listening", "addr", srv.Addr, "authql", issuer)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	log.Info("listening", "addr", ln.Addr().String(), "authql", issuer)
+	if listening != nil {
+		listening(ln.Addr().String())
+	}
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
