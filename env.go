@@ -42,6 +42,7 @@ var variables = []variable{
 	{"AUTH_REFRESH_REUSE_INTERVAL", "10s", "grace for presenting a just-rotated refresh token again"},
 	{"AUTH_ISSUER", "authql", "iss of tokens"},
 	{"AUTH_AUDIENCE", "authql", "aud of tokens"},
+	{"AUTH_CLIENT_ID", "", "client_id of access tokens (RFC 9068) (default AUTH_ISSUER)"},
 	{"AUTH_ADMIN_EMAIL", "", "with AUTH_ADMIN_PASSWORD (both or neither): create this admin at start unless an account has the email; start fails if that account is not an admin: it is never promoted (see authql user roles)"},
 	{"AUTH_ADMIN_PASSWORD", "", "the password of the admin of AUTH_ADMIN_EMAIL"},
 	{"AUTH_SIGNUP", "true", "false disables register"},

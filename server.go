@@ -430,6 +430,7 @@ func authConfig(cfg config) auth.Config {
 	return auth.Config{
 		Issuer:         cfg.Issuer,
 		Audience:       cfg.Audience,
+		ClientID:       cfg.Standards.ClientID,
 		AccessTTL:      cfg.AccessTTL,
 		RefreshTTL:     cfg.RefreshTTL,
 		ReuseInterval:  cfg.ReuseInterval,
