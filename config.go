@@ -141,6 +141,8 @@ func defaultConfig() config {
 		Metrics:           true,
 		MaxConnsPerClient: httpapi.DefaultMaxConnsPerClient,
 		ShutdownTimeout:   10 * time.Second,
+
+		Standards: standardsConfig{ExchangeTTL: auth.DefaultExchangeTTL},
 	}
 }
 

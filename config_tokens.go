@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 )
 
 // standardsConfig is what tokens and answers need to follow the standards
@@ -16,6 +18,11 @@ type standardsConfig struct {
 	// PublicURL is the server's external base URL (AUTH_PUBLIC_URL),
 	// without a trailing slash; "" outside production only.
 	PublicURL string
+	// Audiences are the downstream audiences exchangeToken issues tokens
+	// for (AUTH_AUDIENCES); ExchangeTTL bounds those tokens' life
+	// (AUTH_EXCHANGE_TTL).
+	Audiences   []string
+	ExchangeTTL time.Duration
 	// Production is AUTH_ENV=production, for required.
 	Production bool
 }
@@ -31,6 +38,28 @@ func readStandards(r *envReader, c *config) {
 		c.Standards.PublicURL = strings.TrimRight(v, "/")
 	}
 	c.Standards.Production = c.Production
+	readAudiences(r, c)
+}
+
+// readAudiences reads AUTH_AUDIENCES and AUTH_EXCHANGE_TTL. It needs
+// c.Audience.
+func readAudiences(r *envReader, c *config) {
+	for _, a := range strings.Split(r.raw("AUTH_AUDIENCES"), ",") {
+		switch a = strings.TrimSpace(a); {
+		case a == "":
+		case a == c.Audience:
+			// A token exchanged for authql would be a second access token
+			// outside the session's rotation.
+			r.bad("AUTH_AUDIENCES", "lists %q, authql's own AUTH_AUDIENCE; list only the downstream services' audiences", a)
+		case len(a) > 256 || strings.ContainsFunc(a, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			r.bad("AUTH_AUDIENCES", "%q is not an audience: at most 256 bytes, no spaces or control characters (such as https://orders.example.com or orders)", a)
+		case !slices.Contains(c.Standards.Audiences, a):
+			c.Standards.Audiences = append(c.Standards.Audiences, a)
+		}
+	}
+	r.duration("AUTH_EXCHANGE_TTL", &c.Standards.ExchangeTTL, time.Second)
+	// The token lives at most as long as the caller's anyway.
+	r.atMost("AUTH_EXCHANGE_TTL", c.Standards.ExchangeTTL, time.Hour, "a token held by another service outlives what authql can see of it")
 }
 
 // required refuses, for serve only (the commands serve no discovery

@@ -43,6 +43,8 @@ var variables = []variable{
 	{"AUTH_ISSUER", "authql", "iss of tokens"},
 	{"AUTH_AUDIENCE", "authql", "aud of tokens"},
 	{"AUTH_CLIENT_ID", "", "client_id of access tokens (RFC 9068) (default AUTH_ISSUER)"},
+	{"AUTH_AUDIENCES", "", "comma-separated audiences of downstream services that exchangeToken may issue tokens for (default none: exchangeToken refuses every audience); never AUTH_AUDIENCE"},
+	{"AUTH_EXCHANGE_TTL", "5m", "lifetime of exchanged tokens, at most 1h (they also expire with the caller's token)"},
 	{"AUTH_PUBLIC_URL", "", "the server's external base URL (such as https://auth.example.com), from which the discovery document builds its URLs; required with AUTH_ENV=production; set AUTH_ISSUER to it (default outside production: each request's scheme and host)"},
 	{"AUTH_ADMIN_EMAIL", "", "with AUTH_ADMIN_PASSWORD (both or neither): create this admin at start unless an account has the email; start fails if that account is not an admin: it is never promoted (see authql user roles)"},
 	{"AUTH_ADMIN_PASSWORD", "", "the password of the admin of AUTH_ADMIN_EMAIL"},

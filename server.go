@@ -440,6 +440,8 @@ func authConfig(cfg config) auth.Config {
 		Issuer:         cfg.Issuer,
 		Audience:       cfg.Audience,
 		ClientID:       cfg.Standards.ClientID,
+		Audiences:      cfg.Standards.Audiences,
+		ExchangeTTL:    cfg.Standards.ExchangeTTL,
 		AccessTTL:      cfg.AccessTTL,
 		RefreshTTL:     cfg.RefreshTTL,
 		ReuseInterval:  cfg.ReuseInterval,
