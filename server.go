@@ -208,6 +208,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	if err := cfg.Standards.required(); err != nil {
+		return err
+	}
 	db, dialect, closeDB, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -265,6 +268,12 @@ func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metri
 	}
 	if cfg.Encryption.Current == nil {
 		log.WarnContext(ctx, "AUTH_ENCRYPTION_KEY is not set: the signing keys and secrets kept in the database are stored unencrypted")
+	}
+	if pub := cfg.Standards.PublicURL; pub != "" && cfg.Issuer != pub {
+		// Not refused: tokens already issued carry the old issuer, and
+		// changing it signs everyone out. But RFC 8414 expects the
+		// issuer to be the URL the metadata is fetched under.
+		log.WarnContext(ctx, "AUTH_ISSUER differs from AUTH_PUBLIC_URL: RFC 8414 expects the issuer to be the server's URL; set AUTH_ISSUER to AUTH_PUBLIC_URL when you can sign everyone out once", "issuer", cfg.Issuer, "public_url", pub)
 	}
 	acfg := authConfig(cfg)
 	acfg.Observer = m
@@ -430,6 +439,9 @@ func authConfig(cfg config) auth.Config {
 	return auth.Config{
 		Issuer:         cfg.Issuer,
 		Audience:       cfg.Audience,
+		ClientID:       cfg.Standards.ClientID,
+		Audiences:      cfg.Standards.Audiences,
+		ExchangeTTL:    cfg.Standards.ExchangeTTL,
 		AccessTTL:      cfg.AccessTTL,
 		RefreshTTL:     cfg.RefreshTTL,
 		ReuseInterval:  cfg.ReuseInterval,
@@ -477,5 +489,6 @@ func httpConfig(cfg config) httpapi.Config {
 		MetricsAddr:   cfg.MetricsAddr,
 		MetricsPublic: cfg.MetricsPublic,
 		ExampleUI:     cfg.ExampleUI,
+		PublicURL:     cfg.Standards.PublicURL,
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/authql/authql/auth"
@@ -72,7 +71,7 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 	srv := handler.New(es)
 	// POST only: a GET query could be triggered cross-site by a link or an
 	// image, and every operation here is either a mutation or private.
-	srv.AddTransport(utf8Body{transport.POST{}})
+	srv.AddTransport(utf8Body{})
 	srv.AddTransport(notGraphQL{})
 	docs := opts.DocumentCache
 	if docs == nil {
