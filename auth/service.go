@@ -167,6 +167,8 @@ type Service struct {
 	// which the events missed are re-read.
 	live       *LiveHub
 	liveLostAt atomic.Int64
+	// auditLive fans audit events out to auditEvents subscriptions.
+	auditLive *auditHub
 
 	// limitSecret keys the names of rate-limit counters (see limitKey).
 	limitSecret []byte
@@ -229,6 +231,8 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		tokens:  newTokenCache(),
 		origins: map[string]bool{},
 		live:    newLiveHub(),
+		// auditLive is fed by the audit writer (see audit_live.go).
+		auditLive: newAuditHub(),
 	}
 	models.OnLiveCommit(db, s.live.Publish)
 	for _, o := range cfg.AllowedOrigins {
@@ -271,7 +275,9 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		return nil, err
 	}
 	// Last: nothing above can fail once the writer's goroutine runs.
-	s.audits = audit.NewWriter(db, log, cfg.AuditQueueBytes)
+	w := audit.NewWriter(db, log, cfg.AuditQueueBytes)
+	w.OnWritten(s.auditLive.publish)
+	s.audits = w
 	return s, nil
 }
 
