@@ -20,17 +20,16 @@ const (
 	CloseTryAgainLater = 1013
 )
 
-// InitFunc is gqlgen's websocket InitFunc (transport.Websocket{InitFunc:
-// v.InitFunc}): it reads the access token from connection_init's payload
-// ("authorization": "Bearer …") and nowhere else (a token in a URL ends up
-// in logs), verifies it as Middleware does, and closes the socket with
-// CloseBadToken or CloseSessionEnded when it fails. The socket's context
-// carries the principal (PrincipalFrom) and is cancelled when the feed
-// revokes the session, which makes gqlgen close the socket (with 1000:
-// gqlgen's transport closes a cancelled socket with that code; the
-// the context's cause is errSessionRevoked). @auth on a
-// subscription field is checked at subscribe, and Authorize may be called
-// again before each event.
+// InitFunc is gqlgen's websocket InitFunc: it reads the access token from
+// connection_init's payload ("authorization": "Bearer …") and nowhere else
+// (a token in a URL ends up in logs), verifies it as Middleware does, and
+// refuses the socket with CloseBadToken, CloseSessionEnded or
+// CloseTryAgainLater. The socket's context carries the principal
+// (PrincipalFrom) and is cancelled when the feed revokes the session or
+// the token expires. Use it through Websocket, which then closes the
+// socket with 4401 or 4403; set alone on a transport.Websocket, the socket
+// closes with gqlgen's 1000 instead. @auth on a subscription field is
+// checked at subscribe; a resolver may call Authorize before each event.
 func (v *Verifier) InitFunc(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 	h := payload.GetString("authorization")
 	if h == "" {
@@ -56,19 +55,14 @@ func (v *Verifier) InitFunc(ctx context.Context, payload transport.InitPayload) 
 	}
 	ctx = context.WithValue(ctx, ctxKey{}, authResult{p: p})
 	ctx, cancel := context.WithCancelCause(ctx)
-	ended, stop := v.revs.watch(p.SessionID)
-	go func() {
-		defer stop()
-		select {
-		case <-ended:
-			cancel(errSessionRevoked)
-		case <-ctx.Done():
-		}
-	}()
+	v.watchSocket(ctx, cancel, p)
 	return ctx, nil, nil
 }
 
-var errSessionRevoked = errors.New("session revoked")
+var (
+	errSessionRevoked = errors.New("session revoked")
+	errSocketExpired  = errors.New("the socket's token expired")
+)
 
 // WatchSession returns a channel closed when the feed revokes the session
 // (at once when it already has), and a function ending the watch. A

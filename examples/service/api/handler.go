@@ -16,20 +16,20 @@ const maxTicks = 60
 
 // NewHandler is the service's /query: POST and graphql-transport-ws
 // subscriptions, with @auth enforced by v. Wrap it in v.Middleware, which
-// puts the caller in each request's context (sockets get theirs from
-// connection_init, through v.InitFunc).
+// puts the caller in each request's context; sockets get theirs from
+// connection_init (v.Websocket), and close with 4401 when the session is
+// revoked on authql.
 func NewHandler(v *authz.Verifier) http.Handler {
 	cfg := Config{Resolvers: &Resolver{Verifier: v}}
 	cfg.Directives.Auth = v.Directive
 	srv := handler.New(NewExecutableSchema(cfg))
 	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.Websocket{
-		InitFunc:              v.InitFunc,
+	srv.AddTransport(v.Websocket(transport.Websocket{
 		KeepAlivePingInterval: 15 * time.Second,
 		// authql's limit: a socket that has not sent connection_init
 		// within 10 s is closed.
 		InitTimeout: 10 * time.Second,
-	})
+	}))
 	return srv
 }
 
