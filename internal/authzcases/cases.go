@@ -87,6 +87,10 @@ var Cases = []Case{
 	{Name: "RotatedKeyStillVerifying", Rule: AdminRole, Token: oldKeyAfterRotation},
 	{Name: "RotatedInKey", Rule: AdminRole, Token: newKeyAfterRotation},
 	{Name: "RetiredKey", Rule: AnyCaller, Token: retiredKey, Code: "UNAUTHENTICATED", Reason: "TOKEN_INVALID"},
+	// Roles changed after the token's issue: authql decides with the
+	// user's current roles, authz with those of the feed's ROLES_CHANGED.
+	{Name: "RoleGrantedAfterIssue", Rule: AdminRole, Token: roleGranted, Eventually: true},
+	{Name: "RoleRemovedAfterIssue", Rule: AdminRole, Token: roleRemoved, Code: "FORBIDDEN", Eventually: true},
 }
 
 func user(_ *testing.T, e *Env) string  { return e.User.Access }
@@ -194,4 +198,27 @@ func (c Case) Check(t *testing.T, code, reason string) {
 	if code != c.Code || reason != c.Reason {
 		t.Errorf("%s: got code %q reason %q, want %q %q", c.Name, code, reason, c.Code, c.Reason)
 	}
+}
+
+// setRoles gives the plain user roles, as setUserRoles does.
+func setRoles(t *testing.T, e *Env, roles ...string) {
+	t.Helper()
+	if _, err := e.TS.Svc.SetUserRoles(context.Background(), e.User.UserID, roles); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// roleGranted: the user's token from before they were made an admin.
+func roleGranted(t *testing.T, e *Env) string {
+	setRoles(t, e, "user", "admin")
+	return e.User.Access
+}
+
+// roleRemoved: an admin's token (claims roles admin) from before the role
+// was taken away.
+func roleRemoved(t *testing.T, e *Env) string {
+	setRoles(t, e, "user", "admin")
+	tok := authtest.TokensOf(e.TS.Login(t, "user@example.com", "user-password").OK(t), "login").Access
+	setRoles(t, e, "user")
+	return tok
 }
