@@ -222,3 +222,15 @@ func roleRemoved(t *testing.T, e *Env) string {
 	setRoles(t, e, "user")
 	return tok
 }
+
+// Find returns the case named name, failing t when there is none.
+func Find(t *testing.T, name string) Case {
+	t.Helper()
+	for _, c := range Cases {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no case %q", name)
+	return Case{}
+}
