@@ -31,8 +31,66 @@ type feedState struct {
 	up        bool      // connected
 	everUp    bool      // connected at least once
 	downSince time.Time // wall clock
-	lastID    string    // the last event id applied: Last-Event-ID
+	lastID    string    // the last event id applied
+	recent    []seenID  // ids received within resumeWindow, oldest first
 	retry     time.Duration
+}
+
+// seenID is an event id and when it was received (wall clock).
+type seenID struct {
+	id int64
+	at time.Time
+}
+
+// resumeWindow: authql takes an event's id when its transaction writes it,
+// not when it commits, so an event can commit just after one with a higher
+// id (within a transaction's life: authql's AUTH_DB_TIMEOUT, 5 s by
+// default). A reconnect resumes from before every id received this
+// recently, and the events read twice are applied twice: applying is
+// idempotent.
+const (
+	resumeWindow = 10 * time.Second
+	maxRecentIDs = 4096
+)
+
+// noteID records an event id just applied.
+func (f *feedState) noteID(id string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastID = id
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return
+	}
+	f.recent = append(f.recent, seenID{id: n, at: now})
+	i := 0
+	for i < len(f.recent) && (now.Sub(f.recent[i].at) > resumeWindow || len(f.recent)-i > maxRecentIDs) {
+		i++
+	}
+	f.recent = f.recent[i:]
+}
+
+// resumeFrom is the Last-Event-ID of a reconnect: before the smallest id
+// received within resumeWindow, else the last id; "0" at the first
+// connection, which replays every event authql keeps (at least the access
+// TTL): the revocations of every token still alive, made before this
+// process started.
+func (f *feedState) resumeFrom(now time.Time) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	low := int64(-1)
+	for _, s := range f.recent {
+		if now.Sub(s.at) <= resumeWindow && (low < 0 || s.id < low) {
+			low = s.id
+		}
+	}
+	switch {
+	case low > 0:
+		return strconv.FormatInt(low-1, 10)
+	case f.lastID != "":
+		return f.lastID
+	}
+	return "0"
 }
 
 // feedDown reports whether tokens must be refused because the feed is
@@ -121,16 +179,7 @@ func (v *Verifier) stream(ctx context.Context) (connected bool, err error) {
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("Authorization", "Bearer "+token)
-	v.feed.mu.Lock()
-	last := v.feed.lastID
-	v.feed.mu.Unlock()
-	if last == "" {
-		// The first connection replays every event authql keeps (at
-		// least the access TTL): the revocations of every token still
-		// alive, made before this process started.
-		last = "0"
-	}
-	req.Header.Set("Last-Event-ID", last)
+	req.Header.Set("Last-Event-ID", v.feed.resumeFrom(time.Now()))
 	resp, err := v.client.Do(req)
 	if err != nil {
 		return false, err
@@ -229,8 +278,6 @@ func (v *Verifier) apply(ev sseEvent) {
 	}
 	v.revs.prune(v.cfg.Now())
 	if ev.id != "" {
-		v.feed.mu.Lock()
-		v.feed.lastID = ev.id
-		v.feed.mu.Unlock()
+		v.feed.noteID(ev.id, time.Now())
 	}
 }

@@ -136,3 +136,26 @@ func TestMaxAge(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeFrom: a reconnect resumes before the ids received recently
+// (an event may commit after one with a higher id), from the last id once
+// they are old, and from 0 at the first connection.
+func TestResumeFrom(t *testing.T) {
+	var f feedState
+	now := time.Now()
+	if got := f.resumeFrom(now); got != "0" {
+		t.Errorf("first connection: %q, want 0", got)
+	}
+	f.noteID("40", now.Add(-time.Minute))
+	f.noteID("41", now.Add(-2*time.Second))
+	f.noteID("43", now.Add(-time.Second))
+	if got := f.resumeFrom(now); got != "40" {
+		t.Errorf("with 41 and 43 recent: %q, want 40", got)
+	}
+	if got := f.resumeFrom(now.Add(time.Minute)); got != "43" {
+		t.Errorf("a minute later: %q, want the last id 43", got)
+	}
+	if len(f.recent) != 2 {
+		t.Errorf("kept %d ids, want the 2 within the window", len(f.recent))
+	}
+}
