@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Defaults of a Config.
@@ -87,6 +89,7 @@ type Verifier struct {
 	client  *http.Client
 	meta    metadata
 	keys    *keySet
+	jwt     *jwt.Parser
 	revs    *revocations
 	feed    *feedState
 	stop    context.CancelFunc
@@ -122,6 +125,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	v.meta = meta
+	v.jwt = v.parser()
 	v.keys = newKeySet(v, meta.JWKSURI)
 	if err := v.keys.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("authz: JWKS %s: %w", meta.JWKSURI, err)

@@ -82,7 +82,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Principal, *authE
 		return nil, errTokenInvalid
 	}
 	var c claims
-	_, err := v.parser().ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+	_, err := v.jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		return v.keyFor(ctx, t)
 	})
 	switch {

@@ -9,9 +9,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/vektah/gqlparser/v2/gqlerror"
-
 	"github.com/authql/authql/authz"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
 // Status is the resolver for the status field.
