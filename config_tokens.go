@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
@@ -89,4 +91,14 @@ func badPublicURL(v string, production bool) string {
 		return "is http; AUTH_ENV=production needs https (tokens and keys are fetched from it)"
 	}
 	return ""
+}
+
+// warnIssuer logs at start an AUTH_ISSUER that is not AUTH_PUBLIC_URL. Not
+// refused: tokens already issued carry the old issuer, and changing it
+// signs everyone out once. But RFC 8414 expects the issuer to be the URL
+// the metadata is fetched under, and some libraries check it.
+func warnIssuer(ctx context.Context, cfg config, log *slog.Logger) {
+	if pub := cfg.Standards.PublicURL; pub != "" && cfg.Issuer != pub {
+		log.WarnContext(ctx, "AUTH_ISSUER differs from AUTH_PUBLIC_URL: RFC 8414 expects the issuer to be the server's URL; set AUTH_ISSUER to AUTH_PUBLIC_URL when you can sign everyone out once", "issuer", cfg.Issuer, "public_url", pub)
+	}
 }

@@ -269,12 +269,7 @@ func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metri
 	if cfg.Encryption.Current == nil {
 		log.WarnContext(ctx, "AUTH_ENCRYPTION_KEY is not set: the signing keys and secrets kept in the database are stored unencrypted")
 	}
-	if pub := cfg.Standards.PublicURL; pub != "" && cfg.Issuer != pub {
-		// Not refused: tokens already issued carry the old issuer, and
-		// changing it signs everyone out. But RFC 8414 expects the
-		// issuer to be the URL the metadata is fetched under.
-		log.WarnContext(ctx, "AUTH_ISSUER differs from AUTH_PUBLIC_URL: RFC 8414 expects the issuer to be the server's URL; set AUTH_ISSUER to AUTH_PUBLIC_URL when you can sign everyone out once", "issuer", cfg.Issuer, "public_url", pub)
-	}
+	warnIssuer(ctx, cfg, log)
 	acfg := authConfig(cfg)
 	acfg.Observer = m
 	ml.configure(&acfg)
