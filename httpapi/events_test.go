@@ -286,6 +286,21 @@ func TestEventsStreamEnds(t *testing.T) {
 			s.want(t, tok.UserID, models.LiveRolesChanged)
 			s.ended(t, "events:read taken away")
 		})
+		t.Run("ReplayedPastDoesNotEnd", func(t *testing.T) {
+			// The permission taken away above, then given back: a
+			// resumption from before replays the taking, and goes on.
+			if _, err := ts.Svc.SetUserRoles(context.Background(), reader.UserID, []string{models.RoleService}); err != nil {
+				t.Fatal(err)
+			}
+			tok := authtest.TokensOf(ts.Login(t, "reader@example.com", "password1").OK(t), "login")
+			_, s := openEvents(t, ts.URL, tok.Access, "0")
+			other := ts.Register(t, "later@example.com", "password1")
+			for {
+				if e := s.next(t); e.Data.UserID == other.UserID {
+					break
+				}
+			}
+		})
 	})
 }
 
