@@ -71,6 +71,12 @@ type config struct {
 	// (0: audit.DefaultQueueBytes).
 	AuditQueueBytes int64
 
+	// EventsRetention is how long live events are kept for the revocation
+	// feed to resume from; EventsMaxStreams bounds each user's open feed
+	// streams (see config_events.go).
+	EventsRetention  time.Duration
+	EventsMaxStreams int
+
 	Production    bool // AUTH_ENV=production
 	Introspection bool
 	Playground    bool
@@ -134,6 +140,8 @@ func defaultConfig() config {
 		MaxComplexity: graph.DefaultOptions.MaxComplexity,
 
 		AuditRetention:    auth.DefaultAuditRetention,
+		EventsRetention:   auth.DefaultEventsRetention,
+		EventsMaxStreams:  httpapi.DefaultEventsMaxStreams,
 		Metrics:           true,
 		MaxConnsPerClient: httpapi.DefaultMaxConnsPerClient,
 		ShutdownTimeout:   10 * time.Second,
@@ -158,6 +166,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	readMail(r, &c)
 	readWebAuthn(r, &c)
 	readAudit(r, &c)
+	readEvents(r, &c)
 	readOperations(r, &c)
 	return c, r.err()
 }

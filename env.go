@@ -59,6 +59,8 @@ var variables = []variable{
 	{"AUTH_HASH_WAIT", "1s", "how long a login waits for a hashing worker"},
 	{"AUTH_SYNC_TIMEOUT", "5s", "on PostgreSQL, how long a replica that lost its connection listening for other replicas' changes keeps accepting access tokens before refusing them with SERVICE_UNAVAILABLE until it has re-read what it missed"},
 	{"AUTH_AUDIT_RETENTION", "2160h", "how long audit events are kept before the periodic purge deletes them, at least 1h (2160h: 90 days)"},
+	{"AUTH_EVENTS_RETENTION", "1h", "how long live events (sign-outs, revocations, role changes) are kept for the revocation feed (GET /events) to resume from Last-Event-ID; at least AUTH_ACCESS_TTL"},
+	{"AUTH_EVENTS_MAX_STREAMS", "10", "open revocation-feed streams (GET /events) per user, 1 to 1000; more are refused with 429"},
 	{"AUTH_AUDIT_QUEUE_BYTES", "", "memory for audit events waiting for the database during an outage; at 90% of it sign-ins get SERVICE_UNAVAILABLE (default 67108864: 64 MiB, at least 1048576)"},
 	{"AUTH_ENV", "development", "production turns introspection and the playground off unless enabled below"},
 	{"AUTH_INTROSPECTION", "", "allow __schema/__type queries (default true, false in production)"},

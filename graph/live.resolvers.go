@@ -29,7 +29,7 @@ func (r *subscriptionResolver) SessionEvents(ctx context.Context) (<-chan *model
 
 // AuditEvents is the resolver for the auditEvents field.
 func (r *subscriptionResolver) AuditEvents(ctx context.Context, typeArg *models.AuditEventType) (<-chan *models.AuditEvent, error) {
-	return nil, models.Errorf(models.BadRequest, "auditEvents is not available yet")
+	return auditEventStream(ctx, r.Auth, typeArg)
 }
 
 // Subscription returns SubscriptionResolver implementation.

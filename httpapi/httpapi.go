@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph"
@@ -37,6 +38,14 @@ type Config struct {
 	MetricsPublic bool
 	// ExampleUI serves examples/web at ExamplePath (see ExampleOrigins).
 	ExampleUI bool
+
+	// EventsMaxStreams bounds each user's open revocation-feed streams
+	// (AUTH_EVENTS_MAX_STREAMS), EventsMaxStreamsTotal everyone's, and
+	// EventsHeartbeat is how often an idle one is pinged (0: the
+	// defaults, see events.go).
+	EventsMaxStreams      int
+	EventsMaxStreamsTotal int
+	EventsHeartbeat       time.Duration
 }
 
 // DefaultMaxBodyBytes is the default bound of a request body (AUTH_MAX_BODY_BYTES).
@@ -52,6 +61,8 @@ func DefaultConfig() Config {
 		MaxComplexity: graph.DefaultOptions.MaxComplexity,
 		MaxSessions:   auth.DefaultMaxSessions,
 		Metrics:       true,
+
+		EventsMaxStreams: DefaultEventsMaxStreams,
 	}
 }
 
@@ -86,6 +97,12 @@ func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logg
 	})
 	mux.Handle("POST /query", cors(svc.OriginAllowed, noStore(limitBody(cfg.MaxBodyBytes, svc.Middleware(gql)))))
 	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
+	// The revocation feed, for other services (not browsers: no CORS).
+	events := newFeed(cfg, svc, log, ready)
+	if m != nil {
+		m.watchFeed(events)
+	}
+	mux.Handle("GET /events", svc.Middleware(events))
 	if cfg.Playground {
 		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
 		mux.Handle("GET "+playground.AssetsPath, playground.AssetsHandler())

@@ -100,9 +100,18 @@ func DeleteUser(ctx context.Context, db *gorm.DB, id string, r Revoke) (revoked 
 		// the deletion had already ended the winner's sessions.) Should
 		// the deletion then fail, the account stays disabled, which a
 		// retry of the deletion finishes.
-		if err := tx.Model(&User{}).Where("id = ? AND disabled_at IS NULL", id).
-			Updates(map[string]any{"disabled_at": r.At, "updated_at": r.At}).Error; err != nil {
-			return err
+		res := tx.Model(&User{}).Where("id = ? AND disabled_at IS NULL", id).
+			Updates(map[string]any{"disabled_at": r.At, "updated_at": r.At})
+		if res.Error != nil {
+			return res.Error
+		}
+		// A deletion ends the account as a disabling does, and is told
+		// to its sockets and to other services the same way (there is
+		// no event of its own): once, if it was not disabled already.
+		if res.RowsAffected > 0 {
+			if err := RecordLive(tx, NewLiveEvent(LiveAccountDisabled, id, "", nil)); err != nil {
+				return err
+			}
 		}
 		if err := Publish(tx, Event{Kind: EventUserChanged, ID: id}); err != nil {
 			return err
@@ -192,6 +201,13 @@ func DisableUser(ctx context.Context, db *gorm.DB, id string, reason *string, r 
 		if err := tx.Model(&User{}).Where("id = ?", id).
 			Updates(map[string]any{"disabled_at": at, "disabled_reason": reason, "updated_at": r.At}).Error; err != nil {
 			return err
+		}
+		// Once, when the account becomes disabled: a new reason for a
+		// disabled one changes nothing its sessions must learn of.
+		if u.DisabledAt == nil {
+			if err := RecordLive(tx, NewLiveEvent(LiveAccountDisabled, id, "", nil)); err != nil {
+				return err
+			}
 		}
 		if revoked, err = revokeSessions(tx, tx.Where("user_id = ?", id), r); err != nil {
 			return err

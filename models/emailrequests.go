@@ -149,6 +149,9 @@ func ResetPassword(ctx context.Context, db *gorm.DB, p PasswordReset) (revoked [
 		if res.RowsAffected != 1 {
 			return ErrRequestSpent
 		}
+		if err := RecordLive(tx, NewLiveEvent(LivePasswordChanged, *r.UserID, "", nil)); err != nil {
+			return err
+		}
 		// A reset answers a lost or stolen password: every other way in
 		// that a mail opened before it would give ends with it, an email
 		// change asked for by whoever held the password among them.
@@ -220,6 +223,9 @@ func ChangeEmail(ctx context.Context, db *gorm.DB, r *EmailRequest, now time.Tim
 		}
 		if res.RowsAffected != 1 {
 			return ErrRequestSpent // the account was deleted
+		}
+		if err := RecordLive(tx, NewLiveEvent(LiveEmailChanged, *r.UserID, "", nil)); err != nil {
+			return err
 		}
 		return Publish(tx, Event{Kind: EventUserChanged, ID: *r.UserID})
 	})

@@ -176,7 +176,14 @@ func PurgeLiveEvents(ctx context.Context, db *gorm.DB, before time.Time) (n int6
 	return res.RowsAffected, res.Error
 }
 
-// migrateLive adds the table of live events.
+// migrateLive adds the table of live events and the permission to read
+// them (PermEventsRead). A new database gets the permission through
+// seedRoles (admin and service hold it); an existing one has its admin role
+// already, which seedRoles leaves to the operator, so the permission is
+// granted to it here, once, if the admin role still holds every
+// permission authql had before (the rule so far: admins may do
+// everything). An admin role an operator narrowed stays as they left it.
+// The service role, new, is seeded by seedRoles after the migrations.
 func migrateLive(tx *gorm.DB) error {
 	type LiveEvent struct {
 		ID        int64     `gorm:"primaryKey;autoIncrement"`
@@ -186,5 +193,51 @@ func migrateLive(tx *gorm.DB) error {
 		SessionID *string   `gorm:"size:36"`
 		Roles     *string   `gorm:"type:text"`
 	}
-	return tx.Migrator().AutoMigrate(&LiveEvent{})
+	if err := tx.Migrator().AutoMigrate(&LiveEvent{}); err != nil {
+		return err
+	}
+	earlier := []string{"users:read", "users:write", "roles:read"}
+	var held int64
+	if err := tx.Table("role_permissions").Where("role_name = ? AND permission_name IN ?", RoleAdmin, earlier).
+		Count(&held).Error; err != nil || held < int64(len(earlier)) {
+		return err
+	}
+	if err := tx.Exec("INSERT INTO permissions (name) VALUES (?) ON CONFLICT DO NOTHING", PermEventsRead).Error; err != nil {
+		return err
+	}
+	res := tx.Exec("INSERT INTO role_permissions (role_name, permission_name) VALUES (?, ?) ON CONFLICT DO NOTHING", RoleAdmin, PermEventsRead)
+	if res.Error != nil || res.RowsAffected == 0 {
+		return res.Error
+	}
+	if err := Publish(tx, Event{Kind: EventRolesChanged}); err != nil {
+		return err
+	}
+	return recordRoleHolders(tx, RoleAdmin)
+}
+
+// maxRoleHolders bounds the ROLES_CHANGED events one change of a role's
+// permissions records, so that it stays one bounded transaction. Past it,
+// holders learn of the change at their next token (whose scope is read
+// then) rather than at once.
+const maxRoleHolders = 1000
+
+// recordRoleHolders records a ROLES_CHANGED, carrying the user's roles, for
+// each user holding role, whose permissions changed in tx.
+func recordRoleHolders(tx *gorm.DB, role string) error {
+	var rows []struct{ UserID, RoleName string }
+	if err := tx.Raw(`SELECT ur.user_id, ur.role_name FROM user_roles ur
+		WHERE ur.user_id IN (SELECT user_id FROM user_roles WHERE role_name = ? ORDER BY user_id LIMIT ?)
+		ORDER BY ur.user_id, ur.role_name`, role, maxRoleHolders).Scan(&rows).Error; err != nil {
+		return err
+	}
+	var events []LiveEvent
+	for i := 0; i < len(rows); {
+		j, roles := i, []string{}
+		for ; j < len(rows) && rows[j].UserID == rows[i].UserID; j++ {
+			roles = append(roles, rows[j].RoleName)
+		}
+		events = append(events, NewLiveEvent(LiveRolesChanged, rows[i].UserID, "", roles))
+		i = j
+	}
+	return RecordLive(tx, events...)
 }

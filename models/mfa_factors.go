@@ -104,6 +104,9 @@ func ConfirmTotp(tx *gorm.DB, c TotpConfirmation) (first bool, err error) {
 	} else if res.RowsAffected == 0 {
 		return false, ErrEnrollmentInvalid
 	}
+	if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, c.UserID, "", nil)); err != nil {
+		return false, err
+	}
 	first = !m.Any()
 	if first && len(c.RecoveryHashes) > 0 {
 		return true, replaceRecoveryCodes(tx, c.UserID, c.RecoveryHashes, c.At)
@@ -141,6 +144,9 @@ func RegenerateRecoveryCodes(ctx context.Context, db *gorm.DB, userID string, ha
 		if err := replaceRecoveryCodes(tx, userID, hashes, at); err != nil {
 			return err
 		}
+		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, userID, "", nil)); err != nil {
+			return err
+		}
 		return EnqueueMail(tx, mails...)
 	})
 }
@@ -163,6 +169,9 @@ func RemoveTotpFactor(ctx context.Context, db *gorm.DB, userID, id string, mails
 			return ErrFactorNotFound
 		}
 		if _, err := dropOrphanRecoveryCodes(tx, userID); err != nil {
+			return err
+		}
+		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, userID, "", nil)); err != nil {
 			return err
 		}
 		return EnqueueMail(tx, mails...)
@@ -210,6 +219,9 @@ func ResetMfa(ctx context.Context, db *gorm.DB, userID string, r Revoke, mails .
 			if err := tx.Where("user_id = ?", userID).Delete(model).Error; err != nil {
 				return err
 			}
+		}
+		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, userID, "", nil)); err != nil {
+			return err
 		}
 		revoked, err = revokeSessions(tx, tx.Where("user_id = ?", userID), r)
 		if err != nil {

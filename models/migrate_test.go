@@ -231,8 +231,10 @@ func TestMigrateEmptyDatabase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(roles) != 2 || roles[0].Name != models.RoleAdmin || len(roles[0].Permissions) != 3 || roles[1].Name != models.RoleUser {
-			t.Errorf("seeded roles = %+v, want admin (3 permissions) and user", roles)
+		if len(roles) != 3 || roles[0].Name != models.RoleAdmin || len(roles[0].Permissions) != 4 ||
+			roles[1].Name != models.RoleService || !slices.Equal(roles[1].PermissionNames(), []string{models.PermEventsRead}) ||
+			roles[2].Name != models.RoleUser {
+			t.Errorf("seeded roles = %+v, want admin (4 permissions), service (events:read) and user", roles)
 		}
 
 		// Again: nothing to do, nothing changed.
@@ -356,7 +358,7 @@ func TestMigrateUpgradesUnversionedDatabase(t *testing.T) {
 			t.Errorf("old user after the upgrade: %+v, %v", u, err)
 		}
 		roles, err := models.Roles(ctx, db)
-		if err != nil || len(roles) != 2 || len(roles[0].Permissions) != 0 {
+		if err != nil || len(roles) != 3 || roles[0].Name != models.RoleAdmin || len(roles[0].Permissions) != 0 {
 			t.Errorf("roles after the upgrade = %+v, %v; want the operator's admin role kept without permissions", roles, err)
 		}
 	})

@@ -10,6 +10,9 @@ import (
 const (
 	RoleAdmin = "admin"
 	RoleUser  = "user"
+	// RoleService is for the accounts of other services that read the
+	// revocation feed (GET /events): it holds PermEventsRead alone.
+	RoleService = "service"
 )
 
 // User is an account. Email is stored as NormalizeEmail returns it, so the

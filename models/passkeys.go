@@ -88,6 +88,9 @@ func AddPasskey(ctx context.Context, db *gorm.DB, p *Passkey, challengeID string
 			}
 			return err
 		}
+		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, p.UserID, "", nil)); err != nil {
+			return err
+		}
 		return EnqueueMail(tx, mails...)
 	})
 }
@@ -135,6 +138,9 @@ func DeletePasskey(ctx context.Context, db *gorm.DB, userID, id string, mails []
 		}
 		var err error
 		if codesDeleted, err = dropOrphanRecoveryCodes(tx, userID); err != nil {
+			return err
+		}
+		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, userID, "", nil)); err != nil {
 			return err
 		}
 		return EnqueueMail(tx, mails...)

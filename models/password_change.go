@@ -71,6 +71,9 @@ func ChangePassword(ctx context.Context, db *gorm.DB, c PasswordChange) (_ *Sess
 		} else if res.RowsAffected == 0 {
 			return ErrPasswordChanged
 		}
+		if err := RecordLive(tx, NewLiveEvent(LivePasswordChanged, c.UserID, "", nil)); err != nil {
+			return err
+		}
 		var err error
 		if restart {
 			s, revoked, err = restartSession(tx, c)

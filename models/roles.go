@@ -14,9 +14,14 @@ import (
 // operator added, and never re-adds one an operator removed from a role
 // that already existed.
 var defaultRoles = map[string][]string{
-	RoleAdmin: {"users:read", "users:write", "roles:read"},
-	RoleUser:  {},
+	RoleAdmin:   {"users:read", "users:write", "roles:read", PermEventsRead},
+	RoleUser:    {},
+	RoleService: {PermEventsRead},
 }
+
+// PermEventsRead lets its holder read the revocation feed (GET /events):
+// every user's session events, for services that verify authql's tokens.
+const PermEventsRead = "events:read"
 
 // seedRoles creates the built-in roles that do not exist, publishing
 // EventRolesChanged if it created one. ApplyMigrations runs it after the
@@ -70,7 +75,8 @@ func Roles(ctx context.Context, db *gorm.DB) (_ []*Role, err error) {
 // unknown user, and BadUserInput for an unknown role or for taking the admin
 // role from the last enabled admin (which would leave nobody able to
 // administer).
-// It publishes EventUserChanged.
+// It publishes EventUserChanged and, when the roles changed, records a live
+// ROLES_CHANGED carrying the user's roles now.
 func SetUserRoles(ctx context.Context, db *gorm.DB, userID string, roles []string) (_ *User, err error) {
 	defer Wrap(&err, "SetUserRoles(%q)", userID)
 	err = db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -88,13 +94,20 @@ func SetUserRoles(ctx context.Context, db *gorm.DB, userID string, roles []strin
 				return err
 			}
 		}
+		before := roleNames(u.Roles)
 		if err := tx.Model(u).Omit("Roles.*").Association("Roles").Replace(rs); err != nil {
 			return err
 		}
 		if err := tx.Model(u).Update("updated_at", Now()).Error; err != nil {
 			return err
 		}
-		return Publish(tx, Event{Kind: EventUserChanged, ID: userID})
+		if err := Publish(tx, Event{Kind: EventUserChanged, ID: userID}); err != nil {
+			return err
+		}
+		if now := roleNames(rs); !slices.Equal(before, now) {
+			return RecordLive(tx, NewLiveEvent(LiveRolesChanged, userID, "", now))
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -133,6 +146,17 @@ func findRoles(tx *gorm.DB, names []string) ([]Role, error) {
 		}
 	}
 	return rs, nil
+}
+
+// roleNames returns the names of rs, sorted, never nil (a user left with
+// no role has the empty list, not none).
+func roleNames(rs []Role) []string {
+	names := make([]string, 0, len(rs))
+	for _, r := range rs {
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func containsRole(rs []Role, name string) bool {

@@ -80,8 +80,9 @@ type NewSession struct {
 	Mails []*OutboxMail
 }
 
-// CreateSession inserts a session and its first refresh token and, for a
-// login, stamps the user with it (publishing EventUserChanged), all in one
+// CreateSession inserts a session and its first refresh token (recording a
+// live SESSION_CREATED) and, for a login, stamps the user with it
+// (publishing EventUserChanged), all in one
 // transaction: one commit per login. When the user would hold more than
 // ns.Max live sessions, its least recently used ones are revoked in the
 // same transaction, as a logout revokes them (revocation rows, published
@@ -124,6 +125,9 @@ func createSession(tx *gorm.DB, ns *NewSession) (evicted []Revoked, err error) {
 		return nil, err
 	}
 	if err := tx.Omit(clause.Associations).Create(ns.Token).Error; err != nil {
+		return nil, err
+	}
+	if err := RecordLive(tx, NewLiveEvent(LiveSessionCreated, s.UserID, s.ID, nil)); err != nil {
 		return nil, err
 	}
 	return evicted, EnqueueMail(tx, ns.Mails...)
@@ -222,14 +226,16 @@ func RevokeSessions(ctx context.Context, db *gorm.DB, userID, sessionID string, 
 }
 
 // revokeSessions revokes the not yet revoked sessions that scope selects,
-// records their revocations and publishes an EventSessionRevoked for each.
+// records their revocations and publishes an EventSessionRevoked for each,
+// and records a live SESSION_REVOKED for each (sockets and the
+// revocation feed learn of it).
 // One UPDATE both revokes and reads each session's AccessExpiresAt: a
 // rotation committed concurrently, before it, is seen (the row is locked
 // and re-read), and one after it finds the session revoked and issues
 // nothing.
 func revokeSessions(tx, scope *gorm.DB, r Revoke) ([]Revoked, error) {
 	var rows []Session
-	if err := tx.Model(&rows).Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "access_expires_at"}}}).
+	if err := tx.Model(&rows).Clauses(clause.Returning{Columns: []clause.Column{{Name: "id"}, {Name: "user_id"}, {Name: "access_expires_at"}}}).
 		Where(scope).Where("revoked_at IS NULL").Update("revoked_at", r.At).Error; err != nil {
 		return nil, err
 	}
@@ -239,16 +245,21 @@ func revokeSessions(tx, scope *gorm.DB, r Revoke) ([]Revoked, error) {
 	revoked := make([]Revoked, len(rows))
 	revs := make([]Revocation, len(rows))
 	events := make([]Event, len(rows))
+	live := make([]LiveEvent, len(rows))
 	for i, s := range rows {
 		until := r.Until(s.AccessExpiresAt)
 		revoked[i] = Revoked{ID: s.ID, Until: until}
 		revs[i] = Revocation{ID: s.ID, ExpiresAt: until}
 		events[i] = Event{Kind: EventSessionRevoked, ID: s.ID, Until: until}
+		live[i] = NewLiveEvent(LiveSessionRevoked, s.UserID, s.ID, nil)
 	}
 	if err := tx.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "id"}}, DoUpdates: clause.AssignmentColumns([]string{"expires_at"})}).Create(&revs).Error; err != nil {
 		return nil, err
 	}
 	if err := Publish(tx, events...); err != nil {
+		return nil, err
+	}
+	if err := RecordLive(tx, live...); err != nil {
 		return nil, err
 	}
 	return revoked, nil
