@@ -77,6 +77,17 @@ func (s *stream) serve(r *http.Request, after int64, resume bool) string {
 // then those that arrived live meanwhile and were not among them.
 func (s *stream) replay(r *http.Request, after int64) string {
 	var pending []models.LiveEvent
+	late, err := s.f.svc.LiveEventsCommittedLate(r.Context(), after, eventsReplayPage)
+	if err != nil {
+		s.f.log.ErrorContext(r.Context(), "events: replay failed", "err", err)
+		return endInternal
+	}
+	for _, e := range late {
+		if s.write(s.encode(e)) != nil {
+			return endWrite
+		}
+		s.sent = append(s.sent, e.ID)
+	}
 	for {
 		page, err := s.f.svc.LiveEventsAfter(r.Context(), after, eventsReplayPage)
 		if err != nil {
