@@ -56,7 +56,7 @@ var variables = []variable{
 	{"AUTH_LOGIN_LIMIT_CLIENT", "100/15m", "failed logins per client"},
 	{"AUTH_REGISTER_LIMIT", "20/1h", "registrations per client"},
 	{"AUTH_REFRESH_LIMIT", "600/1m", "refreshes per client"},
-	{"AUTH_FAILURE_LIMIT", "30/1m", "failed revokeSession and setUserRoles calls per user"},
+	{"AUTH_FAILURE_LIMIT", "30/1m", "failed calls per user of revokeSession, setUserRoles, deleteUser, disableUser, enableUser, removeMfaFactor, deletePasskey, finishPasskeyRegistration and confirmTotp"},
 	{"AUTH_MAX_SESSIONS", "50", "live sessions per user, 1 to 500; a sign-in past it ends the user's least recently used session"},
 	{"AUTH_TRUSTED_PROXIES", "", "proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client (default none: the connection's address)"},
 	{"AUTH_HASH_WORKERS", "", "concurrent password hashes, at most the cores (default: the cores but one, at least one)"},

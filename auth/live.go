@@ -214,6 +214,13 @@ func (s *Service) LiveEventsAfter(ctx context.Context, afterID int64, limit int)
 	return models.LiveEventsAfter(ctx, s.db, afterID, limit)
 }
 
+// LiveEventsCommittedLate returns at most limit live events with an id
+// below afterID that may have committed after it (see
+// models.LiveEventsCommittedLate): a resumption sends them again first.
+func (s *Service) LiveEventsCommittedLate(ctx context.Context, afterID int64, limit int) ([]models.LiveEvent, error) {
+	return models.LiveEventsCommittedLate(ctx, s.db, afterID, limit)
+}
+
 // RolesGrant reports whether one of roles grants the permission, by the
 // role->permissions table held in memory.
 func (s *Service) RolesGrant(roles []string, permission string) bool {

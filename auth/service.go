@@ -200,36 +200,7 @@ type Service struct {
 // keys.Open). It loads the signing keys, the live revocations and the role
 // permissions from db.
 func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *slog.Logger) (*Service, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.SyncTimeout <= 0 {
-		cfg.SyncTimeout = DefaultSyncTimeout
-	}
-	if cfg.Observer == nil {
-		cfg.Observer = nopObserver{}
-	}
-	if cfg.AuditRetention <= 0 {
-		cfg.AuditRetention = DefaultAuditRetention
-	}
-	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = DefaultMaxSessions
-	}
-	if cfg.EventsRetention <= 0 {
-		cfg.EventsRetention = DefaultEventsRetention
-	}
-	// The feed promises events for at least a token's life (loadConfig
-	// refuses less; a Config built in code gets the floor).
-	cfg.EventsRetention = max(cfg.EventsRetention, cfg.AccessTTL)
-	if cfg.ResetTTL <= 0 {
-		cfg.ResetTTL = DefaultResetTTL
-	}
-	if cfg.VerifyTTL <= 0 {
-		cfg.VerifyTTL = DefaultVerifyTTL
-	}
-	if cfg.EmailChangeTTL <= 0 {
-		cfg.EmailChangeTTL = DefaultEmailChangeTTL
-	}
+	cfg = withDefaults(cfg)
 	s := &Service{
 		db: db, cfg: cfg, log: log,
 		revs:    revocations{ids: map[string]time.Time{}},
@@ -287,6 +258,41 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 	w.OnWritten(s.auditLive.publish)
 	s.audits = w
 	return s, nil
+}
+
+// withDefaults fills the fields of cfg left zero with their defaults.
+func withDefaults(cfg Config) Config {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = DefaultSyncTimeout
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.AuditRetention <= 0 {
+		cfg.AuditRetention = DefaultAuditRetention
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.EventsRetention <= 0 {
+		cfg.EventsRetention = DefaultEventsRetention
+	}
+	// The feed promises events for at least a token's life (loadConfig
+	// refuses less; a Config built in code gets the floor).
+	cfg.EventsRetention = max(cfg.EventsRetention, cfg.AccessTTL)
+	if cfg.ResetTTL <= 0 {
+		cfg.ResetTTL = DefaultResetTTL
+	}
+	if cfg.VerifyTTL <= 0 {
+		cfg.VerifyTTL = DefaultVerifyTTL
+	}
+	if cfg.EmailChangeTTL <= 0 {
+		cfg.EmailChangeTTL = DefaultEmailChangeTTL
+	}
+	return cfg
 }
 
 // mailQueued wakes the mail sender after a commit that queued mail.

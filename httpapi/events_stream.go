@@ -77,6 +77,17 @@ func (s *stream) serve(r *http.Request, after int64, resume bool) string {
 // then those that arrived live meanwhile and were not among them.
 func (s *stream) replay(r *http.Request, after int64) string {
 	var pending []models.LiveEvent
+	late, err := s.f.svc.LiveEventsCommittedLate(r.Context(), after, eventsReplayPage)
+	if err != nil {
+		s.f.log.ErrorContext(r.Context(), "events: replay failed", "err", err)
+		return endInternal
+	}
+	for _, e := range late {
+		if s.write(s.encode(e)) != nil {
+			return endWrite
+		}
+		s.sent = append(s.sent, e.ID)
+	}
 	for {
 		page, err := s.f.svc.LiveEventsAfter(r.Context(), after, eventsReplayPage)
 		if err != nil {
@@ -84,8 +95,11 @@ func (s *stream) replay(r *http.Request, after int64) string {
 			return endInternal
 		}
 		for _, e := range page {
-			if end := s.send(e); end != "" {
-				return end
+			// Replayed events tell of the past: an account disabled then
+			// enabled again, or the permission taken and given back,
+			// must not end every resumption at the same event.
+			if s.write(s.encode(e)) != nil {
+				return endWrite
 			}
 			s.sent = append(s.sent, e.ID)
 			after = e.ID
@@ -193,16 +207,13 @@ func (s *stream) check(r *http.Request) string {
 	return ""
 }
 
-// send writes e, and says whether it ends the stream: the revocation of
-// its own session, its account disabled, or its permission gone.
-func (s *stream) send(e models.LiveEvent) string {
-	data, err := json.Marshal(feedEvent{
+// encode is e as the stream sends it.
+func (s *stream) encode(e models.LiveEvent) []byte {
+	// Nothing in feedEvent can fail to encode.
+	data, _ := json.Marshal(feedEvent{
 		ID: e.ID, Type: e.Type, At: e.At.UTC().Format(time.RFC3339Nano), UserID: e.UserID,
 		SessionID: e.SessionID, Roles: rolesJSON(e.Roles),
 	})
-	if err != nil {
-		return endInternal
-	}
 	b := make([]byte, 0, len(data)+64)
 	b = append(b, "id: "...)
 	b = strconv.AppendInt(b, e.ID, 10)
@@ -210,8 +221,14 @@ func (s *stream) send(e models.LiveEvent) string {
 	b = append(b, e.Type...)
 	b = append(b, "\ndata: "...)
 	b = append(b, data...)
-	b = append(b, "\n\n"...)
-	if s.write(b) != nil {
+	return append(b, "\n\n"...)
+}
+
+// send writes e, an event of now, and says whether it ends the stream:
+// the revocation of its own session, its account disabled, or its
+// permission gone.
+func (s *stream) send(e models.LiveEvent) string {
+	if s.write(s.encode(e)) != nil {
 		return endWrite
 	}
 	if e.UserID != s.p.UserID {

@@ -23,6 +23,7 @@ import (
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // repeated is a document selecting unit n times.
@@ -265,7 +266,7 @@ func TestDocumentCacheKeepsOnlyPassedDocumentsWithinItsBytes(t *testing.T) {
 
 // allUserFields and allAuditFields are every scalar of User and AuditEvent.
 const (
-	allUserFields    = `id email roles permissions createdAt cursor lastLoginAt`
+	allUserFields    = `id email roles permissions createdAt cursor lastLoginAt emailVerified disabled`
 	allAuditFields   = `id at type outcome reason userId actorId sessionId ip userAgent detail cursor`
 	allSessionFields = `id createdAt lastUsedAt expiresAt userAgent ip current aal amr authTime`
 	allMfaFields     = `enabled recoveryCodesRemaining factors { id type label createdAt lastUsedAt } passkeys { id label createdAt lastUsedAt backedUp }`
@@ -394,4 +395,23 @@ func TestRetryAfterHeader(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestFullSelectionsAreFull keeps the full selections above true to the
+// schema: a scalar added to User, AuditEvent or Session must join them, or
+// the page-size tests would no longer test the largest page.
+func TestFullSelectionsAreFull(t *testing.T) {
+	schema := graph.NewExecutableSchema(graph.Config{}).Schema()
+	for typ, list := range map[string]string{"User": allUserFields, "AuditEvent": allAuditFields, "Session": allSessionFields} {
+		listed := map[string]bool{}
+		for _, f := range strings.Fields(list) {
+			listed[f] = true
+		}
+		for _, f := range schema.Types[typ].Fields {
+			kind := schema.Types[f.Type.Name()].Kind
+			if (kind == ast.Scalar || kind == ast.Enum) && !listed[f.Name] {
+				t.Errorf("%s.%s is not in the full selection of %s", typ, f.Name, typ)
+			}
+		}
+	}
 }
