@@ -80,6 +80,7 @@ var Cases = []Case{
 	{Name: "PermissionHeld", Rule: RolesRead, Token: admin},
 	{Name: "PermissionLacking", Rule: RolesRead, Token: user, Code: "FORBIDDEN"},
 	{Name: "RevokedSession", Rule: AnyCaller, Token: revoked, Code: "UNAUTHENTICATED", Reason: "TOKEN_REVOKED", Eventually: true},
+	{Name: "AccountDisabled", Rule: AnyCaller, Token: disabled, Code: "UNAUTHENTICATED", Reason: "TOKEN_REVOKED", Eventually: true},
 	{Name: "Expired", Rule: AnyCaller, Token: expired, Code: "UNAUTHENTICATED", Reason: "TOKEN_EXPIRED"},
 	{Name: "WrongAudience", Rule: AnyCaller, Token: wrongAudience, Code: "UNAUTHENTICATED", Reason: "TOKEN_INVALID"},
 	{Name: "UnknownKID", Rule: AnyCaller, Token: unknownKID, Code: "UNAUTHENTICATED", Reason: "TOKEN_INVALID"},
@@ -99,6 +100,12 @@ func admin(_ *testing.T, e *Env) string { return e.Admin.Access }
 // revoked is a token whose session logged out.
 func revoked(t *testing.T, e *Env) string {
 	e.TS.Do(t, e.User.Access, `mutation { logout }`, nil).OK(t)
+	return e.User.Access
+}
+
+// disabled is a token of a user an admin then disabled.
+func disabled(t *testing.T, e *Env) string {
+	e.TS.Do(t, e.Admin.Access, `mutation($id: ID!) { disableUser(userId: $id) { id } }`, map[string]any{"id": e.User.UserID}).OK(t)
 	return e.User.Access
 }
 
