@@ -113,6 +113,10 @@ type config struct {
 	// in their defaults (see config_webauthn.go).
 	WebAuthnRPID    string
 	WebAuthnOrigins []string
+
+	// Standards: client_id, the audiences of exchanged tokens, the public
+	// URL of the discovery document (see config_tokens.go).
+	Standards standardsConfig
 }
 
 // defaultConfig is the configuration when no variable is set.
@@ -145,6 +149,8 @@ func defaultConfig() config {
 		Metrics:           true,
 		MaxConnsPerClient: httpapi.DefaultMaxConnsPerClient,
 		ShutdownTimeout:   10 * time.Second,
+
+		Standards: standardsConfig{ExchangeTTL: auth.DefaultExchangeTTL},
 	}
 }
 
@@ -168,6 +174,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	readAudit(r, &c)
 	readEvents(r, &c)
 	readOperations(r, &c)
+	readStandards(r, &c)
 	return c, r.err()
 }
 

@@ -208,6 +208,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	if err := cfg.Standards.required(); err != nil {
+		return err
+	}
 	db, dialect, closeDB, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -266,6 +269,7 @@ func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metri
 	if cfg.Encryption.Current == nil {
 		log.WarnContext(ctx, "AUTH_ENCRYPTION_KEY is not set: the signing keys and secrets kept in the database are stored unencrypted")
 	}
+	warnIssuer(ctx, cfg, log)
 	acfg := authConfig(cfg)
 	acfg.Observer = m
 	ml.configure(&acfg)
@@ -430,6 +434,9 @@ func authConfig(cfg config) auth.Config {
 	return auth.Config{
 		Issuer:          cfg.Issuer,
 		Audience:        cfg.Audience,
+		ClientID:        cfg.Standards.ClientID,
+		Audiences:       cfg.Standards.Audiences,
+		ExchangeTTL:     cfg.Standards.ExchangeTTL,
 		AccessTTL:       cfg.AccessTTL,
 		RefreshTTL:      cfg.RefreshTTL,
 		ReuseInterval:   cfg.ReuseInterval,
@@ -478,6 +485,7 @@ func httpConfig(cfg config) httpapi.Config {
 		MetricsAddr:   cfg.MetricsAddr,
 		MetricsPublic: cfg.MetricsPublic,
 		ExampleUI:     cfg.ExampleUI,
+		PublicURL:     cfg.Standards.PublicURL,
 
 		EventsMaxStreams: cfg.EventsMaxStreams,
 	}

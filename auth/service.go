@@ -43,8 +43,16 @@ import (
 
 // Config configures a Service.
 type Config struct {
-	Issuer        string
-	Audience      string
+	Issuer   string
+	Audience string
+	// ClientID is the access tokens' client_id claim (RFC 9068 §2.2); ""
+	// is Issuer.
+	ClientID string
+	// Audiences are the downstream audiences exchangeToken issues tokens
+	// for (none: it refuses every audience); ExchangeTTL bounds those
+	// tokens' lifetime (0: DefaultExchangeTTL).
+	Audiences     []string
+	ExchangeTTL   time.Duration
 	AccessTTL     time.Duration
 	RefreshTTL    time.Duration
 	ReuseInterval time.Duration // grace for presenting a just-rotated refresh token again

@@ -8,6 +8,7 @@ package graph
 import (
 	"context"
 
+	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph/model"
 	"github.com/authql/authql/models"
 )
@@ -19,7 +20,15 @@ func (r *mutationResolver) AuthenticateSocket(ctx context.Context, accessToken s
 
 // ExchangeToken is the resolver for the exchangeToken field.
 func (r *mutationResolver) ExchangeToken(ctx context.Context, audience string, scope []string) (*model.AccessToken, error) {
-	return nil, models.Errorf(models.BadRequest, "exchangeToken is not available yet")
+	p, err := auth.PrincipalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	x, err := r.Auth.ExchangeToken(ctx, p, audience, scope)
+	if err != nil {
+		return nil, err
+	}
+	return &model.AccessToken{AccessToken: x.AccessToken, TokenType: "Bearer", ExpiresIn: x.ExpiresIn, Audience: x.Audience, Scope: x.Scope}, nil
 }
 
 // SessionEvents is the resolver for the sessionEvents field.

@@ -38,6 +38,10 @@ type Config struct {
 	MetricsPublic bool
 	// ExampleUI serves examples/web at ExamplePath (see ExampleOrigins).
 	ExampleUI bool
+	// PublicURL is the server's external base URL (AUTH_PUBLIC_URL), without
+	// a trailing slash; "" builds the discovery document's URLs from each
+	// request (never in production).
+	PublicURL string
 
 	// EventsMaxStreams bounds each user's open revocation-feed streams
 	// (AUTH_EVENTS_MAX_STREAMS), EventsMaxStreamsTotal everyone's, and
@@ -110,14 +114,8 @@ func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logg
 	if cfg.ExampleUI {
 		mux.Handle("GET "+ExamplePath, exampleHandler())
 	}
-	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		// Public keys only, and the same for everyone: caches may keep
-		// them. Five minutes is why a rotation should use --activate-in.
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Write(svc.Keys().JWKS())
-	})
+	mux.Handle("GET "+JWKSPath, jwksHandler(svc))
+	mux.Handle("GET "+DiscoveryPath, discoveryHandler(cfg.PublicURL, svc))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

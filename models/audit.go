@@ -52,6 +52,9 @@ const (
 	AuditPasskeyLogin           AuditEventType = "PASSKEY_LOGIN"
 	AuditStepUp                 AuditEventType = "STEP_UP"   // reauthenticate
 	AuditMfaReset               AuditEventType = "MFA_RESET" // an admin removed every factor
+	// exchangeToken: a token for a downstream audience (detail: the
+	// audience and the scope granted).
+	AuditTokenExchanged AuditEventType = "TOKEN_EXCHANGED"
 )
 
 // AuditOutcome tells whether the audited operation succeeded. The values
