@@ -71,6 +71,12 @@ type config struct {
 	// (0: audit.DefaultQueueBytes).
 	AuditQueueBytes int64
 
+	// EventsRetention is how long live events are kept for the revocation
+	// feed to resume from; EventsMaxStreams bounds each user's open feed
+	// streams (see config_events.go).
+	EventsRetention  time.Duration
+	EventsMaxStreams int
+
 	Production    bool // AUTH_ENV=production
 	Introspection bool
 	Playground    bool
@@ -109,6 +115,10 @@ type config struct {
 	// in their defaults (see config_webauthn.go).
 	WebAuthnRPID    string
 	WebAuthnOrigins []string
+
+	// Standards: client_id, the audiences of exchanged tokens, the public
+	// URL of the discovery document (see config_tokens.go).
+	Standards standardsConfig
 }
 
 // defaultConfig is the configuration when no variable is set.
@@ -136,10 +146,14 @@ func defaultConfig() config {
 		MaxComplexity: graph.DefaultOptions.MaxComplexity,
 
 		AuditRetention:    auth.DefaultAuditRetention,
+		EventsRetention:   auth.DefaultEventsRetention,
+		EventsMaxStreams:  httpapi.DefaultEventsMaxStreams,
 		Metrics:           true,
 		MaxConnsPerClient: httpapi.DefaultMaxConnsPerClient,
 		ShutdownTimeout:   10 * time.Second,
 		socketConfig:      defaultSocketConfig(),
+
+		Standards: standardsConfig{ExchangeTTL: auth.DefaultExchangeTTL},
 	}
 }
 
@@ -162,7 +176,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	readMail(r, &c)
 	readWebAuthn(r, &c)
 	readAudit(r, &c)
+	readEvents(r, &c)
 	readOperations(r, &c)
+	readStandards(r, &c)
 	return c, r.err()
 }
 

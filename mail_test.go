@@ -32,6 +32,9 @@ func withProductionMail(t *testing.T, env map[string]string) map[string]string {
 	env["AUTH_SMTP_URL"] = smtptest.Start(t).URL
 	env["AUTH_MAIL_FROM"] = "Example <no-reply@example.com>"
 	env["AUTH_APP_URL"] = "https://app.example.com"
+	if env["AUTH_PUBLIC_URL"] == "" {
+		env["AUTH_PUBLIC_URL"] = "https://auth.example.com" // also required in production
+	}
 	return env
 }
 

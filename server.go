@@ -208,6 +208,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	if err := cfg.Standards.required(); err != nil {
+		return err
+	}
 	db, dialect, closeDB, err := openDB(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -266,6 +269,7 @@ func startService(ctx context.Context, cfg config, db *gorm.DB, m *httpapi.Metri
 	if cfg.Encryption.Current == nil {
 		log.WarnContext(ctx, "AUTH_ENCRYPTION_KEY is not set: the signing keys and secrets kept in the database are stored unencrypted")
 	}
+	warnIssuer(ctx, cfg, log)
 	acfg := authConfig(cfg)
 	acfg.Observer = m
 	ml.configure(&acfg)
@@ -433,24 +437,28 @@ func warnLooseFiles(ctx context.Context, db *gorm.DB, log *slog.Logger) error {
 // commands that act through the service.
 func authConfig(cfg config) auth.Config {
 	return auth.Config{
-		Issuer:         cfg.Issuer,
-		Audience:       cfg.Audience,
-		AccessTTL:      cfg.AccessTTL,
-		RefreshTTL:     cfg.RefreshTTL,
-		ReuseInterval:  cfg.ReuseInterval,
-		Signup:         cfg.Signup,
-		Argon2:         cfg.Argon2,
-		JWTAlg:         cfg.JWTAlg,
-		JWTPrivateKey:  cfg.JWTPrivateKey,
-		Encryption:     cfg.Encryption,
-		Limits:         cfg.Limits,
-		TrustedProxies: cfg.TrustedProxies,
-		HashWorkers:    cfg.HashWorkers,
-		HashWait:       cfg.HashWait,
-		UserCacheSize:  cfg.UserCacheSize,
-		MaxSessions:    cfg.MaxSessions,
-		SyncTimeout:    cfg.SyncTimeout,
-		AuditRetention: cfg.AuditRetention,
+		Issuer:          cfg.Issuer,
+		Audience:        cfg.Audience,
+		ClientID:        cfg.Standards.ClientID,
+		Audiences:       cfg.Standards.Audiences,
+		ExchangeTTL:     cfg.Standards.ExchangeTTL,
+		AccessTTL:       cfg.AccessTTL,
+		RefreshTTL:      cfg.RefreshTTL,
+		ReuseInterval:   cfg.ReuseInterval,
+		Signup:          cfg.Signup,
+		Argon2:          cfg.Argon2,
+		JWTAlg:          cfg.JWTAlg,
+		JWTPrivateKey:   cfg.JWTPrivateKey,
+		Encryption:      cfg.Encryption,
+		Limits:          cfg.Limits,
+		TrustedProxies:  cfg.TrustedProxies,
+		HashWorkers:     cfg.HashWorkers,
+		HashWait:        cfg.HashWait,
+		UserCacheSize:   cfg.UserCacheSize,
+		MaxSessions:     cfg.MaxSessions,
+		SyncTimeout:     cfg.SyncTimeout,
+		AuditRetention:  cfg.AuditRetention,
+		EventsRetention: cfg.EventsRetention,
 
 		AuditQueueBytes: cfg.AuditQueueBytes,
 		WebAuthnRPID:    cfg.WebAuthnRPID,
@@ -487,5 +495,8 @@ func httpConfig(cfg config) httpapi.Config {
 		WSMaxSubscriptions:  cfg.WSMaxSubscriptions,
 		WSMaxMessageBytes:   int64(cfg.WSMaxMessageBytes),
 		WSPingInterval:      cfg.WSPingInterval,
+		PublicURL:           cfg.Standards.PublicURL,
+
+		EventsMaxStreams: cfg.EventsMaxStreams,
 	}
 }

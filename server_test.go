@@ -225,6 +225,16 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"MetricsAddrButOff", map[string]string{"AUTH_METRICS": "false", "AUTH_METRICS_ADDR": ":9090"}, []string{"AUTH_METRICS_ADDR", "AUTH_METRICS is false"}},
 		{"ShutdownTimeoutTooLong", map[string]string{"AUTH_SHUTDOWN_TIMEOUT": "1h"}, []string{"AUTH_SHUTDOWN_TIMEOUT", "at most 10m"}},
 		{"ShutdownDelayTooLong", map[string]string{"AUTH_SHUTDOWN_DELAY": "1h"}, []string{"AUTH_SHUTDOWN_DELAY", "at most 5m"}},
+		{"PublicURLRequiredInProduction", map[string]string{"AUTH_ENV": "production", "AUTH_SMTP_URL": "smtp://127.0.0.1:1", "AUTH_MAIL_FROM": "no-reply@example.com", "AUTH_APP_URL": "https://app.example.com"}, []string{"AUTH_PUBLIC_URL", "must be set with AUTH_ENV=production"}},
+		{"AudiencesOwn", map[string]string{"AUTH_AUDIENCES": "orders, authql"}, []string{"AUTH_AUDIENCES", "authql's own"}},
+		{"AudiencesSpace", map[string]string{"AUTH_AUDIENCES": "orders service"}, []string{"AUTH_AUDIENCES", "not an audience"}},
+		{"ExchangeTTLTooLong", map[string]string{"AUTH_EXCHANGE_TTL": "2h"}, []string{"AUTH_EXCHANGE_TTL", "at most 1h"}},
+		{"PublicURLRelative", map[string]string{"AUTH_PUBLIC_URL": "auth.example.com"}, []string{"AUTH_PUBLIC_URL", "absolute"}},
+		{"PublicURLScheme", map[string]string{"AUTH_PUBLIC_URL": "ftp://auth.example.com"}, []string{"AUTH_PUBLIC_URL", "http or https"}},
+		{"PublicURLQuery", map[string]string{"AUTH_PUBLIC_URL": "https://auth.example.com/?a=b"}, []string{"AUTH_PUBLIC_URL", "query or fragment"}},
+		{"PublicURLFragment", map[string]string{"AUTH_PUBLIC_URL": "https://auth.example.com/#x"}, []string{"AUTH_PUBLIC_URL", "query or fragment"}},
+		{"PublicURLCredentials", map[string]string{"AUTH_PUBLIC_URL": "https://u:p@auth.example.com"}, []string{"AUTH_PUBLIC_URL", "credentials"}},
+		{"PublicURLHTTPInProduction", map[string]string{"AUTH_ENV": "production", "AUTH_PUBLIC_URL": "http://auth.example.com"}, []string{"AUTH_PUBLIC_URL", "https"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

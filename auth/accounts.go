@@ -21,7 +21,11 @@ var errUserNotFound = models.Errorf(models.NotFound, "user not found")
 // errDisabled refuses a disabled account's access tokens (see Authorize)
 // and refresh tokens: the same answer as a revoked token, so a client
 // signs in again and learns there why it cannot.
-var errDisabled = models.Errorf(models.Unauthenticated, "the account is disabled")
+var errDisabled = models.Unauthenticatedf(models.ReasonTokenRevoked, "the account is disabled")
+
+// errAccountGone refuses the tokens of a deleted account, as a revoked
+// token is refused.
+var errAccountGone = models.Unauthenticatedf(models.ReasonTokenRevoked, "the account no longer exists")
 
 // DeleteAccount deletes the principal's own account, after checking its
 // password: a stolen access token alone must not be enough to destroy the

@@ -104,7 +104,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, currentPassw
 func (s *Service) signedInUser(ctx context.Context, p *Principal) (*models.User, error) {
 	u, err := models.UserByID(ctx, s.db, p.UserID)
 	if models.ErrorCode(err) == models.NotFound {
-		return nil, models.Errorf(models.Unauthenticated, "the account no longer exists")
+		return nil, errAccountGone
 	} else if err != nil {
 		return nil, err
 	}

@@ -63,14 +63,14 @@ func (s *Service) readCookie(w http.ResponseWriter, r *http.Request) *cookieStat
 		// Only ours is host-only at Path=/query; another one was planted by
 		// a sibling domain (cookie tossing) to swap in its own session.
 		// Refuse rather than guess which is ours.
-		c.err = models.Errorf(models.Unauthenticated, "several refresh cookies; sign in again")
+		c.err = models.Unauthenticatedf(models.ReasonRefreshTokenInvalid, "several refresh cookies; sign in again")
 	default:
 		c.token = cookies[0].Value
 	}
 	return c
 }
 
-var errNoCookie = models.Errorf(models.Unauthenticated, "no refresh cookie; sign in again")
+var errNoCookie = models.Unauthenticatedf(models.ReasonRefreshTokenInvalid, "no refresh cookie; sign in again")
 
 func cookieFrom(ctx context.Context) *cookieState {
 	c, _ := ctx.Value(cookieKey).(*cookieState)

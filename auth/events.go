@@ -64,6 +64,8 @@ func (s *Service) apply(ctx context.Context, e models.Event) error {
 		return s.Keys().Reload(ctx)
 	case models.EventLive:
 		return s.applyLive(ctx, e)
+	case models.EventAudit:
+		return s.applyAudit(ctx, e)
 	default:
 		// A kind this version does not know, say from a newer replica
 		// during a rolling upgrade: the caller re-reads everything rather

@@ -35,7 +35,8 @@ type Limits struct {
 	Refresh      Rate // refreshes per client
 	// Failures counts the failed operations of each signed-in user that
 	// fail in bulk when scripted, and each failure of which would be an
-	// audit row: revokeSession and setUserRoles (see limitFailures).
+	// audit row: revokeSession, the admin's actions on users, and removing
+	// or adding a second factor (see limitFailures).
 	Failures Rate
 	// MailAddress and MailClient bound the mails that requests make
 	// (AUTH_MAIL_LIMIT, AUTH_MAIL_CLIENT_LIMIT): per address (counted

@@ -2,12 +2,18 @@ package auth
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/authql/authql/models"
 )
+
+// DefaultEventsRetention is how long live events are kept for the
+// revocation feed when Config.EventsRetention is zero
+// (AUTH_EVENTS_RETENTION).
+const DefaultEventsRetention = time.Hour
 
 // liveBuffer is how many events one subscription may have waiting. A
 // subscriber that falls this far behind is dropped (its channel closed,
@@ -195,4 +201,33 @@ func (s *Service) resyncLive(ctx context.Context, since time.Time) error {
 	}
 	s.live.Publish(events)
 	return nil
+}
+
+// Now is the service's clock (Config.Now), by which access tokens expire:
+// for the revocation feed's streams, which end with their token.
+func (s *Service) Now() time.Time { return s.now() }
+
+// LiveEventsAfter returns at most limit live events with an id above
+// afterID, in id order: the revocation feed's resumption from
+// Last-Event-ID.
+func (s *Service) LiveEventsAfter(ctx context.Context, afterID int64, limit int) ([]models.LiveEvent, error) {
+	return models.LiveEventsAfter(ctx, s.db, afterID, limit)
+}
+
+// LiveEventsCommittedLate returns at most limit live events with an id
+// below afterID that may have committed after it (see
+// models.LiveEventsCommittedLate): a resumption sends them again first.
+func (s *Service) LiveEventsCommittedLate(ctx context.Context, afterID int64, limit int) ([]models.LiveEvent, error) {
+	return models.LiveEventsCommittedLate(ctx, s.db, afterID, limit)
+}
+
+// RolesGrant reports whether one of roles grants the permission, by the
+// role->permissions table held in memory.
+func (s *Service) RolesGrant(roles []string, permission string) bool {
+	for _, r := range roles {
+		if slices.Contains(s.Grants(r), permission) {
+			return true
+		}
+	}
+	return false
 }

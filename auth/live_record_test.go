@@ -7,6 +7,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/authql/authql/internal/softkey"
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
 )
@@ -181,5 +182,35 @@ func TestFlowsRecordLiveEvents(t *testing.T) {
 		if got, _ := liveSince(t, capped.db, capLast); !maps.Equal(got, map[string]int{created: 1, revoked: 1}) {
 			t.Errorf("a sign-in past the session cap recorded %v, want one SESSION_CREATED and one SESSION_REVOKED", got)
 		}
+	})
+}
+
+// Passkeys: added and deleted (MFA_CHANGED), and a passkey sign-in
+// (SESSION_CREATED).
+func TestPasskeyFlowsRecordLiveEvents(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		e := newPasskeyEnv(t, dsn)
+		g := e.register(t)
+		a := softkey.New()
+		_, last := liveSince(t, e.s.db, 0)
+		check := func(name string, want map[string]int) {
+			t.Helper()
+			var got map[string]int
+			got, last = liveSince(t, e.s.db, last)
+			if !maps.Equal(got, want) {
+				t.Errorf("%s recorded %v, want %v", name, got, want)
+			}
+		}
+		pk := e.addPasskey(t, g, a)
+		check("passkey added", map[string]int{models.LiveMfaChanged: 1})
+		if _, err := e.passkeyLogin(t, g.User.Email, a); err != nil {
+			t.Fatal(err)
+		}
+		check("passkey sign-in", map[string]int{models.LiveSessionCreated: 1})
+		if _, err := e.s.DeletePasskey(e.ctx, e.principal(t, g), pk.ID); err != nil {
+			t.Fatal(err)
+		}
+		check("passkey deleted", map[string]int{models.LiveMfaChanged: 1})
 	})
 }

@@ -214,3 +214,28 @@ func TestLiveLaggingSubscriberDropped(t *testing.T) {
 		t.Errorf("%d subscriptions left, want 1", users)
 	}
 }
+
+// Purge deletes the live events older than the retention, and only those.
+func TestPurgeLiveEvents(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		e := newFlowEnv(t, dsn)
+		old, kept := e.register(t), e.register(t)
+		// The first registration's event aged past the retention (an
+		// hour by default: the access TTL here is 15m).
+		if err := e.s.db.Model(&models.LiveEvent{}).Where("user_id = ?", old.User.ID).
+			Update("at", models.Now().Add(-DefaultEventsRetention-time.Minute)).Error; err != nil {
+			t.Fatal(err)
+		}
+		if err := e.s.Purge(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		var left []models.LiveEvent
+		if err := e.s.db.Find(&left).Error; err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 1 || left[0].UserID != kept.User.ID {
+			t.Errorf("left after the purge: %+v, want the recent event of %s alone", left, kept.User.ID)
+		}
+	})
+}

@@ -10,7 +10,7 @@ import (
 	"github.com/authql/authql/models"
 )
 
-var errBadCredentials = models.Errorf(models.Unauthenticated, "invalid email or password")
+var errBadCredentials = models.Unauthenticatedf(models.ReasonInvalidCredentials, "invalid email or password")
 
 // Login checks an email and password and starts a session. Every failure
 // returns the same Unauthenticated error, after the same time (see

@@ -108,6 +108,14 @@ func (s *Service) ConfirmTotp(ctx context.Context, p *Principal, factorID, code 
 	if err := s.auditRoom(); err != nil {
 		return nil, err
 	}
+	// Every failure is an audit row: an unknown enrollment in a loop is
+	// limited per user (see limitFailures); wrong codes are limited per
+	// account as well (Limits.MfaAccount).
+	done, err := s.limitFailures(ctx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { done(err) }()
 	e := event{typ: models.AuditMfaEnrolled, userID: p.UserID, sessionID: p.SessionID}
 	defer func() {
 		if !isHashShare(err) { // audited as a RATE_LIMITED event

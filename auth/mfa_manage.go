@@ -72,6 +72,13 @@ func (s *Service) RemoveMfaFactor(ctx context.Context, p *Principal, id string) 
 	if err := s.auditRoom(); err != nil {
 		return false, err
 	}
+	// Every failure is an audit row: a script trying ids in a loop is
+	// limited per user, its refusals coalesced (see limitFailures).
+	done, err := s.limitFailures(ctx, p.UserID)
+	if err != nil {
+		return false, err
+	}
+	defer func() { done(err) }()
 	defer func() {
 		s.audit(ctx, event{typ: models.AuditMfaRemoved, err: err, userID: p.UserID, sessionID: p.SessionID, detail: auditID(id)})
 	}()

@@ -117,6 +117,12 @@ func (s *Service) liveCeremony(ctx context.Context, kind, token string) (*models
 // the origin and relying party must be the configured ones), or past
 // models.MaxPasskeys.
 func (s *Service) FinishPasskeyRegistration(ctx context.Context, p *Principal, ceremonyID, credential string) (pk *models.Passkey, err error) {
+	// Every failure is an audit row: limited per user (see limitFailures).
+	done, err := s.limitFailures(ctx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { done(err) }()
 	defer func() {
 		s.audit(ctx, event{typ: models.AuditPasskeyAdded, err: err, userID: p.UserID, detail: passkeyIDOf(pk)})
 	}()
@@ -216,6 +222,12 @@ func (s *Service) RenamePasskey(ctx context.Context, p *Principal, id, label str
 // DeletePasskey deletes the principal's passkey id; with their last
 // second factor go their recovery codes. NotFound when it is not theirs.
 func (s *Service) DeletePasskey(ctx context.Context, p *Principal, id string) (_ bool, err error) {
+	// Every failure is an audit row: limited per user (see limitFailures).
+	done, err := s.limitFailures(ctx, p.UserID)
+	if err != nil {
+		return false, err
+	}
+	defer func() { done(err) }()
 	if _, perr := uuid.Parse(id); perr != nil {
 		return false, models.ErrPasskeyNotFound
 	}

@@ -29,7 +29,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, e
 	var rot models.Rotation
 	defer func() { s.auditRefresh(ctx, rot, err) }()
 	if !wellFormedRefreshToken(refreshToken) {
-		return nil, models.Errorf(models.Unauthenticated, "invalid or expired refresh token")
+		return nil, models.ErrInvalidRefresh
 	}
 	token, hash := newRefreshToken()
 	// The rotation reads the clock itself, once it holds what it changes:
@@ -50,7 +50,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (_ *Grant, e
 		// session stops both, the thief included.
 		s.revs.add(rot.RevokedUntil, rot.Session.ID)
 		s.log.WarnContext(ctx, "refresh token reuse: session revoked", "session", rot.Session.ID, "ip", ClientFrom(ctx).IP)
-		return nil, models.Errorf(models.Unauthenticated, "refresh token already used; the session has been revoked")
+		return nil, models.Unauthenticatedf(models.ReasonRefreshTokenReused, "refresh token already used; the session has been revoked")
 	}
 	u, err := s.user(ctx, rot.Session.UserID)
 	if err != nil {

@@ -43,8 +43,16 @@ import (
 
 // Config configures a Service.
 type Config struct {
-	Issuer        string
-	Audience      string
+	Issuer   string
+	Audience string
+	// ClientID is the access tokens' client_id claim (RFC 9068 §2.2); ""
+	// is Issuer.
+	ClientID string
+	// Audiences are the downstream audiences exchangeToken issues tokens
+	// for (none: it refuses every audience); ExchangeTTL bounds those
+	// tokens' lifetime (0: DefaultExchangeTTL).
+	Audiences     []string
+	ExchangeTTL   time.Duration
 	AccessTTL     time.Duration
 	RefreshTTL    time.Duration
 	ReuseInterval time.Duration // grace for presenting a just-rotated refresh token again
@@ -99,6 +107,10 @@ type Config struct {
 	// AuditRetention is how long audit events are kept (0:
 	// DefaultAuditRetention); Purge deletes older ones.
 	AuditRetention time.Duration
+	// EventsRetention is how long live events are kept for the
+	// revocation feed to resume from (0: DefaultEventsRetention; never
+	// less than AccessTTL); Purge deletes older ones.
+	EventsRetention time.Duration
 	// AuditQueueBytes bounds the memory of the audit events waiting for
 	// the database (0: audit.DefaultQueueBytes); see audit.Writer.
 	AuditQueueBytes int64
@@ -163,6 +175,8 @@ type Service struct {
 	// which the events missed are re-read.
 	live       *LiveHub
 	liveLostAt atomic.Int64
+	// auditLive fans audit events out to auditEvents subscriptions.
+	auditLive *auditHub
 
 	// limitSecret keys the names of rate-limit counters (see limitKey).
 	limitSecret []byte
@@ -186,30 +200,7 @@ type Service struct {
 // keys.Open). It loads the signing keys, the live revocations and the role
 // permissions from db.
 func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *slog.Logger) (*Service, error) {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.SyncTimeout <= 0 {
-		cfg.SyncTimeout = DefaultSyncTimeout
-	}
-	if cfg.Observer == nil {
-		cfg.Observer = nopObserver{}
-	}
-	if cfg.AuditRetention <= 0 {
-		cfg.AuditRetention = DefaultAuditRetention
-	}
-	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = DefaultMaxSessions
-	}
-	if cfg.ResetTTL <= 0 {
-		cfg.ResetTTL = DefaultResetTTL
-	}
-	if cfg.VerifyTTL <= 0 {
-		cfg.VerifyTTL = DefaultVerifyTTL
-	}
-	if cfg.EmailChangeTTL <= 0 {
-		cfg.EmailChangeTTL = DefaultEmailChangeTTL
-	}
+	cfg = withDefaults(cfg)
 	s := &Service{
 		db: db, cfg: cfg, log: log,
 		revs:    revocations{ids: map[string]time.Time{}},
@@ -219,6 +210,8 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		tokens:  newTokenCache(),
 		origins: map[string]bool{},
 		live:    newLiveHub(),
+		// auditLive is fed by the audit writer (see audit_live.go).
+		auditLive: newAuditHub(),
 	}
 	models.OnLiveCommit(db, s.live.Publish)
 	for _, o := range cfg.AllowedOrigins {
@@ -261,8 +254,45 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		return nil, err
 	}
 	// Last: nothing above can fail once the writer's goroutine runs.
-	s.audits = audit.NewWriter(db, log, cfg.AuditQueueBytes)
+	w := audit.NewWriter(db, log, cfg.AuditQueueBytes)
+	w.OnWritten(s.auditLive.publish)
+	s.audits = w
 	return s, nil
+}
+
+// withDefaults fills the fields of cfg left zero with their defaults.
+func withDefaults(cfg Config) Config {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = DefaultSyncTimeout
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.AuditRetention <= 0 {
+		cfg.AuditRetention = DefaultAuditRetention
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = DefaultMaxSessions
+	}
+	if cfg.EventsRetention <= 0 {
+		cfg.EventsRetention = DefaultEventsRetention
+	}
+	// The feed promises events for at least a token's life (loadConfig
+	// refuses less; a Config built in code gets the floor).
+	cfg.EventsRetention = max(cfg.EventsRetention, cfg.AccessTTL)
+	if cfg.ResetTTL <= 0 {
+		cfg.ResetTTL = DefaultResetTTL
+	}
+	if cfg.VerifyTTL <= 0 {
+		cfg.VerifyTTL = DefaultVerifyTTL
+	}
+	if cfg.EmailChangeTTL <= 0 {
+		cfg.EmailChangeTTL = DefaultEmailChangeTTL
+	}
+	return cfg
 }
 
 // mailQueued wakes the mail sender after a commit that queued mail.
@@ -325,7 +355,8 @@ const MailRetention = 7 * 24 * time.Hour
 
 // Purge deletes expired revocations, refresh tokens and sessions, mailed
 // requests expired or spent, expired challenges and lapsed TOTP
-// enrollments, audit events older than
+// enrollments, live events older than Config.EventsRetention, audit
+// events older than
 // Config.AuditRetention and mails done with for MailRetention, and
 // re-reads revocations and role permissions.
 func (s *Service) Purge(ctx context.Context) error {
@@ -348,13 +379,19 @@ func (s *Service) Purge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Live events are stamped by the database layer's wall clock
+	// (models.Now), not the service's: their age is measured on it.
+	live, err := models.PurgeLiveEvents(ctx, s.db, models.Now().Add(-s.cfg.EventsRetention))
+	if err != nil {
+		return err
+	}
 	challenges, err := models.PurgeChallenges(ctx, s.db, now)
 	if err != nil {
 		return err
 	}
-	if p != (models.Purged{}) || audits > 0 || requests > 0 || mails > 0 || challenges > 0 {
+	if p != (models.Purged{}) || audits > 0 || requests > 0 || mails > 0 || challenges > 0 || live > 0 {
 		s.log.InfoContext(ctx, "purged expired rows", "revocations", p.Revocations, "refresh_tokens", p.RefreshTokens, "sessions", p.Sessions, "rate_limits", p.RateLimits,
-			"email_requests", requests, "audit_events", audits, "outbox_mails", mails, "challenges", challenges)
+			"email_requests", requests, "audit_events", audits, "outbox_mails", mails, "challenges", challenges, "live_events", live)
 	}
 	s.limiter.Sweep(now)
 	s.tokens.sweep(now)

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -139,7 +140,11 @@ func (s *Service) sessionsEvicted(ctx context.Context, userID string, evicted []
 // refresh token, which also goes into the refresh cookie when cookie
 // sessions are on.
 func (s *Service) grant(ctx context.Context, u *models.User, sess *models.Session, refreshToken string, at time.Time) (*Grant, error) {
-	access, _, err := s.signer.IssueAt(at, subject(u, sess), s.cfg.AccessTTL)
+	sub, err := s.subject(ctx, u, sess)
+	if err != nil {
+		return nil, err
+	}
+	access, _, err := s.signer.IssueAt(at, sub, s.cfg.AccessTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -148,12 +153,46 @@ func (s *Service) grant(ctx context.Context, u *models.User, sess *models.Sessio
 }
 
 // subject is whom the access tokens of u's session sess are for, with how
-// the session last authenticated.
-func subject(u *models.User, sess *models.Session) keys.Subject {
+// the session last authenticated, the client, the user's permissions as
+// scope and whether the user has a second factor (aal_max).
+func (s *Service) subject(ctx context.Context, u *models.User, sess *models.Session) (keys.Subject, error) {
+	aalMax, err := s.aalMax(ctx, u.ID, sess)
+	if err != nil {
+		return keys.Subject{}, err
+	}
 	return keys.Subject{
 		UserID: u.ID, SessionID: sess.ID, Roles: u.RoleNames(),
 		ACR: acr(sess.Aal), AMR: sess.Methods(), AuthTime: sess.AuthenticatedAt(),
+		ClientID: s.clientID(), Scope: strings.Join(s.Permissions(u), " "), AalMax: aalMax,
+	}, nil
+}
+
+// clientID is the access tokens' client_id: Config.ClientID, else the
+// issuer (one authql serves one client of its own).
+func (s *Service) clientID() string {
+	if s.cfg.ClientID != "" {
+		return s.cfg.ClientID
 	}
+	return s.cfg.Issuer
+}
+
+// aalMax is the aal_max claim: "aal2" when the user has a second factor.
+// A session at level 2 proves one without a query (should the user have
+// removed every factor since, the claim says aal2 of a session that is at
+// level 2 anyway: a downstream @auth(aal: 2) lets it through either way).
+// Otherwise one statement counts the factors.
+func (s *Service) aalMax(ctx context.Context, userID string, sess *models.Session) (string, error) {
+	if sess.Aal >= models.AalTwo {
+		return "aal2", nil
+	}
+	m, err := models.UserMfaMethods(ctx, s.db, userID)
+	if err != nil {
+		return "", err
+	}
+	if m.Any() {
+		return "aal2", nil
+	}
+	return "aal1", nil
 }
 
 // acr is the "acr" claim of a session at level aal.

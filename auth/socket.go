@@ -68,9 +68,6 @@ func (s *Service) SocketContext(r *http.Request) (context.Context, *SocketPrinci
 // BearerToken returns the token of an Authorization value "Bearer <token>".
 func BearerToken(h string) (string, bool) { return bearerToken(h) }
 
-// Now is the service's clock (Config.Now), in UTC.
-func (s *Service) Now() time.Time { return s.now() }
-
 // SessionAccessExpiry returns how long userID's session sessionID may be
 // used with the access tokens issued for it: the latest expiry of one of
 // them (see models.Session.AccessExpiresAt), moved on by each refresh. A

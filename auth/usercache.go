@@ -91,7 +91,7 @@ func (s *Service) user(ctx context.Context, id string) (*cachedUser, error) {
 	gen := s.users.gen.Load()
 	u, err := models.UserByID(ctx, s.db, id)
 	if models.ErrorCode(err) == models.NotFound {
-		return nil, models.Errorf(models.Unauthenticated, "the account no longer exists")
+		return nil, errAccountGone
 	} else if err != nil {
 		return nil, err
 	}

@@ -9451,6 +9451,7 @@ var (
 		"PASSKEY_LOGIN":                models.AuditPasskeyLogin,
 		"STEP_UP":                      models.AuditStepUp,
 		"MFA_RESET":                    models.AuditMfaReset,
+		"TOKEN_EXCHANGED":              models.AuditTokenExchanged,
 	}
 	marshalNAuditEventType2githubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType = map[models.AuditEventType]string{
 		models.AuditLogin:                      "LOGIN",
@@ -9485,6 +9486,7 @@ var (
 		models.AuditPasskeyLogin:               "PASSKEY_LOGIN",
 		models.AuditStepUp:                     "STEP_UP",
 		models.AuditMfaReset:                   "MFA_RESET",
+		models.AuditTokenExchanged:             "TOKEN_EXCHANGED",
 	}
 )
 
@@ -10025,6 +10027,7 @@ var (
 		"PASSKEY_LOGIN":                models.AuditPasskeyLogin,
 		"STEP_UP":                      models.AuditStepUp,
 		"MFA_RESET":                    models.AuditMfaReset,
+		"TOKEN_EXCHANGED":              models.AuditTokenExchanged,
 	}
 	marshalOAuditEventType2ᚖgithubᚗcomᚋauthqlᚋauthqlᚋmodelsᚐAuditEventType = map[models.AuditEventType]string{
 		models.AuditLogin:                      "LOGIN",
@@ -10059,6 +10062,7 @@ var (
 		models.AuditPasskeyLogin:               "PASSKEY_LOGIN",
 		models.AuditStepUp:                     "STEP_UP",
 		models.AuditMfaReset:                   "MFA_RESET",
+		models.AuditTokenExchanged:             "TOKEN_EXCHANGED",
 	}
 )
 

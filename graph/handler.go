@@ -14,7 +14,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/authql/authql/auth"
@@ -76,7 +75,7 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 	srv := handler.New(es)
 	// POST only: a GET query could be triggered cross-site by a link or an
 	// image, and every operation here is either a mutation or private.
-	srv.AddTransport(utf8Body{transport.POST{}})
+	srv.AddTransport(utf8Body{})
 	if opts.Sockets != nil {
 		srv.AddTransport(newSocketTransport(opts.Sockets))
 	}
@@ -172,6 +171,16 @@ func errorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			if coded.RetryAfter > 0 {
 				gerr.Extensions["retryAfter"] = coded.RetryAfterSeconds()
+			}
+			if coded.Code == models.Unauthenticated && gerr.Extensions["reason"] == nil {
+				// Clients refresh only on TOKEN_EXPIRED and sign out on the
+				// other reasons; an UNAUTHENTICATED without one would leave
+				// them guessing (Apollo's usual link refreshed after a wrong
+				// password). TestUnauthenticatedHasReason keeps the code
+				// from reaching this; should it, the answer still has a
+				// reason, the safe one (sign in again), and the log says so.
+				log.ErrorContext(ctx, "UNAUTHENTICATED without a reason", "path", gerr.Path.String(), "err", err)
+				gerr.Extensions["reason"] = models.ReasonTokenInvalid
 			}
 		case gerr.Extensions["code"] != nil:
 			// A parse, validation or argument error from gqlgen.

@@ -3,7 +3,6 @@ package graph
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -39,8 +37,8 @@ import (
 // CLI).
 
 // utf8Body is the POST transport, refusing a body that is not UTF-8 (which
-// JSON must be, RFC 8259 §8.1) before gqlgen decodes it.
-type utf8Body struct{ transport.POST }
+// JSON must be, RFC 8259 §8.1) before it is decoded.
+type utf8Body struct{ post }
 
 var _ graphql.Transport = utf8Body{}
 
@@ -60,7 +58,7 @@ func (t utf8Body) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphE
 		writeRefusal(w, r, exec, http.StatusBadRequest, err)
 		return
 	}
-	t.POST.Do(w, r, exec)
+	t.post.Do(w, r, exec)
 }
 
 // readBody is a request body already in memory that hands out its bytes
@@ -73,10 +71,8 @@ type readBody interface {
 // writeRefusal answers a request refused before gqlgen parsed it, through
 // the error presenter like every other error.
 func writeRefusal(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor, status int, err *gqlerror.Error) {
-	b, _ := json.Marshal(exec.DispatchError(r.Context(), gqlerror.List{err}))
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(b)
+	w.Header().Set("Content-Type", responseMedia(r.Header.Values("Accept")))
+	writeRequestError(w, exec.DispatchError(r.Context(), gqlerror.List{err}), status)
 }
 
 // inputBytes refuses an operation whose variables or string literals hold

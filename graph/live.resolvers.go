@@ -8,6 +8,7 @@ package graph
 import (
 	"context"
 
+	"github.com/authql/authql/auth"
 	"github.com/authql/authql/graph/model"
 	"github.com/authql/authql/models"
 )
@@ -19,7 +20,15 @@ func (r *mutationResolver) AuthenticateSocket(ctx context.Context, accessToken s
 
 // ExchangeToken is the resolver for the exchangeToken field.
 func (r *mutationResolver) ExchangeToken(ctx context.Context, audience string, scope []string) (*model.AccessToken, error) {
-	return nil, models.Errorf(models.BadRequest, "exchangeToken is not available yet")
+	p, err := auth.PrincipalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	x, err := r.Auth.ExchangeToken(ctx, p, audience, scope)
+	if err != nil {
+		return nil, err
+	}
+	return &model.AccessToken{AccessToken: x.AccessToken, TokenType: "Bearer", ExpiresIn: x.ExpiresIn, Audience: x.Audience, Scope: x.Scope}, nil
 }
 
 // SessionEvents is the resolver for the sessionEvents field.
@@ -29,7 +38,7 @@ func (r *subscriptionResolver) SessionEvents(ctx context.Context) (<-chan *model
 
 // AuditEvents is the resolver for the auditEvents field.
 func (r *subscriptionResolver) AuditEvents(ctx context.Context, typeArg *models.AuditEventType) (<-chan *models.AuditEvent, error) {
-	return nil, models.Errorf(models.BadRequest, "auditEvents is not available yet")
+	return auditEventStream(ctx, r.Auth, typeArg)
 }
 
 // Subscription returns SubscriptionResolver implementation.

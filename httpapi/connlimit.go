@@ -9,8 +9,9 @@ import (
 )
 
 // DefaultMaxConnsPerClient is AUTH_MAX_CONNS_PER_CLIENT's default. An idle
-// connection costs the server about 40 KB (2,000 of them held 80 MB), so
-// one address holds at most about 10 MB; a browser keeps 6 connections to a
+// keep-alive connection costs the server about 18 KiB (measured:
+// BenchmarkIdleConnsFromOneClient, BENCHMARKS.md), so one address holds at
+// most about 5 MiB; a browser keeps 6 connections to a
 // host, and an office behind one NAT address a few dozen to this API.
 const DefaultMaxConnsPerClient = 256
 

@@ -422,6 +422,46 @@ func TestFailedSetUserRolesLimitedPerUser(t *testing.T) {
 	})
 }
 
+// TestFailedFactorChangesLimitedPerUser: the second-factor mutations whose
+// every failure is an audit row are limited per user like revokeSession:
+// a script looping on unknown ids gets RATE_LIMITED unrun past the limit.
+func TestFailedFactorChangesLimitedPerUser(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		t.Parallel()
+		for _, tc := range []struct {
+			name, doc string
+			vars      func() map[string]any
+			audit     models.AuditEventType
+			failure   string
+		}{
+			{"RemoveMfaFactor", `mutation($id: ID!) { removeMfaFactor(id: $id) }`,
+				func() map[string]any { return map[string]any{"id": uuid.NewString()} }, models.AuditMfaRemoved, models.NotFound},
+			{"DeletePasskey", `mutation($id: ID!) { deletePasskey(id: $id) }`,
+				func() map[string]any { return map[string]any{"id": uuid.NewString()} }, models.AuditPasskeyRemoved, models.NotFound},
+			{"FinishPasskeyRegistration", `mutation($id: ID!) { finishPasskeyRegistration(ceremonyId: $id, credential: "{}") { id } }`,
+				func() map[string]any { return map[string]any{"id": uuid.NewString()} }, models.AuditPasskeyAdded, models.BadUserInput},
+			{"ConfirmTotp", `mutation($id: ID!) { confirmTotp(factorId: $id, code: "123456") { recoveryCodes } }`,
+				func() map[string]any { return map[string]any{"id": uuid.NewString()} }, models.AuditMfaEnrolled, models.BadUserInput},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				ts := authtest.NewServer(t, dsn, nil, authtest.WithLimits(auth.Limits{Failures: auth.Rate{N: 3, Per: time.Minute}}))
+				ada := ts.Register(t, uuid.NewString()+"@example.com", "password1")
+				codes := map[string]int{}
+				for range 20 {
+					codes[ts.Do(t, ada.Access, tc.doc, tc.vars()).Code(t)]++
+				}
+				if codes[tc.failure] != 3 || codes[models.RateLimited] != 17 {
+					t.Errorf("20 failing calls: %v, want 3 %s then 17 RATE_LIMITED", codes, tc.failure)
+				}
+				if rows := auditRows(t, ts, tc.audit); len(rows) > 3 {
+					t.Errorf("%s events = %d, want at most 3 (one per call that ran)", tc.audit, len(rows))
+				}
+			})
+		}
+	})
+}
+
 // BenchmarkLoginSessionLimit is what the session limit adds to a login:
 // below the bound (a count of the user's sessions) and at it (every login
 // also ends the least recently used session: a revocation row and, on

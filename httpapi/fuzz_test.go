@@ -16,17 +16,17 @@ import (
 )
 
 // fuzzStatuses are the only statuses POST /query may answer: 200 for a
-// GraphQL response (with or without errors), 400 for a request that is not
-// a GraphQL request (no JSON body), 413 for a body over the limit, 415 for a
-// wrong content type, 422 for a document that does not parse or validate or
-// is over the depth or complexity limit. A 500, or anything else, on client
-// input is a bug.
+// GraphQL response (with or without errors: a document that does not
+// parse or validate or is over a limit, to an application/json client),
+// 400 for a request that is not a GraphQL request (no JSON body, no
+// query) or a request error under application/graphql-response+json, 413
+// for a body over the limit, 415 for a wrong content type. A 500, or
+// anything else, on client input is a bug.
 var fuzzStatuses = map[int]bool{
 	http.StatusOK:                    true,
 	http.StatusBadRequest:            true,
 	http.StatusRequestEntityTooLarge: true,
 	http.StatusUnsupportedMediaType:  true,
-	http.StatusUnprocessableEntity:   true,
 }
 
 // fuzzContentTypes are the Content-Type headers a fuzz input picks from: the
@@ -183,8 +183,8 @@ func TestNotGraphQLRequests(t *testing.T) {
 		{"APQVersion", "application/json", `{"query":"{ __typename }","extensions":{"persistedQuery":{"version":2,"sha256Hash":"x"}}}`, 200, models.BadRequest},
 		{"APQHashMismatch", "application/json", `{"query":"{ __typename }","extensions":{"persistedQuery":{"version":1,"sha256Hash":"00"}}}`, 200, models.BadRequest},
 		{"APQNotObject", "application/json", `{"query":"{ __typename }","extensions":{"persistedQuery":"x"}}`, 200, models.BadRequest},
-		{"UnknownOperationName", "application/json", `{"query":"query A { __typename }","operationName":"B"}`, 422, "GRAPHQL_VALIDATION_FAILED"},
-		{"VariableOfWrongType", "application/json", `{"query":"mutation($a: Boolean) { logout(allSessions: $a) }","variables":{"a":"yes"}}`, 422, "GRAPHQL_VALIDATION_FAILED"},
+		{"UnknownOperationName", "application/json", `{"query":"query A { __typename }","operationName":"B"}`, 200, "GRAPHQL_VALIDATION_FAILED"},
+		{"VariableOfWrongType", "application/json", `{"query":"mutation($a: Boolean) { logout(allSessions: $a) }","variables":{"a":"yes"}}`, 200, "GRAPHQL_VALIDATION_FAILED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(tc.body))

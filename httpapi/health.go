@@ -33,6 +33,10 @@ type Readiness struct {
 	log *slog.Logger
 
 	draining atomic.Bool
+	// drained is closed by Drain: long-lived streams (GET /events) end
+	// when shutdown begins rather than hold it up.
+	drained   chan struct{}
+	drainOnce sync.Once
 
 	mu      sync.Mutex // held during a check: concurrent probes share it
 	checked time.Time
@@ -41,13 +45,25 @@ type Readiness struct {
 
 // NewReadiness returns the readiness of a replica serving svc over db.
 func NewReadiness(db *sql.DB, svc *auth.Service, log *slog.Logger) *Readiness {
-	return &Readiness{db: db, svc: svc, log: log}
+	return &Readiness{db: db, svc: svc, log: log, drained: make(chan struct{})}
 }
 
 // Drain makes every later check answer 503 "shutting down": called as
 // shutdown begins, so that load balancers stop sending before the listener
 // closes.
-func (rd *Readiness) Drain() { rd.draining.Store(true) }
+func (rd *Readiness) Drain() {
+	rd.draining.Store(true)
+	rd.drainOnce.Do(func() { close(rd.drained) })
+}
+
+// Draining is closed once Drain was called; nil (never closed) for a nil
+// Readiness.
+func (rd *Readiness) Draining() <-chan struct{} {
+	if rd == nil {
+		return nil
+	}
+	return rd.drained
+}
 
 // ServeHTTP answers 200 "ok" while ready, else 503 with the reason.
 func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -49,6 +49,18 @@ type Config struct {
 	WSInitTimeout time.Duration
 	// WSClockPoll: see graph.SocketOptions.ClockPoll (tests only).
 	WSClockPoll time.Duration
+	// PublicURL is the server's external base URL (AUTH_PUBLIC_URL), without
+	// a trailing slash; "" builds the discovery document's URLs from each
+	// request (never in production).
+	PublicURL string
+
+	// EventsMaxStreams bounds each user's open revocation-feed streams
+	// (AUTH_EVENTS_MAX_STREAMS), EventsMaxStreamsTotal everyone's, and
+	// EventsHeartbeat is how often an idle one is pinged (0: the
+	// defaults, see events.go).
+	EventsMaxStreams      int
+	EventsMaxStreamsTotal int
+	EventsHeartbeat       time.Duration
 }
 
 // DefaultMaxBodyBytes is the default bound of a request body (AUTH_MAX_BODY_BYTES).
@@ -69,6 +81,7 @@ func DefaultConfig() Config {
 		WSMaxSubscriptions:  graph.DefaultSocketOptions.MaxSubscriptions,
 		WSMaxMessageBytes:   graph.DefaultSocketOptions.MaxMessageBytes,
 		WSPingInterval:      graph.DefaultSocketOptions.PingInterval,
+		EventsMaxStreams:    DefaultEventsMaxStreams,
 	}
 }
 
@@ -114,6 +127,12 @@ func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logg
 	// against the same allowed origins (graph.SocketOptions.OriginAllowed).
 	mux.Handle("GET /query", upgradeOnly(gql))
 	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
+	// The revocation feed, for other services (not browsers: no CORS).
+	events := newFeed(cfg, svc, log, ready)
+	if m != nil {
+		m.watchFeed(events)
+	}
+	mux.Handle("GET /events", svc.Middleware(events))
 	if cfg.Playground {
 		mux.Handle("GET /{$}", playground.Handler("authql", "/query"))
 		mux.Handle("GET "+playground.AssetsPath, playground.AssetsHandler())
@@ -121,14 +140,8 @@ func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logg
 	if cfg.ExampleUI {
 		mux.Handle("GET "+ExamplePath, exampleHandler())
 	}
-	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		// Public keys only, and the same for everyone: caches may keep
-		// them. Five minutes is why a rotation should use --activate-in.
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Write(svc.Keys().JWKS())
-	})
+	mux.Handle("GET "+JWKSPath, jwksHandler(svc))
+	mux.Handle("GET "+DiscoveryPath, discoveryHandler(cfg.PublicURL, svc))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")

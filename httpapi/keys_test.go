@@ -59,7 +59,7 @@ func TestAsymmetricTokensAndJWKS(t *testing.T) {
 				if ct := set.Header.Get("Content-Type"); ct != "application/json" {
 					t.Errorf("Content-Type = %q", ct)
 				}
-				if cc := set.Header.Get("Cache-Control"); cc != "public, max-age=300" {
+				if cc := set.Header.Get("Cache-Control"); cc != "public, max-age=240" {
 					t.Errorf("Cache-Control = %q", cc)
 				}
 				if len(set.Keys) != 1 {

@@ -168,6 +168,16 @@ func (m *Metrics) watchDocuments(docs *graph.DocumentCache) {
 	)
 }
 
+// watchFeed adds the revocation feed's open streams.
+func (m *Metrics) watchFeed(f *feed) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "authql_events_streams",
+			Help: "Open revocation-feed streams (GET /events), at most AUTH_EVENTS_MAX_STREAMS per user.",
+		}, func() float64 { return float64(f.Open()) }),
+	)
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1

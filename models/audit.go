@@ -2,6 +2,7 @@ package models
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +52,9 @@ const (
 	AuditPasskeyLogin           AuditEventType = "PASSKEY_LOGIN"
 	AuditStepUp                 AuditEventType = "STEP_UP"   // reauthenticate
 	AuditMfaReset               AuditEventType = "MFA_RESET" // an admin removed every factor
+	// exchangeToken: a token for a downstream audience (detail: the
+	// audience and the scope granted).
+	AuditTokenExchanged AuditEventType = "TOKEN_EXCHANGED"
 )
 
 // AuditOutcome tells whether the audited operation succeeded. The values
@@ -117,7 +121,8 @@ func (e *AuditEvent) Cursor() string {
 	return encodeCursor(e.At, e.ID)
 }
 
-// InsertAuditEvents inserts events in one statement. An event whose id is
+// InsertAuditEvents inserts events in one statement (on PostgreSQL with
+// an EventAudit naming them, in one transaction). An event whose id is
 // in the table already is skipped: inserting the same events again is
 // harmless, so that a writer that never learnt whether its INSERT committed
 // (the connection lost at COMMIT) can simply retry it.
@@ -126,6 +131,51 @@ func InsertAuditEvents(ctx context.Context, db *gorm.DB, events []AuditEvent) (e
 	if len(events) == 0 {
 		return nil
 	}
+	if db.Dialector.Name() != string(Postgres) {
+		return insertAuditEvents(db.WithContext(ctx), events)
+	}
+	// On PostgreSQL the other replicas are told of the rows, in the same
+	// transaction (their auditEvents subscribers re-read them by id): a
+	// notification if and only if the rows are there.
+	return db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := insertAuditEvents(tx, events); err != nil {
+			return err
+		}
+		return Publish(tx, auditNotices(events)...)
+	})
+}
+
+// auditIDsPerNotice bounds the ids one EventAudit names, so that it fits a
+// notification's payload (see maxPayload) with room to spare.
+const auditIDsPerNotice = 128
+
+// auditNotices are the EventAudit naming events' rows.
+func auditNotices(events []AuditEvent) []Event {
+	var out []Event
+	for chunk := range slices.Chunk(events, auditIDsPerNotice) {
+		ids := make([]string, len(chunk))
+		for i := range chunk {
+			ids[i] = chunk[i].ID
+		}
+		out = append(out, Event{Kind: EventAudit, IDs: ids})
+	}
+	return out
+}
+
+// AuditEventsByID returns the audit events with the ids (those that
+// exist), oldest first: what another replica wrote, for the auditEvents
+// subscribers of this one. At most auditIDsPerNotice ids are read.
+func AuditEventsByID(ctx context.Context, db *gorm.DB, ids []string) (_ []AuditEvent, err error) {
+	defer Wrap(&err, "AuditEventsByID(%d)", len(ids))
+	ids = ids[:min(len(ids), auditIDsPerNotice)]
+	var events []AuditEvent
+	err = db.WithContext(ctx).Where("id IN ?", ids).Order("at, id").Find(&events).Error
+	return events, err
+}
+
+// insertAuditEvents is InsertAuditEvents' INSERT, in db (a transaction or
+// not).
+func insertAuditEvents(db *gorm.DB, events []AuditEvent) error {
 	// Written as SQL rather than through GORM's Create, whose reflection
 	// over every field of every row was a third of the audit writer's CPU
 	// under chained refreshes (one event each).
@@ -141,7 +191,7 @@ func InsertAuditEvents(ctx context.Context, db *gorm.DB, events []AuditEvent) (e
 		args = append(args, e.ID, e.At, string(e.Type), string(e.Outcome), e.Reason, e.UserID, e.ActorID, e.SessionID, e.IP, e.UserAgent, e.Detail)
 	}
 	q.WriteString(" ON CONFLICT DO NOTHING")
-	return db.WithContext(ctx).Exec(q.String(), args...).Error
+	return db.Exec(q.String(), args...).Error
 }
 
 // AuditFilter narrows AuditEvents: to the events of one user (UserID not

@@ -23,6 +23,9 @@ const (
 	EventRolesChanged = "roles"
 	// EventKeysChanged: a signing key was added or retired.
 	EventKeysChanged = "keys"
+	// EventAudit: audit events were written; IDs name their rows (see
+	// InsertAuditEvents).
+	EventAudit = "audit"
 )
 
 // Event is one change that replicas sharing the database must learn of.
@@ -35,6 +38,8 @@ type Event struct {
 	Until time.Time `json:"until,omitzero"`
 	// Live is the event of an EventLive (nil when ID names its row).
 	Live *LiveEvent `json:"e,omitempty"`
+	// IDs are the rows of an EventAudit.
+	IDs []string `json:"ids,omitempty"`
 }
 
 // maxPayload bounds one notification's payload. PostgreSQL refuses payloads

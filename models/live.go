@@ -153,6 +153,33 @@ func LiveEventsAfter(ctx context.Context, db *gorm.DB, afterID int64, limit int)
 	return events, err
 }
 
+// LiveEventsCommittedLate returns at most limit events with an id below
+// afterID that may have committed after afterID's event did, in id order:
+// those recorded at most a transaction's lifetime before it. An id is taken
+// when its row is inserted, and its transaction may commit up to the
+// operation deadline later (see deadlinePool), so a reader that saw
+// afterID may not have seen such an event. Resending them makes the feed's
+// resumption at-least-once: ids may repeat, which costs its readers
+// nothing, since what they do with an event (refuse a session) is the same
+// done twice. Empty when afterID is unknown (purged or never recorded).
+func LiveEventsCommittedLate(ctx context.Context, db *gorm.DB, afterID int64, limit int) (events []LiveEvent, err error) {
+	defer Wrap(&err, "LiveEventsCommittedLate(%d)", afterID)
+	var last LiveEvent
+	res := db.WithContext(ctx).Where("id = ?", afterID).Limit(1).Find(&last)
+	if res.Error != nil || res.RowsAffected == 0 {
+		return nil, res.Error
+	}
+	window := DefaultTimeout
+	if p, ok := db.ConnPool.(*deadlinePool); ok && p.timeout > 0 {
+		window = p.timeout
+	}
+	// Twice the deadline, and a second for clocks: events are stamped by
+	// the replicas' clocks, which may differ a little.
+	since := last.At.Add(-2*window - time.Second)
+	err = db.WithContext(ctx).Where("id < ? AND at >= ?", afterID, since.UTC()).Order("id").Limit(limit).Find(&events).Error
+	return events, err
+}
+
 // LiveEventsSince returns at most limit events recorded at or after since,
 // in id order: what a replica re-reads after its listening connection
 // was down.

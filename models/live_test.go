@@ -170,3 +170,54 @@ func testMigrateLive(t *testing.T, narrowed bool) {
 		}
 	})
 }
+
+// TestLiveEventsCommittedLate: an event whose transaction took its id
+// before another's but committed after it is not "after" the other's id,
+// and a reader that resumes from the other's id gets it from
+// LiveEventsCommittedLate. On PostgreSQL the two transactions interleave
+// for real; SQLite serialises them, so there the earlier event simply
+// committed first, and is still resent.
+func TestLiveEventsCommittedLate(t *testing.T) {
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		db := testdb.Open(t, dsn)
+		ctx := context.Background()
+		u := newTestUser(t, db, "late@example.com")
+		record := func(tx *gorm.DB) int64 {
+			e := models.NewLiveEvent(models.LivePasswordChanged, u.ID, "", nil)
+			if err := models.RecordLive(tx, e); err != nil {
+				t.Fatal(err)
+			}
+			var id int64
+			if err := tx.Raw("SELECT MAX(id) FROM live_events").Scan(&id).Error; err != nil {
+				t.Fatal(err)
+			}
+			return id
+		}
+		var early, later int64
+		if db.Dialector.Name() == "postgres" {
+			slow := db.WithContext(ctx).Begin()
+			early = record(slow)
+			later = record(db.WithContext(ctx))
+			if err := slow.Commit().Error; err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			early = record(db.WithContext(ctx))
+			later = record(db.WithContext(ctx))
+		}
+		if early >= later {
+			t.Fatalf("ids %d, %d: want the slow transaction's first", early, later)
+		}
+		after, err := models.LiveEventsAfter(ctx, db, later, 10)
+		if err != nil || len(after) != 0 {
+			t.Fatalf("LiveEventsAfter(%d) = %v, %v; want none", later, after, err)
+		}
+		late, err := models.LiveEventsCommittedLate(ctx, db, later, 10)
+		if err != nil || !slices.ContainsFunc(late, func(e models.LiveEvent) bool { return e.ID == early }) {
+			t.Errorf("LiveEventsCommittedLate(%d) = %v, %v; want event %d among them", later, late, err, early)
+		}
+		if none, err := models.LiveEventsCommittedLate(ctx, db, later+1000, 10); err != nil || len(none) != 0 {
+			t.Errorf("LiveEventsCommittedLate of an unknown id = %v, %v; want none", none, err)
+		}
+	})
+}

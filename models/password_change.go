@@ -138,7 +138,9 @@ func replaceSessionTokens(tx *gorm.DB, c PasswordChange) (*Session, error) {
 	return &s, tx.Create(&RefreshToken{ID: c.TokenHash, SessionID: c.SessionID, CreatedAt: at, ExpiresAt: s.ExpiresAt}).Error
 }
 
-var errSessionEnded = Errorf(Unauthenticated, "the session has ended")
+// errSessionEnded: the session under a still valid access token has ended
+// (logged out, revoked): the token is as good as revoked.
+var errSessionEnded = Unauthenticatedf(ReasonTokenRevoked, "the session has ended")
 
 // restartSession ends the caller's session, as a logout would (its tokens
 // go on existing, but no refresh continues a revoked session, and its

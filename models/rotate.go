@@ -89,9 +89,9 @@ func RotateRefreshToken(ctx context.Context, db *gorm.DB, r Rotate) (_ Rotation,
 	return out, err
 }
 
-// errInvalidRefresh refuses an unknown or expired refresh token, or one
+// ErrInvalidRefresh refuses an unknown or expired refresh token, or one
 // whose session is revoked or expired.
-var errInvalidRefresh = Errorf(Unauthenticated, "invalid or expired refresh token")
+var ErrInvalidRefresh = Unauthenticatedf(ReasonRefreshTokenInvalid, "invalid or expired refresh token")
 
 // rotate is RotateRefreshToken's transaction. It fills out as it goes, on
 // failure too: the caller audits what it learnt (whose session, reuse).
@@ -152,7 +152,7 @@ func rotatedBefore(tx *gorm.DB, r Rotate, postgres bool, out *Rotation) (session
 	}
 	var old RefreshToken
 	if err := q.Where("id = ?", r.OldHash).Take(&old).Error; errors.Is(err, gorm.ErrRecordNotFound) {
-		return "", errInvalidRefresh
+		return "", ErrInvalidRefresh
 	} else if err != nil {
 		return "", err
 	}
@@ -160,7 +160,7 @@ func rotatedBefore(tx *gorm.DB, r Rotate, postgres bool, out *Rotation) (session
 		out.At = r.Now() // after waiting for the lock
 	}
 	if !old.ExpiresAt.After(out.At) || old.RotatedAt == nil {
-		return "", errInvalidRefresh
+		return "", ErrInvalidRefresh
 	}
 	again, retry, err := presentedAgain(tx, &old, out.At, r.ReuseInterval)
 	if err != nil {
@@ -207,7 +207,7 @@ func continueSession(tx *gorm.DB, r Rotate, sessionID string, out *Rotation) err
 		now, now.Add(r.TTL), accessExp, accessExp, sessionID, now),
 		&s.ID, &s.UserID, &s.CreatedAt, &s.LastUsedAt, &s.ExpiresAt, &s.UserAgent, &s.IP, &s.AccessExpiresAt, &s.Aal, &s.Amr, &s.AuthTime)
 	if errors.Is(err, sql.ErrNoRows) {
-		return errInvalidRefresh
+		return ErrInvalidRefresh
 	} else if err != nil {
 		return err
 	}

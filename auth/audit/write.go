@@ -83,6 +83,7 @@ func (w *Writer) write(batch []models.AuditEvent) (int, error) {
 	err := models.InsertAuditEvents(ctx, w.db, batch)
 	switch {
 	case err == nil:
+		w.written(batch)
 		return len(batch), nil
 	case models.Unavailable(err):
 		return 0, err
@@ -95,6 +96,7 @@ func (w *Writer) write(batch []models.AuditEvent) (int, error) {
 		}
 		switch {
 		case err == nil:
+			w.written(batch[i : i+1])
 		case models.Unavailable(err):
 			return i, err
 		case i > 0:

@@ -97,6 +97,10 @@ type Writer struct {
 	// goroutine only).
 	headTries int
 
+	// onWritten, when set, is given each batch once written (see
+	// OnWritten).
+	onWritten func([]models.AuditEvent)
+
 	wake    chan struct{} // a batch is ready, or a flush waits
 	stop    chan struct{} // closed by Close
 	abandon chan struct{} // closed when Close's ctx ends first
@@ -151,6 +155,26 @@ func eventBytes(e *models.AuditEvent) int64 {
 	return int64(n)
 }
 
+// OnWritten sets f to be called with the events of each INSERT that
+// succeeded, in the writer's goroutine (or Record's, once closed), after
+// it committed: f must not block. An event written again by a retry may
+// be given again.
+func (w *Writer) OnWritten(f func([]models.AuditEvent)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.onWritten = f
+}
+
+// written hands events to the OnWritten function, if any.
+func (w *Writer) written(events []models.AuditEvent) {
+	w.mu.Lock()
+	f := w.onWritten
+	w.mu.Unlock()
+	if f != nil && len(events) > 0 {
+		f(events)
+	}
+}
+
 // Record queues e. While the budget is full it waits for room, up to
 // MaxWait, then gives e up (see Writer). Once the writer is closed, it
 // writes e itself.
@@ -170,6 +194,8 @@ func (w *Writer) Record(e models.AuditEvent) {
 		w.mu.Unlock()
 		if err := models.InsertAuditEvents(context.Background(), w.db, []models.AuditEvent{e}); err != nil {
 			w.logLost(e, err)
+		} else {
+			w.written([]models.AuditEvent{e})
 		}
 		return
 	}

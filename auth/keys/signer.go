@@ -35,6 +35,18 @@ type Claims struct {
 	ACR      string           `json:"acr,omitempty"`
 	AMR      []string         `json:"amr,omitempty"`
 	AuthTime *jwt.NumericDate `json:"auth_time,omitempty"`
+	// ClientID is the client the token was issued to (RFC 9068 §2.2):
+	// AUTH_CLIENT_ID, the issuer unless set.
+	ClientID string `json:"client_id"`
+	// Scope is the user's permissions at issue, sorted, in one
+	// space-separated string (RFC 8693 §4.2, RFC 9068 §2.2.3), for
+	// services that cannot ask authql; authql itself authorizes with the
+	// user's current roles, never with it.
+	Scope string `json:"scope,omitempty"`
+	// AalMax is "aal2" when the user had a second factor at issue, else
+	// "aal1": with it, a service without a database applies authql's
+	// @auth(aal: 2) rule (level 2 only of users who have a factor).
+	AalMax string `json:"aal_max,omitempty"`
 
 	// keyUntil is when the key that verified the token stops verifying
 	// (zero: not retired), set by Verify.
@@ -100,6 +112,13 @@ type Subject struct {
 	ACR               string
 	AMR               []string
 	AuthTime          time.Time // zero: none
+	ClientID          string
+	Scope             string // space-separated
+	AalMax            string
+	// Audience is the token's one audience; "" is the signer's own. A
+	// token for another audience is for a downstream service: this
+	// signer's Verify refuses it.
+	Audience string
 }
 
 // IssueAt returns a signed access token for sub, valid for ttl, and its
@@ -112,10 +131,14 @@ func (s *Signer) IssueAt(at time.Time, sub Subject, ttl time.Duration) (string, 
 		return "", nil, errNoSigningKey
 	}
 	now := at.Truncate(time.Second)
+	aud := sub.Audience
+	if aud == "" {
+		aud = s.audience
+	}
 	c := &Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.issuer,
-			Audience:  jwt.ClaimStrings{s.audience},
+			Audience:  jwt.ClaimStrings{aud},
 			Subject:   sub.UserID,
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			IssuedAt:  jwt.NewNumericDate(now),
@@ -126,6 +149,9 @@ func (s *Signer) IssueAt(at time.Time, sub Subject, ttl time.Duration) (string, 
 		Roles:     sub.Roles,
 		ACR:       sub.ACR,
 		AMR:       sub.AMR,
+		ClientID:  sub.ClientID,
+		Scope:     sub.Scope,
+		AalMax:    sub.AalMax,
 	}
 	if !sub.AuthTime.IsZero() {
 		c.AuthTime = jwt.NewNumericDate(sub.AuthTime.Truncate(time.Second))

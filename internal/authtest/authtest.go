@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,6 +64,8 @@ type Config struct {
 	// SMTPURL, when set (WithMail), gives the service a mail.Composer and
 	// runs a mail.Sender delivering to it.
 	SMTPURL string
+	// IssuerURL (WithIssuerURL): the issuer is the server's own URL.
+	IssuerURL bool
 }
 
 // Option adjusts the configuration of a test server.
@@ -155,6 +158,14 @@ func NewServer(tb testing.TB, dsn string, c *Clock, opts ...Option) *Server {
 	if cfg.Auth.JWTAlg != "" {
 		key = nil // withAlg: keys from the key store
 	}
+	var ln net.Listener
+	if cfg.IssuerURL {
+		// The listener first, so that the issuer can be its URL.
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			tb.Fatal(err)
+		}
+		cfg.Auth.Issuer = "http://" + ln.Addr().String()
+	}
 	m := httpapi.NewMetrics()
 	if cfg.Auth.Observer == nil {
 		cfg.Auth.Observer = m
@@ -175,6 +186,10 @@ func NewServer(tb testing.TB, dsn string, c *Clock, opts ...Option) *Server {
 	m.Watch(sqlDB, svc)
 	h := httpapi.New(cfg.HTTP, svc, log, m, httpapi.NewReadiness(sqlDB, svc, log))
 	hs := httptest.NewUnstartedServer(h)
+	if ln != nil {
+		hs.Listener.Close()
+		hs.Listener = ln
+	}
 	hs.Config.WriteTimeout = cfg.WriteTimeout
 	hs.Start()
 	tb.Cleanup(hs.Close)
@@ -205,6 +220,15 @@ func (r Response) Code(tb testing.TB) string {
 	}
 	code, _ := r.Errors[0].Extensions["code"].(string)
 	return code
+}
+
+// Reason returns the extensions.reason of the only error, failing
+// unless there is exactly one.
+func (r Response) Reason(tb testing.TB) string {
+	tb.Helper()
+	r.Code(tb)
+	reason, _ := r.Errors[0].Extensions["reason"].(string)
+	return reason
 }
 
 // OK fails the test if the response has errors.
@@ -413,4 +437,11 @@ func PostLoad(client *http.Client, url, token, query string, vars map[string]any
 		return fmt.Errorf("status %d, errors %+v", resp.StatusCode, r.Errors)
 	}
 	return json.Unmarshal(r.Data, out)
+}
+
+// WithIssuerURL makes the server's issuer (AUTH_ISSUER) its own URL, as
+// operators set it (RFC 8414 wants the issuer to be the URL its discovery
+// document is read under): what a relying party such as authz needs.
+func WithIssuerURL() Option {
+	return func(c *Config) { c.IssuerURL = true }
 }
