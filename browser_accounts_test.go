@@ -130,8 +130,10 @@ func TestBrowserAccountGates(t *testing.T) {
 			{"DisabledSignsOut", func(t *testing.T) {
 				root := a.adminLogin(t, admin)
 				gql(t, url, root.Access, fmt.Sprintf(`mutation { disableUser(userId: %q) { id } }`, b.text(t, "#me-id"))).OK(t)
-				b.run(t, chromedp.Click("#reload-me", chromedp.ByQuery))
+				// Told by its socket (ACCOUNT_DISABLED, then 4401; see
+				// live.js), the page signs out before its next request.
 				b.waitText(t, "#status", "Signed out")
+				b.wantText(t, "#notice", "Signed out: this session was ended elsewhere.")
 			}},
 			{"LoginShowsDisabled", func(t *testing.T) {
 				b.login(t, email, password)

@@ -105,6 +105,8 @@ type config struct {
 	// ExampleUI serves examples/web at /example/ (see httpapi.ExampleOrigins).
 	ExampleUI bool
 
+	socketConfig // AUTH_WS_*: see config_sockets.go
+
 	// Mail is how authql mails (see config_mail.go).
 	Mail mailConfig
 
@@ -149,6 +151,7 @@ func defaultConfig() config {
 		Metrics:           true,
 		MaxConnsPerClient: httpapi.DefaultMaxConnsPerClient,
 		ShutdownTimeout:   10 * time.Second,
+		socketConfig:      defaultSocketConfig(),
 
 		Standards: standardsConfig{ExchangeTTL: auth.DefaultExchangeTTL},
 	}
@@ -168,6 +171,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	readAccounts(r, &c)
 	readLimits(r, &c)
 	readGraphQL(r, &c)
+	readSockets(r, &c)
 	readBrowser(r, &c)
 	readMail(r, &c)
 	readWebAuthn(r, &c)

@@ -369,14 +369,19 @@ func walWarnings(ctx context.Context, log *slog.Logger, now func() time.Time) fu
 // until ctx is done, then shuts the servers down (see httpapi.Shutdown).
 func serveHTTP(ctx context.Context, cfg config, ln net.Listener, dialect models.Dialect, svc *auth.Service, m *httpapi.Metrics, ready *httpapi.Readiness, log *slog.Logger, stdout io.Writer, mailTo string) error {
 	hcfg := httpConfig(cfg)
+	h := httpapi.New(hcfg, svc, log, m, ready)
 	srv := &http.Server{
-		Handler:           httpapi.New(hcfg, svc, log, m, ready),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// The read and write timeouts are for requests: the websockets clear
+	// them on upgrade and are closed (1001) as the shutdown begins, which
+	// does not wait for them.
+	srv.RegisterOnShutdown(h.CloseSockets)
 	servers := []*http.Server{srv}
 	if cfg.Metrics && cfg.MetricsAddr == "" && !hcfg.MetricsOnPort() {
 		log.Warn("metrics are not served: with AUTH_ENV=production, /metrics is served only on AUTH_METRICS_ADDR, or on PORT with AUTH_METRICS_PUBLIC=true")
@@ -485,7 +490,12 @@ func httpConfig(cfg config) httpapi.Config {
 		MetricsAddr:   cfg.MetricsAddr,
 		MetricsPublic: cfg.MetricsPublic,
 		ExampleUI:     cfg.ExampleUI,
-		PublicURL:     cfg.Standards.PublicURL,
+
+		WSMaxSocketsPerUser: cfg.WSMaxSocketsPerUser,
+		WSMaxSubscriptions:  cfg.WSMaxSubscriptions,
+		WSMaxMessageBytes:   int64(cfg.WSMaxMessageBytes),
+		WSPingInterval:      cfg.WSPingInterval,
+		PublicURL:           cfg.Standards.PublicURL,
 
 		EventsMaxStreams: cfg.EventsMaxStreams,
 	}

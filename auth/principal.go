@@ -44,11 +44,15 @@ var errNoToken = models.Unauthenticatedf(models.ReasonNoToken, "authentication r
 // PrincipalFrom returns the request's principal or, when there is none, an
 // Unauthenticated error saying why.
 func PrincipalFrom(ctx context.Context) (*Principal, error) {
-	r, ok := ctx.Value(principalKey).(authResult)
-	if !ok {
-		return nil, errNoToken
+	// A type switch on the value: the HTTP path stays as it was (no
+	// allocation, no lock); a socket's holder is read under its lock.
+	switch r := ctx.Value(principalKey).(type) {
+	case authResult:
+		return r.principal, r.err
+	case *SocketPrincipal:
+		return r.get()
 	}
-	return r.principal, r.err
+	return nil, errNoToken
 }
 
 // ClientFrom returns the request's client, or the zero Client.

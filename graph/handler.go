@@ -42,6 +42,9 @@ type Options struct {
 	// DocumentCache keeps the documents that passed every limit (nil: one
 	// of DefaultDocumentCacheBytes).
 	DocumentCache *DocumentCache
+	// Sockets, when set, serves subscriptions over websockets (GET /query
+	// upgraded, graphql-transport-ws); nil: POST only.
+	Sockets *Sockets
 }
 
 // DefaultOptions allow every document this schema's clients need with room
@@ -61,7 +64,8 @@ type Options struct {
 // scalar 24 × 601 = 14,424.
 var DefaultOptions = Options{Introspection: true, MaxDepth: 20, MaxComplexity: 6500}
 
-// NewHandler returns the GraphQL HTTP handler (POST only) over svc.
+// NewHandler returns the GraphQL HTTP handler over svc: POST, and the
+// websockets of opts.Sockets.
 // Requests must pass through svc.Middleware first. It fills the
 // RequestInfo of the request's context, when there is one.
 func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Server {
@@ -72,6 +76,9 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 	// POST only: a GET query could be triggered cross-site by a link or an
 	// image, and every operation here is either a mutation or private.
 	srv.AddTransport(utf8Body{})
+	if opts.Sockets != nil {
+		srv.AddTransport(newSocketTransport(opts.Sockets))
+	}
 	srv.AddTransport(notGraphQL{})
 	docs := opts.DocumentCache
 	if docs == nil {
@@ -108,6 +115,9 @@ func NewHandler(svc *auth.Service, log *slog.Logger, opts Options) *handler.Serv
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(gate)
+	if opts.Sockets != nil {
+		srv.Use(socketLimits{})
+	}
 	srv.SetErrorPresenter(errorPresenter(log))
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
 		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))

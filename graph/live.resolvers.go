@@ -15,7 +15,7 @@ import (
 
 // AuthenticateSocket is the resolver for the authenticateSocket field.
 func (r *mutationResolver) AuthenticateSocket(ctx context.Context, accessToken string) (*model.SocketAuth, error) {
-	return nil, models.Errorf(models.BadRequest, "authenticateSocket is not available yet")
+	return authenticateSocket(ctx, r.Auth, accessToken)
 }
 
 // ExchangeToken is the resolver for the exchangeToken field.
@@ -33,7 +33,7 @@ func (r *mutationResolver) ExchangeToken(ctx context.Context, audience string, s
 
 // SessionEvents is the resolver for the sessionEvents field.
 func (r *subscriptionResolver) SessionEvents(ctx context.Context) (<-chan *model.SessionEvent, error) {
-	return nil, models.Errorf(models.BadRequest, "sessionEvents is not available yet")
+	return sessionEvents(ctx, r.Auth)
 }
 
 // AuditEvents is the resolver for the auditEvents field.

@@ -38,6 +38,17 @@ type Config struct {
 	MetricsPublic bool
 	// ExampleUI serves examples/web at ExamplePath (see ExampleOrigins).
 	ExampleUI bool
+
+	// The websockets' limits (AUTH_WS_*); zero values take
+	// graph.DefaultSocketOptions'.
+	WSMaxSocketsPerUser int
+	WSMaxSubscriptions  int
+	WSMaxMessageBytes   int64
+	WSPingInterval      time.Duration
+	// WSInitTimeout is the wait for connection_init (10 s; tests shorten it).
+	WSInitTimeout time.Duration
+	// WSClockPoll: see graph.SocketOptions.ClockPoll (tests only).
+	WSClockPoll time.Duration
 	// PublicURL is the server's external base URL (AUTH_PUBLIC_URL), without
 	// a trailing slash; "" builds the discovery document's URLs from each
 	// request (never in production).
@@ -66,7 +77,11 @@ func DefaultConfig() Config {
 		MaxSessions:   auth.DefaultMaxSessions,
 		Metrics:       true,
 
-		EventsMaxStreams: DefaultEventsMaxStreams,
+		WSMaxSocketsPerUser: graph.DefaultSocketOptions.MaxPerUser,
+		WSMaxSubscriptions:  graph.DefaultSocketOptions.MaxSubscriptions,
+		WSMaxMessageBytes:   graph.DefaultSocketOptions.MaxMessageBytes,
+		WSPingInterval:      graph.DefaultSocketOptions.PingInterval,
+		EventsMaxStreams:    DefaultEventsMaxStreams,
 	}
 }
 
@@ -79,14 +94,20 @@ func (cfg Config) MetricsOnPort() bool {
 }
 
 // New returns the whole HTTP surface of authql. m may be nil (no metrics).
-func New(cfg Config, svc *auth.Service, log *slog.Logger, m *Metrics, ready *Readiness) http.Handler {
+func New(cfg Config, svc *auth.Service, log *slog.Logger, m *Metrics, ready *Readiness) *Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, cfg, svc, log, m, ready)
-	return observe(log, m, mux)
+	opts := socketOptions(cfg)
+	var sockets *graph.Sockets
+	if m != nil {
+		opts.OnClose = m.watchSockets(func() int { return sockets.Open() })
+	}
+	sockets = graph.NewSockets(svc, opts)
+	addRoutes(mux, cfg, svc, log, m, ready, sockets)
+	return &Handler{Handler: observe(log, m, mux), sockets: sockets}
 }
 
 // addRoutes lists every route.
-func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logger, m *Metrics, ready *Readiness) {
+func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logger, m *Metrics, ready *Readiness, sockets *graph.Sockets) {
 	docs := graph.NewDocumentCache(graph.DefaultDocumentCacheBytes)
 	if m != nil {
 		m.watchDocuments(docs)
@@ -98,8 +119,13 @@ func addRoutes(mux *http.ServeMux, cfg Config, svc *auth.Service, log *slog.Logg
 		NoSuggestions: cfg.Production,
 		MaxSessions:   cfg.MaxSessions,
 		DocumentCache: docs,
+		Sockets:       sockets,
 	})
 	mux.Handle("POST /query", cors(svc.OriginAllowed, noStore(limitBody(cfg.MaxBodyBytes, svc.Middleware(gql)))))
+	// Subscriptions: the websocket upgrade. No svc.Middleware: a socket's
+	// token comes from its connection_init only, and its Origin is checked
+	// against the same allowed origins (graph.SocketOptions.OriginAllowed).
+	mux.Handle("GET /query", upgradeOnly(gql))
 	mux.Handle("OPTIONS /query", cors(svc.OriginAllowed, nil))
 	// The revocation feed, for other services (not browsers: no CORS).
 	events := newFeed(cfg, svc, log, ready)

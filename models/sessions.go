@@ -316,3 +316,12 @@ func PurgeExpired(ctx context.Context, db *gorm.DB, now, revokedBefore, accessEx
 	p.RateLimits = res.RowsAffected
 	return p, nil
 }
+
+// SessionOf returns userID's session sessionID (gorm.ErrRecordNotFound when
+// the user has none with that id).
+func SessionOf(ctx context.Context, db *gorm.DB, userID, sessionID string) (_ *Session, err error) {
+	defer Wrap(&err, "SessionOf(%q)", userID)
+	var s Session
+	err = db.WithContext(ctx).Where("id = ? AND user_id = ?", sessionID, userID).Take(&s).Error
+	return &s, err
+}

@@ -116,6 +116,13 @@ func (b *dbBench) run(ctx context.Context) error {
 		}
 		b.rep.Results = append(b.rep.Results, res)
 	}
+	if b.db == "postgres" && b.o.socketsScenario {
+		res, err := b.measureSockets(ctx, srv, dsn, users)
+		if err != nil {
+			return fmt.Errorf("sockets: %w", err)
+		}
+		b.rep.Results = append(b.rep.Results, res)
+	}
 	return nil
 }
 

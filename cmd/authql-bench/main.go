@@ -84,6 +84,8 @@ type options struct {
 	// The scenarios that need PostgreSQL and are not load.
 	replicas         bool
 	bigdb            bool
+	socketsScenario  bool
+	sockets          int
 	revocations      int
 	bigdbUsers       int
 	bigdbRevocations int
@@ -92,7 +94,7 @@ type options struct {
 // pgScenarios are the scenarios that run only on PostgreSQL, after the
 // load scenarios: revocation across three replicas, and memory with a big
 // database (in a database of its own).
-var pgScenarios = []string{"replicas", "bigdb"}
+var pgScenarios = []string{"replicas", "sockets", "bigdb"}
 
 const usage = `Usage: go run ./cmd/authql-bench [flags]
 
@@ -118,10 +120,12 @@ likewise; otherwise every connection counts as one client, and login
 measures that client's share of the pool: mostly RATE_LIMITED answers,
 counted as refused.
 
-Two more scenarios run only on PostgreSQL, after the others (and by default
+Three more scenarios run only on PostgreSQL, after the others (and by default
 with -pg): replicas starts two more servers on the same database and times
 -revocations logouts on the first until the two others refuse the token
-(p50/p90/p99 of the delay); bigdb seeds a database of its own with
+(p50/p90/p99 of the delay); sockets starts two more, opens -sockets
+websockets on them, each of its own session, and times each session's
+logout on the first to its socket's close (4401); bigdb seeds a database of its own with
 -bigdb-users users and -bigdb-revocations live revocations by SQL, restarts
 the server on it, and runs me, for its peak RSS.
 

@@ -39,6 +39,7 @@ func parseOptions(args []string, canPin bool, stderr io.Writer) (*options, []sce
 	}
 	load, pgOnly := splitScenarios(o.scenarios)
 	o.replicas, o.bigdb = slices.Contains(pgOnly, "replicas"), slices.Contains(pgOnly, "bigdb")
+	o.socketsScenario = slices.Contains(pgOnly, "sockets")
 	if len(pgOnly) > 0 && (o.target != "" || !slices.Contains(dbs, "postgres")) {
 		return nil, nil, nil, fmt.Errorf("-scenarios %s: need -pg and the postgres database, and no -target", strings.Join(pgOnly, ","))
 	}
@@ -71,6 +72,7 @@ func newFlagSet(o *options, canPin bool, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.pinPostgres, "pin-postgres", false, "also move every running postgres process onto the server's core for the postgres runs (taskset -acp), and back after; affects other users of that PostgreSQL meanwhile")
 	fs.Var(&o.env, "env", "`KEY=VALUE` added to the server's environment (repeatable), e.g. AUTH_HASH_WORKERS=2; with -target, AUTH_ARGON2_* and AUTH_HASH_WORKERS here only describe the server, for the hash rate")
 	fs.IntVar(&o.revocations, "revocations", 200, "logouts on one replica the replicas scenario times until the two others refuse the token")
+	fs.IntVar(&o.sockets, "sockets", 200, "sockets the sockets scenario opens on two replicas, each closed by a logout on the third")
 	fs.IntVar(&o.bigdbUsers, "bigdb-users", 1_000_000, "users seeded for the bigdb scenario")
 	fs.IntVar(&o.bigdbRevocations, "bigdb-revocations", 100_000, "live revocations seeded for the bigdb scenario")
 	fs.BoolVar(&o.floors, "floors", true, "measure me, refresh and login against their floors in the same run, alternating runs (not with -target)")

@@ -18,6 +18,7 @@ func withPGScenarios(p99 time.Duration, peak int64, users int) *report {
 	}
 	r.Results = append(r.Results,
 		revocationResult("post<gres>&", lat, revocationStats{Logouts: 100, Replicas: 3, Refusals: 200, First: 150}, 10*time.Second),
+		socketResult("post<gres>&", lat, socketStats{Sockets: 200, Replicas: 3, Closed: 200}, 5*time.Second),
 		scenarioResult{DB: "post<gres>&", Name: "bigdb", Title: "`me` with many users", Conns: "32",
 			Runs: []runStats{{Elapsed: 10 * time.Second, All: opStats{N: 100_000}}}, PeakRSS: peak, StartRSS: peak / 2,
 			BigDB: &bigDBStats{Users: users, Revocations: 100_000, Seeding: 2 * time.Minute}})
@@ -62,6 +63,9 @@ func TestPGScenarioTargetRows(t *testing.T) {
 			if row := got[revocationTarget]; strings.Fields(row[3] + " ?")[0] != tc.revocMet || row[2] != fmtDur(tc.p99) {
 				t.Errorf("revocation row %q, want met %s with %s", row, tc.revocMet, fmtDur(tc.p99))
 			}
+			if row := got[socketTarget]; strings.Fields(row[3] + " ?")[0] != tc.revocMet || row[2] != fmtDur(tc.p99) {
+				t.Errorf("sockets row %q, want met %s with %s", row, tc.revocMet, fmtDur(tc.p99))
+			}
 			if row := got[bigDBTarget]; strings.Fields(row[3] + " ?")[0] != tc.bigMet || row[2] != tc.bigShowed {
 				t.Errorf("bigdb row %q, want met %s with %q", row, tc.bigMet, tc.bigShowed)
 			}
@@ -71,11 +75,12 @@ func TestPGScenarioTargetRows(t *testing.T) {
 
 func TestMarkdownPGScenarios(t *testing.T) {
 	md := markdown(sampleReport(), "BENCHMARKS.svg")
-	if strings.Count(md, "not measured (-pg, -scenarios") != 2 {
-		t.Errorf("without the PostgreSQL-only scenarios, want both targets marked not measured:\n%s", md)
+	if strings.Count(md, "not measured (-pg, -scenarios") != 3 {
+		t.Errorf("without the PostgreSQL-only scenarios, want their three targets marked not measured:\n%s", md)
 	}
 	md = markdown(withPGScenarios(50*time.Millisecond, 100*mib, 1_000_000), "BENCHMARKS.svg")
-	for _, want := range []string{"| post<gres>& | `me` with many users |", "| post<gres>& | logout on one of 3 replicas", "| " + revocationTarget + " | post<gres>& | 50.0 ms | yes", "Replicas: 3 authql processes", "Big database:"} {
+	for _, want := range []string{"| post<gres>& | `me` with many users |", "| post<gres>& | logout on one of 3 replicas", "| " + revocationTarget + " | post<gres>& | 50.0 ms | yes", "Replicas: 3 authql processes", "Big database:",
+		"| " + socketTarget + " | post<gres>& | 50.0 ms | yes", "Sockets: 3 authql processes", "200 sockets on 2 replicas, 200 closed 4401"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
@@ -84,7 +89,7 @@ func TestMarkdownPGScenarios(t *testing.T) {
 		t.Errorf("markdown marks a measured target not measured:\n%s", md)
 	}
 	// The chart leaves them out.
-	if svg := svgChart(withPGScenarios(50*time.Millisecond, 100*mib, 1_000_000)); strings.Contains(svg, "replicas") || strings.Contains(svg, "bigdb") {
+	if svg := svgChart(withPGScenarios(50*time.Millisecond, 100*mib, 1_000_000)); strings.Contains(svg, "replicas") || strings.Contains(svg, "bigdb") || strings.Contains(svg, "sockets") {
 		t.Error("the chart shows a PostgreSQL-only scenario")
 	}
 }

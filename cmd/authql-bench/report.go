@@ -36,7 +36,14 @@ type scenarioResult struct {
 	Revocation *revocationStats
 	// BigDB is set for the bigdb scenario: how its database was filled.
 	BigDB *bigDBStats
+	// Sockets is set for the sockets scenario, whose one run's latencies
+	// are the delays from a logout on one replica to its socket's close
+	// on another.
+	Sockets *socketStats
 }
+
+// noRate reports whether r measures delays only (no rate, one run).
+func (r scenarioResult) noRate() bool { return r.Revocation != nil || r.Sockets != nil }
 
 func (r scenarioResult) med() runStats { return r.Runs[r.Median] }
 
@@ -158,7 +165,7 @@ func fmtRSS(r scenarioResult) string {
 
 // rate writes the median run's rate; the replicas scenario has none.
 func rate(r scenarioResult) string {
-	if r.Revocation != nil {
+	if r.noRate() {
 		return "–"
 	}
 	return fmtRate(r.med().Rate())
@@ -166,7 +173,7 @@ func rate(r scenarioResult) string {
 
 // runsList writes every run's rate.
 func runsList(r scenarioResult) string {
-	if r.Revocation != nil {
+	if r.noRate() {
 		return "–"
 	}
 	s := make([]string, len(r.Runs))
@@ -199,6 +206,10 @@ func note(r scenarioResult) string {
 		if v := r.Revocation; v != nil {
 			return fmt.Sprintf("%d logouts on A, %d refusals on the %d others, max %s; refused by the first request: %d/%d",
 				v.Logouts, v.Refusals, v.Replicas-1, fmtDur(s.All.Lat.Max), v.First, v.Refusals)
+		}
+	case "sockets":
+		if v := r.Sockets; v != nil {
+			return fmt.Sprintf("%d sockets on %d replicas, %d closed 4401 by logouts on A, max %s", v.Sockets, v.Replicas-1, v.Closed, fmtDur(s.All.Lat.Max))
 		}
 	case "bigdb":
 		if v := r.BigDB; v != nil {
@@ -264,6 +275,10 @@ func markdown(r *report, svgName string) string {
 		p("Replicas: %d authql processes on the one PostgreSQL database (the two extra ones started like the first, on other ports), which tell each other of logouts by `LISTEN`/`NOTIFY`. %d times: log in on A, check that the token works on B and C, `logout` on A, then send `{ me { id } }` to B and C back to back, no pause, until each refuses it (UNAUTHENTICATED); p50/p90/p99 are of the delays from A's answer to each refusal, \"runs\" and req/s do not apply.\n\n",
 			res.Revocation.Replicas, res.Revocation.Logouts)
 	}
+	if res := r.named("sockets"); res != nil && res.Sockets != nil {
+		p("Sockets: %d authql processes on the one PostgreSQL database. %d sockets (graphql-transport-ws, `internal/wsclient`) are opened on B and C, alternately, each with a session of its own signed in on A and a `sessionEvents` subscription; then each session is logged out on A, one at a time, and timed from A's answer to its socket's close (4401, after the `SESSION_REVOKED`), all the other sockets still open.\n\n",
+			res.Sockets.Replicas, res.Sockets.Sockets)
+	}
 	if res := r.named("bigdb"); res != nil && res.BigDB != nil {
 		p("Big database: on a database of its own, the server migrates it and the load's users register; it is stopped, %s users (with the role user, one real argon2id hash for all) and %s revocations expiring in an hour are inserted by SQL, and it is started again, so that it loads the revocations at start; then `me` runs as above. Its \"at start\" is the RSS right after the restart.\n\n",
 			fmtInt(float64(res.BigDB.Users)), fmtInt(float64(res.BigDB.Revocations)))
@@ -275,6 +290,9 @@ func markdown(r *report, svgName string) string {
 	}
 	if r.named("replicas") == nil {
 		p("| %s | postgres | not measured (-pg, -scenarios replicas) | |\n", revocationTarget)
+	}
+	if r.named("sockets") == nil {
+		p("| %s | postgres | not measured (-pg, -scenarios sockets) | |\n", socketTarget)
 	}
 	if r.named("bigdb") == nil {
 		p("| %s | postgres | not measured (-pg, -scenarios bigdb) | |\n", bigDBTarget)

@@ -80,7 +80,7 @@ func selectScenarios(all []scenario, list string) ([]scenario, error) {
 		}
 	}
 	for n := range want {
-		return nil, fmt.Errorf("-scenarios: unknown scenario %q (have me, refresh, login, mix, flood, and with -pg replicas, bigdb)", n)
+		return nil, fmt.Errorf("-scenarios: unknown scenario %q (have me, refresh, login, mix, flood, and with -pg replicas, sockets, bigdb)", n)
 	}
 	if len(out) == 0 {
 		return nil, errors.New("-scenarios: none selected")

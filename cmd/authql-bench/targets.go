@@ -130,6 +130,16 @@ var targets = []target{
 		},
 	},
 	{
+		Name: socketTarget, Scenario: "sockets",
+		value: func(_ *report, s *scenarioResult) (float64, string) {
+			p := s.med().All.Lat.P99
+			return float64(p), fmtDur(p)
+		},
+		want: func(_ *report, v float64) (bool, string) {
+			return time.Duration(v) <= 100*time.Millisecond, fmt.Sprintf("%.0f%% of the limit", 100*v/float64(100*time.Millisecond))
+		},
+	},
+	{
 		Name: bigDBTarget, Scenario: "bigdb",
 		value: func(_ *report, s *scenarioResult) (float64, string) {
 			if s.PeakRSS == 0 {
@@ -151,6 +161,7 @@ var targets = []target{
 // The names of the targets of the PostgreSQL-only scenarios.
 const (
 	revocationTarget = "revocation across 3 replicas, p99 ≤ 100 ms"
+	socketTarget     = "logout on one of 3 replicas to its socket's close on another, p99 ≤ 100 ms"
 	bigDBTarget      = "peak RSS ≤ 128 MiB with 1,000,000 users and 100,000 live revocations"
 )
 

@@ -32,7 +32,9 @@ let refreshing = null; // the refresh in flight, if any (see refresh)
 //   resolves once the user has proven themself again (reauthenticate),
 //   rejects when they decline.
 // - signedIn(), signedOut(): the signed-in view opened or closed.
-const hooks = { mfaRequired: null, stepUp: null, signedIn: null, signedOut: null };
+// - live: live.js's socket ({ start, stop }), started once signed in and
+//   stopped when signed out.
+const hooks = { mfaRequired: null, stepUp: null, signedIn: null, signedOut: null, live: null };
 
 // GraphQLError carries the errors of a GraphQL response. code is the first
 // error's extensions.code (UNAUTHENTICATED, BAD_USER_INPUT, ...).
@@ -195,6 +197,9 @@ function notify(text) {
 function signedIn(grant) {
   accessToken = grant.accessToken;
   showUser(grant.user);
+  if (hooks.live) {
+    hooks.live.start(grant);
+  }
 }
 
 function showUser(user) {
@@ -214,6 +219,9 @@ function showUser(user) {
 
 function signedOut() {
   accessToken = null;
+  if (hooks.live) {
+    hooks.live.stop();
+  }
   show('status', 'Signed out');
   $('signed-in').hidden = true;
   $('sessions').hidden = true;

@@ -8,5 +8,5 @@ import "embed"
 
 // Files are the frontend's files, at the root.
 //
-//go:embed index.html app.js accounts.js mfa.js factors.js style.css
+//go:embed index.html app.js accounts.js mfa.js factors.js live.js graphql-ws.min.js NOTICE style.css
 var Files embed.FS
