@@ -23,9 +23,9 @@ type flowEnv struct {
 	n   int
 }
 
-func newFlowEnv(t *testing.T, dsn string) *flowEnv {
+func newFlowEnv(t *testing.T, dsn string, opts ...func(*Config)) *flowEnv {
 	c := testclock.New(time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC))
-	return &flowEnv{s: newRefreshService(t, testdb.Open(t, dsn), c, 15*time.Minute), c: c, ctx: context.Background()}
+	return &flowEnv{s: newRefreshService(t, testdb.Open(t, dsn), c, 15*time.Minute, opts...), c: c, ctx: context.Background()}
 }
 
 // register signs a new user up.

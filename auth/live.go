@@ -15,8 +15,9 @@ import (
 // (AUTH_EVENTS_RETENTION).
 const DefaultEventsRetention = time.Hour
 
-// liveBuffer is how many events one subscription may have waiting. A
-// subscriber that falls this far behind is dropped (its channel closed,
+// liveBuffer is how many events one subscription may have waiting beyond
+// one transaction's worth (see newLiveHub). A subscriber that falls this
+// far behind is dropped (its channel closed,
 // Lagged set) rather than slow the committing request or hold memory
 // without bound: a socket then closes, a feed client resumes from its
 // Last-Event-ID.
@@ -33,6 +34,8 @@ const liveSeen = 4096
 // transaction commits (models.OnLiveCommit); those of other replicas
 // through the listener (Service.apply); each is delivered once.
 type LiveHub struct {
+	// buffer is each subscription's channel capacity.
+	buffer int
 	mu     sync.Mutex
 	byUser map[string]map[*LiveSub]struct{}
 	all    map[*LiveSub]struct{}
@@ -52,8 +55,14 @@ type LiveSub struct {
 	lagged bool
 }
 
-func newLiveHub() *LiveHub {
+// newLiveHub returns a hub whose subscriptions hold liveBuffer events
+// beyond burst: the most one transaction records for one user (ending
+// every session of a user records one event per session, and the change
+// that ended them one more), so that a subscriber keeping up is never
+// dropped for one large change such as a logout of every session.
+func newLiveHub(burst int) *LiveHub {
 	return &LiveHub{
+		buffer: liveBuffer + max(burst, 0),
 		byUser: map[string]map[*LiveSub]struct{}{},
 		all:    map[*LiveSub]struct{}{},
 		seen:   make(map[int64]struct{}, liveSeen),
@@ -64,7 +73,7 @@ func newLiveHub() *LiveHub {
 // Subscribe returns a subscription to the events of userID, or of every
 // user when userID is empty. Cancel it when done.
 func (h *LiveHub) Subscribe(userID string) *LiveSub {
-	sub := &LiveSub{C: make(chan models.LiveEvent, liveBuffer), userID: userID, hub: h}
+	sub := &LiveSub{C: make(chan models.LiveEvent, h.buffer), userID: userID, hub: h}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if userID == "" {

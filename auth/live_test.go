@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"gorm.io/gorm"
 
 	"github.com/authql/authql/internal/testdb"
@@ -194,7 +195,7 @@ func TestLiveResyncAfterReconnect(t *testing.T) {
 // and Lagged set; the others go on.
 func TestLiveLaggingSubscriberDropped(t *testing.T) {
 	t.Parallel()
-	h := newLiveHub()
+	h := newLiveHub(0)
 	slow, fast := h.Subscribe("u1"), h.Subscribe("u1")
 	defer fast.Cancel()
 	for i := range liveBuffer + 1 {
@@ -213,6 +214,35 @@ func TestLiveLaggingSubscriberDropped(t *testing.T) {
 	if users, _ := h.Subscribers(); users != 1 {
 		t.Errorf("%d subscriptions left, want 1", users)
 	}
+}
+
+// One transaction that ends every session of a user, as many as
+// Config.MaxSessions allows, does not drop a subscriber that keeps up:
+// the whole change fits its buffer before it reads any of it.
+func TestLiveLargeChangeFitsBuffer(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		const sessions = 150
+		e := newFlowEnv(t, dsn, func(c *Config) { c.MaxSessions = sessions })
+		g := e.register(t)
+		sub := e.s.Live().Subscribe(g.User.ID)
+		defer sub.Cancel()
+		err := e.s.db.Transaction(func(tx *gorm.DB) error {
+			events := []models.LiveEvent{models.NewLiveEvent(models.LivePasswordChanged, g.User.ID, "", nil)}
+			for range sessions {
+				events = append(events, models.NewLiveEvent(models.LiveSessionRevoked, g.User.ID, uuid.NewString(), nil))
+			}
+			return models.RecordLive(tx, events...)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range sessions + 1 {
+			if _, ok := <-sub.C; !ok {
+				t.Fatalf("subscription closed after %d of %d events (lagged %v)", i, sessions+1, sub.Lagged())
+			}
+		}
+	})
 }
 
 // Purge deletes the live events older than the retention, and only those.

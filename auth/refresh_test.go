@@ -17,12 +17,16 @@ import (
 
 // newRefreshService is a Service on db with the clock c, a 10s reuse
 // interval and the access-token lifetime accessTTL.
-func newRefreshService(t *testing.T, db *gorm.DB, c *testclock.Clock, accessTTL time.Duration) *Service {
+func newRefreshService(t *testing.T, db *gorm.DB, c *testclock.Clock, accessTTL time.Duration, opts ...func(*Config)) *Service {
 	t.Helper()
-	s, err := NewService(context.Background(), db, []byte(strings.Repeat("k", 32)), Config{
+	cfg := Config{
 		Issuer: "authql", Audience: "authql", AccessTTL: accessTTL, RefreshTTL: 720 * time.Hour, ReuseInterval: 10 * time.Second,
 		Signup: true, Argon2: Argon2Params{Memory: 64, Time: 1, Threads: 1}, Now: c.Now,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	s, err := NewService(context.Background(), db, []byte(strings.Repeat("k", 32)), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func NewService(ctx context.Context, db *gorm.DB, key []byte, cfg Config, log *s
 		users:   newUserCache(cfg.UserCacheSize),
 		tokens:  newTokenCache(),
 		origins: map[string]bool{},
-		live:    newLiveHub(),
+		live:    newLiveHub(cfg.MaxSessions + 1),
 		// auditLive is fed by the audit writer (see audit_live.go).
 		auditLive: newAuditHub(),
 	}
