@@ -340,13 +340,13 @@ func TestSocketRevocation(t *testing.T) {
 			}
 		})
 		t.Run("LaggingClosesTryLater", func(t *testing.T) {
-			// More events at once than a subscriber may have waiting (a
-			// transaction's worth for AUTH_MAX_SESSIONS sessions, and 64
-			// more): the hub drops the socket's watch, and the socket
-			// closes 1013 (the client reconnects and reads its state
-			// afresh).
+			// Far more events at once than a subscriber may have waiting
+			// (a transaction's worth for AUTH_MAX_SESSIONS sessions, and
+			// 64 more), faster than the socket writes them: the hub drops
+			// the socket's watch, and the socket closes 1013 (the client
+			// reconnects and reads its state afresh).
 			c := openSocket(t, ts, u.Access)
-			events := make([]models.LiveEvent, 300)
+			events := make([]models.LiveEvent, 5000)
 			for i := range events {
 				events[i] = models.NewLiveEvent(models.LiveMfaChanged, u.UserID, "", nil)
 			}
