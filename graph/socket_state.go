@@ -124,7 +124,11 @@ func (m *Sockets) initFunc(ctx context.Context, payload transport.InitPayload) (
 func refuseInit(ctx context.Context, code int, reason string) (context.Context, *transport.InitPayload, error) {
 	ctx = transport.WithWebsocketCloseCode(ctx, code)
 	ctx = transport.AppendCloseReason(ctx, reason)
-	return ctx, nil, models.Errorf(models.Unauthenticated, "%s", reason)
+	why := models.ReasonTokenInvalid
+	if code == CloseSessionEnded {
+		why = models.ReasonTokenRevoked
+	}
+	return ctx, nil, models.Unauthenticatedf(why, "%s", reason)
 }
 
 // closeWith closes the socket with code, once; later calls do nothing.

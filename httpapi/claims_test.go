@@ -35,14 +35,14 @@ func TestAccessTokenClaims(t *testing.T) {
 			want(t, user.Access, map[string]any{"client_id": "authql", "scope": nil, "aal_max": "aal1", "acr": "aal1"})
 		})
 		t.Run("AdminScopeSorted", func(t *testing.T) {
-			want(t, ts.Admin(t).Access, map[string]any{"client_id": "authql", "scope": "roles:read users:read users:write", "aal_max": "aal1"})
+			want(t, ts.Admin(t).Access, map[string]any{"client_id": "authql", "scope": "events:read roles:read users:read users:write", "aal_max": "aal1"})
 		})
 		t.Run("RoleGrantedAppearsAtRefresh", func(t *testing.T) {
 			admin := ts.Admin(t)
 			ts.Do(t, admin.Access, `mutation($id: ID!) { setUserRoles(userId: $id, roles: ["user", "admin"]) { id } }`, map[string]any{"id": user.UserID}).OK(t)
 			r := ts.Refresh(t, user.Refresh).OK(t)
 			user = authtest.TokensOf(r, "refresh")
-			want(t, user.Access, map[string]any{"scope": "roles:read users:read users:write"})
+			want(t, user.Access, map[string]any{"scope": "events:read roles:read users:read users:write"})
 		})
 		t.Run("SecondFactorMakesAalMax2", func(t *testing.T) {
 			f := giveFactor(t, ts, user.UserID)

@@ -88,7 +88,7 @@ func TestDiscovery(t *testing.T) {
 			if d.ResponseTypesSupported == nil || len(*d.ResponseTypesSupported) != 0 {
 				t.Errorf("response_types_supported = %v, want [] (REQUIRED by RFC 8414; no authorization endpoint)", d.ResponseTypesSupported)
 			}
-			if !slices.Equal(d.ScopesSupported, []string{"roles:read", "users:read", "users:write"}) {
+			if !slices.Equal(d.ScopesSupported, []string{"events:read", "roles:read", "users:read", "users:write"}) {
 				t.Errorf("scopes_supported = %q, want the roles' permissions", d.ScopesSupported)
 			}
 			h := resp.Header

@@ -62,7 +62,7 @@ func TestExchangeToken(t *testing.T) {
 			if aud, _ := c["aud"].([]any); len(aud) != 1 || aud[0] != "orders" {
 				t.Errorf("aud = %v, want [orders]", c["aud"])
 			}
-			if c["scope"] != "roles:read users:read users:write" || c["jti"] == caller["jti"] || c["exp"].(float64)-c["iat"].(float64) != 300 {
+			if c["scope"] != "events:read roles:read users:read users:write" || c["jti"] == caller["jti"] || c["exp"].(float64)-c["iat"].(float64) != 300 {
 				t.Errorf("scope %v, jti %v (caller's %v), exp-iat %v", c["scope"], c["jti"], caller["jti"], c["exp"].(float64)-c["iat"].(float64))
 			}
 			if err := verify(t, "orders", tok); err != nil {
