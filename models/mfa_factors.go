@@ -104,6 +104,9 @@ func ConfirmTotp(tx *gorm.DB, c TotpConfirmation) (first bool, err error) {
 	} else if res.RowsAffected == 0 {
 		return false, ErrEnrollmentInvalid
 	}
+	if err := factorsChanged(tx, c.UserID); err != nil {
+		return false, err
+	}
 	first = !m.Any()
 	if first && len(c.RecoveryHashes) > 0 {
 		return true, replaceRecoveryCodes(tx, c.UserID, c.RecoveryHashes, c.At)
@@ -165,8 +168,18 @@ func RemoveTotpFactor(ctx context.Context, db *gorm.DB, userID, id string, mails
 		if _, err := dropOrphanRecoveryCodes(tx, userID); err != nil {
 			return err
 		}
+		if err := factorsChanged(tx, userID); err != nil {
+			return err
+		}
 		return EnqueueMail(tx, mails...)
 	})
+}
+
+// factorsChanged publishes, in tx, that the user's second factors changed:
+// replicas cache whether a user has one (for the aal_max claim), and drop
+// it with the user's entry.
+func factorsChanged(tx *gorm.DB, userID string) error {
+	return Publish(tx, Event{Kind: EventUserChanged, ID: userID})
 }
 
 // dropOrphanRecoveryCodes deletes the user's recovery codes in tx when the
@@ -213,6 +226,9 @@ func ResetMfa(ctx context.Context, db *gorm.DB, userID string, r Revoke, mails .
 		}
 		revoked, err = revokeSessions(tx, tx.Where("user_id = ?", userID), r)
 		if err != nil {
+			return err
+		}
+		if err := factorsChanged(tx, userID); err != nil {
 			return err
 		}
 		return EnqueueMail(tx, mails...)

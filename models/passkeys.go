@@ -88,6 +88,9 @@ func AddPasskey(ctx context.Context, db *gorm.DB, p *Passkey, challengeID string
 			}
 			return err
 		}
+		if err := factorsChanged(tx, p.UserID); err != nil {
+			return err
+		}
 		return EnqueueMail(tx, mails...)
 	})
 }
@@ -135,6 +138,9 @@ func DeletePasskey(ctx context.Context, db *gorm.DB, userID, id string, mails []
 		}
 		var err error
 		if codesDeleted, err = dropOrphanRecoveryCodes(tx, userID); err != nil {
+			return err
+		}
+		if err := factorsChanged(tx, userID); err != nil {
 			return err
 		}
 		return EnqueueMail(tx, mails...)
