@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/auth"
+	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/models"
 )
 
@@ -166,4 +168,42 @@ func meCode(u, token string) (string, error) {
 	}
 	code, _ := r.Errors[0].Extensions["code"].(string)
 	return code, nil
+}
+
+// TestReplicasAalMax: a second factor enrolled on one replica shows in
+// aal_max at the next refresh on another that had cached the user without
+// one, and its removal too: the factor's change is published like any
+// change of the user.
+func TestReplicasAalMax(t *testing.T) {
+	c := newCluster(t, nil)
+	a, b := c.start(t, nil), c.start(t, nil)
+	u := registerAt(t, b, "ada@example.com", "password1")
+	aalMax := func() string {
+		r := refreshAt(t, b, u.Refresh).OK(t)
+		u = tokensOf(r, "refresh")
+		v, _ := authtest.Claims(t, u.Access)["aal_max"].(string)
+		return v
+	}
+	other := loginAt(t, a, "ada@example.com", "password1")
+	// A barrier: events reach B in commit order, so once B refuses a token
+	// logged out at A after the login, B has applied the login's event
+	// (which drops the user from its cache) and the user B caches next
+	// stays until the factor's own event.
+	z := registerAt(t, a, "zed@example.com", "password1")
+	gql(t, a, z.Access, `mutation { logout }`).OK(t)
+	waitFor(t, "B refusing a token logged out at A", func() bool { code, _ := meError(t, b, z.Access); return code == models.Unauthenticated })
+	if got := aalMax(); got != "aal1" {
+		t.Fatalf("aal_max = %q before any factor, want aal1", got)
+	}
+	en := gql(t, a, other.Access, `mutation { enrollTotp { factorId secret } }`).OK(t)
+	code, err := auth.TOTPCodeAt(en.Str("enrollTotp", "secret"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := postGraphQL(t, a, map[string]string{"Authorization": bearer(other.Access)},
+		`mutation($f: ID!, $c: String!) { confirmTotp(factorId: $f, code: $c, signOutOtherSessions: false) { factor { id } session { accessToken } } }`,
+		map[string]any{"f": en.Str("enrollTotp", "factorId"), "c": code}).OK(t)
+	waitFor(t, "aal_max aal2 at B after the factor was confirmed at A", func() bool { return aalMax() == "aal2" })
+	gql(t, a, r.Str("confirmTotp", "session", "accessToken"), fmt.Sprintf(`mutation { removeMfaFactor(id: %q) }`, r.Str("confirmTotp", "factor", "id"))).OK(t)
+	waitFor(t, "aal_max aal1 at B after the factor was removed at A", func() bool { return aalMax() == "aal1" })
 }

@@ -153,6 +153,7 @@ func (s *Service) ConfirmTotp(ctx context.Context, p *Principal, factorID, code 
 		},
 		Mails: s.mfaNotice(mail.KindMfaChanged, u, mail.Vars{Change: changeTotpAdded, At: now, IP: ClientFrom(ctx).IP}),
 	})
+	s.forgetUser(u.ID) // its factors (aal_max); even on error: the outcome may be unknown
 	if err != nil {
 		return nil, err
 	}

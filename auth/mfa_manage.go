@@ -87,7 +87,9 @@ func (s *Service) RemoveMfaFactor(ctx context.Context, p *Principal, id string) 
 		return false, err
 	}
 	mails := s.mfaNotice(mail.KindMfaChanged, u, mail.Vars{Change: changeTotpRemoved, At: s.now(), IP: ClientFrom(ctx).IP})
-	if err := models.RemoveTotpFactor(ctx, s.db, u.ID, id, mails...); err != nil {
+	err = models.RemoveTotpFactor(ctx, s.db, u.ID, id, mails...)
+	s.forgetUser(u.ID) // its factors (aal_max); even on error: the outcome may be unknown
+	if err != nil {
 		return false, err
 	}
 	s.mailQueued()
@@ -158,6 +160,7 @@ func (s *Service) ResetUserMfa(ctx context.Context, p *Principal, userID string)
 	now := s.now()
 	mails := s.mfaNotice(mail.KindMfaReset, u, mail.Vars{At: now})
 	revoked, err := models.ResetMfa(ctx, s.db, u.ID, s.revocation(now), mails...)
+	s.forgetUser(u.ID) // its factors (aal_max); even on error: the outcome may be unknown
 	if err != nil {
 		return false, err
 	}

@@ -156,7 +156,9 @@ func (s *Service) FinishPasskeyRegistration(ctx context.Context, p *Principal, c
 	now := s.now()
 	pk = newPasskey(u.ID, data.Label, cred, now)
 	mails := s.mfaNotice(mail.KindMfaChanged, u, mail.Vars{Change: changePasskeyAdded, IP: ClientFrom(ctx).IP})
-	if err := models.AddPasskey(ctx, s.db, pk, c.ID, mails); err != nil {
+	err = models.AddPasskey(ctx, s.db, pk, c.ID, mails)
+	s.forgetUser(u.ID) // its factors (aal_max); even on error: the outcome may be unknown
+	if err != nil {
 		return nil, err
 	}
 	s.mailQueued()
@@ -237,6 +239,7 @@ func (s *Service) DeletePasskey(ctx context.Context, p *Principal, id string) (_
 	}
 	mails := s.mfaNotice(mail.KindMfaChanged, u, mail.Vars{Change: changePasskeyRemoved, IP: ClientFrom(ctx).IP})
 	codesDeleted, err := models.DeletePasskey(ctx, s.db, p.UserID, id, mails)
+	s.forgetUser(p.UserID) // its factors (aal_max); even on error: the outcome may be unknown
 	detail := id
 	if codesDeleted {
 		detail += " (last factor: recovery codes deleted)"

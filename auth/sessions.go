@@ -180,19 +180,38 @@ func (s *Service) clientID() string {
 // A session at level 2 proves one without a query (should the user have
 // removed every factor since, the claim says aal2 of a session that is at
 // level 2 anyway: a downstream @auth(aal: 2) lets it through either way).
-// Otherwise one statement counts the factors.
+// Otherwise the user cache knows once it has asked, so that a refresh, the
+// hot path, pays no query in the steady state; a change of factors drops
+// the entry here and, published in its transaction, on every replica
+// (models.ConfirmTotp and the other flows that add or remove one).
+//
+// The entry is taken before the query: a change committing meanwhile drops
+// it after its commit, so a stale answer stored into it is dropped too.
 func (s *Service) aalMax(ctx context.Context, userID string, sess *models.Session) (string, error) {
 	if sess.Aal >= models.AalTwo {
 		return "aal2", nil
+	}
+	cu := s.users.get(userID)
+	if cu != nil {
+		switch cu.mfa.Load() {
+		case mfaSome:
+			return "aal2", nil
+		case mfaNone:
+			return "aal1", nil
+		}
 	}
 	m, err := models.UserMfaMethods(ctx, s.db, userID)
 	if err != nil {
 		return "", err
 	}
+	state, claim := mfaNone, "aal1"
 	if m.Any() {
-		return "aal2", nil
+		state, claim = mfaSome, "aal2"
 	}
-	return "aal1", nil
+	if cu != nil {
+		cu.mfa.Store(state)
+	}
+	return claim, nil
 }
 
 // acr is the "acr" claim of a session at level aal.

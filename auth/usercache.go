@@ -29,11 +29,22 @@ type userCache struct {
 	gen   atomic.Uint64
 }
 
-// cachedUser is a user with its role names, kept ready for role checks.
+// cachedUser is a user with its role names, kept ready for role checks,
+// and whether the user has a second factor once a grant asked (the
+// aal_max claim, see Service.aalMax): every change of factors publishes
+// the user's change, which drops the entry.
 type cachedUser struct {
 	*models.User
 	roles []string
+	mfa   atomic.Int32 // mfaUnknown, mfaNone or mfaSome
 }
+
+// States of cachedUser.mfa.
+const (
+	mfaUnknown int32 = iota
+	mfaNone
+	mfaSome
+)
 
 func newUserCache(max int) *userCache {
 	if max <= 0 {

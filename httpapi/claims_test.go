@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"testing"
 
+	"github.com/authql/authql/auth"
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
 )
@@ -45,11 +46,35 @@ func TestAccessTokenClaims(t *testing.T) {
 			want(t, user.Access, map[string]any{"scope": "events:read roles:read users:read users:write"})
 		})
 		t.Run("SecondFactorMakesAalMax2", func(t *testing.T) {
-			f := giveFactor(t, ts, user.UserID)
-			// The session is still at level 1; the user now has a factor.
+			// user's session stays at level 1 while a second session of
+			// the same user enrolls a factor: its next refresh (the user
+			// cached by the refreshes before) must see the factor.
+			other := authtest.TokensOf(ts.Login(t, "ada@example.com", "password1").OK(t), "login")
+			en := ts.Do(t, other.Access, enrollTotpDoc, nil).OK(t)
+			code, err := auth.TOTPCodeAt(en.Str("enrollTotp", "secret"), ts.Clock.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Cached now: the user has no factor.
+			user = authtest.TokensOf(ts.Refresh(t, user.Refresh).OK(t), "refresh")
+			want(t, user.Access, map[string]any{"aal_max": "aal1"})
+			r := ts.Do(t, other.Access, `mutation($f: ID!, $c: String!) { confirmTotp(factorId: $f, code: $c, signOutOtherSessions: false) { factor { id } session { accessToken } } }`,
+				map[string]any{"f": en.Str("enrollTotp", "factorId"), "c": code}).OK(t)
+			raised := r.Str("confirmTotp", "session", "accessToken")
+			want(t, raised, map[string]any{"acr": "aal2", "aal_max": "aal2"})
 			user = authtest.TokensOf(ts.Refresh(t, user.Refresh).OK(t), "refresh")
 			want(t, user.Access, map[string]any{"acr": "aal1", "aal_max": "aal2"})
-			ch := mfaChallenge(t, ts, nil, "ada@example.com")
+
+			// Removed again (from the level-2 session): aal1 at the next
+			// refresh of the level-1 one.
+			ts.Do(t, raised, `mutation($id: ID!) { removeMfaFactor(id: $id) }`, map[string]any{"id": r.Str("confirmTotp", "factor", "id")}).OK(t)
+			user = authtest.TokensOf(ts.Refresh(t, user.Refresh).OK(t), "refresh")
+			want(t, user.Access, map[string]any{"acr": "aal1", "aal_max": "aal1"})
+		})
+		t.Run("VerifyMfaAalMax2", func(t *testing.T) {
+			u := ts.Register(t, "grace@example.com", "password1")
+			f := giveFactor(t, ts, u.UserID)
+			ch := mfaChallenge(t, ts, nil, "grace@example.com")
 			r := ts.Do(t, "", verifyMfaDoc, map[string]any{"c": ch["challengeId"], "p": map[string]any{"totpCode": f.code(t, ts)}}).OK(t)
 			want(t, r.Str("verifyMfa", "accessToken"), map[string]any{"acr": "aal2", "aal_max": "aal2", "client_id": "authql"})
 		})

@@ -104,7 +104,7 @@ func ConfirmTotp(tx *gorm.DB, c TotpConfirmation) (first bool, err error) {
 	} else if res.RowsAffected == 0 {
 		return false, ErrEnrollmentInvalid
 	}
-	if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, c.UserID, "", nil)); err != nil {
+	if err := factorsChanged(tx, c.UserID); err != nil {
 		return false, err
 	}
 	first = !m.Any()
@@ -171,11 +171,22 @@ func RemoveTotpFactor(ctx context.Context, db *gorm.DB, userID, id string, mails
 		if _, err := dropOrphanRecoveryCodes(tx, userID); err != nil {
 			return err
 		}
-		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, userID, "", nil)); err != nil {
+		if err := factorsChanged(tx, userID); err != nil {
 			return err
 		}
 		return EnqueueMail(tx, mails...)
 	})
+}
+
+// factorsChanged records, in tx, that the user's second factors changed:
+// the MFA_CHANGED live event, and the user's change to the replicas, which
+// cache whether a user has a factor (for the aal_max claim) and drop it
+// with the user's entry.
+func factorsChanged(tx *gorm.DB, userID string) error {
+	if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, userID, "", nil)); err != nil {
+		return err
+	}
+	return Publish(tx, Event{Kind: EventUserChanged, ID: userID})
 }
 
 // dropOrphanRecoveryCodes deletes the user's recovery codes in tx when the
@@ -220,7 +231,9 @@ func ResetMfa(ctx context.Context, db *gorm.DB, userID string, r Revoke, mails .
 				return err
 			}
 		}
-		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, userID, "", nil)); err != nil {
+		// MFA_CHANGED before the sessions' SESSION_REVOKED: a socket
+		// closes after its own session's.
+		if err := factorsChanged(tx, userID); err != nil {
 			return err
 		}
 		revoked, err = revokeSessions(tx, tx.Where("user_id = ?", userID), r)

@@ -88,7 +88,7 @@ func AddPasskey(ctx context.Context, db *gorm.DB, p *Passkey, challengeID string
 			}
 			return err
 		}
-		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, p.UserID, "", nil)); err != nil {
+		if err := factorsChanged(tx, p.UserID); err != nil {
 			return err
 		}
 		return EnqueueMail(tx, mails...)
@@ -140,7 +140,7 @@ func DeletePasskey(ctx context.Context, db *gorm.DB, userID, id string, mails []
 		if codesDeleted, err = dropOrphanRecoveryCodes(tx, userID); err != nil {
 			return err
 		}
-		if err := RecordLive(tx, NewLiveEvent(LiveMfaChanged, userID, "", nil)); err != nil {
+		if err := factorsChanged(tx, userID); err != nil {
 			return err
 		}
 		return EnqueueMail(tx, mails...)
