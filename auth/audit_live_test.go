@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/authql/authql/internal/testdb"
 	"github.com/authql/authql/models"
@@ -14,16 +13,7 @@ import (
 // comes within a deadline or the subscription ended.
 func nextAudit(t *testing.T, sub *AuditSub) models.AuditEvent {
 	t.Helper()
-	select {
-	case e, ok := <-sub.C:
-		if !ok {
-			t.Fatalf("subscription ended (lagged %v)", sub.Lagged())
-		}
-		return e
-	case <-time.After(20 * time.Second):
-		t.Fatal("no audit event within 20s")
-	}
-	return models.AuditEvent{}
+	return nextOf(t, "audit event", sub.C, sub.Lagged)
 }
 
 // Audit events reach this process's subscribers once written, each once,

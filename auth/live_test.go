@@ -44,16 +44,24 @@ func newReplica(t *testing.T, ctx context.Context, db *gorm.DB, listenDSN string
 // comes within a deadline or the subscription ended.
 func nextLive(t *testing.T, sub *LiveSub) models.LiveEvent {
 	t.Helper()
+	return nextOf(t, "live event", sub.C, sub.Lagged)
+}
+
+// nextOf returns the next value of c, failing the test when none comes
+// within a deadline or c was closed (lagged tells whether for lagging).
+func nextOf[E any](t *testing.T, what string, c <-chan E, lagged func() bool) E {
+	t.Helper()
 	select {
-	case e, ok := <-sub.C:
+	case e, ok := <-c:
 		if !ok {
-			t.Fatalf("subscription ended (lagged %v)", sub.Lagged())
+			t.Fatalf("subscription ended (lagged %v)", lagged())
 		}
 		return e
 	case <-time.After(20 * time.Second):
-		t.Fatal("no live event within 20s")
+		t.Fatalf("no %s within 20s", what)
 	}
-	return models.LiveEvent{}
+	var zero E
+	return zero
 }
 
 // wantLive fails the test unless the next events of sub are of the types.

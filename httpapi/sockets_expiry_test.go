@@ -22,32 +22,12 @@ import (
 func TestSocketExpiry(t *testing.T) {
 	testdb.Each(t, func(t *testing.T, dsn string) {
 		t.Run("NoRefreshCloses4403", func(t *testing.T) {
-			ts := authtest.NewServer(t, dsn, nil, withSockets(nil))
-			u := ts.Register(t, "ada@example.com", "password1")
-			c := openSocket(t, ts, u.Access)
-			if err := c.Subscribe(socketCtx(t), "a", sessionEventsDoc, nil); err != nil {
-				t.Fatal(err)
-			}
-			waitListening(t, ts, 1)
-			ts.Clock.Advance(14*time.Minute + 30*time.Second)
-			if got := nextEvent(t, c, "a"); got.Type != "TOKEN_EXPIRING" {
-				t.Fatalf("want TOKEN_EXPIRING, got %+v", got)
-			}
+			ts, _, c := expiringSocket(t, dsn)
 			ts.Clock.Advance(time.Minute)
 			wantClose(t, c, graph.CloseBadToken)
 		})
 		t.Run("RefreshOverHTTPLivesOn", func(t *testing.T) {
-			ts := authtest.NewServer(t, dsn, nil, withSockets(nil))
-			u := ts.Register(t, "bob@example.com", "password1")
-			c := openSocket(t, ts, u.Access)
-			if err := c.Subscribe(socketCtx(t), "a", sessionEventsDoc, nil); err != nil {
-				t.Fatal(err)
-			}
-			waitListening(t, ts, 1)
-			ts.Clock.Advance(14*time.Minute + 30*time.Second)
-			if got := nextEvent(t, c, "a"); got.Type != "TOKEN_EXPIRING" {
-				t.Fatalf("want TOKEN_EXPIRING, got %+v", got)
-			}
+			ts, u, c := expiringSocket(t, dsn)
 			ts.Refresh(t, u.Refresh).OK(t)
 			ts.Clock.Advance(time.Minute)
 			// Past the old token's expiry, the socket still delivers:
@@ -83,6 +63,27 @@ func TestSocketExpiry(t *testing.T) {
 			wantClose(t, c, graph.CloseBadToken)
 		})
 	})
+}
+
+// expiringSocket opens a socket of a new user subscribed to sessionEvents
+// as "a", and moves the clock to half a minute before its token expires,
+// past the TOKEN_EXPIRING that it checks.
+func expiringSocket(t *testing.T, dsn string) (*authtest.Server, authtest.Tokens, *wsclient.Conn) {
+	t.Helper()
+	ts := authtest.NewServer(t, dsn, nil, withSockets(nil))
+	// One database for every subtest of dsn: an address of the test's own.
+	email := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")) + "@example.com"
+	u := ts.Register(t, email, "password1")
+	c := openSocket(t, ts, u.Access)
+	if err := c.Subscribe(socketCtx(t), "a", sessionEventsDoc, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitListening(t, ts, 1)
+	ts.Clock.Advance(14*time.Minute + 30*time.Second)
+	if got := nextEvent(t, c, "a"); got.Type != "TOKEN_EXPIRING" {
+		t.Fatalf("want TOKEN_EXPIRING, got %+v", got)
+	}
+	return ts, u, c
 }
 
 func TestAuthenticateSocket(t *testing.T) {
