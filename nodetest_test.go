@@ -128,14 +128,14 @@ func TestJoseVerifiesThroughDiscovery(t *testing.T) {
 			t.Fatalf("jose refused authql's token: %v %v", err, p)
 		}
 		sid, _ := p["sid"].(string)
-		if p["sub"] == "" || sid == "" || p["client_id"] != "web" || p["scope"] != "roles:read users:read users:write" || p["aal_max"] != "aal1" {
+		if p["sub"] == "" || sid == "" || p["client_id"] != "web" || p["scope"] != "events:read roles:read users:read users:write" || p["aal_max"] != "aal1" {
 			t.Errorf("payload %v", p)
 		}
 	})
 	t.Run("Tampered", func(t *testing.T) {
 		parts := strings.Split(token, ".")
 		claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
-		forged := bytes.Replace(claims, []byte(`"scope":"`), []byte(`"scope":"events:read `), 1)
+		forged := bytes.Replace(claims, []byte(`"scope":"`), []byte(`"scope":"keys:write `), 1)
 		if bytes.Equal(forged, claims) {
 			t.Fatalf("claims %s have no scope to widen", claims)
 		}
