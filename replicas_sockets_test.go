@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func TestReplicasSocketRevocation(t *testing.T) {
 		if err := conn.InitToken(ctx, token); err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.Subscribe(ctx, "s", `subscription { sessionEvents { type current } }`, nil); err != nil {
+		if err := conn.Subscribe(ctx, "s", `subscription { sessionEvents { type current sessionId } }`, nil); err != nil {
 			t.Fatal(err)
 		}
 		return conn
@@ -46,11 +47,29 @@ func TestReplicasSocketRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until both subscriptions run: an event reaches them, a
-	// sign-in of the user on A.
-	loginAt(t, a, "ada@example.com", "password1")
+	// sign-in of the user on A (a session of neither socket). Events of
+	// earlier sign-ins may come first: they were committed before the
+	// subscriptions began, but a replica hears of them by notification,
+	// and under load that can be later. Notifications arrive in commit
+	// order, so once this one has come, every earlier one has too.
+	waitSID := sid(t, loginAt(t, a, "ada@example.com", "password1").Access)
 	for _, conn := range []*wsclient.Conn{onB, onC} {
-		if m, err := conn.Next(ctx); err != nil || m.Type != "next" {
-			t.Fatalf("SESSION_CREATED: %+v %v", m, err)
+		for {
+			m, err := conn.Next(ctx)
+			if err != nil || m.Type != "next" {
+				t.Fatalf("SESSION_CREATED: %+v %v", m, err)
+			}
+			var e struct {
+				Data struct {
+					SessionEvents struct{ Type, SessionID string }
+				}
+			}
+			if err := json.Unmarshal(m.Payload, &e); err != nil || e.Data.SessionEvents.Type != "SESSION_CREATED" {
+				t.Fatalf("before the sign-in's SESSION_CREATED: %s %v", m.Payload, err)
+			}
+			if e.Data.SessionEvents.SessionID == waitSID {
+				break
+			}
 		}
 	}
 	gql(t, a, u.Access, `mutation { logout }`).OK(t)
@@ -60,12 +79,12 @@ func TestReplicasSocketRevocation(t *testing.T) {
 			t.Fatalf("socket on B: %v %v (read %+v), want 4401", cl, err, seen)
 		}
 		// The event, then the subscription's complete, then the close.
-		if conn == onB && (len(seen) == 0 || string(seen[0].Payload) != `{"data":{"sessionEvents":{"type":"SESSION_REVOKED","current":true}}}`) {
+		if conn == onB && (len(seen) == 0 || string(seen[0].Payload) != `{"data":{"sessionEvents":{"type":"SESSION_REVOKED","current":true,"sessionId":"`+sid(t, u.Access)+`"}}}`) {
 			t.Fatalf("before 4401 on B: %+v", seen)
 		}
 	}
 	m, err := onC.Next(ctx)
-	if err != nil || string(m.Payload) != `{"data":{"sessionEvents":{"type":"SESSION_REVOKED","current":false}}}` {
+	if err != nil || string(m.Payload) != `{"data":{"sessionEvents":{"type":"SESSION_REVOKED","current":false,"sessionId":"`+sid(t, u.Access)+`"}}}` {
 		t.Fatalf("on C: %s %v", m.Payload, err)
 	}
 	var cl *wsclient.Closed
