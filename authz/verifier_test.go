@@ -3,6 +3,8 @@ package authz_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/authz"
 	"github.com/authql/authql/examples/service/api"
 	"github.com/authql/authql/internal/authtest"
@@ -68,6 +71,7 @@ func (p *netProbe) cut() {
 func newVerifier(t *testing.T, e *authzcases.Env, probe *netProbe, cfg authz.Config, feedToken func(context.Context) (string, error)) *authz.Verifier {
 	t.Helper()
 	cfg.Issuer, cfg.Audience, cfg.Now, cfg.FeedToken = e.TS.URL, "authql", e.TS.Clock.Now, feedToken
+	cfg.NoRevocationFeed = feedToken == nil
 	cfg.HTTPClient = &http.Client{Transport: probe}
 	v, err := authz.New(context.Background(), cfg)
 	if err != nil {
@@ -178,8 +182,51 @@ func TestFailedFetchKeepsKeys(t *testing.T) {
 func TestIssuerMismatchRefused(t *testing.T) {
 	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil, authtest.WithIssuerURL())
-	_, err := authz.New(context.Background(), authz.Config{Issuer: ts.URL + "/", Audience: "authql"})
+	_, err := authz.New(context.Background(), authz.Config{Issuer: ts.URL + "/", Audience: "authql", NoRevocationFeed: true})
 	if err == nil || !strings.Contains(err.Error(), "names issuer") {
 		t.Errorf("New with %s/: %v, want the issuer refused", ts.URL, err)
 	}
+}
+
+// TestNoFeedMustBeExplicit: a nil FeedToken is refused at New with an
+// error that names both ways out; NoRevocationFeed runs without the feed
+// and logs a warning at New.
+func TestNoFeedMustBeExplicit(t *testing.T) {
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil, authtest.WithAlg(keys.AlgEdDSA), authtest.WithIssuerURL())
+	_, err := authz.New(context.Background(), authz.Config{Issuer: ts.URL, Audience: "authql"})
+	if err == nil || !strings.Contains(err.Error(), "FeedToken is nil") || !strings.Contains(err.Error(), "NoRevocationFeed") {
+		t.Errorf("New without FeedToken: %v, want an error naming FeedToken and NoRevocationFeed", err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	v, err := authz.New(context.Background(), authz.Config{Issuer: ts.URL, Audience: "authql", NoRevocationFeed: true, Logger: log})
+	if err != nil {
+		t.Fatalf("New with NoRevocationFeed: %v", err)
+	}
+	defer v.Close()
+	mu.Lock()
+	got := logs.String()
+	mu.Unlock()
+	if !strings.Contains(got, "level=WARN") || !strings.Contains(got, "NoRevocationFeed") {
+		t.Errorf("New with NoRevocationFeed logged %q, want a warning", got)
+	}
+	_, err = authz.New(context.Background(), authz.Config{Issuer: ts.URL, Audience: "authql", NoRevocationFeed: true,
+		FeedToken: func(context.Context) (string, error) { return "", nil }})
+	if err == nil {
+		t.Error("New with both FeedToken and NoRevocationFeed: no error")
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
