@@ -46,6 +46,9 @@ const (
 // sent "data": null with request errors.
 type post struct{}
 
+// maxAcceptParts bounds the media ranges of Accept that are parsed.
+const maxAcceptParts = 32
+
 // subscriptionOverPOST is the message of a subscription sent over POST.
 const subscriptionOverPOST = "subscriptions are served over a websocket (graphql-transport-ws) on /query"
 
@@ -123,10 +126,18 @@ func writeRequestError(w http.ResponseWriter, resp *graphql.Response, status int
 // absent or names neither (the spec lets a server disregard an Accept it
 // cannot satisfy and answer in application/json, which legacy clients
 // read), */* and application/* included.
+//
+// Only the first maxAcceptParts media ranges are read, across all the
+// field's values: the header's size alone would allow thousands, each
+// parsed.
 func responseMedia(accept []string) string {
 	best, bestQ := mediaJSON, -1.0
+	n := 0
 	for _, v := range accept {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
+			if n++; n > maxAcceptParts {
+				return best
+			}
 			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 			if err != nil {
 				continue
