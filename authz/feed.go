@@ -18,6 +18,9 @@ import (
 // Bounds of the feed's stream.
 const (
 	maxEventLine = 64 << 10
+	// maxEventSize bounds the data of one event (all its data lines): a
+	// larger one is skipped.
+	maxEventSize = 64 << 10
 	// feedIdle: authql sends ": ping" every 15 s, so a stream silent for
 	// longer than this is dead (a proxy or a peer gone without a FIN).
 	feedIdle       = 45 * time.Second
@@ -207,15 +210,18 @@ func (v *Verifier) readEvents(body io.Reader, alive func()) error {
 	sc.Buffer(make([]byte, 4096), maxEventLine)
 	var ev sseEvent
 	var data []string
+	size, dropped := 0, false // the event's data bytes; past maxEventSize
 	for sc.Scan() {
 		alive()
 		line := sc.Text()
 		if line == "" {
-			if len(data) > 0 {
+			if dropped {
+				v.log.Warn("authz: a feed event larger than its bound; skipped", "id", ev.id, "max", maxEventSize)
+			} else if len(data) > 0 {
 				ev.data = strings.Join(data, "\n")
 				v.apply(ev)
 			}
-			ev, data = sseEvent{}, nil
+			ev, data, size, dropped = sseEvent{}, nil, 0, false
 			continue
 		}
 		if strings.HasPrefix(line, ":") {
@@ -231,7 +237,13 @@ func (v *Verifier) readEvents(body io.Reader, alive func()) error {
 		case "event":
 			ev.typ = val
 		case "data":
-			data = append(data, val)
+			// Each line is bounded, not their number: bound the event, so
+			// that a stream cannot grow memory without a blank line.
+			if size += len(val) + 1; size > maxEventSize {
+				data, dropped = nil, true
+			} else if !dropped {
+				data = append(data, val)
+			}
 		case "retry":
 			if ms, err := strconv.Atoi(val); err == nil && ms >= 0 {
 				v.feed.mu.Lock()

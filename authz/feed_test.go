@@ -159,3 +159,32 @@ func TestResumeFrom(t *testing.T) {
 		t.Errorf("kept %d ids, want the 2 within the window", len(f.recent))
 	}
 }
+
+// TestReadEventsEventBound: an event whose data lines, each within the
+// line bound, add up to more than maxEventSize is skipped (and its id not
+// taken), and the events after it are applied.
+func TestReadEventsEventBound(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	v := newTestVerifier(func() time.Time { return now })
+	at := now.Add(-time.Minute).Format(time.RFC3339Nano)
+	// Valid JSON once joined: the padding lines are whitespace.
+	pad := strings.Repeat("data: "+strings.Repeat(" ", 1023)+"\n", 65)
+	stream := "id: 5\nevent: SESSION_REVOKED\ndata: {\"id\":5,\"type\":\"SESSION_REVOKED\",\"at\":\"" + at + "\",\"userId\":\"u1\",\n" +
+		pad + "data: \"sessionId\":\"big\"}\n\n" +
+		"id: 6\nevent: SESSION_REVOKED\ndata: {\"id\":6,\"type\":\"SESSION_REVOKED\",\"at\":\"" + at + "\",\"userId\":\"u2\",\"sessionId\":\"small\"}\n\n"
+	v.readEvents(strings.NewReader(stream), func() {})
+	before := now.Add(-2 * time.Minute)
+	if v.revs.refused("big", "u1", before) {
+		t.Error("an event past maxEventSize was applied")
+	}
+	if !v.revs.refused("small", "u2", before) || v.feed.lastID != "6" {
+		t.Errorf("the event after it: applied %v, lastID %q, want applied and 6", v.revs.refused("small", "u2", before), v.feed.lastID)
+	}
+	// Just within the bound, the same event is applied.
+	v = newTestVerifier(func() time.Time { return now })
+	small := strings.Replace(stream, pad, strings.Repeat("data: "+strings.Repeat(" ", 1023)+"\n", 60), 1)
+	v.readEvents(strings.NewReader(small), func() {})
+	if !v.revs.refused("big", "u1", before) {
+		t.Error("an event within maxEventSize was not applied")
+	}
+}
