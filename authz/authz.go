@@ -98,6 +98,7 @@ type Verifier struct {
 	revs    *revocations
 	feed    *feedState
 	stop    context.CancelFunc
+	runCtx  context.Context // ends with stop: the feed, the keys' background refetch
 	stopped sync.WaitGroup
 }
 
@@ -149,7 +150,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.log.WarnContext(ctx, "authz: NoRevocationFeed: no revocation feed; revoked tokens are accepted until they expire", "issuer", cfg.Issuer)
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	v.stop = stop
+	v.stop, v.runCtx = stop, runCtx
 	context.AfterFunc(ctx, stop)
 	if cfg.FeedToken != nil {
 		if meta.EventsEndpoint == "" {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,8 +29,12 @@ type netProbe struct {
 	base     *http.Transport
 	jwks     atomic.Int32
 	failJWKS atomic.Bool
-	mu       sync.Mutex
-	conns    []net.Conn
+	// hangJWKS, when set, sends JWKS requests to that server instead
+	// (one that holds them); jwksInFlight counts those not yet answered.
+	hangJWKS     atomic.Pointer[url.URL]
+	jwksInFlight atomic.Int32
+	mu           sync.Mutex
+	conns        []net.Conn
 }
 
 func newNetProbe() *netProbe {
@@ -51,6 +57,12 @@ func (p *netProbe) RoundTrip(r *http.Request) (*http.Response, error) {
 		p.jwks.Add(1)
 		if p.failJWKS.Load() {
 			return nil, errors.New("JWKS unreachable (test)")
+		}
+		if u := p.hangJWKS.Load(); u != nil {
+			r = r.Clone(r.Context())
+			r.URL.Scheme, r.URL.Host, r.Host = u.Scheme, u.Host, u.Host
+			p.jwksInFlight.Add(1)
+			defer p.jwksInFlight.Add(-1)
 		}
 	}
 	return p.base.RoundTrip(r)
@@ -171,9 +183,8 @@ func TestFailedFetchKeepsKeys(t *testing.T) {
 		if _, err := v.Verify(context.Background(), fresh); err != nil {
 			t.Fatalf("with the JWKS unreachable: %v, want the last key set to verify", err)
 		}
-		if probe.jwks.Load() == before {
-			t.Error("the stale key set was not refetched")
-		}
+		// The refetch runs in the background (TestHungJWKSDoesNotDelayKnownKID).
+		authtest.WaitFor(t, "the stale key set to be refetched", func() bool { return probe.jwks.Load() > before })
 	})
 }
 
@@ -229,4 +240,52 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestHungJWKSDoesNotDelayKnownKID: once the key set's max-age has passed,
+// tokens of a known kid are verified with the cached keys while one
+// refetch runs in the background, even when the JWKS server holds it.
+func TestHungJWKSDoesNotDelayKnownKID(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		e := authzcases.NewEnv(t, dsn)
+		probe := newNetProbe()
+		v := newVerifier(t, e, probe, authz.Config{}, nil)
+		arrived, release := make(chan struct{}, 16), make(chan struct{})
+		hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			arrived <- struct{}{}
+			select { // held until the test ends or the client gives up
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		t.Cleanup(hung.Close)
+		t.Cleanup(func() { close(release) })
+		u, _ := url.Parse(hung.URL)
+		probe.hangJWKS.Store(u)
+		before := probe.jwks.Load()
+		e.TS.Clock.Advance(5 * time.Minute) // past max-age, within the token's life
+		fresh := authtest.TokensOf(e.TS.Login(t, "user@example.com", "user-password").OK(t), "login").Access
+		if _, err := v.Verify(context.Background(), fresh); err != nil {
+			t.Fatalf("a known kid past max-age: %v", err)
+		}
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no refetch reached the JWKS server")
+		}
+		for i := range 5 {
+			if _, err := v.Verify(context.Background(), fresh); err != nil {
+				t.Fatalf("verification %d during the hung refetch: %v", i, err)
+			}
+			// A verification that had waited for the refetch would return
+			// only once it had ended.
+			if n := probe.jwksInFlight.Load(); n != 1 {
+				t.Fatalf("verification %d returned with %d JWKS requests in flight, want the one held", i, n)
+			}
+		}
+		if n := probe.jwks.Load() - before; n != 1 {
+			t.Errorf("%d JWKS requests past max-age, want the one background refetch", n)
+		}
+	})
 }
