@@ -31,8 +31,8 @@ const (
 // feedState is the feed's connection, read by every token check.
 type feedState struct {
 	mu        sync.Mutex
-	up        bool      // connected
-	everUp    bool      // connected at least once
+	up        bool      // connected and caught up (past `event: ready`)
+	everUp    bool      // up at least once
 	downSince time.Time // wall clock
 	lastID    string    // the last event id applied
 	recent    []seenID  // ids received within resumeWindow, oldest first
@@ -114,7 +114,8 @@ func (v *Verifier) feedDown() bool {
 	return !f.everUp || time.Since(f.downSince) > v.cfg.FeedMaxLag
 }
 
-// FeedConnected reports whether the revocation feed is connected now.
+// FeedConnected reports whether the revocation feed is connected now and
+// has caught up: authql has sent the end of its replay (`event: ready`).
 func (v *Verifier) FeedConnected() bool {
 	if v.feed == nil {
 		return false
@@ -166,7 +167,7 @@ func (v *Verifier) follow(ctx context.Context) {
 }
 
 // stream makes one connection to the feed, with a fresh token, and applies
-// its events until it fails; connected says whether it got that far.
+// its events until it fails; connected says whether it was answered 200.
 func (v *Verifier) stream(ctx context.Context) (connected bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -192,7 +193,11 @@ func (v *Verifier) stream(ctx context.Context) (connected bool, err error) {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return false, fmt.Errorf("GET %s: status %d: %s", v.meta.EventsEndpoint, resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
-	v.feed.setUp(true)
+	// Not up yet: authql replays the events missed first (up to 10,000),
+	// and marks the end of the replay with `event: ready`; until then
+	// revocations made before this connection may be unknown here, so the
+	// feed counts as up only then (a stream that ends at the replay bound
+	// never does).
 	// A stream silent past feedIdle is dead: cancel it.
 	idle := time.AfterFunc(feedIdle, cancel)
 	defer idle.Stop()
@@ -204,7 +209,8 @@ type sseEvent struct{ id, typ, data string }
 
 // readEvents parses a text/event-stream (the WHATWG HTML "server-sent
 // events" format: fields id, event, data, retry; comments; a blank line
-// dispatches) and applies each event; alive is called for every line.
+// dispatches) and applies each event; `event: ready` marks the feed up.
+// alive is called for every line.
 func (v *Verifier) readEvents(body io.Reader, alive func()) error {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 4096), maxEventLine)
@@ -217,6 +223,8 @@ func (v *Verifier) readEvents(body io.Reader, alive func()) error {
 		if line == "" {
 			if dropped {
 				v.log.Warn("authz: a feed event larger than its bound; skipped", "id", ev.id, "max", maxEventSize)
+			} else if ev.typ == "ready" {
+				v.feed.setUp(true) // caught up: what follows is live
 			} else if len(data) > 0 {
 				ev.data = strings.Join(data, "\n")
 				v.apply(ev)

@@ -1,8 +1,11 @@
 package authz
 
 import (
+	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +190,114 @@ func TestReadEventsEventBound(t *testing.T) {
 	if !v.revs.refused("big", "u1", before) {
 		t.Error("an event within maxEventSize was not applied")
 	}
+}
+
+// feedServer is a real SSE server for the follower: each connection gets
+// the next of streams, written and flushed part by part, each part sent
+// once its gate (when not nil) is closed; then it returns (the stream
+// ends) when end is set, else it waits for the client to go.
+type feedPart struct {
+	gate chan struct{}
+	text string
+}
+
+func feedServer(t *testing.T, parts []feedPart, end bool) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for _, p := range parts {
+			if p.gate != nil {
+				select {
+				case <-p.gate:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			io.WriteString(w, p.text)
+			w.(http.Flusher).Flush()
+		}
+		if !end {
+			<-r.Context().Done()
+		}
+	}))
+	t.Cleanup(hs.Close)
+	return hs.URL + "/events"
+}
+
+// followerOn is a test verifier reading the feed at url.
+func followerOn(url string, now time.Time) *Verifier {
+	v := newTestVerifier(func() time.Time { return now })
+	v.meta.EventsEndpoint = url
+	v.client = &http.Client{}
+	v.cfg.FeedToken = func(context.Context) (string, error) { return "token", nil }
+	return v
+}
+
+// waitUntil polls cond until it holds or the deadline passes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+	}
+}
+
+// TestFeedUpOnlyAfterReady: the follower counts the feed up only at
+// authql's `event: ready` (the end of the replay), not at the 200 nor at
+// replayed events; a stream that ends before it (the replay bound) never
+// counts as up, though its events are applied.
+func TestFeedUpOnlyAfterReady(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := now.Add(-time.Minute).Format(time.RFC3339Nano)
+	revoked := func(id, sid string) string {
+		return "id: " + id + "\nevent: SESSION_REVOKED\ndata: {\"id\":" + id + ",\"type\":\"SESSION_REVOKED\",\"at\":\"" + at + "\",\"userId\":\"u\",\"sessionId\":\"" + sid + "\"}\n\n"
+	}
+	before := now.Add(-2 * time.Minute)
+
+	t.Run("ReplayBound", func(t *testing.T) {
+		v := followerOn(feedServer(t, []feedPart{{text: revoked("1", "s1")}}, true), now)
+		connected, err := v.stream(context.Background())
+		if !connected || err == nil {
+			t.Fatalf("stream = %v, %v, want answered, then ended", connected, err)
+		}
+		if !v.revs.refused("s1", "u", before) {
+			t.Error("the replayed event was not applied")
+		}
+		if v.feed.everUp || v.FeedConnected() {
+			t.Error("a stream that ended before `event: ready` counted as up")
+		}
+	})
+
+	t.Run("Ready", func(t *testing.T) {
+		gate := make(chan struct{})
+		v := followerOn(feedServer(t, []feedPart{
+			{text: ": ping\n\n" + revoked("2", "s2")},
+			{gate: gate, text: "event: ready\ndata: {}\n\n"},
+			{text: revoked("3", "s3")},
+		}, false), now)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			v.stream(ctx)
+		}()
+		defer func() { cancel(); <-done }()
+		waitUntil(t, "the replayed event applied", func() bool { return v.revs.refused("s2", "u", before) })
+		if v.FeedConnected() || !v.feedDown() {
+			t.Fatal("the feed counts as up during the replay")
+		}
+		close(gate)
+		waitUntil(t, "the live event applied", func() bool { return v.revs.refused("s3", "u", before) })
+		if !v.FeedConnected() || v.feedDown() {
+			t.Error("the feed is not up after `event: ready`")
+		}
+		v.feed.mu.Lock()
+		defer v.feed.mu.Unlock()
+		if v.feed.lastID != "3" {
+			t.Errorf("lastID %q, want 3", v.feed.lastID)
+		}
+	})
 }
