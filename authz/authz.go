@@ -48,9 +48,14 @@ type Config struct {
 	HTTPClient *http.Client
 	// FeedToken returns an access token of a user holding `events:read`
 	// (authql's role `service`), asked again for each connection of the
-	// feed. Nil: no feed, and then revocations are seen only when the
-	// revoked tokens expire.
+	// feed. Required unless NoRevocationFeed is set.
 	FeedToken func(ctx context.Context) (string, error)
+	// NoRevocationFeed runs without the feed, FeedToken nil: revoked
+	// tokens, sessions and disabled accounts are then refused only when
+	// the tokens expire, and role changes are not seen. It must be asked
+	// for explicitly, so that a forgotten FeedToken is an error at New
+	// rather than a silent loss of every revocation; New logs a warning.
+	NoRevocationFeed bool
 	// FeedMaxLag is how long the feed may be down before every token check
 	// fails with SERVICE_UNAVAILABLE (default DefaultFeedMaxLag).
 	FeedMaxLag time.Duration
@@ -93,16 +98,26 @@ type Verifier struct {
 	revs    *revocations
 	feed    *feedState
 	stop    context.CancelFunc
+	runCtx  context.Context // ends with stop: the feed, the keys' background refetch
 	stopped sync.WaitGroup
 }
 
 // New reads the discovery document and the JWKS of cfg.Issuer and, with
 // cfg.FeedToken, starts following the revocation feed until ctx ends or
 // Close is called. It fails when the discovery document or the JWKS cannot
-// be read, or when the document names another issuer.
+// be read, when the document names another issuer, and when FeedToken is
+// nil without NoRevocationFeed (or set with it).
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Issuer == "" || cfg.Audience == "" {
 		return nil, errors.New("authz: Config.Issuer and Config.Audience are required")
+	}
+	// Without the feed no revocation is ever seen: refuse to run so unless
+	// the caller said so, rather than fail open silently.
+	if cfg.FeedToken == nil && !cfg.NoRevocationFeed {
+		return nil, errors.New("authz: Config.FeedToken is nil: without the revocation feed revoked tokens are accepted until they expire; set FeedToken, or NoRevocationFeed to run without it")
+	}
+	if cfg.FeedToken != nil && cfg.NoRevocationFeed {
+		return nil, errors.New("authz: Config.FeedToken and Config.NoRevocationFeed are both set")
 	}
 	if cfg.FeedMaxLag <= 0 {
 		cfg.FeedMaxLag = DefaultFeedMaxLag
@@ -131,8 +146,11 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, fmt.Errorf("authz: JWKS %s: %w", meta.JWKSURI, err)
 	}
 	v.revs = newRevocations(cfg.MaxTokenLife + MaxClockSkew)
+	if cfg.NoRevocationFeed {
+		v.log.WarnContext(ctx, "authz: NoRevocationFeed: no revocation feed; revoked tokens are accepted until they expire", "issuer", cfg.Issuer)
+	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	v.stop = stop
+	v.stop, v.runCtx = stop, runCtx
 	context.AfterFunc(ctx, stop)
 	if cfg.FeedToken != nil {
 		if meta.EventsEndpoint == "" {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -125,49 +126,74 @@ type keySet struct {
 	etag      string
 	lastMiss  time.Time // wall clock: the throttle protects authql
 	nextTryAt time.Time // wall clock: after a failed fetch
+
+	refreshing atomic.Bool // a background refetch is running
 }
 
 func newKeySet(v *Verifier, uri string) *keySet { return &keySet{v: v, uri: uri} }
 
-// lookup returns the key named kid, refetching the set when it is stale or
-// (at most every unknownKIDInterval) when kid is unknown.
+// lookup returns the key named kid. A known kid is answered at once from
+// the cached set, even a stale one: its refetch runs in the background,
+// one at a time, so that a slow or hung authql delays no verification. An
+// unknown kid (a key just rotated in) waits for a refetch, at most one per
+// unknownKIDInterval.
 func (ks *keySet) lookup(ctx context.Context, kid string) (verifyKey, bool) {
 	ks.mu.RLock()
 	k, ok := ks.byKID[kid]
 	stale := ks.v.cfg.Now().After(ks.expires)
 	ks.mu.RUnlock()
-	if ok && !stale {
-		return k, true
+	if stale {
+		ks.refreshInBackground()
 	}
-	if kid == "" || len(kid) > maxKIDLen {
+	if ok || kid == "" || len(kid) > maxKIDLen {
 		return k, ok
 	}
 	ks.fetchMu.Lock()
 	defer ks.fetchMu.Unlock()
 	ks.mu.RLock()
 	k, ok = ks.byKID[kid]
-	stale = ks.v.cfg.Now().After(ks.expires)
 	ks.mu.RUnlock()
 	now := time.Now()
-	switch {
-	case now.Before(ks.nextTryAt):
+	if ok || now.Before(ks.nextTryAt) || now.Sub(ks.lastMiss) < unknownKIDInterval {
 		return k, ok
-	case stale:
-	case ok || now.Sub(ks.lastMiss) < unknownKIDInterval:
-		return k, ok
-	default:
-		ks.lastMiss = now
 	}
+	ks.lastMiss = now
 	// Not cancelled with the request: the fetch serves every request
 	// waiting for it.
-	if err := ks.fetch(context.WithoutCancel(ctx)); err != nil {
-		ks.nextTryAt = time.Now().Add(unknownKIDInterval)
-		ks.v.log.ErrorContext(ctx, "authz: JWKS fetch failed; keeping the last key set", "url", ks.uri, "err", err)
-	}
+	ks.fetchLogged(context.WithoutCancel(ctx))
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
 	k, ok = ks.byKID[kid]
 	return k, ok
+}
+
+// refreshInBackground starts a refetch of a stale set unless one is
+// running; it ends with the Verifier (Close).
+func (ks *keySet) refreshInBackground() {
+	if !ks.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer ks.refreshing.Store(false)
+		ks.fetchMu.Lock()
+		defer ks.fetchMu.Unlock()
+		ks.mu.RLock()
+		stale := ks.v.cfg.Now().After(ks.expires)
+		ks.mu.RUnlock()
+		if stale && !time.Now().Before(ks.nextTryAt) {
+			ks.fetchLogged(ks.v.runCtx)
+		}
+	}()
+}
+
+// fetchLogged fetches the set; a failure keeps the last good set, is
+// logged, and holds further tries off for unknownKIDInterval. fetchMu is
+// held.
+func (ks *keySet) fetchLogged(ctx context.Context) {
+	if err := ks.fetch(ctx); err != nil {
+		ks.nextTryAt = time.Now().Add(unknownKIDInterval)
+		ks.v.log.ErrorContext(ctx, "authz: JWKS fetch failed; keeping the last key set", "url", ks.uri, "err", err)
+	}
 }
 
 // refresh fetches the set (New's first fetch).

@@ -18,6 +18,9 @@ import (
 // Bounds of the feed's stream.
 const (
 	maxEventLine = 64 << 10
+	// maxEventSize bounds the data of one event (all its data lines): a
+	// larger one is skipped.
+	maxEventSize = 64 << 10
 	// feedIdle: authql sends ": ping" every 15 s, so a stream silent for
 	// longer than this is dead (a proxy or a peer gone without a FIN).
 	feedIdle       = 45 * time.Second
@@ -28,8 +31,8 @@ const (
 // feedState is the feed's connection, read by every token check.
 type feedState struct {
 	mu        sync.Mutex
-	up        bool      // connected
-	everUp    bool      // connected at least once
+	up        bool      // connected and caught up (past `event: ready`)
+	everUp    bool      // up at least once
 	downSince time.Time // wall clock
 	lastID    string    // the last event id applied
 	recent    []seenID  // ids received within resumeWindow, oldest first
@@ -111,7 +114,8 @@ func (v *Verifier) feedDown() bool {
 	return !f.everUp || time.Since(f.downSince) > v.cfg.FeedMaxLag
 }
 
-// FeedConnected reports whether the revocation feed is connected now.
+// FeedConnected reports whether the revocation feed is connected now and
+// has caught up: authql has sent the end of its replay (`event: ready`).
 func (v *Verifier) FeedConnected() bool {
 	if v.feed == nil {
 		return false
@@ -163,7 +167,7 @@ func (v *Verifier) follow(ctx context.Context) {
 }
 
 // stream makes one connection to the feed, with a fresh token, and applies
-// its events until it fails; connected says whether it got that far.
+// its events until it fails; connected says whether it was answered 200.
 func (v *Verifier) stream(ctx context.Context) (connected bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -189,7 +193,11 @@ func (v *Verifier) stream(ctx context.Context) (connected bool, err error) {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return false, fmt.Errorf("GET %s: status %d: %s", v.meta.EventsEndpoint, resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
-	v.feed.setUp(true)
+	// Not up yet: authql replays the events missed first (up to 10,000),
+	// and marks the end of the replay with `event: ready`; until then
+	// revocations made before this connection may be unknown here, so the
+	// feed counts as up only then (a stream that ends at the replay bound
+	// never does).
 	// A stream silent past feedIdle is dead: cancel it.
 	idle := time.AfterFunc(feedIdle, cancel)
 	defer idle.Stop()
@@ -201,21 +209,27 @@ type sseEvent struct{ id, typ, data string }
 
 // readEvents parses a text/event-stream (the WHATWG HTML "server-sent
 // events" format: fields id, event, data, retry; comments; a blank line
-// dispatches) and applies each event; alive is called for every line.
+// dispatches) and applies each event; `event: ready` marks the feed up.
+// alive is called for every line.
 func (v *Verifier) readEvents(body io.Reader, alive func()) error {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 4096), maxEventLine)
 	var ev sseEvent
 	var data []string
+	size, dropped := 0, false // the event's data bytes; past maxEventSize
 	for sc.Scan() {
 		alive()
 		line := sc.Text()
 		if line == "" {
-			if len(data) > 0 {
+			if dropped {
+				v.log.Warn("authz: a feed event larger than its bound; skipped", "id", ev.id, "max", maxEventSize)
+			} else if ev.typ == "ready" {
+				v.feed.setUp(true) // caught up: what follows is live
+			} else if len(data) > 0 {
 				ev.data = strings.Join(data, "\n")
 				v.apply(ev)
 			}
-			ev, data = sseEvent{}, nil
+			ev, data, size, dropped = sseEvent{}, nil, 0, false
 			continue
 		}
 		if strings.HasPrefix(line, ":") {
@@ -231,7 +245,13 @@ func (v *Verifier) readEvents(body io.Reader, alive func()) error {
 		case "event":
 			ev.typ = val
 		case "data":
-			data = append(data, val)
+			// Each line is bounded, not their number: bound the event, so
+			// that a stream cannot grow memory without a blank line.
+			if size += len(val) + 1; size > maxEventSize {
+				data, dropped = nil, true
+			} else if !dropped {
+				data = append(data, val)
+			}
 		case "retry":
 			if ms, err := strconv.Atoi(val); err == nil && ms >= 0 {
 				v.feed.mu.Lock()

@@ -1,8 +1,11 @@
 package authz
 
 import (
+	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -158,4 +161,143 @@ func TestResumeFrom(t *testing.T) {
 	if len(f.recent) != 2 {
 		t.Errorf("kept %d ids, want the 2 within the window", len(f.recent))
 	}
+}
+
+// TestReadEventsEventBound: an event whose data lines, each within the
+// line bound, add up to more than maxEventSize is skipped (and its id not
+// taken), and the events after it are applied.
+func TestReadEventsEventBound(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	v := newTestVerifier(func() time.Time { return now })
+	at := now.Add(-time.Minute).Format(time.RFC3339Nano)
+	// Valid JSON once joined: the padding lines are whitespace.
+	pad := strings.Repeat("data: "+strings.Repeat(" ", 1023)+"\n", 65)
+	stream := "id: 5\nevent: SESSION_REVOKED\ndata: {\"id\":5,\"type\":\"SESSION_REVOKED\",\"at\":\"" + at + "\",\"userId\":\"u1\",\n" +
+		pad + "data: \"sessionId\":\"big\"}\n\n" +
+		"id: 6\nevent: SESSION_REVOKED\ndata: {\"id\":6,\"type\":\"SESSION_REVOKED\",\"at\":\"" + at + "\",\"userId\":\"u2\",\"sessionId\":\"small\"}\n\n"
+	v.readEvents(strings.NewReader(stream), func() {})
+	before := now.Add(-2 * time.Minute)
+	if v.revs.refused("big", "u1", before) {
+		t.Error("an event past maxEventSize was applied")
+	}
+	if !v.revs.refused("small", "u2", before) || v.feed.lastID != "6" {
+		t.Errorf("the event after it: applied %v, lastID %q, want applied and 6", v.revs.refused("small", "u2", before), v.feed.lastID)
+	}
+	// Just within the bound, the same event is applied.
+	v = newTestVerifier(func() time.Time { return now })
+	small := strings.Replace(stream, pad, strings.Repeat("data: "+strings.Repeat(" ", 1023)+"\n", 60), 1)
+	v.readEvents(strings.NewReader(small), func() {})
+	if !v.revs.refused("big", "u1", before) {
+		t.Error("an event within maxEventSize was not applied")
+	}
+}
+
+// feedServer is a real SSE server for the follower: each connection gets
+// the next of streams, written and flushed part by part, each part sent
+// once its gate (when not nil) is closed; then it returns (the stream
+// ends) when end is set, else it waits for the client to go.
+type feedPart struct {
+	gate chan struct{}
+	text string
+}
+
+func feedServer(t *testing.T, parts []feedPart, end bool) string {
+	t.Helper()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for _, p := range parts {
+			if p.gate != nil {
+				select {
+				case <-p.gate:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			io.WriteString(w, p.text)
+			w.(http.Flusher).Flush()
+		}
+		if !end {
+			<-r.Context().Done()
+		}
+	}))
+	t.Cleanup(hs.Close)
+	return hs.URL + "/events"
+}
+
+// followerOn is a test verifier reading the feed at url.
+func followerOn(url string, now time.Time) *Verifier {
+	v := newTestVerifier(func() time.Time { return now })
+	v.meta.EventsEndpoint = url
+	v.client = &http.Client{}
+	v.cfg.FeedToken = func(context.Context) (string, error) { return "token", nil }
+	return v
+}
+
+// waitUntil polls cond until it holds or the deadline passes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+	}
+}
+
+// TestFeedUpOnlyAfterReady: the follower counts the feed up only at
+// authql's `event: ready` (the end of the replay), not at the 200 nor at
+// replayed events; a stream that ends before it (the replay bound) never
+// counts as up, though its events are applied.
+func TestFeedUpOnlyAfterReady(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := now.Add(-time.Minute).Format(time.RFC3339Nano)
+	revoked := func(id, sid string) string {
+		return "id: " + id + "\nevent: SESSION_REVOKED\ndata: {\"id\":" + id + ",\"type\":\"SESSION_REVOKED\",\"at\":\"" + at + "\",\"userId\":\"u\",\"sessionId\":\"" + sid + "\"}\n\n"
+	}
+	before := now.Add(-2 * time.Minute)
+
+	t.Run("ReplayBound", func(t *testing.T) {
+		v := followerOn(feedServer(t, []feedPart{{text: revoked("1", "s1")}}, true), now)
+		connected, err := v.stream(context.Background())
+		if !connected || err == nil {
+			t.Fatalf("stream = %v, %v, want answered, then ended", connected, err)
+		}
+		if !v.revs.refused("s1", "u", before) {
+			t.Error("the replayed event was not applied")
+		}
+		if v.feed.everUp || v.FeedConnected() {
+			t.Error("a stream that ended before `event: ready` counted as up")
+		}
+	})
+
+	t.Run("Ready", func(t *testing.T) {
+		gate := make(chan struct{})
+		v := followerOn(feedServer(t, []feedPart{
+			{text: ": ping\n\n" + revoked("2", "s2")},
+			{gate: gate, text: "event: ready\ndata: {}\n\n"},
+			{text: revoked("3", "s3")},
+		}, false), now)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			v.stream(ctx)
+		}()
+		defer func() { cancel(); <-done }()
+		waitUntil(t, "the replayed event applied", func() bool { return v.revs.refused("s2", "u", before) })
+		if v.FeedConnected() || !v.feedDown() {
+			t.Fatal("the feed counts as up during the replay")
+		}
+		close(gate)
+		waitUntil(t, "the live event applied", func() bool { return v.revs.refused("s3", "u", before) })
+		if !v.FeedConnected() || v.feedDown() {
+			t.Error("the feed is not up after `event: ready`")
+		}
+		v.feed.mu.Lock()
+		defer v.feed.mu.Unlock()
+		if v.feed.lastID != "3" {
+			t.Errorf("lastID %q, want 3", v.feed.lastID)
+		}
+	})
 }

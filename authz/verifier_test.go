@@ -3,14 +3,19 @@ package authz_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/authql/authql/auth/keys"
 	"github.com/authql/authql/authz"
 	"github.com/authql/authql/examples/service/api"
 	"github.com/authql/authql/internal/authtest"
@@ -24,8 +29,12 @@ type netProbe struct {
 	base     *http.Transport
 	jwks     atomic.Int32
 	failJWKS atomic.Bool
-	mu       sync.Mutex
-	conns    []net.Conn
+	// hangJWKS, when set, sends JWKS requests to that server instead
+	// (one that holds them); jwksInFlight counts those not yet answered.
+	hangJWKS     atomic.Pointer[url.URL]
+	jwksInFlight atomic.Int32
+	mu           sync.Mutex
+	conns        []net.Conn
 }
 
 func newNetProbe() *netProbe {
@@ -49,6 +58,12 @@ func (p *netProbe) RoundTrip(r *http.Request) (*http.Response, error) {
 		if p.failJWKS.Load() {
 			return nil, errors.New("JWKS unreachable (test)")
 		}
+		if u := p.hangJWKS.Load(); u != nil {
+			r = r.Clone(r.Context())
+			r.URL.Scheme, r.URL.Host, r.Host = u.Scheme, u.Host, u.Host
+			p.jwksInFlight.Add(1)
+			defer p.jwksInFlight.Add(-1)
+		}
 	}
 	return p.base.RoundTrip(r)
 }
@@ -68,6 +83,7 @@ func (p *netProbe) cut() {
 func newVerifier(t *testing.T, e *authzcases.Env, probe *netProbe, cfg authz.Config, feedToken func(context.Context) (string, error)) *authz.Verifier {
 	t.Helper()
 	cfg.Issuer, cfg.Audience, cfg.Now, cfg.FeedToken = e.TS.URL, "authql", e.TS.Clock.Now, feedToken
+	cfg.NoRevocationFeed = feedToken == nil
 	cfg.HTTPClient = &http.Client{Transport: probe}
 	v, err := authz.New(context.Background(), cfg)
 	if err != nil {
@@ -167,9 +183,8 @@ func TestFailedFetchKeepsKeys(t *testing.T) {
 		if _, err := v.Verify(context.Background(), fresh); err != nil {
 			t.Fatalf("with the JWKS unreachable: %v, want the last key set to verify", err)
 		}
-		if probe.jwks.Load() == before {
-			t.Error("the stale key set was not refetched")
-		}
+		// The refetch runs in the background (TestHungJWKSDoesNotDelayKnownKID).
+		authtest.WaitFor(t, "the stale key set to be refetched", func() bool { return probe.jwks.Load() > before })
 	})
 }
 
@@ -178,8 +193,99 @@ func TestFailedFetchKeepsKeys(t *testing.T) {
 func TestIssuerMismatchRefused(t *testing.T) {
 	t.Parallel()
 	ts := authtest.NewServer(t, testdb.SQLite(t), nil, authtest.WithIssuerURL())
-	_, err := authz.New(context.Background(), authz.Config{Issuer: ts.URL + "/", Audience: "authql"})
+	_, err := authz.New(context.Background(), authz.Config{Issuer: ts.URL + "/", Audience: "authql", NoRevocationFeed: true})
 	if err == nil || !strings.Contains(err.Error(), "names issuer") {
 		t.Errorf("New with %s/: %v, want the issuer refused", ts.URL, err)
 	}
+}
+
+// TestNoFeedMustBeExplicit: a nil FeedToken is refused at New with an
+// error that names both ways out; NoRevocationFeed runs without the feed
+// and logs a warning at New.
+func TestNoFeedMustBeExplicit(t *testing.T) {
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil, authtest.WithAlg(keys.AlgEdDSA), authtest.WithIssuerURL())
+	_, err := authz.New(context.Background(), authz.Config{Issuer: ts.URL, Audience: "authql"})
+	if err == nil || !strings.Contains(err.Error(), "FeedToken is nil") || !strings.Contains(err.Error(), "NoRevocationFeed") {
+		t.Errorf("New without FeedToken: %v, want an error naming FeedToken and NoRevocationFeed", err)
+	}
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	v, err := authz.New(context.Background(), authz.Config{Issuer: ts.URL, Audience: "authql", NoRevocationFeed: true, Logger: log})
+	if err != nil {
+		t.Fatalf("New with NoRevocationFeed: %v", err)
+	}
+	defer v.Close()
+	mu.Lock()
+	got := logs.String()
+	mu.Unlock()
+	if !strings.Contains(got, "level=WARN") || !strings.Contains(got, "NoRevocationFeed") {
+		t.Errorf("New with NoRevocationFeed logged %q, want a warning", got)
+	}
+	_, err = authz.New(context.Background(), authz.Config{Issuer: ts.URL, Audience: "authql", NoRevocationFeed: true,
+		FeedToken: func(context.Context) (string, error) { return "", nil }})
+	if err == nil {
+		t.Error("New with both FeedToken and NoRevocationFeed: no error")
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// TestHungJWKSDoesNotDelayKnownKID: once the key set's max-age has passed,
+// tokens of a known kid are verified with the cached keys while one
+// refetch runs in the background, even when the JWKS server holds it.
+func TestHungJWKSDoesNotDelayKnownKID(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		e := authzcases.NewEnv(t, dsn)
+		probe := newNetProbe()
+		v := newVerifier(t, e, probe, authz.Config{}, nil)
+		arrived, release := make(chan struct{}, 16), make(chan struct{})
+		hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			arrived <- struct{}{}
+			select { // held until the test ends or the client gives up
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		t.Cleanup(hung.Close)
+		t.Cleanup(func() { close(release) })
+		u, _ := url.Parse(hung.URL)
+		probe.hangJWKS.Store(u)
+		before := probe.jwks.Load()
+		e.TS.Clock.Advance(5 * time.Minute) // past max-age, within the token's life
+		fresh := authtest.TokensOf(e.TS.Login(t, "user@example.com", "user-password").OK(t), "login").Access
+		if _, err := v.Verify(context.Background(), fresh); err != nil {
+			t.Fatalf("a known kid past max-age: %v", err)
+		}
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no refetch reached the JWKS server")
+		}
+		for i := range 5 {
+			if _, err := v.Verify(context.Background(), fresh); err != nil {
+				t.Fatalf("verification %d during the hung refetch: %v", i, err)
+			}
+			// A verification that had waited for the refetch would return
+			// only once it had ended.
+			if n := probe.jwksInFlight.Load(); n != 1 {
+				t.Fatalf("verification %d returned with %d JWKS requests in flight, want the one held", i, n)
+			}
+		}
+		if n := probe.jwks.Load() - before; n != 1 {
+			t.Errorf("%d JWKS requests past max-age, want the one background refetch", n)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/authql/authql/models"
@@ -36,12 +37,20 @@ const (
 //     clients read the errors of any 200 and may treat a 4xx as a network
 //     failure, and 400 under application/graphql-response+json, whose
 //     status says the request failed;
+//   - a subscription is a request error (BAD_REQUEST): it is served over
+//     the websocket only;
 //   - a body that is not a GraphQL request at all (not a JSON object, no
 //     query) is 400 under both.
 //
 // gqlgen's POST transport answered 422 to application/json clients and
 // sent "data": null with request errors.
 type post struct{}
+
+// maxAcceptParts bounds the media ranges of Accept that are parsed.
+const maxAcceptParts = 32
+
+// subscriptionOverPOST is the message of a subscription sent over POST.
+const subscriptionOverPOST = "subscriptions are served over a websocket (graphql-transport-ws) on /query"
 
 var _ graphql.Transport = post{}
 
@@ -72,6 +81,12 @@ func (post) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecuto
 	params.Headers = r.Header
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
 	oc, errs := exec.CreateOperationContext(ctx, &params)
+	// A subscription over POST would hold this handler until its first
+	// event (or for ever), outside the websocket's limits on sockets and
+	// subscriptions: refuse it as a request error, before it runs.
+	if errs == nil && oc.Operation != nil && oc.Operation.Operation == ast.Subscription {
+		errs = badRequest(subscriptionOverPOST)
+	}
 	if errs != nil {
 		status := http.StatusOK
 		if media == mediaGraphQLResponse {
@@ -111,10 +126,18 @@ func writeRequestError(w http.ResponseWriter, resp *graphql.Response, status int
 // absent or names neither (the spec lets a server disregard an Accept it
 // cannot satisfy and answer in application/json, which legacy clients
 // read), */* and application/* included.
+//
+// Only the first maxAcceptParts media ranges are read, across all the
+// field's values: the header's size alone would allow thousands, each
+// parsed.
 func responseMedia(accept []string) string {
 	best, bestQ := mediaJSON, -1.0
+	n := 0
 	for _, v := range accept {
-		for _, part := range strings.Split(v, ",") {
+		for part := range strings.SplitSeq(v, ",") {
+			if n++; n > maxAcceptParts {
+				return best
+			}
 			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 			if err != nil {
 				continue

@@ -26,6 +26,10 @@ const (
 	endInternal = models.Internal
 )
 
+// readyEvent marks the end of the replay: what follows is live. No id,
+// so that it moves no reader's Last-Event-ID.
+const readyEvent = "event: ready\ndata: {}\n\n"
+
 // stream is one open GET /events.
 type stream struct {
 	f   *feed
@@ -69,6 +73,11 @@ func (s *stream) serve(r *http.Request, after int64, resume bool) string {
 		if end := s.replay(r, after); end != "" {
 			return end
 		}
+	}
+	// The reader is caught up: tell it, so that it can count itself in
+	// sync (a stream that ends at the replay bound never sends this).
+	if s.write([]byte(readyEvent)) != nil {
+		return endWrite
 	}
 	return s.live(r)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,12 @@ type sseStream struct {
 	resp   *http.Response
 	events chan sseEvent // closed when the stream ends
 	pings  atomic.Int32
+	// ready is closed at the ready marker (not passed on as an event);
+	// beforeReady counts the events before it, readyBad says why the
+	// marker was malformed or repeated ("" when it was not).
+	ready       chan struct{}
+	beforeReady int
+	readyBad    string
 }
 
 // openEvents opens GET /events with token and, unless empty, Last-Event-ID.
@@ -63,7 +70,7 @@ func openEvents(t *testing.T, base, token, lastID string) (*http.Response, *sseS
 	if resp.StatusCode != http.StatusOK {
 		return resp, nil
 	}
-	s := &sseStream{resp: resp, events: make(chan sseEvent, 100)}
+	s := &sseStream{resp: resp, events: make(chan sseEvent, 100), ready: make(chan struct{})}
 	go s.read(t)
 	return resp, s
 }
@@ -72,11 +79,25 @@ func (s *sseStream) read(t *testing.T) {
 	defer close(s.events)
 	sc := bufio.NewScanner(s.resp.Body)
 	var e sseEvent
+	n, ready := 0, false
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case line == "" && e.Event == "ready":
+			switch {
+			case ready:
+				s.readyBad = "a second ready marker"
+			case e.ID != "" || e.Raw != "{}":
+				s.readyBad = fmt.Sprintf("ready marker with id %q, data %q", e.ID, e.Raw)
+			}
+			if !ready {
+				ready, s.beforeReady = true, n
+				close(s.ready)
+			}
+			e = sseEvent{}
 		case line == "":
 			if e.Event != "" {
+				n++
 				if err := json.Unmarshal([]byte(e.Raw), &e.Data); err != nil {
 					t.Errorf("event data %q: %v", e.Raw, err)
 				}
@@ -390,4 +411,96 @@ func TestEventsEndAtShutdown(t *testing.T) {
 		t.Errorf("shutdown with a stream open: %v", err)
 	}
 	s.ended(t, "shutdown")
+}
+
+// waitReady waits for the ready marker and returns how many events came
+// before it.
+func (s *sseStream) waitReady(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-s.ready:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no ready marker within 20s")
+	}
+	if s.readyBad != "" {
+		t.Fatal(s.readyBad)
+	}
+	return s.beforeReady
+}
+
+// TestEventsReadyAfterReplay: the stream marks the end of its replay with
+// `event: ready`, `data: {}` and no id, once: after every event recorded
+// before it opened, before the live ones; at once without Last-Event-ID
+// or with nothing to replay.
+func TestEventsReadyAfterReplay(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ts := authtest.NewServer(t, dsn, nil)
+		reader := feedReader(t, ts, "reader@example.com")
+		others := make([]authtest.Tokens, 3)
+		for i := range others {
+			others[i] = ts.Register(t, fmt.Sprintf("other%d@example.com", i), "password1")
+		}
+		last := others[len(others)-1].UserID
+
+		_, s := openEvents(t, ts.URL, reader.Access, "0")
+		before := s.waitReady(t)
+		var lastReplayed sseEvent
+		for range before {
+			lastReplayed = s.next(t)
+		}
+		if before == 0 || lastReplayed.Data.UserID != last {
+			t.Fatalf("%d events before ready, the last %+v, want all of them, the last of %s", before, lastReplayed, last)
+		}
+		logout(t, ts, others[0].Access)
+		s.want(t, others[0].UserID, models.LiveSessionRevoked) // live, after the marker
+
+		for name, lastID := range map[string]string{"NoLastEventID": "", "NothingToReplay": "999999999"} {
+			_, s := openEvents(t, ts.URL, reader.Access, lastID)
+			if n := s.waitReady(t); n != 0 {
+				t.Errorf("%s: %d events before ready, want none", name, n)
+			}
+			logout(t, ts, others[1].Access)
+			s.want(t, others[1].UserID, models.LiveSessionRevoked)
+			others[1] = authtest.TokensOf(ts.Login(t, "other1@example.com", "password1").OK(t), "login")
+		}
+	})
+}
+
+// TestEventsReplayBoundNoReady: a stream that ends at the replay bound
+// (10,000 events) ends without the ready marker: its reader has not caught
+// up.
+func TestEventsReplayBoundNoReady(t *testing.T) {
+	t.Parallel()
+	testdb.Each(t, func(t *testing.T, dsn string) {
+		ts := authtest.NewServer(t, dsn, nil)
+		reader := feedReader(t, ts, "reader@example.com")
+		events := make([]models.LiveEvent, 10050)
+		for i := range events {
+			events[i] = models.LiveEvent{At: ts.Clock.Now(), Type: models.LiveSessionCreated, UserID: reader.UserID}
+		}
+		if err := ts.DB.CreateInBatches(events, 500).Error; err != nil {
+			t.Fatal(err)
+		}
+		_, s := openEvents(t, ts.URL, reader.Access, "0")
+		n := 0
+		for open := true; open; {
+			select {
+			case _, open = <-s.events:
+				if open {
+					n++
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the stream is still open after %d events", n)
+			}
+		}
+		select {
+		case <-s.ready:
+			t.Errorf("ready marker after %d events of a stream that ended at the replay bound", s.beforeReady)
+		default:
+		}
+		if n < 10000 {
+			t.Errorf("%d events before the end, want the replay bound", n)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authql/authql/internal/authtest"
 	"github.com/authql/authql/internal/testdb"
@@ -84,4 +85,51 @@ func postAccept(t *testing.T, url, accept, body string) (int, string, []byte) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header.Get("Content-Type"), b
+}
+
+// TestSubscriptionOverPOSTRefused: a subscription sent over POST, even by
+// a caller allowed to run it, is a request error (BAD_REQUEST, with the
+// same statuses as other request errors) answered at once, instead of a
+// handler held until the next event outside the websocket's limits.
+func TestSubscriptionOverPOSTRefused(t *testing.T) {
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil)
+	admin := ts.Admin(t)
+	// The deadline only ends a request the server holds: a pass never waits on it.
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, c := range []struct {
+		accept     string
+		wantStatus int
+	}{{"", 200}, {"application/json", 200}, {"application/graphql-response+json", 400}} {
+		for _, q := range []string{`subscription { auditEvents { id } }`, `subscription S { sessionEvents { type } }`} {
+			body, _ := json.Marshal(map[string]string{"query": q})
+			req, _ := http.NewRequest(http.MethodPost, ts.URL+"/query", strings.NewReader(string(body)))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", authtest.Bearer(admin.Access))
+			if c.accept != "" {
+				req.Header.Set("Accept", c.accept)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("Accept %q, %s: %v (the handler held the request)", c.accept, q, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var r struct {
+				Data   json.RawMessage `json:"data"`
+				Errors []struct {
+					Message    string         `json:"message"`
+					Extensions map[string]any `json:"extensions"`
+				} `json:"errors"`
+			}
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatalf("body %s: %v", b, err)
+			}
+			if resp.StatusCode != c.wantStatus || r.Data != nil || len(r.Errors) != 1 ||
+				r.Errors[0].Extensions["code"] != "BAD_REQUEST" ||
+				r.Errors[0].Message != "subscriptions are served over a websocket (graphql-transport-ws) on /query" {
+				t.Errorf("Accept %q, %s: %d %s, want %d BAD_REQUEST without data", c.accept, q, resp.StatusCode, b, c.wantStatus)
+			}
+		}
+	}
 }

@@ -122,3 +122,21 @@ func (w testLog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// TestServiceNeedsFeedOrOptOut: without SERVICE_EMAIL the service does
+// not start unless NO_REVOCATION_FEED=true says to run without the feed.
+func TestServiceNeedsFeedOrOptOut(t *testing.T) {
+	t.Parallel()
+	ts := authtest.NewServer(t, testdb.SQLite(t), nil, authtest.WithAlg(keys.AlgEdDSA), authtest.WithIssuerURL())
+	env := map[string]string{"AUTHQL_URL": ts.URL, "PORT": "0"}
+	err := run(context.Background(), func(k string) string { return env[k] }, testLog{t}, nil)
+	if err == nil || !strings.Contains(err.Error(), "NO_REVOCATION_FEED") {
+		t.Fatalf("run without SERVICE_EMAIL: %v, want an error naming NO_REVOCATION_FEED", err)
+	}
+	env["NO_REVOCATION_FEED"] = "true"
+	url := startService(t, env)
+	r := authtest.PostGraphQL(t, url, nil, `{ whoami { userId } }`, nil)
+	if got := r.Code(t); got != "UNAUTHENTICATED" {
+		t.Errorf("without a token: %s, want UNAUTHENTICATED (the service runs)", got)
+	}
+}

@@ -6,8 +6,10 @@
 //	AUTHQL_URL        authql's public URL, its AUTH_ISSUER (required)
 //	AUDIENCE          the aud a token must hold here (default authql)
 //	SERVICE_EMAIL     the service account (a user with authql's role
-//	SERVICE_PASSWORD  `service`) that reads the revocation feed; unset: no
-//	                  feed, and revoked tokens are refused only at expiry
+//	SERVICE_PASSWORD  `service`) that reads the revocation feed (required
+//	                  unless NO_REVOCATION_FEED is set)
+//	NO_REVOCATION_FEED  "true": run without the feed (SERVICE_EMAIL unset);
+//	                  revoked tokens are then refused only at expiry
 //	PORT              listen port (default 8081)
 package main
 
@@ -50,8 +52,10 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer, list
 	if email := getenv("SERVICE_EMAIL"); email != "" {
 		ts := &api.TokenSource{Endpoint: strings.TrimSuffix(issuer, "/") + "/query", Email: email, Password: getenv("SERVICE_PASSWORD")}
 		cfg.FeedToken = ts.Token
+	} else if getenv("NO_REVOCATION_FEED") == "true" {
+		cfg.NoRevocationFeed = true // authz.New logs the warning
 	} else {
-		log.Warn("SERVICE_EMAIL unset: no revocation feed; revoked tokens are refused only when they expire")
+		return errors.New("SERVICE_EMAIL is required (a user with authql's role service, for the revocation feed), or NO_REVOCATION_FEED=true to accept revoked tokens until they expire")
 	}
 	v, err := authz.New(ctx, cfg)
 	if err != nil {
