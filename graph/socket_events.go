@@ -104,7 +104,7 @@ func authenticateSocket(ctx context.Context, svc *auth.Service, accessToken stri
 	if cur := s.holder.Get(); cur == nil || cur.UserID != p.UserID {
 		return nil, models.Errorf(models.Forbidden, "the token is another user's: open a new socket for them")
 	}
-	s.rebind(p, p.ExpiresAt)
+	s.rebind(p)
 	return &model.SocketAuth{SessionID: p.SessionID, ExpiresAt: p.ExpiresAt}, nil
 }
 
@@ -123,7 +123,18 @@ func (socketLimits) Validate(schema graphql.ExecutableSchema) error { return nil
 func (socketLimits) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	s := socketFrom(ctx)
 	oc := graphql.GetOperationContext(ctx)
-	if s == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
+	if s == nil || oc.Operation == nil {
+		return next(ctx)
+	}
+	if oc.Operation.Operation != ast.Subscription {
+		// A socket lives as long as its session, refreshed over HTTP or
+		// not; the token it proved does not. A stolen token must not act
+		// past its exp through a socket the victim's refreshes keep
+		// alive: once it expired, only authenticateSocket (with a token
+		// of now) runs.
+		if s.tokenExpired() && !onlyAuthenticateSocket(oc.Operation) {
+			return refuse(models.Unauthenticatedf(models.ReasonTokenExpired, "the socket's token expired: send a fresh one with authenticateSocket"))
+		}
 		return next(ctx)
 	}
 	if !s.beginSubscription() {
@@ -141,4 +152,29 @@ func (socketLimits) InterceptOperation(ctx context.Context, next graphql.Operati
 		}
 		return r
 	}
+}
+
+// onlyAuthenticateSocket reports whether op selects authenticateSocket
+// (and __typename) alone.
+func onlyAuthenticateSocket(op *ast.OperationDefinition) bool {
+	if op.Operation != ast.Mutation || len(op.SelectionSet) == 0 {
+		return false
+	}
+	for _, sel := range op.SelectionSet {
+		f, ok := sel.(*ast.Field)
+		if !ok || (f.Name != "authenticateSocket" && f.Name != "__typename") {
+			return false
+		}
+	}
+	return true
+}
+
+// refuse answers an operation with e alone, as the error presenter would.
+func refuse(e *models.Error) graphql.ResponseHandler {
+	err := gqlerror.Errorf("%s", e.Message)
+	err.Extensions = map[string]any{"code": e.Code}
+	for k, v := range e.Extensions {
+		err.Extensions[k] = v
+	}
+	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{err}})
 }

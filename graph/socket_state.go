@@ -257,8 +257,11 @@ func (s *socket) checkExpiry() bool {
 		return true
 	case next.After(exp):
 		// Refreshed (over HTTP, or authenticateSocket on another socket):
-		// the socket lives as long as its session.
-		s.rebind(p, next)
+		// the socket lives as long as its session, for its subscriptions.
+		// Its principal keeps the expiry of the token the socket proved:
+		// past it, queries and mutations are refused (see socketLimits)
+		// and exchangeToken is capped at it.
+		s.extend(next)
 		return false
 	case !warned && now.Before(end):
 		// A warning at or past the expiry (the clock jumped) would only
@@ -272,11 +275,17 @@ func (s *socket) checkExpiry() bool {
 	return true
 }
 
-// rebind makes p, valid until exp, the socket's principal.
-func (s *socket) rebind(p *auth.Principal, exp time.Time) {
-	next := *p
-	next.ExpiresAt = exp
-	s.holder.Set(&next)
+// rebind makes p, a token the socket proved (authenticateSocket), its
+// principal, and the socket lives until p's expiry.
+func (s *socket) rebind(p *auth.Principal) {
+	s.holder.Set(p)
+	s.extend(p.ExpiresAt)
+}
+
+// extend lets the socket live until exp. Its principal, and so the token
+// it proved, is unchanged: a refresh of the session over HTTP keeps the
+// socket's subscriptions going, it does not give the socket a new token.
+func (s *socket) extend(exp time.Time) {
 	s.mu.Lock()
 	s.expiry, s.warned = exp, false
 	s.mu.Unlock()
@@ -284,6 +293,13 @@ func (s *socket) rebind(p *auth.Principal, exp time.Time) {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// tokenExpired reports whether the token the socket itself proved (at
+// connection_init or its latest authenticateSocket) is past its expiry.
+func (s *socket) tokenExpired() bool {
+	p := s.holder.Get()
+	return p != nil && s.svc.Now().After(tokenEnd(p.ExpiresAt))
 }
 
 // deliver hands a user's event to the socket's sessionEvents
