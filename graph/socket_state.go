@@ -23,6 +23,11 @@ const expiringNotice = time.Minute
 // closes: a client too slow to take one message does not hold it open.
 const deliveryWait = 2 * time.Second
 
+// syncPoll is how often a socket looks whether its replica has been out
+// of sync past AUTH_SYNC_TIMEOUT (it then closes 1013, as connection_init
+// would be refused).
+const syncPoll = time.Second
+
 // socket is one websocket of /query: its principal, the expiry of its
 // token, its sessionEvents subscriptions and its watch on the user's
 // events.
@@ -180,10 +185,22 @@ func (s *socket) watch(sub *auth.LiveSub) {
 	defer sub.Cancel()
 	timer := time.NewTimer(s.untilDue())
 	defer timer.Stop()
+	sync := time.NewTicker(syncPoll)
+	defer sync.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
+		case <-sync.C:
+			// Out of sync, this replica cannot know what other replicas
+			// revoked: the socket's operations are refused already (see
+			// auth.SocketPrincipal), and its events may be missing. The
+			// client reconnects, to a replica in sync or later.
+			if s.svc.SyncRefusing() {
+				s.closeWith(CloseTryLater, "temporarily unavailable; retry shortly")
+				return
+			}
+			continue
 		case e, ok := <-sub.C:
 			if !ok {
 				// Dropped for lagging (or the hub closed): events were lost,
