@@ -108,8 +108,10 @@ func authenticateSocket(ctx context.Context, svc *auth.Service, accessToken stri
 	return &model.SocketAuth{SessionID: p.SessionID, ExpiresAt: p.ExpiresAt}, nil
 }
 
-// socketLimits bounds the subscriptions running on one socket
+// socketLimits bounds the operations running at once on one socket,
+// subscriptions, queries and mutations together
 // (SocketOptions.MaxSubscriptions); one more closes the socket with 4429.
+// It also refuses a socket's queries and mutations past its token.
 type socketLimits struct{}
 
 var _ interface {
@@ -135,20 +137,19 @@ func (socketLimits) InterceptOperation(ctx context.Context, next graphql.Operati
 		if s.tokenExpired() && !onlyAuthenticateSocket(oc.Operation) {
 			return refuse(models.Unauthenticatedf(models.ReasonTokenExpired, "the socket's token expired: send a fresh one with authenticateSocket"))
 		}
-		return next(ctx)
 	}
-	if !s.beginSubscription() {
-		s.closeWith(CloseTooMany, "too many subscriptions on this socket")
-		err := gqlerror.Errorf("too many subscriptions on this socket")
-		err.Extensions = map[string]any{"code": models.RateLimited}
-		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{err}})
+	// gqlgen runs each operation of a socket on a goroutine of its own and
+	// reads its handler until nil: counted until then.
+	if !s.beginOperation() {
+		s.closeWith(CloseTooMany, "too many operations on this socket")
+		return refuse(models.Errorf(models.RateLimited, "too many operations on this socket"))
 	}
 	h := next(ctx)
 	var once sync.Once
 	return func(ctx context.Context) *graphql.Response {
 		r := h(ctx)
 		if r == nil {
-			once.Do(s.endSubscription)
+			once.Do(s.endOperation)
 		}
 		return r
 	}

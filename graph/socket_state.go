@@ -48,7 +48,7 @@ type socket struct {
 	userID    string // set at init, counted in Sockets.perUser
 	expiry    time.Time
 	warned    bool // TOKEN_EXPIRING sent for this expiry
-	nsubs     int  // subscriptions running, of any field
+	nops      int  // operations running (SocketOptions.MaxSubscriptions)
 	listeners map[*liveListener]struct{}
 }
 
@@ -398,21 +398,21 @@ func (s *socket) unlisten(l *liveListener) {
 	}
 }
 
-// beginSubscription counts a subscription starting, unless the socket
-// runs MaxSubscriptions already.
-func (s *socket) beginSubscription() bool {
+// beginOperation counts an operation starting, unless the socket runs
+// MaxSubscriptions already.
+func (s *socket) beginOperation() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.nsubs >= s.m.opts.MaxSubscriptions {
+	if s.nops >= s.m.opts.MaxSubscriptions {
 		return false
 	}
-	s.nsubs++
+	s.nops++
 	return true
 }
 
-// endSubscription counts a subscription that ended.
-func (s *socket) endSubscription() {
+// endOperation counts an operation that ended.
+func (s *socket) endOperation() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.nsubs--
+	s.nops--
 }

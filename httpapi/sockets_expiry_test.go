@@ -174,6 +174,27 @@ func TestSocketLimits(t *testing.T) {
 			}
 			wantClose(t, c, graph.CloseTooMany)
 		})
+		t.Run("OperationsPerSocket", func(t *testing.T) {
+			// Queries and mutations count with the subscriptions, while
+			// they run: one subscription leaves room for any number of
+			// queries one after another, two leave none.
+			c := openSocket(t, ts, u.Access)
+			if err := c.Subscribe(socketCtx(t), "a", sessionEventsDoc, nil); err != nil {
+				t.Fatal(err)
+			}
+			waitListening(t, ts, 1)
+			for _, id := range []string{"q1", "q2", "q3"} {
+				run(t, c, id, `{ me { id } }`, nil).OK(t)
+			}
+			if err := c.Subscribe(socketCtx(t), "b", sessionEventsDoc, nil); err != nil {
+				t.Fatal(err)
+			}
+			waitListening(t, ts, 2)
+			if err := c.Subscribe(socketCtx(t), "q4", `{ me { id } }`, nil); err != nil {
+				t.Fatal(err)
+			}
+			wantClose(t, c, graph.CloseTooMany)
+		})
 		t.Run("MessageSize", func(t *testing.T) {
 			c := openSocket(t, ts, u.Access)
 			if err := c.Subscribe(socketCtx(t), "a", `{ me { id } }`+strings.Repeat(" ", 4096), nil); err != nil {
