@@ -247,6 +247,14 @@ func TestSocketMetrics(t *testing.T) {
 		bad := dial(t, ts, wsclient.Options{})
 		bad.Init(socketCtx(t), map[string]any{"authorization": "Bearer nope"})
 		waitMetric(t, ts, `authql_websocket_closes_total{code="4403"} 1`)
+		// A peer's own codes are not labels of their own.
+		for _, code := range []int{4999, 3000} {
+			p := openSocket(t, ts, u.Access)
+			if err := p.CloseWith(code, "mine"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitMetric(t, ts, `authql_websocket_closes_total{code="other"} 2`)
 		waitMetric(t, ts, `authql_websockets_open 1`)
 		ts.Handler.(*httpapi.Handler).CloseSockets()
 		wantClose(t, c, graph.CloseGoingAway)
