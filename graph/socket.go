@@ -253,14 +253,24 @@ func (t socketTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	// The upgrade's RequestInfo is the socket's one log line; the
 	// operations run on the socket concurrently and fill none.
 	ctx = WithRequestInfo(ctx, nil)
+	// Whole before it is added: CloseAll may close it from then on, and
+	// must find the context to cancel (the connection, not accepted yet,
+	// is closed by attach).
+	ctx, s.cancel = context.WithCancel(context.WithValue(ctx, socketKey{}, s))
 	if !t.m.add(s) {
+		s.cancel()
 		refuseUpgrade(w, r, exec, http.StatusServiceUnavailable, models.ServiceUnavailable, "the server is shutting down")
 		return
 	}
-	ctx, s.cancel = context.WithCancel(context.WithValue(ctx, socketKey{}, s))
+	if testHookAdded != nil {
+		testHookAdded(t.m)
+	}
 	defer s.end()
 	t.ws.Do(w, r.WithContext(ctx), exec)
 }
+
+// testHookAdded, set by tests only, runs once a socket is added.
+var testHookAdded func(*Sockets)
 
 // offers reports whether the request offers subprotocol proto.
 func offers(r *http.Request, proto string) bool {

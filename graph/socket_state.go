@@ -45,6 +45,7 @@ type socket struct {
 
 	mu        sync.Mutex
 	code      int    // the close code, once closing
+	reason    string // the close reason, once closing
 	userID    string // set at init, counted in Sockets.perUser
 	expiry    time.Time
 	warned    bool // TOKEN_EXPIRING sent for this expiry
@@ -65,9 +66,17 @@ type liveItem struct {
 	delivered chan struct{}
 }
 
-// attach starts the wait for connection_init.
+// attach starts the wait for connection_init, or closes the connection
+// if the socket was closed (by CloseAll) before it was accepted.
 func (s *socket) attach(c *socketConn) {
+	s.mu.Lock()
 	s.conn = c
+	code, reason := s.code, s.reason
+	s.mu.Unlock()
+	if code != 0 {
+		_ = c.WebsocketConn.WriteClose(code, reason)
+		return
+	}
 	s.initTimer = time.AfterFunc(s.m.opts.InitTimeout, func() {
 		s.closeWith(CloseInitTimeout, "connection initialisation timeout")
 	})
@@ -78,7 +87,7 @@ func (s *socket) attach(c *socketConn) {
 // it), and starts the socket's watch of the user's events.
 func (m *Sockets) initFunc(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 	s := socketFrom(ctx)
-	if !s.initTimer.Stop() {
+	if s.initTimer == nil || !s.initTimer.Stop() {
 		return refuseInit(ctx, CloseInitTimeout, "connection initialisation timeout")
 	}
 	// The token comes from connection_init alone, never from the URL (it
@@ -138,25 +147,29 @@ func refuseInit(ctx context.Context, code int, reason string) (context.Context, 
 
 // closeWith closes the socket with code, once; later calls do nothing.
 func (s *socket) closeWith(code int, reason string) {
-	if !s.closed(code) {
+	if !s.closedWith(code, reason) {
 		return
 	}
-	if s.conn != nil {
-		_ = s.conn.WebsocketConn.WriteClose(code, reason)
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	if conn != nil {
+		_ = conn.WebsocketConn.WriteClose(code, reason)
 	}
-	if s.cancel != nil {
-		s.cancel()
-	}
+	s.cancel()
 }
 
 // closed records that the socket closes with code; false if it had already.
-func (s *socket) closed(code int) bool {
+func (s *socket) closed(code int) bool { return s.closedWith(code, "") }
+
+// closedWith is closed, recording the reason sent with code.
+func (s *socket) closedWith(code int, reason string) bool {
 	s.mu.Lock()
 	if s.code != 0 {
 		s.mu.Unlock()
 		return false
 	}
-	s.code = code
+	s.code, s.reason = code, reason
 	s.mu.Unlock()
 	close(s.done)
 	if s.m.opts.OnClose != nil {
