@@ -95,7 +95,7 @@ var variables = []variable{
 	{"AUTH_METRICS_ADDR", "", "serve /metrics on this address (such as 127.0.0.1:9090) instead of on PORT: they are not for the public, so either use this or block /metrics at the proxy"},
 	{"AUTH_METRICS_PUBLIC", "false", "true serves /metrics on PORT with AUTH_ENV=production too; false leaves them, in production, to AUTH_METRICS_ADDR alone"},
 	{"AUTH_WS_MAX_SOCKETS_PER_USER", "20", "websockets (subscriptions on /query) one user may hold open on a replica; past it connection_init closes 4429"},
-	{"AUTH_WS_MAX_SUBSCRIPTIONS", "10", "subscriptions running at once on one websocket; one more closes it with 4429"},
+	{"AUTH_WS_MAX_SUBSCRIPTIONS", "10", "operations running at once on one websocket (subscriptions included); one more closes it with 4429"},
 	{"AUTH_WS_MAX_MESSAGE_BYTES", "65536", "largest message a client may send on a websocket; larger closes it with 1009"},
 	{"AUTH_WS_PING_INTERVAL", "25s", "how often the server pings each websocket; one that has not answered within two intervals is dropped"},
 	{"AUTH_MAX_CONNS_PER_CLIENT", "256", "open connections of one client address (an IPv6 /64) at once; past it a new connection is closed at once; addresses in AUTH_TRUSTED_PROXIES are exempt; 0 disables"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +147,38 @@ func TestSocketOutOfSync(t *testing.T) {
 	var cl *wsclient.Closed
 	if err := conn.InitToken(ctx, u.Access); !errors.As(err, &cl) || cl.Code != graph.CloseTryLater {
 		t.Fatalf("init at B out of sync: %v, want close 1013", err)
+	}
+}
+
+// TestOpenSocketOutOfSync: a socket opened on B before B was cut off is
+// refused every operation (SERVICE_UNAVAILABLE, as over HTTP) and closed
+// with 1013 once B refuses tokens.
+func TestOpenSocketOutOfSync(t *testing.T) {
+	c := newCluster(t, nil)
+	b := c.start(t, map[string]string{"AUTH_SYNC_TIMEOUT": "500ms"})
+	u := registerAt(t, b, "ada@example.com", "password1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, _, err := wsclient.Dial(ctx, b+"/query", wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	if err := conn.InitToken(ctx, u.Access); err != nil {
+		t.Fatal(err)
+	}
+	restore := c.cutOff(t, b)
+	defer restore()
+	waitFor(t, "B to refuse tokens", func() bool { return len(gql(t, b, u.Access, `{ me { id } }`).Errors) > 0 })
+	// The socket may be closed already (its watch looks once a second);
+	// if not, the query is refused as over HTTP.
+	if err := conn.Subscribe(ctx, "me", `{ me { id } }`, nil); err == nil {
+		if m, err := conn.Next(ctx); err == nil && (m.Type != "next" || !strings.Contains(string(m.Payload), `"SERVICE_UNAVAILABLE"`) || strings.Contains(string(m.Payload), u.UserID)) {
+			t.Fatalf("query on a socket of B out of sync: %s %s", m.Type, m.Payload)
+		}
+	}
+	cl, seen, err := conn.WaitClose(ctx)
+	if err != nil || cl.Code != graph.CloseTryLater {
+		t.Fatalf("socket at B out of sync: %v %v (read %+v), want 1013", cl, err, seen)
 	}
 }

@@ -84,7 +84,10 @@ func (s *Service) ExchangeToken(ctx context.Context, p *Principal, audience stri
 	}
 	sub.Audience, sub.Scope = audience, strings.Join(granted, " ")
 	// At most the caller's own token's life: an exchange must not extend
-	// what the caller holds.
+	// what the caller holds. On a socket p.ExpiresAt is the exp of the
+	// token the socket itself proved, never the session's (which the
+	// victim's refreshes over HTTP move on): a stolen token must not act
+	// past its exp through a socket those refreshes keep alive.
 	ttl := min(p.ExpiresAt.Sub(now.Truncate(time.Second)), s.exchangeTTL())
 	if ttl <= 0 {
 		return nil, errTokenExpired

@@ -22,6 +22,8 @@ type SocketPrincipal struct {
 	mu      sync.RWMutex
 	p       *Principal
 	revoked func(ids ...string) bool
+	// refusing reports whether the replica is out of sync (syncState).
+	refusing func() bool
 }
 
 // Set makes p the socket's principal.
@@ -41,10 +43,16 @@ func (h *SocketPrincipal) Get() *Principal {
 // get is PrincipalFrom's view: a socket whose session or token was revoked
 // since it authenticated is refused at its next operation, on this replica
 // as soon as the revocation is applied, even before the socket is closed.
+// While the replica is out of sync, every operation is refused as every
+// request is (see Authenticate): a socket opened before must not run on
+// what this replica cannot know was revoked elsewhere.
 func (h *SocketPrincipal) get() (*Principal, error) {
 	p := h.Get()
 	if p == nil {
 		return nil, errNoToken
+	}
+	if h.refusing != nil && h.refusing() {
+		return nil, errUnsynced
 	}
 	if h.revoked != nil && h.revoked(p.SessionID, p.TokenID) {
 		return nil, errTokenRevoked
@@ -59,7 +67,7 @@ func (h *SocketPrincipal) get() (*Principal, error) {
 // headers on a websocket, and a cookie would let any page the user visits
 // open one in their name).
 func (s *Service) SocketContext(r *http.Request) (context.Context, *SocketPrincipal) {
-	h := &SocketPrincipal{revoked: s.revs.revoked}
+	h := &SocketPrincipal{revoked: s.revs.revoked, refusing: s.sync.refusing}
 	ctx := context.WithValue(r.Context(), principalKey, h)
 	ctx = context.WithValue(ctx, clientKey, &requestClient{r: r, trusted: s.cfg.TrustedProxies})
 	return ctx, h

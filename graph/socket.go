@@ -37,8 +37,8 @@ const (
 	CloseBadToken = 4403
 	// CloseInitTimeout: no connection_init within SocketOptions.InitTimeout.
 	CloseInitTimeout = 4408
-	// CloseTooMany: too many sockets of one user, or subscriptions of one
-	// socket.
+	// CloseTooMany: too many sockets of one user, or operations running
+	// on one socket.
 	CloseTooMany = 4429
 	// CloseGoingAway: the server is shutting down.
 	CloseGoingAway = int(websocket.StatusGoingAway)
@@ -63,8 +63,11 @@ type SocketOptions struct {
 	// MaxPerUser bounds the sockets one user holds open on a replica
 	// (AUTH_WS_MAX_SOCKETS_PER_USER); past it connection_init closes 4429.
 	MaxPerUser int
-	// MaxSubscriptions bounds the subscriptions running on one socket
-	// (AUTH_WS_MAX_SUBSCRIPTIONS); one more closes the socket with 4429.
+	// MaxSubscriptions bounds the operations running at once on one
+	// socket, subscriptions included (AUTH_WS_MAX_SUBSCRIPTIONS); one more
+	// closes the socket with 4429. gqlgen runs every operation of a socket
+	// on a goroutine of its own: queries and mutations count too, or one
+	// socket could start any number at once.
 	MaxSubscriptions int
 	// MaxMessageBytes bounds a message from the client
 	// (AUTH_WS_MAX_MESSAGE_BYTES); a larger one closes the socket, 1009.
@@ -250,14 +253,24 @@ func (t socketTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	// The upgrade's RequestInfo is the socket's one log line; the
 	// operations run on the socket concurrently and fill none.
 	ctx = WithRequestInfo(ctx, nil)
+	// Whole before it is added: CloseAll may close it from then on, and
+	// must find the context to cancel (the connection, not accepted yet,
+	// is closed by attach).
+	ctx, s.cancel = context.WithCancel(context.WithValue(ctx, socketKey{}, s))
 	if !t.m.add(s) {
+		s.cancel()
 		refuseUpgrade(w, r, exec, http.StatusServiceUnavailable, models.ServiceUnavailable, "the server is shutting down")
 		return
 	}
-	ctx, s.cancel = context.WithCancel(context.WithValue(ctx, socketKey{}, s))
+	if testHookAdded != nil {
+		testHookAdded(t.m)
+	}
 	defer s.end()
 	t.ws.Do(w, r.WithContext(ctx), exec)
 }
+
+// testHookAdded, set by tests only, runs once a socket is added.
+var testHookAdded func(*Sockets)
 
 // offers reports whether the request offers subprotocol proto.
 func offers(r *http.Request, proto string) bool {

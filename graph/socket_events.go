@@ -104,12 +104,14 @@ func authenticateSocket(ctx context.Context, svc *auth.Service, accessToken stri
 	if cur := s.holder.Get(); cur == nil || cur.UserID != p.UserID {
 		return nil, models.Errorf(models.Forbidden, "the token is another user's: open a new socket for them")
 	}
-	s.rebind(p, p.ExpiresAt)
+	s.rebind(p)
 	return &model.SocketAuth{SessionID: p.SessionID, ExpiresAt: p.ExpiresAt}, nil
 }
 
-// socketLimits bounds the subscriptions running on one socket
+// socketLimits bounds the operations running at once on one socket,
+// subscriptions, queries and mutations together
 // (SocketOptions.MaxSubscriptions); one more closes the socket with 4429.
+// It also refuses a socket's queries and mutations past its token.
 type socketLimits struct{}
 
 var _ interface {
@@ -123,22 +125,57 @@ func (socketLimits) Validate(schema graphql.ExecutableSchema) error { return nil
 func (socketLimits) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	s := socketFrom(ctx)
 	oc := graphql.GetOperationContext(ctx)
-	if s == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
+	if s == nil || oc.Operation == nil {
 		return next(ctx)
 	}
-	if !s.beginSubscription() {
-		s.closeWith(CloseTooMany, "too many subscriptions on this socket")
-		err := gqlerror.Errorf("too many subscriptions on this socket")
-		err.Extensions = map[string]any{"code": models.RateLimited}
-		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{err}})
+	if oc.Operation.Operation != ast.Subscription {
+		// A socket lives as long as its session, refreshed over HTTP or
+		// not; the token it proved does not. A stolen token must not act
+		// past its exp through a socket the victim's refreshes keep
+		// alive: once it expired, only authenticateSocket (with a token
+		// of now) runs.
+		if s.tokenExpired() && !onlyAuthenticateSocket(oc.Operation) {
+			return refuse(models.Unauthenticatedf(models.ReasonTokenExpired, "the socket's token expired: send a fresh one with authenticateSocket"))
+		}
+	}
+	// gqlgen runs each operation of a socket on a goroutine of its own and
+	// reads its handler until nil: counted until then.
+	if !s.beginOperation() {
+		s.closeWith(CloseTooMany, "too many operations on this socket")
+		return refuse(models.Errorf(models.RateLimited, "too many operations on this socket"))
 	}
 	h := next(ctx)
 	var once sync.Once
 	return func(ctx context.Context) *graphql.Response {
 		r := h(ctx)
 		if r == nil {
-			once.Do(s.endSubscription)
+			once.Do(s.endOperation)
 		}
 		return r
 	}
+}
+
+// onlyAuthenticateSocket reports whether op selects authenticateSocket
+// (and __typename) alone.
+func onlyAuthenticateSocket(op *ast.OperationDefinition) bool {
+	if op.Operation != ast.Mutation || len(op.SelectionSet) == 0 {
+		return false
+	}
+	for _, sel := range op.SelectionSet {
+		f, ok := sel.(*ast.Field)
+		if !ok || (f.Name != "authenticateSocket" && f.Name != "__typename") {
+			return false
+		}
+	}
+	return true
+}
+
+// refuse answers an operation with e alone, as the error presenter would.
+func refuse(e *models.Error) graphql.ResponseHandler {
+	err := gqlerror.Errorf("%s", e.Message)
+	err.Extensions = map[string]any{"code": e.Code}
+	for k, v := range e.Extensions {
+		err.Extensions[k] = v
+	}
+	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{err}})
 }

@@ -23,6 +23,11 @@ const expiringNotice = time.Minute
 // closes: a client too slow to take one message does not hold it open.
 const deliveryWait = 2 * time.Second
 
+// syncPoll is how often a socket looks whether its replica has been out
+// of sync past AUTH_SYNC_TIMEOUT (it then closes 1013, as connection_init
+// would be refused).
+const syncPoll = time.Second
+
 // socket is one websocket of /query: its principal, the expiry of its
 // token, its sessionEvents subscriptions and its watch on the user's
 // events.
@@ -40,10 +45,11 @@ type socket struct {
 
 	mu        sync.Mutex
 	code      int    // the close code, once closing
+	reason    string // the close reason, once closing
 	userID    string // set at init, counted in Sockets.perUser
 	expiry    time.Time
 	warned    bool // TOKEN_EXPIRING sent for this expiry
-	nsubs     int  // subscriptions running, of any field
+	nops      int  // operations running (SocketOptions.MaxSubscriptions)
 	listeners map[*liveListener]struct{}
 }
 
@@ -60,9 +66,17 @@ type liveItem struct {
 	delivered chan struct{}
 }
 
-// attach starts the wait for connection_init.
+// attach starts the wait for connection_init, or closes the connection
+// if the socket was closed (by CloseAll) before it was accepted.
 func (s *socket) attach(c *socketConn) {
+	s.mu.Lock()
 	s.conn = c
+	code, reason := s.code, s.reason
+	s.mu.Unlock()
+	if code != 0 {
+		_ = c.WebsocketConn.WriteClose(code, reason)
+		return
+	}
 	s.initTimer = time.AfterFunc(s.m.opts.InitTimeout, func() {
 		s.closeWith(CloseInitTimeout, "connection initialisation timeout")
 	})
@@ -73,7 +87,7 @@ func (s *socket) attach(c *socketConn) {
 // it), and starts the socket's watch of the user's events.
 func (m *Sockets) initFunc(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 	s := socketFrom(ctx)
-	if !s.initTimer.Stop() {
+	if s.initTimer == nil || !s.initTimer.Stop() {
 		return refuseInit(ctx, CloseInitTimeout, "connection initialisation timeout")
 	}
 	// The token comes from connection_init alone, never from the URL (it
@@ -133,25 +147,29 @@ func refuseInit(ctx context.Context, code int, reason string) (context.Context, 
 
 // closeWith closes the socket with code, once; later calls do nothing.
 func (s *socket) closeWith(code int, reason string) {
-	if !s.closed(code) {
+	if !s.closedWith(code, reason) {
 		return
 	}
-	if s.conn != nil {
-		_ = s.conn.WebsocketConn.WriteClose(code, reason)
+	s.mu.Lock()
+	conn := s.conn
+	s.mu.Unlock()
+	if conn != nil {
+		_ = conn.WebsocketConn.WriteClose(code, reason)
 	}
-	if s.cancel != nil {
-		s.cancel()
-	}
+	s.cancel()
 }
 
 // closed records that the socket closes with code; false if it had already.
-func (s *socket) closed(code int) bool {
+func (s *socket) closed(code int) bool { return s.closedWith(code, "") }
+
+// closedWith is closed, recording the reason sent with code.
+func (s *socket) closedWith(code int, reason string) bool {
 	s.mu.Lock()
 	if s.code != 0 {
 		s.mu.Unlock()
 		return false
 	}
-	s.code = code
+	s.code, s.reason = code, reason
 	s.mu.Unlock()
 	close(s.done)
 	if s.m.opts.OnClose != nil {
@@ -180,10 +198,22 @@ func (s *socket) watch(sub *auth.LiveSub) {
 	defer sub.Cancel()
 	timer := time.NewTimer(s.untilDue())
 	defer timer.Stop()
+	sync := time.NewTicker(syncPoll)
+	defer sync.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
+		case <-sync.C:
+			// Out of sync, this replica cannot know what other replicas
+			// revoked: the socket's operations are refused already (see
+			// auth.SocketPrincipal), and its events may be missing. The
+			// client reconnects, to a replica in sync or later.
+			if s.svc.SyncRefusing() {
+				s.closeWith(CloseTryLater, "temporarily unavailable; retry shortly")
+				return
+			}
+			continue
 		case e, ok := <-sub.C:
 			if !ok {
 				// Dropped for lagging (or the hub closed): events were lost,
@@ -257,8 +287,11 @@ func (s *socket) checkExpiry() bool {
 		return true
 	case next.After(exp):
 		// Refreshed (over HTTP, or authenticateSocket on another socket):
-		// the socket lives as long as its session.
-		s.rebind(p, next)
+		// the socket lives as long as its session, for its subscriptions.
+		// Its principal keeps the expiry of the token the socket proved:
+		// past it, queries and mutations are refused (see socketLimits)
+		// and exchangeToken is capped at it.
+		s.extend(next)
 		return false
 	case !warned && now.Before(end):
 		// A warning at or past the expiry (the clock jumped) would only
@@ -272,11 +305,17 @@ func (s *socket) checkExpiry() bool {
 	return true
 }
 
-// rebind makes p, valid until exp, the socket's principal.
-func (s *socket) rebind(p *auth.Principal, exp time.Time) {
-	next := *p
-	next.ExpiresAt = exp
-	s.holder.Set(&next)
+// rebind makes p, a token the socket proved (authenticateSocket), its
+// principal, and the socket lives until p's expiry.
+func (s *socket) rebind(p *auth.Principal) {
+	s.holder.Set(p)
+	s.extend(p.ExpiresAt)
+}
+
+// extend lets the socket live until exp. Its principal, and so the token
+// it proved, is unchanged: a refresh of the session over HTTP keeps the
+// socket's subscriptions going, it does not give the socket a new token.
+func (s *socket) extend(exp time.Time) {
 	s.mu.Lock()
 	s.expiry, s.warned = exp, false
 	s.mu.Unlock()
@@ -284,6 +323,13 @@ func (s *socket) rebind(p *auth.Principal, exp time.Time) {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// tokenExpired reports whether the token the socket itself proved (at
+// connection_init or its latest authenticateSocket) is past its expiry.
+func (s *socket) tokenExpired() bool {
+	p := s.holder.Get()
+	return p != nil && s.svc.Now().After(tokenEnd(p.ExpiresAt))
 }
 
 // deliver hands a user's event to the socket's sessionEvents
@@ -365,21 +411,21 @@ func (s *socket) unlisten(l *liveListener) {
 	}
 }
 
-// beginSubscription counts a subscription starting, unless the socket
-// runs MaxSubscriptions already.
-func (s *socket) beginSubscription() bool {
+// beginOperation counts an operation starting, unless the socket runs
+// MaxSubscriptions already.
+func (s *socket) beginOperation() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.nsubs >= s.m.opts.MaxSubscriptions {
+	if s.nops >= s.m.opts.MaxSubscriptions {
 		return false
 	}
-	s.nsubs++
+	s.nops++
 	return true
 }
 
-// endSubscription counts a subscription that ended.
-func (s *socket) endSubscription() {
+// endOperation counts an operation that ended.
+func (s *socket) endOperation() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.nsubs--
+	s.nops--
 }

@@ -61,7 +61,7 @@ func socketOptions(cfg Config) graph.SocketOptions {
 func (m *Metrics) watchSockets(open func() int) func(code int) {
 	closes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "authql_websocket_closes_total",
-		Help: "Websockets closed, by close code (4401 session ended, 4403 token, 4408 no connection_init, 4429 limits, 1001 shutdown, 1006 gone without a close, ...).",
+		Help: "Websockets closed, by close code (4401 session ended, 4403 token, 4408 no connection_init, 4429 limits, 1001 shutdown, 1006 gone without a close, ...; a peer's code outside authql's and 1000-1015 as \"other\").",
 	}, []string{"code"})
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -70,5 +70,20 @@ func (m *Metrics) watchSockets(open func() int) func(code int) {
 		}, func() float64 { return float64(open()) }),
 		closes,
 	)
-	return func(code int) { closes.WithLabelValues(strconv.Itoa(code)).Inc() }
+	return func(code int) { closes.WithLabelValues(closeLabel(code)).Inc() }
+}
+
+// closeLabel is the closes counter's label of code: the codes authql
+// closes with and the standard ones (1000-1015) by number, any other as
+// "other". A peer closes with the code it likes: labelled as it is, it
+// would make a series of each of 4000 codes.
+func closeLabel(code int) string {
+	switch {
+	case code >= 1000 && code <= 1015:
+	case code == graph.CloseBadMessage, code == graph.CloseSessionEnded, code == graph.CloseBadToken,
+		code == graph.CloseInitTimeout, code == graph.CloseTooMany:
+	default:
+		return "other"
+	}
+	return strconv.Itoa(code)
 }

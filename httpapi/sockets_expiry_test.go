@@ -43,6 +43,34 @@ func TestSocketExpiry(t *testing.T) {
 				t.Fatalf("want TOKEN_EXPIRING of the refreshed token, got %+v", got)
 			}
 		})
+		t.Run("RefreshOverHTTPGivesNoPowers", func(t *testing.T) {
+			// A stolen token must not act past its exp through a socket
+			// the victim's refreshes keep alive.
+			ts, u, c := expiringSocket(t, dsn, withAudiences("orders"))
+			next := authtest.TokensOf(ts.Refresh(t, u.Refresh).OK(t), "refresh")
+			ts.Clock.Advance(time.Minute + time.Second) // past the socket's token, with the leeway
+			record(t, ts, models.NewLiveEvent(models.LiveMfaChanged, u.UserID, "", nil))
+			if got := nextEvent(t, c, "a"); got.Type != models.LiveMfaChanged {
+				t.Fatalf("after the refresh: %+v", got)
+			}
+			for id, doc := range map[string]string{
+				"me":       `{ me { id } }`,
+				"exchange": `mutation { exchangeToken(audience: "orders") { expiresIn } }`,
+				"both":     `mutation($t: String!) { authenticateSocket(accessToken: $t) { sessionId } logout }`,
+			} {
+				r := run(t, c, id, doc, map[string]any{"t": next.Access})
+				if r.Code(t) != models.Unauthenticated || r.Reason(t) != models.ReasonTokenExpired {
+					t.Fatalf("%s past the socket's token: %s %s, want UNAUTHENTICATED TOKEN_EXPIRED (%v)", id, r.Code(t), r.Reason(t), r.Errors)
+				}
+			}
+			run(t, c, "auth", `mutation($t: String!) { authenticateSocket(accessToken: $t) { sessionId } }`, map[string]any{"t": next.Access}).OK(t)
+			run(t, c, "me2", `{ me { id } }`, nil).OK(t)
+			run(t, c, "exchange2", `mutation { exchangeToken(audience: "orders") { expiresIn } }`, nil).OK(t)
+			record(t, ts, models.NewLiveEvent(models.LiveMfaChanged, u.UserID, "", nil))
+			if got := nextEvent(t, c, "a"); got.Type != models.LiveMfaChanged {
+				t.Fatalf("after authenticateSocket: %+v", got)
+			}
+		})
 		t.Run("AuthenticateSocketLivesOn", func(t *testing.T) {
 			ts := authtest.NewServer(t, dsn, nil, withSockets(nil))
 			u := ts.Register(t, "cy@example.com", "password1")
@@ -68,9 +96,9 @@ func TestSocketExpiry(t *testing.T) {
 // expiringSocket opens a socket of a new user subscribed to sessionEvents
 // as "a", and moves the clock to half a minute before its token expires,
 // past the TOKEN_EXPIRING that it checks.
-func expiringSocket(t *testing.T, dsn string) (*authtest.Server, authtest.Tokens, *wsclient.Conn) {
+func expiringSocket(t *testing.T, dsn string, opts ...authtest.Option) (*authtest.Server, authtest.Tokens, *wsclient.Conn) {
 	t.Helper()
-	ts := authtest.NewServer(t, dsn, nil, withSockets(nil))
+	ts := authtest.NewServer(t, dsn, nil, append(opts, withSockets(nil))...)
 	// One database for every subtest of dsn: an address of the test's own.
 	email := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")) + "@example.com"
 	u := ts.Register(t, email, "password1")
@@ -146,6 +174,27 @@ func TestSocketLimits(t *testing.T) {
 			}
 			wantClose(t, c, graph.CloseTooMany)
 		})
+		t.Run("OperationsPerSocket", func(t *testing.T) {
+			// Queries and mutations count with the subscriptions, while
+			// they run: one subscription leaves room for any number of
+			// queries one after another, two leave none.
+			c := openSocket(t, ts, u.Access)
+			if err := c.Subscribe(socketCtx(t), "a", sessionEventsDoc, nil); err != nil {
+				t.Fatal(err)
+			}
+			waitListening(t, ts, 1)
+			for _, id := range []string{"q1", "q2", "q3"} {
+				run(t, c, id, `{ me { id } }`, nil).OK(t)
+			}
+			if err := c.Subscribe(socketCtx(t), "b", sessionEventsDoc, nil); err != nil {
+				t.Fatal(err)
+			}
+			waitListening(t, ts, 2)
+			if err := c.Subscribe(socketCtx(t), "q4", `{ me { id } }`, nil); err != nil {
+				t.Fatal(err)
+			}
+			wantClose(t, c, graph.CloseTooMany)
+		})
 		t.Run("MessageSize", func(t *testing.T) {
 			c := openSocket(t, ts, u.Access)
 			if err := c.Subscribe(socketCtx(t), "a", `{ me { id } }`+strings.Repeat(" ", 4096), nil); err != nil {
@@ -198,6 +247,14 @@ func TestSocketMetrics(t *testing.T) {
 		bad := dial(t, ts, wsclient.Options{})
 		bad.Init(socketCtx(t), map[string]any{"authorization": "Bearer nope"})
 		waitMetric(t, ts, `authql_websocket_closes_total{code="4403"} 1`)
+		// A peer's own codes are not labels of their own.
+		for _, code := range []int{4999, 3000} {
+			p := openSocket(t, ts, u.Access)
+			if err := p.CloseWith(code, "mine"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitMetric(t, ts, `authql_websocket_closes_total{code="other"} 2`)
 		waitMetric(t, ts, `authql_websockets_open 1`)
 		ts.Handler.(*httpapi.Handler).CloseSockets()
 		wantClose(t, c, graph.CloseGoingAway)

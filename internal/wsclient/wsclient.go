@@ -172,6 +172,11 @@ func (c *Conn) WaitClose(ctx context.Context) (*Closed, []Message, error) {
 // Close closes the socket from the client's side (1000).
 func (c *Conn) Close() error { return c.c.Close(websocket.StatusNormalClosure, "") }
 
+// CloseWith closes the socket with code, as a client may choose any.
+func (c *Conn) CloseWith(code int, reason string) error {
+	return c.c.Close(websocket.StatusCode(code), reason)
+}
+
 // CloseNow drops the connection without a close handshake.
 func (c *Conn) CloseNow() error { return c.c.CloseNow() }
 
