@@ -111,7 +111,7 @@ func authenticateSocket(ctx context.Context, svc *auth.Service, accessToken stri
 // socketLimits bounds the operations running at once on one socket,
 // subscriptions, queries and mutations together
 // (SocketOptions.MaxSubscriptions); one more closes the socket with 4429.
-// It also refuses a socket's queries and mutations past its token.
+// It also refuses a socket's new operations past its token.
 type socketLimits struct{}
 
 var _ interface {
@@ -128,15 +128,14 @@ func (socketLimits) InterceptOperation(ctx context.Context, next graphql.Operati
 	if s == nil || oc.Operation == nil {
 		return next(ctx)
 	}
-	if oc.Operation.Operation != ast.Subscription {
-		// A socket lives as long as its session, refreshed over HTTP or
-		// not; the token it proved does not. A stolen token must not act
-		// past its exp through a socket the victim's refreshes keep
-		// alive: once it expired, only authenticateSocket (with a token
-		// of now) runs.
-		if s.tokenExpired() && !onlyAuthenticateSocket(oc.Operation) {
-			return refuse(models.Unauthenticatedf(models.ReasonTokenExpired, "the socket's token expired: send a fresh one with authenticateSocket"))
-		}
+	// A socket lives as long as its session, refreshed over HTTP or not;
+	// the token it proved does not. A stolen token must not act past its
+	// exp through a socket the victim's refreshes keep alive: once it
+	// expired, the subscriptions running go on, and of new operations
+	// only authenticateSocket (with a token of now) runs; a new
+	// subscription (auditEvents, say) is refused too.
+	if s.tokenExpired() && !onlyAuthenticateSocket(oc.Operation) {
+		return refuse(models.Unauthenticatedf(models.ReasonTokenExpired, "the socket's token expired: send a fresh one with authenticateSocket"))
 	}
 	// gqlgen runs each operation of a socket on a goroutine of its own and
 	// reads its handler until nil: counted until then.

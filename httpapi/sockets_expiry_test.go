@@ -57,6 +57,7 @@ func TestSocketExpiry(t *testing.T) {
 				"me":       `{ me { id } }`,
 				"exchange": `mutation { exchangeToken(audience: "orders") { expiresIn } }`,
 				"both":     `mutation($t: String!) { authenticateSocket(accessToken: $t) { sessionId } logout }`,
+				"sub":      `subscription { sessionEvents { type } }`,
 			} {
 				r := run(t, c, id, doc, map[string]any{"t": next.Access})
 				if r.Code(t) != models.Unauthenticated || r.Reason(t) != models.ReasonTokenExpired {
